@@ -1,0 +1,1 @@
+"""Sub-commands of `gridctl`; every module here exposes `register(subparsers)`."""

@@ -1,0 +1,485 @@
+"""Typed site description: site, devices with their points, assets, dwellings.
+
+One schema for the three protocols: a point carries what every point has (id, unit, kind,
+limits) plus the fields of its device's protocol. Assets and dwellings refer to points by
+address ``"<device_id>/<point_id>"``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gridctl.config.units import UNITS
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+ADDRESS_PATTERN = r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$"
+
+Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+Address = Annotated[str, Field(pattern=ADDRESS_PATTERN)]
+
+
+class Strict(BaseModel):
+    """Base for every site model: unknown fields are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- points
+
+
+class PointKind(StrEnum):
+    MEASUREMENT = "measurement"
+    ENERGY_COUNTER = "energy_counter"
+    SETPOINT = "setpoint"
+    STATE = "state"
+
+
+class PointBase(Strict):
+    id: Identifier
+    name: str | None = None
+    unit: str
+    kind: PointKind
+    writable: bool = False
+    min: float | None = None
+    max: float | None = None
+    # Enumerated states (kind=state): raw value -> label.
+    states: dict[int, str] | None = None
+
+    @field_validator("unit")
+    @classmethod
+    def _known_unit(cls, unit: str) -> str:
+        if unit not in UNITS:
+            known = ", ".join(repr(u) for u in UNITS)
+            raise ValueError(f"unknown unit {unit!r}; known units: {known}")
+        return unit
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> PointBase:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+ModbusFunction = Literal["coil", "discrete_input", "holding_register", "input_register"]
+ModbusDataType = Literal[
+    "bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"
+]
+ByteOrder = Literal["big", "little"]
+
+# 16-bit registers each data type occupies.
+REGISTER_COUNT: dict[str, int] = {
+    "bool": 1,
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
+}
+
+
+class ModbusPoint(PointBase):
+    function: ModbusFunction
+    # "register" in the files; renamed here because pydantic models already have a `register`.
+    register_address: int = Field(alias="register", ge=0, le=65535)
+    data_type: ModbusDataType
+    word_order: ByteOrder = "big"
+    byte_order: ByteOrder = "big"
+    scale: float = 1.0
+    offset: float = 0.0
+    # One bit of a 16-bit register (bit fields and status words).
+    bit: int | None = Field(default=None, ge=0, le=15)
+
+    @property
+    def register_count(self) -> int:
+        return 1 if self.function in ("coil", "discrete_input") else REGISTER_COUNT[self.data_type]
+
+
+BacnetObjectType = Literal[
+    "analog-input",
+    "analog-output",
+    "analog-value",
+    "binary-input",
+    "binary-output",
+    "binary-value",
+    "multi-state-input",
+    "multi-state-output",
+    "multi-state-value",
+    "accumulator",
+]
+
+
+class BacnetPoint(PointBase):
+    object_type: BacnetObjectType
+    instance: int = Field(ge=0, le=4_194_302)
+    property: str = "present-value"
+    # Priorities 1-8 belong to life safety and human operators; a supervisory optimiser writes at 9-16.
+    priority: int | None = Field(default=None, ge=1, le=16)
+
+
+OpcuaVariantType = Literal[
+    "Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double",
+    "String",
+]
+NODE_ID_PATTERN = r"^(nsu=[^;]+;|ns=0;)?[isgb]=.+$"
+
+
+class OpcuaPoint(PointBase):
+    # ExpandedNodeId with the namespace given by URI (indexes differ between servers).
+    node_id: Annotated[str, Field(pattern=NODE_ID_PATTERN)]
+    data_type: OpcuaVariantType = "Double"
+
+
+# --------------------------------------------------------------------------- devices
+
+
+class DeviceBase(Strict):
+    id: Identifier
+    name: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    # Device map (a file under the site's maps/ folder) whose points this device exposes.
+    map: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")] | None = None
+    poll_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    retries: int = Field(default=1, ge=0, le=10)
+
+
+class ModbusDevice(DeviceBase):
+    protocol: Literal["modbus"]
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
+    # Registers further apart than this are read in separate requests.
+    max_gap_registers: int = Field(default=8, ge=0, le=124)
+    points: list[ModbusPoint] = Field(default_factory=list)
+
+
+class BacnetDevice(DeviceBase):
+    protocol: Literal["bacnet"]
+    # "ip:port" of the device's BACnet/IP interface.
+    address: Annotated[str, Field(pattern=r"^[0-9.]+(:[0-9]+)?$")]
+    device_instance: int = Field(ge=0, le=4_194_302)
+    default_priority: int = Field(default=10, ge=9, le=16)
+    points: list[BacnetPoint] = Field(default_factory=list)
+
+
+class OpcuaSecurity(Strict):
+    policy: Literal["None", "Basic256Sha256"] = "None"
+    mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: str | None = None
+    private_key: str | None = None
+    server_certificate: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OpcuaSecurity:
+        if self.policy == "None" and self.mode != "None":
+            raise ValueError("mode must be None when policy is None")
+        if self.policy != "None":
+            if self.mode == "None":
+                raise ValueError(f"policy {self.policy} needs mode Sign or SignAndEncrypt")
+            missing = [f for f in ("certificate", "private_key") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"policy {self.policy} needs {', '.join(missing)}")
+        return self
+
+
+class OpcuaDevice(DeviceBase):
+    protocol: Literal["opcua"]
+    endpoint: Annotated[str, Field(pattern=r"^opc\.tcp://[^/]+(/.*)?$")]
+    security: OpcuaSecurity = Field(default_factory=OpcuaSecurity)
+    subscription: bool = False
+    points: list[OpcuaPoint] = Field(default_factory=list)
+
+
+Device = Annotated[ModbusDevice | BacnetDevice | OpcuaDevice, Field(discriminator="protocol")]
+Point = ModbusPoint | BacnetPoint | OpcuaPoint
+
+
+class ModbusMap(Strict):
+    protocol: Literal["modbus"]
+    description: str | None = None
+    points: list[ModbusPoint]
+
+
+class BacnetMap(Strict):
+    protocol: Literal["bacnet"]
+    description: str | None = None
+    points: list[BacnetPoint]
+
+
+class OpcuaMap(Strict):
+    protocol: Literal["opcua"]
+    description: str | None = None
+    points: list[OpcuaPoint]
+
+
+DeviceMap = Annotated[ModbusMap | BacnetMap | OpcuaMap, Field(discriminator="protocol")]
+
+
+# --------------------------------------------------------------------------- assets
+
+
+class ComfortBand(Strict):
+    min_temperature_c: float
+    max_temperature_c: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ComfortBand:
+        if self.min_temperature_c >= self.max_temperature_c:
+            raise ValueError("min_temperature_c must be below max_temperature_c")
+        return self
+
+
+class TimeWindow(Strict):
+    """A daily window in the site's local time; `end` before `start` wraps past midnight."""
+
+    start: time
+    end: time
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    )
+
+
+class AssetBase(Strict):
+    id: Identifier
+    name: str | None = None
+    building: Identifier | None = None
+    points: dict[str, Address] = Field(default_factory=dict)
+
+
+class BatteryAsset(AssetBase):
+    type: Literal["battery"]
+    capacity_kwh: float = Field(gt=0)
+    max_charge_power_kw: float = Field(gt=0)
+    max_discharge_power_kw: float = Field(gt=0)
+    charge_efficiency: float = Field(default=0.95, gt=0, le=1)
+    discharge_efficiency: float = Field(default=0.95, gt=0, le=1)
+    soc_min_pct: float = Field(default=10, ge=0, le=100)
+    soc_max_pct: float = Field(default=95, ge=0, le=100)
+    cycling_cost_eur_per_kwh: float = Field(default=0.02, ge=0)
+
+
+class EvCharger(Strict):
+    id: Identifier
+    max_current_a: float = Field(gt=0, le=80)
+    min_current_a: float = Field(default=6.0, ge=0)
+    phases: Literal[1, 3] = 3
+    voltage_v: float = 230.0
+    points: dict[str, Address]
+
+    @property
+    def max_power_kw(self) -> float:
+        return self.max_current_a * self.voltage_v * self.phases / 1000.0
+
+
+class EvChargerPool(AssetBase):
+    type: Literal["ev_charger_pool"]
+    pool_limit_kw: float = Field(gt=0)
+    kind: Literal["home", "workplace", "public"] = "public"
+    chargers: list[EvCharger] = Field(min_length=1)
+
+
+class HeatPump(Strict):
+    max_electric_power_kw: float = Field(gt=0)
+    # COP = carnot_efficiency × Carnot COP at (supply, outdoor) with an approach temperature.
+    carnot_efficiency: float = Field(default=0.55, gt=0, le=1)
+    supply_temperature_c: float = 35.0
+    approach_k: float = 5.0
+
+
+class ThermalModel(Strict):
+    """1R1C (envelope only) or 2R2C (air + envelope) lumped model of the zone."""
+
+    structure: Literal["1R1C", "2R2C"] = "1R1C"
+    resistance_k_per_kw: float = Field(gt=0)
+    capacitance_kwh_per_k: float = Field(gt=0)
+    envelope_resistance_k_per_kw: float | None = Field(default=None, gt=0)
+    envelope_capacitance_kwh_per_k: float | None = Field(default=None, gt=0)
+    solar_aperture_m2: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _two_nodes(self) -> ThermalModel:
+        if self.structure == "2R2C" and (
+            self.envelope_resistance_k_per_kw is None or self.envelope_capacitance_kwh_per_k is None
+        ):
+            raise ValueError("2R2C needs envelope_resistance_k_per_kw and envelope_capacitance_kwh_per_k")
+        return self
+
+
+class ThermalZone(AssetBase):
+    type: Literal["thermal_zone"]
+    floor_area_m2: float = Field(gt=0)
+    heat_pump: HeatPump
+    thermal_model: ThermalModel
+    comfort_occupied: ComfortBand
+    comfort_unoccupied: ComfortBand
+    occupancy: list[TimeWindow] = Field(default_factory=list)
+
+
+class DeferrableAppliance(AssetBase):
+    type: Literal["deferrable_appliance"]
+    power_kw: float = Field(gt=0)
+    duration_min: float = Field(gt=0)
+    window: TimeWindow
+
+
+class LightingZone(AssetBase):
+    type: Literal["lighting_zone"]
+    installed_power_kw: float = Field(gt=0)
+    floor_area_m2: float = Field(gt=0)
+    required_illuminance_lx: float = Field(default=500, gt=0)
+    # Illuminance at 100 % dimming without daylight.
+    rated_illuminance_lx: float = Field(default=600, gt=0)
+    demand_response_dimming_pct: float = Field(default=20, ge=0, le=100)
+    occupancy: list[TimeWindow] = Field(default_factory=list)
+
+
+class LightingPeriod(Strict):
+    window: TimeWindow
+    lighting_class: Annotated[str, Field(pattern=r"^(M[1-6]|P[1-6]|C[0-5])$")]
+    dimming_pct: float = Field(ge=0, le=100)
+
+
+class PublicLightingCircuit(AssetBase):
+    type: Literal["public_lighting_circuit"]
+    installed_power_kw: float = Field(gt=0)
+    light_points: int = Field(gt=0)
+    minimum_dimming_pct: float = Field(default=30, ge=0, le=100)
+    periods: list[LightingPeriod] = Field(default_factory=list)
+    curfew: TimeWindow | None = None
+
+
+class PvArray(AssetBase):
+    type: Literal["pv"]
+    peak_power_kwp: float = Field(gt=0)
+    tilt_deg: float = Field(default=30, ge=0, le=90)
+    azimuth_deg: float = Field(default=180, ge=0, lt=360)
+    inverter_max_power_kw: float | None = Field(default=None, gt=0)
+
+
+Asset = Annotated[
+    BatteryAsset
+    | EvChargerPool
+    | ThermalZone
+    | DeferrableAppliance
+    | LightingZone
+    | PublicLightingCircuit
+    | PvArray,
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------- site
+
+
+class Location(Strict):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    elevation_m: float = 0.0
+
+
+class GridConnection(Strict):
+    import_limit_kw: float = Field(gt=0)
+    export_limit_kw: float = Field(ge=0)
+    subscribed_power_kw: float = Field(gt=0)
+    # Points of the main (smart-grid) meter: power, import_energy, export_energy.
+    points: dict[str, Address] = Field(default_factory=dict)
+
+
+class Tariff(Strict):
+    kind: Literal["base", "hp_hc", "tempo", "spot"]
+    base_price_eur_per_kwh: float | None = Field(default=None, ge=0)
+    peak_price_eur_per_kwh: float | None = Field(default=None, ge=0)
+    offpeak_price_eur_per_kwh: float | None = Field(default=None, ge=0)
+    offpeak_windows: list[TimeWindow] = Field(default_factory=list)
+    # Tempo: colour -> {"offpeak": price, "peak": price}.
+    tempo_prices_eur_per_kwh: dict[Literal["blue", "white", "red"], dict[Literal["offpeak", "peak"], float]] = (
+        Field(default_factory=dict)
+    )
+    export_price_eur_per_kwh: float = Field(default=0.0, ge=-1)
+    overshoot_penalty_eur_per_hour: float = Field(default=12.41, ge=0)
+
+    @model_validator(mode="after")
+    def _prices_for_kind(self) -> Tariff:
+        need = {
+            "base": ["base_price_eur_per_kwh"],
+            "hp_hc": ["peak_price_eur_per_kwh", "offpeak_price_eur_per_kwh"],
+            "tempo": ["tempo_prices_eur_per_kwh"],
+            "spot": [],
+        }[self.kind]
+        missing = [f for f in need if not getattr(self, f)]
+        if missing:
+            raise ValueError(f"a {self.kind} tariff needs {', '.join(missing)}")
+        if self.kind in ("hp_hc", "tempo") and not self.offpeak_windows:
+            raise ValueError(f"a {self.kind} tariff needs offpeak_windows")
+        return self
+
+
+class Building(Strict):
+    id: Identifier
+    name: str | None = None
+    use: Literal["residential", "school", "gym", "office", "parking", "mixed", "technical"]
+    floor_area_m2: float | None = Field(default=None, gt=0)
+
+
+class Dwelling(Strict):
+    id: Identifier
+    building: Identifier
+    floor_area_m2: float = Field(gt=0)
+    # The dwelling's own energy counter.
+    meter: Address
+
+
+class Site(Strict):
+    id: Identifier
+    name: str
+    timezone: str
+    location: Location
+    grid: GridConnection
+    tariff: Tariff
+    buildings: list[Building] = Field(default_factory=list)
+    devices: list[Device] = Field(default_factory=list)
+    assets: list[Asset] = Field(default_factory=list)
+    dwellings: list[Dwelling] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}") from None
+        return name
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def device(self, device_id: str) -> ModbusDevice | BacnetDevice | OpcuaDevice:
+        for device in self.devices:
+            if device.id == device_id:
+                return device
+        raise KeyError(device_id)
+
+    def point(self, address: str) -> Point:
+        device_id, _, point_id = address.partition("/")
+        for point in self.device(device_id).points:
+            if point.id == point_id:
+                return point
+        raise KeyError(address)
+
+    def all_points(self) -> list[tuple[str, Any, Point]]:
+        """Every (address, device, point) of the site, in file order."""
+        return [(f"{d.id}/{p.id}", d, p) for d in self.devices for p in d.points]
+
+
+ADDRESS_RE = re.compile(ADDRESS_PATTERN)

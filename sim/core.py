@@ -1,0 +1,190 @@
+"""Simulated device state shared by the protocol servers and the physics: clock, values, faults.
+
+A `SimDevice` holds the engineering value of every point of one device. Protocol servers encode
+and decode those values on the wire; the physics reads the commanded values and updates the
+measurements. Time only comes from a `Clock`, so simulations run faster than real time and tests
+never depend on sleeping.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from drivers.base import Value
+from drivers.specs import BacnetDeviceSpec, DeviceSpec, ModbusDeviceSpec, OpcuaDeviceSpec, PointSpec
+
+PRIORITY_LEVELS = 16
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class WallClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class SimClock:
+    """Simulated time: starts at `start` and moves only when told to (or `speed` × wall time)."""
+
+    def __init__(self, start: datetime, speed: float | None = None) -> None:
+        if start.tzinfo is None:
+            raise ValueError("simulation start must be timezone-aware")
+        self._start = start.astimezone(UTC)
+        self._offset = timedelta(0)
+        self._speed = speed
+        self._wall_origin = datetime.now(UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            if self._speed is None:
+                return self._start + self._offset
+            return self._start + (datetime.now(UTC) - self._wall_origin) * self._speed
+
+    def advance(self, step: timedelta) -> datetime:
+        if self._speed is not None:
+            raise RuntimeError("an accelerated clock follows wall time; it cannot be advanced by hand")
+        with self._lock:
+            self._offset += step
+            return self._start + self._offset
+
+
+class FaultKind(StrEnum):
+    OFFLINE = "offline"  # not listening / connections dropped
+    SLOW = "slow"  # answers after `delay_s`
+    SILENT = "silent"  # accepts requests, never answers
+    EXCEPTION = "exception"  # answers with a protocol exception / bad status
+    GARBAGE = "garbage"  # answers with a malformed payload
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    delay_s: float = 0.0
+
+
+WriteListener = Callable[["SimDevice", str, Value | None, int | None], None]
+
+
+@dataclass
+class _Commanded:
+    """A commandable point's priority array (BACnet semantics; other protocols write directly)."""
+
+    slots: list[Value | None] = field(default_factory=lambda: [None] * PRIORITY_LEVELS)
+    relinquish_default: Value | None = None
+
+
+class SimDevice:
+    """One simulated device: its spec, the value of each point, its commanded priority arrays."""
+
+    def __init__(self, spec: DeviceSpec, clock: Clock, initial: dict[str, Value] | None = None) -> None:
+        self.spec = spec
+        self.clock = clock
+        self.points: dict[str, PointSpec] = {p.id: p for p in getattr(spec, "points", ())}
+        self.values: dict[str, Value] = {pid: _zero(p) for pid, p in self.points.items()}
+        if initial:
+            for pid, value in initial.items():
+                self.set(pid, value)
+        self.fault: Fault | None = None
+        self.writes: list[tuple[datetime, str, Value | None, int | None]] = []
+        self._commanded: dict[str, _Commanded] = {}
+        self._listeners: list[WriteListener] = []
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def protocol(self) -> str:
+        if isinstance(self.spec, ModbusDeviceSpec):
+            return "modbus"
+        if isinstance(self.spec, BacnetDeviceSpec):
+            return "bacnet"
+        if isinstance(self.spec, OpcuaDeviceSpec):
+            return "opcua"
+        raise TypeError(type(self.spec).__name__)
+
+    def get(self, point_id: str) -> Value:
+        return self.values[point_id]
+
+    def set(self, point_id: str, value: Value) -> None:
+        """Set a measured value (the physics does this); not a write, so no listener fires."""
+        if point_id not in self.points:
+            raise KeyError(f"{self.id}/{point_id}")
+        self.values[point_id] = value
+
+    def write(self, point_id: str, value: Value | None, priority: int | None = None) -> None:
+        """A write received over the wire. With a priority, it lands in the point's priority array."""
+        spec = self.points.get(point_id)
+        if spec is None:
+            raise KeyError(f"{self.id}/{point_id}")
+        if not spec.writable:
+            raise PermissionError(f"{self.id}/{point_id} is read-only")
+        if priority is None:
+            if value is None:
+                raise ValueError("relinquish needs a priority")
+            self.values[point_id] = value
+        else:
+            if not 1 <= priority <= PRIORITY_LEVELS:
+                raise ValueError(f"priority {priority} outside 1..16")
+            commanded = self._commanded.setdefault(point_id, _Commanded(relinquish_default=self.values[point_id]))
+            commanded.slots[priority - 1] = value
+            self.values[point_id] = self._effective(commanded)
+        self.writes.append((self.clock.now(), point_id, value, priority))
+        for listener in list(self._listeners):
+            listener(self, point_id, value, priority)
+
+    def priority_array(self, point_id: str) -> list[Value | None]:
+        commanded = self._commanded.get(point_id)
+        return list(commanded.slots) if commanded else [None] * PRIORITY_LEVELS
+
+    def relinquish_default(self, point_id: str) -> Value:
+        commanded = self._commanded.get(point_id)
+        if commanded is not None and commanded.relinquish_default is not None:
+            return commanded.relinquish_default
+        return self.values[point_id]
+
+    def set_relinquish_default(self, point_id: str, value: Value) -> None:
+        commanded = self._commanded.setdefault(point_id, _Commanded())
+        commanded.relinquish_default = value
+        self.values[point_id] = self._effective(commanded)
+
+    def active_priority(self, point_id: str) -> int | None:
+        commanded = self._commanded.get(point_id)
+        if commanded is None:
+            return None
+        for index, slot in enumerate(commanded.slots):
+            if slot is not None:
+                return index + 1
+        return None
+
+    def on_write(self, listener: WriteListener) -> None:
+        self._listeners.append(listener)
+
+    @staticmethod
+    def _effective(commanded: _Commanded) -> Value:
+        for slot in commanded.slots:
+            if slot is not None:
+                return slot
+        assert commanded.relinquish_default is not None
+        return commanded.relinquish_default
+
+
+def _zero(point: PointSpec) -> Value:
+    data_type = getattr(point, "data_type", "")
+    object_type = getattr(point, "object_type", "")
+    function = getattr(point, "function", "")
+    if data_type in ("bool", "Boolean") or object_type.startswith("binary-") or function in ("coil", "discrete_input"):
+        return False
+    if point.states:
+        return min(point.states)
+    if point.min is not None and point.min > 0:
+        return point.min
+    return 0.0
