@@ -84,7 +84,10 @@ def _schema_problems(error: ValidationError, document: YamlDocument, base: PathK
         elif detail["type"] == "missing":
             message = "required field is missing"
         elif detail["type"] == "union_tag_invalid":
-            message = message.replace("Input tag", "value")
+            context = detail.get("ctx", {})
+            field = str(context.get("discriminator", "")).strip("'")
+            path = (*path, field)
+            message = f"unknown {field} {context.get('tag')!r}; expected one of {context.get('expected_tags')}"
         origin = Origin(document, (*base, *path))
         if remap:
             # A point merged from a device map is reported in the map file.
