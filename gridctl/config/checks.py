@@ -70,6 +70,8 @@ def check_site_semantics(site: Site, document: YamlDocument, origins: dict[PathK
             _check_opcua(ctx, base, device)
         if not device.points:
             ctx.report((*base,), "device has no points (give it a map or points)")
+        if device.local_mode_point is not None and device.local_mode_point not in {p.id for p in device.points}:
+            ctx.report((*base, "local_mode_point"), f"no point {device.local_mode_point!r} on this device")
     _check_endpoints(ctx, site)
 
     grid_roles = ROLES["grid"]
@@ -134,6 +136,9 @@ def _check_point(ctx: _Context, path: PathKey, point: Point) -> None:
         ctx.report((*path, "unit"), f"an energy counter must be in Wh, kWh or MWh, not {point.unit!r}")
     if point.writable and not _is_boolean(point) and not point.states and (point.min is None or point.max is None):
         ctx.report((*path, "writable"), "writable point needs both min and max limits")
+    if not point.writable and (point.lease_s is not None or point.ramp_per_minute is not None):
+        ctx.report((*path, "lease_s" if point.lease_s is not None else "ramp_per_minute"),
+                   "only a writable point can have a lease or a ramp limit")
     if point.writable and point.kind in (PointKind.MEASUREMENT, PointKind.ENERGY_COUNTER):
         ctx.report((*path, "writable"), f"a {point.kind.value} cannot be writable; use kind setpoint or state")
 

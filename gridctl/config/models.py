@@ -50,6 +50,12 @@ class PointBase(Strict):
     max: float | None = None
     # Enumerated states (kind=state): raw value -> label.
     states: dict[int, str] | None = None
+    # Writable points only. With a lease, gridctl re-sends the value every `lease_s` and the device
+    # falls back on its own after ~3 × lease_s of silence (values held in RAM). Without one, the
+    # value is written only when it changes (devices that keep setpoints in EEPROM).
+    lease_s: float | None = Field(default=None, gt=0, le=3600)
+    # Largest change gridctl makes per minute (in the point's unit); None = no ramp limit.
+    ramp_per_minute: float | None = Field(default=None, gt=0)
 
     @field_validator("unit")
     @classmethod
@@ -151,6 +157,9 @@ class DeviceBase(Strict):
     poll_interval_s: float = Field(default=10.0, gt=0, le=3600)
     timeout_s: float = Field(default=2.0, gt=0, le=60)
     retries: int = Field(default=1, ge=0, le=10)
+    # A state point of this device that is true while the equipment is in local (manual) mode:
+    # gridctl then stops writing to the device and reports an override.
+    local_mode_point: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
 
 
 class ModbusDevice(DeviceBase):
