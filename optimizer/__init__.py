@@ -1,0 +1,45 @@
+"""gridctl's optimiser: a pure library, `solve(problem, settings) -> Schedule` (format: FORMAT.md)."""
+
+from optimizer.problem import (
+    LIGHTING_CLASS_LEVELS,
+    PV,
+    Asset,
+    Battery,
+    DeferrableLoad,
+    DemandResponseEvent,
+    EVCharger,
+    EVPool,
+    EVSession,
+    LightingZone,
+    Policy,
+    Problem,
+    PublicLightingCircuit,
+    Settings,
+    Site,
+    ThermalZone,
+)
+from optimizer.schedule import ObjectiveTerm, Schedule, Violation
+from optimizer.solve import solve
+
+__all__ = [
+    "LIGHTING_CLASS_LEVELS",
+    "PV",
+    "Asset",
+    "Battery",
+    "DeferrableLoad",
+    "DemandResponseEvent",
+    "EVCharger",
+    "EVPool",
+    "EVSession",
+    "LightingZone",
+    "ObjectiveTerm",
+    "Policy",
+    "Problem",
+    "PublicLightingCircuit",
+    "Schedule",
+    "Settings",
+    "Site",
+    "ThermalZone",
+    "Violation",
+    "solve",
+]

@@ -1,0 +1,351 @@
+"""The optimiser's problem types and their JSON form (see FORMAT.md).
+
+Per-step series are given either as one number (held over the horizon) or as a list with one value
+per step. Times are timezone-aware and converted to UTC.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Series = float | list[float]
+Flags = bool | list[bool]
+
+# EN 13201 performance levels: road (M, cd/m²), pedestrian (P, lx), conflict areas (C, lx).
+LIGHTING_CLASS_LEVELS: dict[str, float] = {
+    "M1": 2.0, "M2": 1.5, "M3": 1.0, "M4": 0.75, "M5": 0.5, "M6": 0.3,
+    "P1": 15.0, "P2": 10.0, "P3": 7.5, "P4": 5.0, "P5": 3.0, "P6": 2.0,
+    "C0": 50.0, "C1": 30.0, "C2": 20.0, "C3": 15.0, "C4": 10.0, "C5": 7.5,
+}
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Policy(_Model):
+    """An energy manager's weights: € per unit of each objective term."""
+
+    cost_weight: float = Field(1.0, ge=0)
+    carbon_eur_per_kg: float = Field(0.0, ge=0)
+    peak_eur_per_kw: float = Field(0.0, ge=0)
+    overshoot_eur_per_kw_h: float = Field(12.41, ge=0)
+    discomfort_eur_per_k_h: float = Field(0.5, ge=0)
+    ev_unmet_eur_per_kwh: float = Field(1.0, ge=0)
+    under_illumination_eur_per_lux_h: float = Field(0.05, ge=0)
+    public_lighting_eur_per_pct_h: float = Field(1.0, ge=0)
+    terminal_soc_eur_per_kwh: float = Field(1.0, ge=0)
+    deferrable_not_run_eur: float = Field(100.0, ge=0)
+    # Relief of a hard site limit only happens when nothing else can keep the site inside it.
+    hard_limit_eur_per_kwh: float = Field(1000.0, ge=0)
+
+
+class DemandResponseEvent(_Model):
+    """Keep site import at or below `max_import_kw` in [start, end); each kWh above costs the value."""
+
+    id: str
+    start: AwareDatetime
+    end: AwareDatetime
+    max_import_kw: float = Field(ge=0)
+    value_eur_per_kwh: float = Field(ge=0)
+
+    _utc_times = field_validator("start", "end")(_utc)
+
+
+class Site(_Model):
+    import_limit_kw: float | None = Field(None, ge=0)
+    export_limit_kw: float | None = Field(None, ge=0)
+    subscribed_power_kw: Series | None = None
+    load_kw: Series = 0.0
+    import_price_eur_per_kwh: Series = 0.0
+    export_price_eur_per_kwh: Series = 0.0
+    carbon_kg_per_kwh: Series = 0.0
+
+
+class Battery(_Model):
+    type: Literal["battery"] = "battery"
+    id: str
+    capacity_kwh: float = Field(gt=0)
+    max_charge_kw: float = Field(ge=0)
+    max_discharge_kw: float = Field(ge=0)
+    charge_efficiency: float = Field(0.95, gt=0, le=1)
+    discharge_efficiency: float = Field(0.95, gt=0, le=1)
+    min_energy_kwh: float = Field(0.0, ge=0)
+    max_energy_kwh: float | None = None
+    initial_energy_kwh: float = Field(ge=0)
+    terminal_energy_kwh: float | None = None
+    cycling_cost_eur_per_kwh: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Battery:
+        top = self.capacity_kwh if self.max_energy_kwh is None else self.max_energy_kwh
+        if not self.min_energy_kwh <= top <= self.capacity_kwh:
+            raise ValueError(f"battery {self.id}: need min_energy_kwh <= max_energy_kwh <= capacity_kwh")
+        if self.initial_energy_kwh > self.capacity_kwh:
+            raise ValueError(f"battery {self.id}: initial_energy_kwh above capacity")
+        return self
+
+    @property
+    def top_kwh(self) -> float:
+        return self.capacity_kwh if self.max_energy_kwh is None else self.max_energy_kwh
+
+
+class EVSession(_Model):
+    arrival: AwareDatetime
+    departure: AwareDatetime
+    energy_needed_kwh: float = Field(ge=0)
+    max_power_kw: float | None = Field(None, gt=0)
+    id: str | None = None
+
+    _utc_times = field_validator("arrival", "departure")(_utc)
+
+
+class EVCharger(_Model):
+    """One charge point. Below `min_power_kw` (6 A) a charger does not charge: it is off or above it."""
+
+    type: Literal["ev_charger"] = "ev_charger"
+    id: str
+    max_power_kw: float = Field(gt=0)
+    min_power_kw: float = Field(0.0, ge=0)
+    efficiency: float = Field(1.0, gt=0, le=1)
+    sessions: list[EVSession] = []
+
+    @model_validator(mode="after")
+    def _check(self) -> EVCharger:
+        if self.min_power_kw > self.max_power_kw:
+            raise ValueError(f"charger {self.id}: min_power_kw above max_power_kw")
+        ordered = sorted(self.sessions, key=lambda s: s.arrival)
+        for a, b in itertools.pairwise(ordered):
+            if b.arrival < a.departure:
+                raise ValueError(f"charger {self.id}: sessions overlap")
+        for s in ordered:
+            if s.departure <= s.arrival:
+                raise ValueError(f"charger {self.id}: session departs before it arrives")
+        return self
+
+
+class EVPool(_Model):
+    """Chargers behind one shared feeder limit."""
+
+    type: Literal["ev_pool"] = "ev_pool"
+    id: str
+    max_power_kw: float = Field(ge=0)
+    charger_ids: list[str]
+
+
+class ThermalZone(_Model):
+    """A heated zone as an RC network with a heat pump.
+
+    1R1C: air node (c_air) to outdoor through r_air_out. 2R2C: air node to an envelope/mass node through
+    r_air_mass, mass node to outdoor through r_mass_out, and an optional direct air-to-outdoor path
+    (ventilation) through r_air_out. Resistances in K/kW, capacities in kWh/K.
+    """
+
+    type: Literal["thermal_zone"] = "thermal_zone"
+    id: str
+    model: Literal["1R1C", "2R2C"] = "1R1C"
+    c_air_kwh_per_k: float = Field(gt=0)
+    r_air_out_k_per_kw: float | None = Field(None, gt=0)
+    c_mass_kwh_per_k: float | None = Field(None, gt=0)
+    r_air_mass_k_per_kw: float | None = Field(None, gt=0)
+    r_mass_out_k_per_kw: float | None = Field(None, gt=0)
+    initial_temperature_c: float
+    initial_mass_temperature_c: float | None = None
+    outdoor_temperature_c: Series
+    solar_gain_kw: Series = 0.0
+    internal_gain_kw: Series = 0.0
+    heat_pump_max_power_kw: float = Field(ge=0)
+    cop: Series | None = None
+    supply_temperature_c: float = 35.0
+    carnot_fraction: float = Field(0.55, gt=0, le=1)
+    approach_k: float = Field(5.0, ge=0)
+    occupied: Flags = True
+    comfort_occupied_c: tuple[float, float] = (19.0, 24.0)
+    comfort_unoccupied_c: tuple[float, float] = (17.0, 26.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ThermalZone:
+        if self.model == "1R1C" and self.r_air_out_k_per_kw is None:
+            raise ValueError(f"zone {self.id}: 1R1C needs r_air_out_k_per_kw")
+        if self.model == "2R2C" and None in (
+            self.c_mass_kwh_per_k, self.r_air_mass_k_per_kw, self.r_mass_out_k_per_kw
+        ):
+            raise ValueError(f"zone {self.id}: 2R2C needs c_mass, r_air_mass and r_mass_out")
+        for lo, hi in (self.comfort_occupied_c, self.comfort_unoccupied_c):
+            if lo > hi:
+                raise ValueError(f"zone {self.id}: comfort band low above high")
+        return self
+
+
+class DeferrableLoad(_Model):
+    """An appliance that runs once, uninterrupted, with a given power profile (one value per step)."""
+
+    type: Literal["deferrable"] = "deferrable"
+    id: str
+    earliest_start: AwareDatetime
+    finish_by: AwareDatetime
+    power_profile_kw: list[float] = Field(min_length=1)
+
+    _utc_times = field_validator("earliest_start", "finish_by")(_utc)
+
+
+class LightingZone(_Model):
+    """Indoor lighting: illuminance = daylight + max_illuminance × dimming; power ∝ dimming."""
+
+    type: Literal["lighting_zone"] = "lighting_zone"
+    id: str
+    installed_power_kw: float = Field(ge=0)
+    max_illuminance_lux: float = Field(gt=0)
+    required_illuminance_lux: float = Field(500.0, ge=0)
+    occupied: Flags = True
+    daylight_lux: Series = 0.0
+    dr_dimming_allowance_pct: float = Field(20.0, ge=0, le=20)
+
+
+class PublicLightingCircuit(_Model):
+    """Street lighting: the level follows the EN 13201 class of each period, relative to the design class.
+
+    Lit when `dark`; during the commune's `curfew` the level is capped at `curfew_level_pct`; otherwise
+    it never goes below `min_safety_pct`.
+    """
+
+    type: Literal["public_lighting"] = "public_lighting"
+    id: str
+    installed_power_kw: float = Field(ge=0)
+    design_class: str = "M3"
+    lighting_class: str | list[str] = "M3"
+    dark: Flags = True
+    curfew: Flags = False
+    curfew_level_pct: float = Field(0.0, ge=0, le=100)
+    min_safety_pct: float = Field(20.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> PublicLightingCircuit:
+        classes = [self.lighting_class] if isinstance(self.lighting_class, str) else self.lighting_class
+        for c in {self.design_class, *classes}:
+            if c != "off" and c not in LIGHTING_CLASS_LEVELS:
+                raise ValueError(f"circuit {self.id}: unknown lighting class {c!r}")
+        for c in set(classes) - {"off"}:
+            if c[0] != self.design_class[0]:
+                raise ValueError(f"circuit {self.id}: class {c} not comparable with {self.design_class}")
+        return self
+
+
+class PV(_Model):
+    type: Literal["pv"] = "pv"
+    id: str
+    forecast_kw: Series
+    curtailable: bool = True
+
+
+Asset = Annotated[
+    Battery | EVCharger | EVPool | ThermalZone | DeferrableLoad | LightingZone | PublicLightingCircuit | PV,
+    Field(discriminator="type"),
+]
+
+
+class Problem(_Model):
+    """One scheduling problem: horizon, site, policy, assets and demand-response events."""
+
+    start: AwareDatetime
+    n_steps: int | None = Field(None, gt=0)
+    step_minutes: float = Field(15.0, gt=0)
+    step_durations_min: list[float] | None = None
+    site: Site
+    policy: Policy = Policy()
+    assets: list[Asset] = []
+    dr_events: list[DemandResponseEvent] = []
+
+    _utc_start = field_validator("start")(_utc)
+
+    @model_validator(mode="after")
+    def _check(self) -> Problem:
+        if self.step_durations_min is None and self.n_steps is None:
+            raise ValueError("give n_steps or step_durations_min")
+        if self.step_durations_min is not None:
+            if any(d <= 0 for d in self.step_durations_min):
+                raise ValueError("step durations must be positive")
+            if self.n_steps is not None and self.n_steps != len(self.step_durations_min):
+                raise ValueError("n_steps disagrees with step_durations_min")
+        ids = [a.id for a in self.assets]
+        if len(ids) != len(set(ids)):
+            raise ValueError("asset ids must be unique")
+        chargers = {a.id for a in self.assets if isinstance(a, EVCharger)}
+        for pool in (a for a in self.assets if isinstance(a, EVPool)):
+            missing = set(pool.charger_ids) - chargers
+            if missing:
+                raise ValueError(f"pool {pool.id}: unknown chargers {sorted(missing)}")
+        self._check_lengths()
+        return self
+
+    def _check_lengths(self) -> None:
+        n = self.steps
+        objs: list[BaseModel] = [self.site, *self.assets]
+        for obj in objs:
+            for name, value in obj:
+                if isinstance(value, list) and value and not isinstance(value[0], BaseModel):
+                    if name in ("power_profile_kw", "charger_ids"):
+                        continue
+                    if len(value) != n:
+                        label = getattr(obj, "id", "site")
+                        raise ValueError(f"{label}.{name}: {len(value)} values for {n} steps")
+
+    @property
+    def steps(self) -> int:
+        return len(self.step_durations_min) if self.step_durations_min is not None else int(self.n_steps or 0)
+
+    def durations_h(self) -> list[float]:
+        if self.step_durations_min is not None:
+            return [d / 60.0 for d in self.step_durations_min]
+        return [self.step_minutes / 60.0] * self.steps
+
+    def step_starts(self) -> list[datetime]:
+        """Start time of each step, plus the end of the horizon as the last element."""
+        out = [self.start]
+        for h in self.durations_h():
+            out.append(out[-1] + timedelta(hours=h))
+        return out
+
+    def series(self, value: Series | None, default: float = 0.0) -> list[float]:
+        if value is None:
+            return [default] * self.steps
+        if isinstance(value, list):
+            return [float(v) for v in value]
+        return [float(value)] * self.steps
+
+    def flags(self, value: Flags) -> list[bool]:
+        return list(value) if isinstance(value, list) else [bool(value)] * self.steps
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=1)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Problem:
+        return cls.model_validate_json(text)
+
+
+class Settings(_Model):
+    """How to solve: solver, time limit and MIP gap (relative)."""
+
+    solver: Literal["highs", "cbc"] = "highs"
+    fallback: bool = True
+    time_limit_s: float = Field(30.0, gt=0)
+    mip_gap: float = Field(1e-3, ge=0)
+    threads: int | None = Field(None, gt=0)
+    msg: bool = False
+    # "auto" adds a charge/discharge binary only on steps where wasting energy in the battery could pay.
+    battery_exclusivity: Literal["always", "auto"] = "auto"
+    hard_limit_tolerance: float = Field(1e-4, ge=0)
+
+
+def finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))

@@ -1,0 +1,161 @@
+"""Solve a Problem: build, run HiGHS (CBC as fallback), read the schedule back and check hard limits."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pulp
+
+from optimizer.checks import hard_limit_violations
+from optimizer.model import TERM_UNITS, Model, build
+from optimizer.problem import Problem, Settings
+from optimizer.schedule import ObjectiveTerm, Schedule, Violation
+
+# Slack values below this are solver noise, not violations.
+_EPS = 1e-6
+
+
+def _highs(settings: Settings) -> pulp.LpSolver:
+    return pulp.HiGHS(
+        msg=settings.msg, timeLimit=settings.time_limit_s, gapRel=settings.mip_gap, threads=settings.threads
+    )
+
+
+def _cbc(settings: Settings) -> pulp.LpSolver:
+    return pulp.PULP_CBC_CMD(
+        msg=settings.msg, timeLimit=settings.time_limit_s, gapRel=settings.mip_gap, threads=settings.threads
+    )
+
+
+def _highs_status(prob: pulp.LpProblem) -> tuple[str, float | None]:
+    import highspy
+
+    h = prob.solverModel
+    status = h.getModelStatus()
+    info = h.getInfo()
+    has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    gap = float(info.mip_gap) if info.mip_node_count >= 0 else 0.0
+    gap = max(gap, 0.0)
+    s = highspy.HighsModelStatus
+    if status == s.kOptimal:
+        # HiGHS calls a MIP optimal once it is within the requested gap; the gap is reported beside it.
+        return "optimal", (gap if info.mip_node_count >= 0 else 0.0)
+    if status in (s.kTimeLimit, s.kIterationLimit, s.kInterrupt, s.kSolutionLimit):
+        return ("time_limit" if has_solution else "no_solution"), (gap if has_solution else None)
+    if status in (s.kInfeasible, s.kUnboundedOrInfeasible):
+        return "infeasible", None
+    if status == s.kUnbounded:
+        return "unbounded", None
+    return f"error:{h.modelStatusToString(status)}", None
+
+
+def _run(model: Model, settings: Settings) -> tuple[str, str, float | None]:
+    """Returns (solver name, status, gap)."""
+    order = ["highs", "cbc"] if settings.solver == "highs" else ["cbc", "highs"]
+    if not settings.fallback:
+        order = order[:1]
+    status, gap, name = "not_solved", None, order[0]
+    for name in order:
+        solver = _highs(settings) if name == "highs" else _cbc(settings)
+        if not solver.available():
+            model.notes.append(f"solver {name} not available")
+            continue
+        try:
+            model.prob.solve(solver)
+        except pulp.PulpSolverError as exc:
+            model.notes.append(f"solver {name} failed: {exc}")
+            continue
+        if name == "highs":
+            status, gap = _highs_status(model.prob)
+        else:
+            status = _pulp_status(model.prob)
+            gap = None
+        if status in ("optimal", "gap_limit", "time_limit"):
+            return name, status, gap
+        model.notes.append(f"solver {name} returned {status}")
+    return name, status, gap
+
+
+def _pulp_status(prob: pulp.LpProblem) -> str:
+    if prob.sol_status == pulp.LpSolutionOptimal:
+        return "optimal"
+    if prob.sol_status == pulp.LpSolutionIntegerFeasible:
+        return "time_limit"
+    if prob.status == pulp.LpStatusInfeasible:
+        return "infeasible"
+    return "no_solution"
+
+
+def _value(v: pulp.LpVariable) -> float:
+    x = v.varValue
+    return 0.0 if x is None else float(x)
+
+
+def _setpoints(model: Model) -> pd.DataFrame:
+    idx = pd.DatetimeIndex(model.problem.step_starts()[:-1], name="time")
+    data = {}
+    for name, col in model.columns.items():
+        data[name] = [
+            c + sum(k * _value(v) for v, k in terms) for terms, c in zip(col.terms, col.const, strict=True)
+        ]
+    return pd.DataFrame(data, index=idx)
+
+
+def _objective(model: Model) -> dict[str, ObjectiveTerm]:
+    out: dict[str, ObjectiveTerm] = {}
+    for name, unit in TERM_UNITS.items():
+        entries = model.terms.get(name, [])
+        value = sum(a * _value(v) for v, a, _ in entries)
+        eur = sum(e * _value(v) for v, _, e in entries)
+        if entries or name in ("energy_cost", "carbon", "peak"):
+            out[name] = ObjectiveTerm(name, value, unit, eur)
+    return out
+
+
+def _soft_violations(model: Model) -> list[Violation]:
+    """Slacks above noise, with consecutive steps of one (asset, kind) merged into one interval."""
+    out: list[Violation] = []
+    for s in model.slacks:
+        amount = _value(s.var) * s.amount_per_unit
+        if amount <= _EPS:
+            continue
+        last = out[-1] if out else None
+        if last and last.asset_id == s.asset_id and last.kind == s.kind and last.end == s.start:
+            out[-1] = Violation(s.asset_id, s.kind, last.start, s.end, last.amount + amount, s.unit)
+        else:
+            out.append(Violation(s.asset_id, s.kind, s.start, s.end, amount, s.unit))
+    return out
+
+
+def solve(problem: Problem, settings: Settings | None = None) -> Schedule:
+    """Schedule the problem's assets. Never raises for an over-constrained problem: violations say why."""
+    settings = settings or Settings()
+    t0 = time.perf_counter()
+    model = build(problem, settings)
+    t1 = time.perf_counter()
+    solver, status, gap = _run(model, settings)
+    t2 = time.perf_counter()
+    has_solution = status in ("optimal", "gap_limit", "time_limit")
+    if has_solution:
+        setpoints = _setpoints(model)
+        objective = _objective(model)
+        violations = _soft_violations(model) + hard_limit_violations(problem, setpoints, settings)
+    else:
+        setpoints = pd.DataFrame(index=pd.DatetimeIndex(problem.step_starts()[:-1], name="time"))
+        objective, violations = {}, []
+    prob = model.prob
+    return Schedule(
+        setpoints=setpoints,
+        objective=objective,
+        violations=violations,
+        status=status,
+        solver=solver,
+        mip_gap=gap,
+        build_s=t1 - t0,
+        solve_s=t2 - t1,
+        n_variables=len(prob.variables()),
+        n_binaries=model.n_binaries,
+        n_constraints=len(prob.constraints()),
+        notes=model.notes,
+    )
