@@ -56,6 +56,9 @@ class PointBase(Strict):
     lease_s: float | None = Field(default=None, gt=0, le=3600)
     # Largest change gridctl makes per minute (in the point's unit); None = no ramp limit.
     ramp_per_minute: float | None = Field(default=None, gt=0)
+    # Written when gridctl lets go of the point (hands off, shutdown) and the protocol has no
+    # relinquish of its own; BACnet points relinquish their priority instead.
+    relinquish_value: float | None = None
 
     @field_validator("unit")
     @classmethod

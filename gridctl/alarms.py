@@ -1,0 +1,99 @@
+"""Alarms the service raises for operators: raised once, cleared when the cause goes away."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+
+class AlarmKind(StrEnum):
+    DEVICE_OFFLINE = "device_offline"
+    STALE_POINT = "stale_point"
+    WRITE_MISMATCH = "write_mismatch"
+    OVERRIDE = "override"
+    COMFORT_VIOLATION = "comfort_violation"
+    SPOOL_FILLING = "spool_filling"
+    OPTIMIZER_FAILED = "optimizer_failed"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class Alarm:
+    kind: AlarmKind
+    # What the alarm is about: a point address, a device id, an asset id or the site id.
+    subject: str
+    message: str
+    severity: Severity
+    raised_at: datetime
+    cleared_at: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[AlarmKind, str]:
+        return (self.kind, self.subject)
+
+    @property
+    def active(self) -> bool:
+        return self.cleared_at is None
+
+
+AlarmListener = Callable[[Alarm], None]
+
+
+class AlarmBook:
+    """The site's alarms. One active alarm per (kind, subject); listeners see every change."""
+
+    def __init__(self) -> None:
+        self._active: dict[tuple[AlarmKind, str], Alarm] = {}
+        self._history: list[Alarm] = []
+        self._listeners: list[AlarmListener] = []
+
+    def subscribe(self, listener: AlarmListener) -> None:
+        self._listeners.append(listener)
+
+    def raise_alarm(self, kind: AlarmKind, subject: str, message: str, now: datetime,
+                    severity: Severity = Severity.WARNING) -> Alarm:
+        existing = self._active.get((kind, subject))
+        if existing is not None:
+            return existing
+        alarm = Alarm(kind, subject, message, severity, now)
+        self._active[alarm.key] = alarm
+        self._notify(alarm)
+        return alarm
+
+    def clear(self, kind: AlarmKind, subject: str, now: datetime) -> Alarm | None:
+        alarm = self._active.pop((kind, subject), None)
+        if alarm is None:
+            return None
+        cleared = replace(alarm, cleared_at=now)
+        self._history.append(cleared)
+        self._notify(cleared)
+        return cleared
+
+    def acknowledge(self, kind: AlarmKind, subject: str, who: str, now: datetime) -> Alarm:
+        alarm = self._active[(kind, subject)]
+        acknowledged = replace(alarm, acknowledged_by=who, acknowledged_at=now)
+        self._active[alarm.key] = acknowledged
+        self._notify(acknowledged)
+        return acknowledged
+
+    def is_active(self, kind: AlarmKind, subject: str) -> bool:
+        return (kind, subject) in self._active
+
+    def active(self) -> list[Alarm]:
+        return sorted(self._active.values(), key=lambda a: a.raised_at)
+
+    def history(self) -> list[Alarm]:
+        return list(self._history)
+
+    def _notify(self, alarm: Alarm) -> None:
+        for listener in self._listeners:
+            listener(alarm)

@@ -1,0 +1,56 @@
+"""The audit record of every write to equipment: when, who or what, why, old and new, result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from drivers.base import Value
+
+
+class Outcome(StrEnum):
+    WRITTEN = "written"
+    RENEWED = "renewed"  # the same value re-sent to keep a lease alive
+    RELINQUISHED = "relinquished"
+    OVERRIDE = "override"  # not written: a higher priority or local mode holds the point
+    MISMATCH = "mismatch"  # written, but the read-back differs
+    REJECTED = "rejected"  # refused before any I/O
+    FAILED = "failed"  # the device did not take it (timeout, exception, ...)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    ts: datetime
+    site_id: str
+    address: str
+    actor: str
+    reason: str
+    schedule_id: str | None
+    policy_version: int | None
+    old_value: Value | None
+    requested_value: Value | None
+    written_value: Value | None
+    priority: int | None
+    lease_until: datetime | None
+    outcome: Outcome
+    read_back: Value | None
+    error: str | None
+    clamped: bool
+    ramped: bool
+    unit: str
+
+
+class AuditSink(Protocol):
+    async def record(self, entry: AuditEntry) -> None: ...
+
+
+class MemoryAuditSink:
+    """Keeps entries in memory: the audit of a closed-loop simulation, and tests."""
+
+    def __init__(self) -> None:
+        self.entries: list[AuditEntry] = []
+
+    async def record(self, entry: AuditEntry) -> None:
+        self.entries.append(entry)
