@@ -1,0 +1,616 @@
+"""The embedded historian: one SQLite file in WAL mode, no server needed.
+
+Readings live in a `WITHOUT ROWID` table keyed (point_id, ts) so each point's history is stored
+contiguously; timestamps are integer microseconds (UTC). The blocking sqlite3 calls run in a worker
+thread, one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from drivers.base import Quality, Reading
+from gridctl.history import rollups
+from gridctl.history.base import (
+    DEFAULT_HOURLY_RETENTION_DAYS,
+    DEFAULT_RAW_RETENTION_DAYS,
+    QUALITY_BY_CODE,
+    QUALITY_CODES,
+    Aggregate,
+    EnergyResolution,
+    Historian,
+    HistorianUnavailable,
+    QuarantinedReading,
+    QuarantinePolicy,
+    RetentionOutcome,
+    SiteEntry,
+    WriteOutcome,
+    numeric_value,
+    partition_quarantine,
+    site_entry,
+    utc_now,
+)
+from gridctl.history.frames import bucket_frame, energy_frame, energy_index, rollup_frame
+from gridctl.history.migrations import SQLITE_MIGRATIONS, statements
+from gridctl.history.timebuckets import (
+    DAY_US,
+    HOUR_US,
+    MICROSECOND,
+    bucket_starts,
+    day_key_start,
+    from_us,
+    local_midnight,
+    offset_transitions,
+    to_us,
+)
+
+T = TypeVar("T")
+
+GOOD = QUALITY_CODES[Quality.GOOD]
+
+_AGGREGATE_SQL = {
+    Aggregate.AVG: "avg(value)",
+    Aggregate.MIN: "min(value)",
+    Aggregate.MAX: "max(value)",
+    Aggregate.SUM: "sum(value)",
+    Aggregate.COUNT: "count(value)",
+    # With a single min()/max() aggregate SQLite takes the bare column from that row.
+    Aggregate.FIRST: "value, min(ts)",
+    Aggregate.LAST: "value, max(ts)",
+}
+
+_HOURLY_MEASUREMENTS = f"""
+INSERT INTO rollup_hourly (point_id, bucket, sample_count, value_avg, value_min, value_max, value_last)
+SELECT point_id, bucket, count(*), avg(value), min(value), max(value), max(last_value)
+FROM (
+    SELECT point_id, ts / {HOUR_US} * {HOUR_US} AS bucket, value,
+           last_value(value) OVER (
+               PARTITION BY point_id, ts / {HOUR_US} ORDER BY ts
+               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS last_value
+    FROM readings
+    WHERE point_id IN (SELECT value FROM json_each(:ids)) AND ts >= :lo AND ts < :hi
+      AND quality = {GOOD} AND value IS NOT NULL
+)
+WHERE true
+GROUP BY point_id, bucket
+ON CONFLICT (point_id, bucket) DO UPDATE SET
+    sample_count = excluded.sample_count, value_avg = excluded.value_avg, value_min = excluded.value_min,
+    value_max = excluded.value_max, value_last = excluded.value_last
+"""
+
+# Consumption between consecutive good readings: a drop is a wrap-around when the counter was in the
+# upper half of its range (it passed its maximum), otherwise a reset to zero (meter replaced or
+# cleared), after which the new value is what was consumed since.
+COUNTER_DELTA = """CASE
+    WHEN prev IS NULL THEN NULL
+    WHEN value >= prev THEN value - prev
+    WHEN counter_max IS NOT NULL AND prev > counter_max / 2 THEN counter_max - prev + value
+    ELSE value
+END"""
+
+_HOURLY_ENERGY = f"""
+INSERT INTO rollup_hourly (point_id, bucket, energy_kwh)
+SELECT d.point_id, (d.ts - 1) / {HOUR_US} * {HOUR_US} AS bucket,
+       sum({COUNTER_DELTA}) * coalesce(p.energy_factor_kwh, 1.0)
+FROM (
+    SELECT point_id, ts, value, lag(value) OVER (PARTITION BY point_id ORDER BY ts) AS prev
+    FROM (
+        SELECT point_id, ts, value FROM readings
+        WHERE point_id IN (SELECT value FROM json_each(:ids)) AND ts > :lo AND ts <= :hi
+          AND quality = {GOOD} AND value IS NOT NULL
+        UNION ALL
+        SELECT r.point_id, r.ts, r.value
+        FROM json_each(:ids) AS j
+        JOIN readings AS r ON r.point_id = j.value AND r.ts = (
+            SELECT x.ts FROM readings AS x
+            WHERE x.point_id = j.value AND x.ts <= :lo AND x.quality = {GOOD} AND x.value IS NOT NULL
+            ORDER BY x.ts DESC LIMIT 1)
+    )
+) AS d
+JOIN points AS p ON p.id = d.point_id
+WHERE d.ts > :lo
+GROUP BY d.point_id, bucket
+ON CONFLICT (point_id, bucket) DO UPDATE SET energy_kwh = excluded.energy_kwh
+"""
+
+_DAILY = """
+INSERT INTO rollup_daily
+    (point_id, bucket, sample_count, value_avg, value_min, value_max, value_last, energy_kwh)
+SELECT h.point_id, m.day_start, sum(h.sample_count),
+       sum(h.value_avg * h.sample_count) / nullif(sum(h.sample_count), 0),
+       min(h.value_min), max(h.value_max),
+       (SELECT x.value_last FROM rollup_hourly AS x
+        WHERE x.point_id = h.point_id AND x.bucket >= m.day_start AND x.bucket < m.day_end
+          AND x.value_last IS NOT NULL
+        ORDER BY x.bucket DESC LIMIT 1),
+       sum(h.energy_kwh)
+FROM temp.day_map AS m
+JOIN rollup_hourly AS h ON h.bucket >= m.day_start AND h.bucket < m.day_end
+WHERE h.point_id IN (SELECT value FROM json_each(:ids))
+GROUP BY h.point_id, m.day_start
+ON CONFLICT (point_id, bucket) DO UPDATE SET
+    sample_count = excluded.sample_count, value_avg = excluded.value_avg, value_min = excluded.value_min,
+    value_max = excluded.value_max, value_last = excluded.value_last, energy_kwh = excluded.energy_kwh
+"""
+
+
+def _offset_sql(tz: ZoneInfo, start: datetime, end: datetime) -> str:
+    """An SQL expression of `ts` giving the zone's UTC offset in microseconds at that instant."""
+    transitions = offset_transitions(tz, start, end)
+    if len(transitions) == 1:
+        return str(transitions[0][1])
+    cases = " ".join(f"WHEN ts < {to_us(at)} THEN {previous}" for (at, _), (_, previous) in
+                     zip(transitions[1:], transitions[:-1], strict=True))
+    return f"(CASE {cases} ELSE {transitions[-1][1]} END)"
+
+
+class SQLiteHistorian(Historian):
+    kind = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        quarantine: QuarantinePolicy | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        hourly_retention_days: int | None = DEFAULT_HOURLY_RETENTION_DAYS,
+    ) -> None:
+        self.path = str(path)
+        self.quarantine_policy = quarantine or QuarantinePolicy()
+        self.clock = clock
+        self.hourly_retention_days = hourly_retention_days
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._ids: dict[str, int] = {}
+        self._kinds: dict[int, str] = {}
+        self._timezones: dict[int, str] = {}
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(fn, *args)
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "unable to open" in str(exc):
+                    raise HistorianUnavailable(str(exc)) from exc
+                raise
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("historian is not open")
+        return self._conn
+
+    def _open_sync(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA journal_mode = WAL")
+        # WAL with synchronous NORMAL survives a crash of the process; only a power loss may lose the
+        # last commits.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute("PRAGMA cache_size = -65536")
+        self._conn = conn
+        self._load_catalogue()
+
+    async def open(self) -> None:
+        if self._conn is None:
+            try:
+                await self._run(self._open_sync)
+            except sqlite3.Error as exc:
+                raise HistorianUnavailable(f"cannot open {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._run(conn.close)
+
+    def _load_catalogue(self) -> None:
+        if self._version_sync() < 1:
+            return
+        rows = self.conn.execute(
+            "SELECT p.id, p.address, p.kind, coalesce(s.timezone, 'UTC') FROM points AS p "
+            "LEFT JOIN sites AS s ON s.id = p.site_id"
+        ).fetchall()
+        self._ids = {address: point_id for point_id, address, _, _ in rows}
+        self._kinds = {point_id: kind for point_id, _, kind, _ in rows}
+        self._timezones = {point_id: tz for point_id, _, _, tz in rows}
+
+    # --- schema ----------------------------------------------------------------------------------
+
+    def _version_sync(self) -> int:
+        exists = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()
+        if not exists:
+            return 0
+        return self.conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+
+    async def schema_version(self) -> int:
+        return await self._run(self._version_sync)
+
+    def _upgrade_sync(self) -> list[int]:
+        conn = self.conn
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        applied = []
+        capabilities = self._capabilities_sync()
+        for migration in SQLITE_MIGRATIONS:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                done = conn.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", [migration.version]
+                ).fetchone()
+                if done:
+                    conn.execute("COMMIT")
+                    continue
+                for statement in statements(migration, capabilities):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    [migration.version, migration.name, utc_now().isoformat()],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            applied.append(migration.version)
+        self._load_catalogue()
+        return applied
+
+    async def upgrade(self) -> list[int]:
+        return await self._run(self._upgrade_sync)
+
+    def _capabilities_sync(self) -> dict[str, object]:
+        return {
+            "backend": self.kind,
+            "server_version": sqlite3.sqlite_version,
+            "license": None,
+            "continuous_aggregates": False,
+            "compression": False,
+        }
+
+    async def capabilities(self) -> dict[str, object]:
+        return self._capabilities_sync()
+
+    # --- catalogue -------------------------------------------------------------------------------
+
+    def _sync_site_sync(self, entry: SiteEntry) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO sites (id, timezone, raw_retention_days) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET timezone = excluded.timezone, "
+                "raw_retention_days = excluded.raw_retention_days",
+                [entry.site_id, entry.timezone, entry.raw_retention_days],
+            )
+            conn.executemany(
+                "INSERT INTO points (address, site_id, unit, kind, energy_factor_kwh, counter_max) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET site_id = excluded.site_id, "
+                "unit = excluded.unit, kind = excluded.kind, energy_factor_kwh = excluded.energy_factor_kwh, "
+                "counter_max = excluded.counter_max",
+                [(p.address, p.site_id, p.unit, p.kind, p.energy_factor_kwh, p.counter_max) for p in entry.points],
+            )
+            conn.execute("DELETE FROM dwellings WHERE site_id = ?", [entry.site_id])
+            conn.executemany(
+                "INSERT INTO dwellings (site_id, id, meter_point_id) "
+                "SELECT ?, ?, id FROM points WHERE address = ?",
+                [(entry.site_id, dwelling, meter) for dwelling, meter in entry.dwellings.items()],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._load_catalogue()
+
+    async def sync_site(self, site: Any) -> None:
+        entry = site if isinstance(site, SiteEntry) else site_entry(site)
+        await self._run(self._sync_site_sync, entry)
+
+    def _register_unknown(self, addresses: Iterable[str]) -> None:
+        """Readings of points missing from the site files are kept under catalogue rows of their own."""
+        unknown = sorted({a for a in addresses if a not in self._ids})
+        if not unknown:
+            return
+        self.conn.executemany(
+            "INSERT INTO points (address) VALUES (?) ON CONFLICT (address) DO NOTHING", [(a,) for a in unknown]
+        )
+        self._load_catalogue()
+
+    # --- ingest ----------------------------------------------------------------------------------
+
+    def _write_sync(self, readings: list[Reading], received_at: datetime) -> WriteOutcome:
+        keep, held = partition_quarantine(readings, received_at, self.quarantine_policy)
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._register_unknown(r.address for r in keep)
+            ids = self._ids
+            rows = []
+            spans: dict[int, list[int]] = {}
+            for reading in keep:
+                point_id = ids[reading.address]
+                us = to_us(reading.ts)
+                rows.append((point_id, us, numeric_value(reading.value), QUALITY_CODES[reading.quality]))
+                span = spans.get(point_id)
+                if span is None:
+                    spans[point_id] = [us, us]
+                elif us < span[0]:
+                    span[0] = us
+                elif us > span[1]:
+                    span[1] = us
+            before = conn.total_changes
+            conn.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?)", rows)
+            stored = conn.total_changes - before
+            conn.executemany(
+                "INSERT INTO rollup_dirty (point_id, first_ts, last_ts) VALUES (?, ?, ?)",
+                [(point_id, lo, hi) for point_id, (lo, hi) in spans.items()],
+            )
+            received_us = to_us(received_at)
+            conn.executemany(
+                "INSERT INTO readings_quarantine (address, ts, value, quality, error, received_at, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.address, to_us(r.ts), numeric_value(r.value), QUALITY_CODES[r.quality], r.error,
+                     received_us, reason)
+                    for r, reason in held
+                ],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._load_catalogue()
+            raise
+        return WriteOutcome(received=len(readings), stored=stored, quarantined=len(held))
+
+    async def write(self, readings: Iterable[Reading], *, received_at: datetime | None = None) -> WriteOutcome:
+        batch = list(readings)
+        if not batch:
+            return WriteOutcome()
+        return await self._run(self._write_sync, batch, received_at or self.clock())
+
+    # --- rollups ---------------------------------------------------------------------------------
+
+    def _refresh_sync(self) -> int:
+        conn = self.conn
+        max_id = conn.execute("SELECT max(id) FROM rollup_dirty").fetchone()[0]
+        if max_id is None:
+            return 0
+        spans = conn.execute("SELECT point_id, first_ts, last_ts FROM rollup_dirty WHERE id <= ?", [max_id])
+        ranges = rollups.dirty_hour_ranges(spans.fetchall())
+        next_reading = {}
+        for point_id, point_ranges in ranges.items():
+            if self._kinds.get(point_id) != "energy_counter":
+                continue
+            for _lo, hi in point_ranges:
+                row = conn.execute(
+                    f"SELECT ts FROM readings WHERE point_id = ? AND ts > ? AND quality = {GOOD} "
+                    "AND value IS NOT NULL ORDER BY ts LIMIT 1",
+                    [point_id, hi],
+                ).fetchone()
+                if row:
+                    next_reading[(point_id, hi)] = row[0]
+        ranges = rollups.extend_with_next_readings(ranges, next_reading)
+        recomputed = 0
+        for job in rollups.hour_jobs(ranges):
+            counters = [p for p in job.point_ids if self._kinds.get(p) == "energy_counter"]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                params = {"ids": json.dumps(job.point_ids), "lo": job.start_us, "hi": job.end_us}
+                conn.execute(_HOURLY_MEASUREMENTS, params)
+                if counters:
+                    conn.execute(_HOURLY_ENERGY, dict(params, ids=json.dumps(counters)))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            recomputed += len(job.point_ids) * (job.end_us - job.start_us) // HOUR_US
+        for day_job in rollups.day_jobs(ranges, self._timezones):
+            tz = ZoneInfo(day_job.timezone)
+            day_map = []
+            for start_us in day_job.day_starts_us:
+                day = from_us(start_us).astimezone(tz).date()
+                day_map.append((start_us, to_us(local_midnight(day + timedelta(days=1), tz))))
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("CREATE TEMP TABLE IF NOT EXISTS day_map (day_start INTEGER PRIMARY KEY, day_end INTEGER)")
+                conn.execute("DELETE FROM temp.day_map")
+                conn.executemany("INSERT INTO temp.day_map VALUES (?, ?)", day_map)
+                conn.execute(_DAILY, {"ids": json.dumps(day_job.point_ids)})
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        conn.execute("DELETE FROM rollup_dirty WHERE id <= ?", [max_id])
+        return recomputed
+
+    async def refresh_rollups(self) -> int:
+        return await self._run(self._refresh_sync)
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def _ids_of(self, addresses: Sequence[str]) -> dict[int, str]:
+        return {self._ids[a]: a for a in addresses if a in self._ids}
+
+    def _query_sync(
+        self, addresses: Sequence[str], start: datetime, end: datetime, bucket: timedelta, aggregate: Aggregate,
+        timezone: str | None,
+    ) -> pd.DataFrame:
+        tz = ZoneInfo(timezone) if timezone else None
+        index = bucket_starts(start, end, bucket, tz)
+        by_id = self._ids_of(addresses)
+        rows: list[tuple[str, datetime, float | None]] = []
+        if by_id and index:
+            if tz is not None and bucket % timedelta(days=1) == timedelta(0):
+                width = bucket.days * DAY_US
+                key_sql = f"(ts + {_offset_sql(tz, start, end)}) / {width}"
+
+                def key_start(key: int) -> datetime:
+                    return day_key_start(key, bucket.days, tz)
+            else:
+                width = bucket // MICROSECOND
+                key_sql = f"ts / {width}"
+
+                def key_start(key: int) -> datetime:
+                    return from_us(key * width)
+
+            sql = (
+                f"SELECT point_id, {key_sql} AS k, {_AGGREGATE_SQL[aggregate]} FROM readings "
+                "WHERE point_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ? "
+                f"AND quality = {GOOD} AND value IS NOT NULL GROUP BY point_id, k"
+            )
+            starts: dict[int, datetime] = {}
+            for point_id, key, value, *_ in self.conn.execute(sql, [json.dumps(list(by_id)), to_us(start), to_us(end)]):
+                if key not in starts:
+                    starts[key] = key_start(key)
+                rows.append((by_id[point_id], starts[key], value))
+        return bucket_frame(rows, list(addresses), index)
+
+    async def query(
+        self,
+        addresses: Sequence[str],
+        start: datetime,
+        end: datetime,
+        bucket: timedelta,
+        aggregate: Aggregate | str = Aggregate.AVG,
+        *,
+        timezone: str | None = None,
+    ) -> pd.DataFrame:
+        return await self._run(self._query_sync, list(addresses), start, end, bucket, Aggregate(aggregate), timezone)
+
+    def _rollups_sync(
+        self, addresses: Sequence[str], start: datetime, end: datetime, resolution: EnergyResolution
+    ) -> pd.DataFrame:
+        by_id = self._ids_of(addresses)
+        table = "rollup_daily" if resolution is EnergyResolution.DAY else "rollup_hourly"
+        rows = [
+            (by_id[row[0]], from_us(row[1]), *row[2:])
+            for row in self.conn.execute(
+                "SELECT point_id, bucket, sample_count, value_avg, value_min, value_max, value_last, energy_kwh "
+                f"FROM {table} WHERE point_id IN (SELECT value FROM json_each(?)) AND bucket >= ? AND bucket < ?",
+                [json.dumps(list(by_id)), to_us(start), to_us(end)],
+            )
+        ]
+        return rollup_frame(rows)
+
+    async def rollups(
+        self, addresses: Sequence[str], start: datetime, end: datetime, resolution: EnergyResolution | str = "hour"
+    ) -> pd.DataFrame:
+        return await self._run(self._rollups_sync, list(addresses), start, end, EnergyResolution(resolution))
+
+    def _latest_sync(self, addresses: Sequence[str]) -> dict[str, Reading]:
+        out: dict[str, Reading] = {}
+        cursor = self.conn.cursor()
+        for address in addresses:
+            point_id = self._ids.get(address)
+            if point_id is None:
+                continue
+            row = cursor.execute(
+                "SELECT ts, value, quality FROM readings WHERE point_id = ? ORDER BY ts DESC LIMIT 1", [point_id]
+            ).fetchone()
+            if row:
+                out[address] = Reading(address, from_us(row[0]), row[1], QUALITY_BY_CODE[row[2]])
+        return out
+
+    async def latest(self, addresses: Sequence[str]) -> dict[str, Reading]:
+        return await self._run(self._latest_sync, list(addresses))
+
+    def _energy_sync(
+        self, site_id: str, start: date, end: date, resolution: EnergyResolution, dwellings: Sequence[str] | None
+    ) -> pd.DataFrame:
+        site = self.conn.execute("SELECT timezone FROM sites WHERE id = ?", [site_id]).fetchone()
+        if site is None:
+            raise KeyError(f"unknown site {site_id!r}")
+        tz = ZoneInfo(site[0])
+        known = [d for (d,) in self.conn.execute("SELECT id FROM dwellings WHERE site_id = ? ORDER BY id", [site_id])]
+        wanted = list(dwellings) if dwellings is not None else known
+        table = "rollup_hourly" if resolution is EnergyResolution.HOUR else "rollup_daily"
+        index = energy_index(start, end, EnergyResolution.HOUR if resolution is EnergyResolution.HOUR
+                             else EnergyResolution.DAY, tz)
+        rows = []
+        if index:
+            lo, hi = to_us(index[0]), to_us(local_midnight(end, tz))
+            for dwelling, bucket, energy in self.conn.execute(
+                f"SELECT d.id, r.bucket, r.energy_kwh FROM dwellings AS d JOIN {table} AS r "
+                "ON r.point_id = d.meter_point_id AND r.bucket >= ? AND r.bucket < ? WHERE d.site_id = ?",
+                [lo, hi, site_id],
+            ):
+                if dwelling in wanted:
+                    rows.append((dwelling, from_us(bucket), energy))
+        return energy_frame(rows, wanted, start, end, resolution, tz)
+
+    async def dwelling_energy(
+        self,
+        site_id: str,
+        start: date,
+        end: date,
+        resolution: EnergyResolution | str = EnergyResolution.DAY,
+        dwellings: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        return await self._run(self._energy_sync, site_id, start, end, EnergyResolution(resolution), dwellings)
+
+    # --- retention and quarantine ----------------------------------------------------------------
+
+    def _retention_sync(self, now: datetime) -> RetentionOutcome:
+        self._refresh_sync()
+        conn = self.conn
+        outcome = RetentionOutcome()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            sites = conn.execute("SELECT id, raw_retention_days FROM sites").fetchall()
+            for site_id, days in sites:
+                cutoff = now - timedelta(days=days)
+                outcome.raw_cutoffs[site_id] = cutoff
+                cursor = conn.execute(
+                    "DELETE FROM readings WHERE point_id IN (SELECT id FROM points WHERE site_id = ?) AND ts < ?",
+                    [site_id, to_us(cutoff)],
+                )
+                outcome.rows_deleted += cursor.rowcount
+            cutoff = now - timedelta(days=DEFAULT_RAW_RETENTION_DAYS)
+            cursor = conn.execute(
+                "DELETE FROM readings WHERE point_id IN (SELECT id FROM points WHERE site_id IS NULL) AND ts < ?",
+                [to_us(cutoff)],
+            )
+            outcome.rows_deleted += cursor.rowcount
+            if self.hourly_retention_days is not None:
+                cursor = conn.execute(
+                    "DELETE FROM rollup_hourly WHERE bucket < ?",
+                    [to_us(now - timedelta(days=self.hourly_retention_days))],
+                )
+                outcome.hourly_rows_deleted = cursor.rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return outcome
+
+    async def apply_retention(self, now: datetime | None = None) -> RetentionOutcome:
+        return await self._run(self._retention_sync, now or self.clock())
+
+    def _quarantined_sync(self, limit: int) -> list[QuarantinedReading]:
+        return [
+            QuarantinedReading(address, from_us(ts), value, QUALITY_BY_CODE[quality], from_us(received), reason)
+            for address, ts, value, quality, received, reason in self.conn.execute(
+                "SELECT address, ts, value, quality, received_at, reason FROM readings_quarantine "
+                "ORDER BY id LIMIT ?",
+                [limit],
+            )
+        ]
+
+    async def quarantined(self, limit: int = 1000) -> list[QuarantinedReading]:
+        return await self._run(self._quarantined_sync, limit)
