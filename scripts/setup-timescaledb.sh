@@ -60,7 +60,7 @@ apt_candidate() {
 installed_majors() {
     local postgres
     for postgres in /usr/lib/postgresql/*/bin/postgres; do
-        [ -x "$postgres" ] && basename "$(dirname "$(dirname "$postgres")")"
+        if [ -x "$postgres" ]; then basename "$(dirname "$(dirname "$postgres")")"; fi
     done | sort -rn
 }
 
@@ -94,7 +94,7 @@ has_timescaledb() {
 # The major that the distribution's `postgresql` metapackage would install, e.g. 15 on Debian 12.
 default_major() {
     apt-cache depends postgresql 2>/dev/null \
-        | sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -n1
+        | sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -n1 || true
 }
 
 build_from_debian_source() {
@@ -130,7 +130,7 @@ build_from_debian_source() {
     (cd "$work" && apt-get "${private_apt[@]}" source --download-only timescaledb >>"$log_file" 2>&1) \
         || { tail -n 20 "$log_file" >&2; die "apt-get source timescaledb failed"; }
     local dsc
-    dsc="$(compgen -G "$work/timescaledb_*.dsc" | head -n1)"
+    dsc="$(compgen -G "$work/timescaledb_*.dsc" | head -n1 || true)"
     [ -n "$dsc" ] || die "no timescaledb .dsc was downloaded"
     dpkg-source -x "$dsc" "$work/src" >>"$log_file" 2>&1 \
         || { tail -n 20 "$log_file" >&2; die "dpkg-source -x $dsc failed"; }
