@@ -1,0 +1,139 @@
+"""Build bacpypes3 applications on a UDP socket we bind ourselves.
+
+bacpypes3 binds with SO_REUSEPORT, so two applications asking for the same port (or the kernel handing the
+same ephemeral port to two reuse-port sockets) silently share traffic. Binding the socket here, without
+SO_REUSEPORT, makes each application's port exclusive, and lets a caller ask for port 0 and learn the port.
+The layers are composed the way bacpypes3's own applications compose them; only the socket differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bacpypes3.app import Application
+from bacpypes3.comm import bind
+from bacpypes3.ipv4 import IPv4DatagramServer
+from bacpypes3.ipv4.bvll import BVLLCodec
+from bacpypes3.ipv4.service import BIPBBMD, BIPForeign, BIPNormal, UDPMultiplexer
+from bacpypes3.pdu import PDU, IPv4Address
+
+Mode = Literal["normal", "foreign", "bbmd"]
+# Decides what happens to an incoming datagram before the stack sees it: True lets it through.
+DatagramGate = Callable[[PDU], Awaitable[bool]]
+
+
+def split_address(address: str, default_port: int = 47808) -> tuple[str, int]:
+    """'ip[:port]' -> (ip, port)."""
+    host, _, port = address.partition(":")
+    return host, int(port) if port else default_port
+
+
+def bind_udp(host: str, port: int = 0) -> socket.socket:
+    """A UDP socket bound exclusively to host:port (port 0: a free port chosen by the kernel)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _GatedDatagramServer(IPv4DatagramServer):
+    """The bacpypes3 datagram server with an optional gate on incoming datagrams (simulated faults)."""
+
+    def __init__(self, address: IPv4Address, bind_socket: socket.socket, gate: DatagramGate | None) -> None:
+        super().__init__(address, no_broadcast=True, bind_socket=bind_socket)
+        self._gate = gate
+
+    async def confirmation(self, pdu: PDU) -> None:
+        if self._gate is not None and not await self._gate(pdu):
+            return
+        await super().confirmation(pdu)
+
+
+@dataclass
+class Stack:
+    """An application bound to one socket, and what must be torn down with it."""
+
+    app: Application
+    address: IPv4Address
+    link: BIPNormal | BIPForeign | BIPBBMD
+    server: IPv4DatagramServer
+    _handles: list[Any] = field(default_factory=list)
+
+    @property
+    def host_port(self) -> str:
+        host, port = self.address.addrTuple
+        return f"{host}:{port}"
+
+    async def wait_registered(self, timeout_s: float) -> bool:
+        """For a foreign device: wait until the BBMD accepted the registration."""
+        if not isinstance(self.link, BIPForeign):
+            return True
+        try:
+            await asyncio.wait_for(self.link._registration_event.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return self.link.bbmdRegistrationStatus == 0
+
+    def close(self) -> None:
+        if isinstance(self.link, BIPForeign):
+            # Stop renewing; the BBMD drops the entry when its time-to-live runs out.
+            self.link._stop_tracking_registration()
+        if isinstance(self.link, BIPBBMD):
+            self.link._fdt_clock_handle.cancel()
+        self.server.close()
+
+
+def build_stack(
+    objects: list[Any],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    mode: Mode = "normal",
+    bbmd_address: str | None = None,
+    ttl_s: int = 30,
+    app_class: type[Application] = Application,
+    gate: DatagramGate | None = None,
+) -> Stack:
+    """An application serving `objects` (one of them the device object) on its own socket.
+
+    Must be called from a running event loop. `bbmd_address` ("ip:port") is required for mode "foreign".
+    """
+    sock = bind_udp(host, port)
+    bound_host, bound_port = sock.getsockname()
+    address = IPv4Address(f"{bound_host}:{bound_port}")
+    try:
+        app = app_class.from_object_list(objects)
+        link: BIPNormal | BIPForeign | BIPBBMD
+        if mode == "normal":
+            link = BIPNormal()
+        elif mode == "foreign":
+            if bbmd_address is None:
+                raise ValueError("a foreign device needs the BBMD's address")
+            link = BIPForeign()
+        elif mode == "bbmd":
+            link = BIPBBMD(address)
+        else:
+            raise ValueError(f"unknown mode {mode!r}")
+        codec = BVLLCodec()
+        multiplexer = UDPMultiplexer()
+        server = _GatedDatagramServer(address, sock, gate)
+        bind(link, codec, multiplexer.annexJ)
+        bind(multiplexer, server)
+        app.nsap.bind(link, address=address)
+    except BaseException:
+        sock.close()
+        raise
+    if isinstance(link, BIPForeign):
+        assert bbmd_address is not None
+        bbmd_host, bbmd_port = split_address(bbmd_address)
+        link.register(IPv4Address(f"{bbmd_host}:{bbmd_port}"), ttl_s)
+    return Stack(app=app, address=address, link=link, server=server)
