@@ -30,7 +30,11 @@ def timescale() -> Iterator[PgCluster]:
     try:
         cluster = PgCluster.create()
     except ClusterUnavailable as exc:
-        pytest.fail(f"TimescaleDB test cluster unavailable: {exc}", pytrace=False)
+        problem = str(exc)
+    else:
+        problem = None
+    if problem is not None:  # failed outside the except block, so the report is the message alone
+        pytest.fail(f"TimescaleDB test cluster unavailable: {problem}", pytrace=False)
     try:
         yield cluster
     finally:
