@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -55,6 +56,61 @@ def exception_error(code: int, what: str, unit_id: int) -> DriverError:
     return error
 
 
+class PriorityLock:
+    """A lock handed over in order, where waiters of units that stopped answering come last.
+
+    A unit that times out holds the connection for its whole timeout; its next attempts wait until
+    the units that do answer have had their turn, so a silent neighbour costs them one timeout at
+    most, not one per request.
+    """
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._normal: deque[asyncio.Future[None]] = deque()
+        self._low: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def locked(self) -> bool:
+        return self._locked
+
+    async def acquire(self, low_priority: bool = False) -> None:
+        if not self._locked and not self._normal and not self._low:
+            self._locked = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        (self._low if low_priority else self._normal).append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the lock was handed to us as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        if self._hand_to(self._normal):
+            return
+        if any(not waiter.done() for waiter in self._low):
+            # Wait one loop turn before serving a silent unit: the holder that just released is often
+            # about to ask again (its next block), and it goes first.
+            asyncio.get_running_loop().call_soon(self._hand_over)
+            return
+        self._low.clear()
+        self._locked = False
+
+    def _hand_over(self) -> None:
+        if not (self._hand_to(self._normal) or self._hand_to(self._low)):
+            self._locked = False
+
+    @staticmethod
+    def _hand_to(queue: deque[asyncio.Future[None]]) -> bool:
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # ownership passes directly: nobody can barge in
+                return True
+        return False
+
+
 class ModbusEndpoint:
     """A TCP connection to one Modbus server or gateway, with its reconnect task and request lock."""
 
@@ -69,7 +125,9 @@ class ModbusEndpoint:
         self.connects = 0
         self.last_error: str | None = None
         self._client: AsyncModbusTcpClient | None = None
-        self._lock = asyncio.Lock()
+        self._lock = PriorityLock()
+        # Unit ids whose last request went unanswered.
+        self._silent_units: set[int] = set()
         self._up = asyncio.Event()
         self._lost = asyncio.Event()
         # Set while no connection attempt is running; requests wait for an attempt in progress.
@@ -137,12 +195,13 @@ class ModbusEndpoint:
             self._disconnect()
 
     async def _connect(self) -> None:
+        holder: list[AsyncModbusTcpClient] = []
         client = AsyncModbusTcpClient(
             self.host, port=self.port, timeout=self.connect_timeout_s, retries=0, reconnect_delay=0,
-            name=f"modbus {self.name}",
+            name=f"modbus {self.name}", trace_connect=lambda up: self._connection_changed(holder, up),
         )
+        holder.append(client)
         client.set_max_no_responses(_NEVER)
-        client.ctx.trace_connect = self._connection_callback(client)
         try:
             async with asyncio.timeout(self.connect_timeout_s + 1.0):
                 ok = await client.connect()
@@ -157,21 +216,21 @@ class ModbusEndpoint:
         self.last_error = None
         self._up.set()
 
-    def _connection_callback(self, client: AsyncModbusTcpClient) -> Callable[[bool], None]:
-        def changed(connected: bool) -> None:
-            if connected or client is not self._client:
-                return
-            # The peer closed or reset the socket: fail the request in flight now instead of at its timeout.
-            pending = getattr(client.ctx, "response_future", None)
-            if pending is not None and not pending.done():
-                pending.set_exception(ConnectionLost(f"{self.name}: connection closed by the device"))
-            self._mark_lost("connection closed by the device")
-
-        return changed
+    def _connection_changed(self, holder: list[AsyncModbusTcpClient], connected: bool) -> None:
+        if connected or not holder or holder[0] is not self._client:
+            return
+        client = holder[0]
+        # The peer closed or reset the socket: fail the request in flight now instead of at its timeout.
+        pending = getattr(client.ctx, "response_future", None)
+        if pending is not None and not pending.done():
+            pending.set_exception(ConnectionLost(f"{self.name}: connection closed by the device"))
+        self._mark_lost("connection closed by the device")
 
     def _mark_lost(self, reason: str) -> None:
         self.last_error = reason
         self._up.clear()
+        # The maintain task reconnects at once: requests meanwhile wait for that attempt.
+        self._idle.clear()
         self._lost.set()
 
     def _disconnect(self) -> None:
@@ -193,7 +252,8 @@ class ModbusEndpoint:
                 async with asyncio.timeout(self.connect_timeout_s + 1.0):
                     await self._idle.wait()
         for _attempt in range(retries + 1):
-            async with self._lock:
+            await self._lock.acquire(low_priority=unit_id in self._silent_units)
+            try:
                 client = self._client
                 if client is None or not client.connected:
                     raise ConnectionLost(f"{what}: not connected to {self.name} ({self.last_error or 'connecting'})")
@@ -202,6 +262,7 @@ class ModbusEndpoint:
                     async with asyncio.timeout(timeout_s):
                         response = await send(client)
                 except TimeoutError:
+                    self._silent_units.add(unit_id)
                     self._timeouts_in_row += 1
                     if self._timeouts_in_row >= self.drop_after_timeouts:
                         # No unit answers at all: the link is probably half-open; start afresh.
@@ -215,6 +276,9 @@ class ModbusEndpoint:
                 except ModbusIOException as exc:
                     raise DeviceException(f"{what}: {exc}") from exc
                 self._timeouts_in_row = 0
+                self._silent_units.discard(unit_id)
+            finally:
+                self._lock.release()
             if response.isError():
                 raise exception_error(getattr(response, "exception_code", 0), what, unit_id)
             return response

@@ -1,0 +1,165 @@
+"""Polls drivers of any protocol, each on its own period in its own task.
+
+Each device runs on a fixed-rate schedule (ticks at start + k × period). A poll that overruns its
+period skips the ticks it missed instead of bursting to catch up, and never delays another device:
+every device has its own task, and drivers never block each other (one connection per endpoint).
+Each finished poll is handed to the sink (a callback, sync or async, or an asyncio.Queue) as a
+`PollBatch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol
+
+from drivers.base import DeviceHealth, Driver, Reading
+
+log = logging.getLogger(__name__)
+
+
+class PollClock(Protocol):
+    """Where the poller gets its time from (seconds, monotonic) and how it waits."""
+
+    def time(self) -> float: ...
+
+    async def sleep_until(self, deadline: float) -> None: ...
+
+
+class LoopClock:
+    """The event loop's monotonic clock."""
+
+    def time(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep_until(self, deadline: float) -> None:
+        delay = deadline - self.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+@dataclass(frozen=True, slots=True)
+class PollBatch:
+    device_id: str
+    # Poll clock time the poll was due and when it finished.
+    due: float
+    finished: float
+    readings: list[Reading]
+    health: DeviceHealth
+
+
+Sink = Callable[[PollBatch], Awaitable[None] | None] | asyncio.Queue
+
+
+@dataclass
+class DeviceStats:
+    polls: int = 0
+    # Ticks skipped because the previous poll was still running.
+    missed_ticks: int = 0
+    errors: int = 0
+    last_duration_s: float | None = None
+    starts: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PolledDevice:
+    driver: Driver
+    period_s: float
+
+
+class Poller:
+    """Runs one polling task per driver until stopped."""
+
+    def __init__(self, devices: Iterable[PolledDevice | Driver], sink: Sink, *, clock: PollClock | None = None,
+                 keep_start_times: int = 1000) -> None:
+        self.devices = [d if isinstance(d, PolledDevice) else PolledDevice(d, _period_of(d)) for d in devices]
+        ids = [d.driver.device_id for d in self.devices]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"device ids polled twice: {sorted({i for i in ids if ids.count(i) > 1})}")
+        for device in self.devices:
+            if not device.period_s > 0:
+                raise ValueError(f"{device.driver.device_id}: poll period must be positive")
+        self.sink = sink
+        self.clock = clock or LoopClock()
+        self.stats = {device_id: DeviceStats() for device_id in ids}
+        self._keep = keep_start_times
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> Poller:
+        if self._tasks:
+            raise RuntimeError("poller already running")
+        loop = asyncio.get_running_loop()
+        start = self.clock.time()
+        self._tasks = [loop.create_task(self._run(device, start), name=f"poll {device.driver.device_id}")
+                       for device in self.devices]
+        return self
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> Poller:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.stop()
+
+    async def _run(self, device: PolledDevice, start: float) -> None:
+        driver = device.driver
+        stats = self.stats[driver.device_id]
+        try:
+            await driver.connect()
+        except Exception as exc:  # the driver reconnects by itself; polls report the outage
+            log.warning("%s: not connected at start: %s", driver.device_id, exc)
+        tick = 0
+        while True:
+            due = start + tick * device.period_s
+            await self.clock.sleep_until(due)
+            began = self.clock.time()
+            stats.polls += 1
+            stats.starts.append(began)
+            if len(stats.starts) > self._keep:
+                del stats.starts[: len(stats.starts) - self._keep]
+            try:
+                readings = await driver.read()
+            except Exception:
+                # read() reports device faults in its readings; anything else is a bug to log, not to die of.
+                stats.errors += 1
+                log.exception("%s: read failed", driver.device_id)
+                readings = []
+            finished = self.clock.time()
+            stats.last_duration_s = finished - began
+            await self._deliver(PollBatch(driver.device_id, due, finished, readings, driver.health()))
+            next_tick = max(tick + 1, math.floor((self.clock.time() - start) / device.period_s) + 1)
+            stats.missed_ticks += next_tick - tick - 1
+            tick = next_tick
+
+    async def _deliver(self, batch: PollBatch) -> None:
+        try:
+            if isinstance(self.sink, asyncio.Queue):
+                await self.sink.put(batch)
+                return
+            result = self.sink(batch)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("%s: the readings sink failed", batch.device_id)
+
+
+def _period_of(driver: Driver) -> float:
+    spec = getattr(driver, "spec", None)
+    period = getattr(spec, "poll_interval_s", None)
+    if period is None:
+        raise ValueError(f"{driver.device_id}: give its period with PolledDevice(driver, period_s)")
+    return float(period)
