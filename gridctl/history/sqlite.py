@@ -280,8 +280,8 @@ class SQLiteHistorian(Historian):
             "backend": self.kind,
             "server_version": sqlite3.sqlite_version,
             "license": None,
-            "continuous_aggregates": False,
-            "compression": False,
+            "offers": {"continuous_aggregates": False, "compression": False},
+            "uses": {"continuous_aggregates": False, "compression": False},
         }
 
     async def capabilities(self) -> dict[str, object]:

@@ -18,7 +18,7 @@ def site() -> Site:
     return Site.model_validate(SITE)
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", pytest.param("timescale", marks=pytest.mark.timescale)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Where the historian under test stores: a SQLite file or a fresh TimescaleDB database."""
     if request.param == "sqlite":

@@ -28,7 +28,7 @@ def test_db_commands(backend: str, tmp_path, capsys):
     assert main(["db", "status", "--db", backend]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["schema_version"] >= 2
-    assert status["continuous_aggregates"] is False
+    assert status["uses"]["continuous_aggregates"] is False
 
     assert main(["db", "rollup", "--db", backend]) == 0
     assert "0 hourly buckets" in capsys.readouterr().out

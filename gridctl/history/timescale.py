@@ -1,0 +1,626 @@
+"""The historian on PostgreSQL + TimescaleDB (psycopg 3, async, a connection pool).
+
+Readings go in by binary COPY straight into the hypertable; when a batch holds readings already stored
+(a retry after a timeout or a spool replay) the unique key rejects it and the batch goes again through
+a temporary staging table with `ON CONFLICT DO NOTHING`, so the common case pays nothing for
+idempotence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from drivers.base import Quality, Reading
+from gridctl.history import rollups
+from gridctl.history.base import (
+    DEFAULT_HOURLY_RETENTION_DAYS,
+    DEFAULT_RAW_RETENTION_DAYS,
+    QUALITY_BY_CODE,
+    QUALITY_CODES,
+    Aggregate,
+    EnergyResolution,
+    Historian,
+    HistorianUnavailable,
+    QuarantinedReading,
+    QuarantinePolicy,
+    RetentionOutcome,
+    SiteEntry,
+    WriteOutcome,
+    numeric_value,
+    partition_quarantine,
+    site_entry,
+    utc_now,
+)
+from gridctl.history.frames import bucket_frame, energy_frame, energy_index, rollup_frame
+from gridctl.history.migrations import POSTGRES_MIGRATIONS, statements
+from gridctl.history.sqlite import COUNTER_DELTA
+from gridctl.history.timebuckets import bucket_starts, day_key_start, from_us, local_midnight, to_us
+
+GOOD = QUALITY_CODES[Quality.GOOD]
+COPY_TYPES = ["timestamptz", "int4", "float8", "int2"]
+# The newest reading of a point is nearly always this recent; bounding the search lets TimescaleDB skip
+# every older chunk. Points without a reading in the window are looked up again without the bound.
+LATEST_WINDOW = timedelta(days=2)
+MIGRATION_LOCK = zlib.crc32(b"gridctl.history.migrations")
+
+_AGGREGATE_SQL = {
+    Aggregate.AVG: "avg(value)",
+    Aggregate.MIN: "min(value)",
+    Aggregate.MAX: "max(value)",
+    Aggregate.SUM: "sum(value)",
+    Aggregate.COUNT: "count(value)",
+    Aggregate.FIRST: "first(value, ts)",
+    Aggregate.LAST: "last(value, ts)",
+}
+
+_HOURLY_MEASUREMENTS = f"""
+INSERT INTO rollup_hourly (point_id, bucket, sample_count, value_avg, value_min, value_max, value_last)
+SELECT point_id, time_bucket('1 hour', ts) AS bucket, count(*), avg(value), min(value), max(value), last(value, ts)
+FROM readings
+WHERE point_id = ANY(%(ids)s) AND ts >= %(lo)s AND ts < %(hi)s AND quality = {GOOD} AND value IS NOT NULL
+GROUP BY point_id, bucket
+ON CONFLICT (point_id, bucket) DO UPDATE SET
+    sample_count = excluded.sample_count, value_avg = excluded.value_avg, value_min = excluded.value_min,
+    value_max = excluded.value_max, value_last = excluded.value_last
+"""
+
+_HOURLY_ENERGY = f"""
+INSERT INTO rollup_hourly (point_id, bucket, energy_kwh)
+SELECT d.point_id, time_bucket('1 hour', d.ts - INTERVAL '1 microsecond') AS bucket,
+       sum({COUNTER_DELTA}) * coalesce(p.energy_factor_kwh, 1.0)
+FROM (
+    SELECT point_id, ts, value, lag(value) OVER (PARTITION BY point_id ORDER BY ts) AS prev
+    FROM (
+        SELECT point_id, ts, value FROM readings
+        WHERE point_id = ANY(%(ids)s) AND ts > %(lo)s AND ts <= %(hi)s AND quality = {GOOD} AND value IS NOT NULL
+        UNION ALL
+        SELECT j.id, x.ts, x.value
+        FROM unnest(%(ids)s::int[]) AS j (id)
+        CROSS JOIN LATERAL (
+            SELECT ts, value FROM readings
+            WHERE point_id = j.id AND ts <= %(lo)s AND quality = {GOOD} AND value IS NOT NULL
+            ORDER BY ts DESC LIMIT 1
+        ) AS x
+    ) AS raw
+) AS d
+JOIN points AS p ON p.id = d.point_id
+WHERE d.ts > %(lo)s
+GROUP BY d.point_id, bucket, p.energy_factor_kwh
+ON CONFLICT (point_id, bucket) DO UPDATE SET energy_kwh = excluded.energy_kwh
+"""
+
+_DAILY = """
+INSERT INTO rollup_daily
+    (point_id, bucket, sample_count, value_avg, value_min, value_max, value_last, energy_kwh)
+SELECT h.point_id, m.day_start, sum(h.sample_count),
+       sum(h.value_avg * h.sample_count) / nullif(sum(h.sample_count), 0),
+       min(h.value_min), max(h.value_max),
+       last(h.value_last, h.bucket) FILTER (WHERE h.value_last IS NOT NULL),
+       sum(h.energy_kwh)
+FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS m (day_start, day_end)
+JOIN rollup_hourly AS h ON h.bucket >= m.day_start AND h.bucket < m.day_end
+WHERE h.point_id = ANY(%(ids)s)
+GROUP BY h.point_id, m.day_start
+ON CONFLICT (point_id, bucket) DO UPDATE SET
+    sample_count = excluded.sample_count, value_avg = excluded.value_avg, value_min = excluded.value_min,
+    value_max = excluded.value_max, value_last = excluded.value_last, energy_kwh = excluded.energy_kwh
+"""
+
+_NEXT_READINGS = f"""
+SELECT j.id, j.after, x.ts
+FROM unnest(%(ids)s::int[], %(after)s::timestamptz[]) AS j (id, after)
+CROSS JOIN LATERAL (
+    SELECT ts FROM readings
+    WHERE point_id = j.id AND ts > j.after AND quality = {GOOD} AND value IS NOT NULL
+    ORDER BY ts LIMIT 1
+) AS x
+"""
+
+_LATEST = """
+SELECT j.id, x.ts, x.value, x.quality
+FROM unnest(%(ids)s::int[]) AS j (id)
+CROSS JOIN LATERAL (
+    SELECT ts, value, quality FROM readings WHERE point_id = j.id {bound} ORDER BY ts DESC LIMIT 1
+) AS x
+"""
+
+UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError)
+
+
+class TimescaleHistorian(Historian):
+    kind = "timescale"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        quarantine: QuarantinePolicy | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        hourly_retention_days: int | None = DEFAULT_HOURLY_RETENTION_DAYS,
+        pool_min_size: int = 1,
+        pool_max_size: int = 4,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.dsn = dsn
+        self.quarantine_policy = quarantine or QuarantinePolicy()
+        self.clock = clock
+        self.hourly_retention_days = hourly_retention_days
+        self.timeout_s = timeout_s
+        self._pool_sizes = (pool_min_size, pool_max_size)
+        self._pool: AsyncConnectionPool | None = None
+        self._ids: dict[str, int] = {}
+        self._kinds: dict[int, str] = {}
+        self._timezones: dict[int, str] = {}
+        self._catalogue_loaded = False
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _configure(conn: psycopg.AsyncConnection) -> None:
+        # Timestamps come back as UTC-aware datetimes whatever the server's default zone.
+        await conn.execute("SET timezone = 'UTC'")
+
+    async def open(self) -> None:
+        """Create the pool. Does not wait for the server: a historian opened during an outage works
+        as soon as the database is back."""
+        if self._pool is not None:
+            return
+        min_size, max_size = self._pool_sizes
+        self._pool = AsyncConnectionPool(
+            self.dsn,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            configure=self._configure,
+            check=AsyncConnectionPool.check_connection,
+            timeout=self.timeout_s,
+            kwargs={"autocommit": True, "connect_timeout": max(2, int(self.timeout_s))},
+            # Keep trying to reconnect through long outages.
+            reconnect_timeout=24 * 3600,
+            name="gridctl-history",
+        )
+        await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        if self._pool is None:
+            raise RuntimeError("historian is not open")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except UNAVAILABLE as exc:
+            raise HistorianUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def _load_catalogue(self, conn: psycopg.AsyncConnection) -> None:
+        exists = await (await conn.execute("SELECT to_regclass('points') IS NOT NULL")).fetchone()
+        if not exists[0]:
+            return
+        cursor = await conn.execute(
+            "SELECT p.id, p.address, p.kind, coalesce(s.timezone, 'UTC') FROM points AS p "
+            "LEFT JOIN sites AS s ON s.id = p.site_id"
+        )
+        rows = await cursor.fetchall()
+        self._ids = {address: point_id for point_id, address, _, _ in rows}
+        self._kinds = {point_id: kind for point_id, _, kind, _ in rows}
+        self._timezones = {point_id: tz for point_id, _, _, tz in rows}
+        self._catalogue_loaded = True
+
+    async def _ensure_catalogue(self, conn: psycopg.AsyncConnection) -> None:
+        if not self._catalogue_loaded:
+            await self._load_catalogue(conn)
+
+    # --- schema ----------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _version(conn: psycopg.AsyncConnection) -> int:
+        row = await (await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")).fetchone()
+        if not row[0]:
+            return 0
+        row = await (await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")).fetchone()
+        return int(row[0])
+
+    async def schema_version(self) -> int:
+        async with self._connection() as conn:
+            return await self._version(conn)
+
+    async def upgrade(self) -> list[int]:
+        applied = []
+        async with self._connection() as conn:
+            capabilities = await self._server_capabilities(conn)
+            for migration in POSTGRES_MIGRATIONS:
+                async with conn.transaction():
+                    # One upgrader at a time, whichever process runs it.
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+                    await conn.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+                        "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                    )
+                    done = await (
+                        await conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", [migration.version])
+                    ).fetchone()
+                    if done:
+                        continue
+                    for statement in statements(migration, capabilities):
+                        await conn.execute(statement)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        [migration.version, migration.name],
+                    )
+                applied.append(migration.version)
+            await self._load_catalogue(conn)
+        return applied
+
+    @staticmethod
+    async def _server_capabilities(conn: psycopg.AsyncConnection) -> dict[str, Any]:
+        version = (await (await conn.execute("SHOW server_version")).fetchone())[0]
+        row = await (
+            await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        ).fetchone()
+        license_name = None
+        if row is not None or await _extension_available(conn):
+            # The setting exists once the library is loaded (shared_preload_libraries).
+            with contextlib.suppress(psycopg.errors.UndefinedObject):
+                license_name = (await (await conn.execute("SHOW timescaledb.license")).fetchone())[0]
+        return {"server_version": version, "timescaledb_version": row[0] if row else None, "license": license_name}
+
+    async def capabilities(self) -> dict[str, object]:
+        async with self._connection() as conn:
+            server = await self._server_capabilities(conn)
+            compressed = False
+            if server["timescaledb_version"]:
+                row = await (
+                    await conn.execute(
+                        "SELECT coalesce(bool_or(compression_enabled), false) FROM timescaledb_information.hypertables"
+                        " WHERE hypertable_name = 'readings'"
+                    )
+                ).fetchone()
+                compressed = bool(row[0])
+        licensed = server["license"] == "timescale"
+        return {
+            "backend": self.kind,
+            **server,
+            "offers": {"continuous_aggregates": licensed, "compression": licensed},
+            # Counter rollups need window functions, which continuous aggregates cannot hold: the
+            # historian maintains its rollup tables itself on every edition.
+            "uses": {"continuous_aggregates": False, "compression": compressed},
+        }
+
+    # --- catalogue -------------------------------------------------------------------------------
+
+    async def sync_site(self, site: Any) -> None:
+        entry = site if isinstance(site, SiteEntry) else site_entry(site)
+        async with self._connection() as conn:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO sites (id, timezone, raw_retention_days) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET timezone = excluded.timezone, "
+                    "raw_retention_days = excluded.raw_retention_days",
+                    [entry.site_id, entry.timezone, entry.raw_retention_days],
+                )
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO points (address, site_id, unit, kind, energy_factor_kwh, counter_max) "
+                        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (address) DO UPDATE SET "
+                        "site_id = excluded.site_id, unit = excluded.unit, kind = excluded.kind, "
+                        "energy_factor_kwh = excluded.energy_factor_kwh, counter_max = excluded.counter_max",
+                        [(p.address, p.site_id, p.unit, p.kind, p.energy_factor_kwh, p.counter_max)
+                         for p in entry.points],
+                    )
+                    await conn.execute("DELETE FROM dwellings WHERE site_id = %s", [entry.site_id])
+                    await cur.executemany(
+                        "INSERT INTO dwellings (site_id, id, meter_point_id) "
+                        "SELECT %s, %s, id FROM points WHERE address = %s",
+                        [(entry.site_id, dwelling, meter) for dwelling, meter in entry.dwellings.items()],
+                    )
+            await self._load_catalogue(conn)
+
+    async def _register_unknown(self, conn: psycopg.AsyncConnection, addresses: Iterable[str]) -> None:
+        """Readings of points missing from the site files are kept under catalogue rows of their own."""
+        unknown = sorted({a for a in addresses if a not in self._ids})
+        if not unknown:
+            return
+        await conn.execute(
+            "INSERT INTO points (address) SELECT unnest(%s::text[]) ON CONFLICT (address) DO NOTHING", [unknown]
+        )
+        await self._load_catalogue(conn)
+
+    # --- ingest ----------------------------------------------------------------------------------
+
+    async def write(self, readings: Iterable[Reading], *, received_at: datetime | None = None) -> WriteOutcome:
+        batch = list(readings)
+        if not batch:
+            return WriteOutcome()
+        received_at = received_at or self.clock()
+        keep, held = partition_quarantine(batch, received_at, self.quarantine_policy)
+        async with self._connection() as conn:
+            await self._ensure_catalogue(conn)
+            await self._register_unknown(conn, (r.address for r in keep))
+            ids = self._ids
+            rows = []
+            spans: dict[int, list[datetime]] = {}
+            for reading in keep:
+                point_id = ids[reading.address]
+                ts = reading.ts
+                rows.append((ts, point_id, numeric_value(reading.value), QUALITY_CODES[reading.quality]))
+                span = spans.get(point_id)
+                if span is None:
+                    spans[point_id] = [ts, ts]
+                elif ts < span[0]:
+                    span[0] = ts
+                elif ts > span[1]:
+                    span[1] = ts
+            try:
+                async with conn.transaction():
+                    await self._copy(conn, "readings", rows)
+                    await self._record_side_tables(conn, spans, held, received_at)
+                stored = len(rows)
+            except pg_errors.UniqueViolation:
+                async with conn.transaction():
+                    await conn.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS readings_staging (ts timestamptz, point_id integer, "
+                        "value double precision, quality smallint) ON COMMIT DELETE ROWS"
+                    )
+                    await self._copy(conn, "readings_staging", rows)
+                    cursor = await conn.execute(
+                        "INSERT INTO readings (ts, point_id, value, quality) "
+                        "SELECT ts, point_id, value, quality FROM readings_staging ON CONFLICT DO NOTHING"
+                    )
+                    stored = cursor.rowcount
+                    await self._record_side_tables(conn, spans, held, received_at)
+        return WriteOutcome(received=len(batch), stored=stored, quarantined=len(held))
+
+    @staticmethod
+    async def _copy(conn: psycopg.AsyncConnection, table: str, rows: list[tuple]) -> None:
+        async with conn.cursor() as cur:
+            async with cur.copy(f"COPY {table} (ts, point_id, value, quality) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows:
+                    await copy.write_row(row)
+
+    @staticmethod
+    async def _record_side_tables(
+        conn: psycopg.AsyncConnection,
+        spans: dict[int, list[datetime]],
+        held: list[tuple[Reading, str]],
+        received_at: datetime,
+    ) -> None:
+        if spans:
+            await conn.execute(
+                "INSERT INTO rollup_dirty (point_id, first_ts, last_ts) "
+                "SELECT * FROM unnest(%s::int[], %s::timestamptz[], %s::timestamptz[])",
+                [list(spans), [s[0] for s in spans.values()], [s[1] for s in spans.values()]],
+            )
+        if held:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO readings_quarantine (address, ts, value, quality, error, received_at, reason) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (r.address, r.ts, numeric_value(r.value), QUALITY_CODES[r.quality], r.error, received_at,
+                         reason)
+                        for r, reason in held
+                    ],
+                )
+
+    # --- rollups ---------------------------------------------------------------------------------
+
+    async def refresh_rollups(self) -> int:
+        async with self._connection() as conn:
+            await self._ensure_catalogue(conn)
+            return await self._refresh(conn)
+
+    async def _refresh(self, conn: psycopg.AsyncConnection) -> int:
+        max_id = (await (await conn.execute("SELECT max(id) FROM rollup_dirty")).fetchone())[0]
+        if max_id is None:
+            return 0
+        cursor = await conn.execute("SELECT point_id, first_ts, last_ts FROM rollup_dirty WHERE id <= %s", [max_id])
+        spans = [(p, to_us(lo), to_us(hi)) for p, lo, hi in await cursor.fetchall()]
+        ranges = rollups.dirty_hour_ranges(spans)
+        counters = [(p, hi) for p, rs in ranges.items() if self._kinds.get(p) == "energy_counter" for _, hi in rs]
+        next_reading = {}
+        if counters:
+            cursor = await conn.execute(
+                _NEXT_READINGS, {"ids": [p for p, _ in counters], "after": [from_us(hi) for _, hi in counters]}
+            )
+            next_reading = {(p, to_us(after)): to_us(ts) for p, after, ts in await cursor.fetchall()}
+        ranges = rollups.extend_with_next_readings(ranges, next_reading)
+        recomputed = 0
+        for job in rollups.hour_jobs(ranges):
+            params = {"ids": list(job.point_ids), "lo": from_us(job.start_us), "hi": from_us(job.end_us)}
+            counter_ids = [p for p in job.point_ids if self._kinds.get(p) == "energy_counter"]
+            async with conn.transaction():
+                await conn.execute(_HOURLY_MEASUREMENTS, params)
+                if counter_ids:
+                    await conn.execute(_HOURLY_ENERGY, dict(params, ids=counter_ids))
+            recomputed += len(job.point_ids) * (job.end_us - job.start_us) // 3_600_000_000
+        for day_job in rollups.day_jobs(ranges, self._timezones):
+            tz = ZoneInfo(day_job.timezone)
+            starts = [from_us(us) for us in day_job.day_starts_us]
+            ends = [local_midnight(s.astimezone(tz).date() + timedelta(days=1), tz) for s in starts]
+            async with conn.transaction():
+                await conn.execute(_DAILY, {"starts": starts, "ends": ends, "ids": list(day_job.point_ids)})
+        await conn.execute("DELETE FROM rollup_dirty WHERE id <= %s", [max_id])
+        return recomputed
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    async def query(
+        self,
+        addresses: Sequence[str],
+        start: datetime,
+        end: datetime,
+        bucket: timedelta,
+        aggregate: Aggregate | str = Aggregate.AVG,
+        *,
+        timezone: str | None = None,
+    ) -> pd.DataFrame:
+        addresses = list(addresses)
+        aggregate = Aggregate(aggregate)
+        tz = ZoneInfo(timezone) if timezone else None
+        index = bucket_starts(start, end, bucket, tz)
+        rows: list[tuple[str, datetime, float | None]] = []
+        async with self._connection() as conn:
+            await self._ensure_catalogue(conn)
+            by_id = {self._ids[a]: a for a in addresses if a in self._ids}
+            if by_id and index:
+                local_days = tz is not None and bucket % timedelta(days=1) == timedelta(0)
+                if local_days:
+                    key_sql = "floor(extract(epoch FROM ts AT TIME ZONE %(tz)s) / %(width)s)::bigint"
+                else:
+                    key_sql = "time_bucket(%(bucket)s, ts, origin => '1970-01-01 00:00:00+00')"
+                cursor = await conn.execute(
+                    f"SELECT point_id, {key_sql} AS k, {_AGGREGATE_SQL[aggregate]} FROM readings "
+                    "WHERE point_id = ANY(%(ids)s) AND ts >= %(start)s AND ts < %(end)s "
+                    f"AND quality = {GOOD} AND value IS NOT NULL GROUP BY point_id, k",
+                    {"ids": list(by_id), "start": start, "end": end, "bucket": bucket, "tz": timezone,
+                     "width": bucket.days * 86400},
+                )
+                starts: dict[Any, datetime] = {}
+                for point_id, key, value in await cursor.fetchall():
+                    if key not in starts:
+                        starts[key] = day_key_start(key, bucket.days, tz) if local_days else key  # type: ignore[arg-type]
+                    rows.append((by_id[point_id], starts[key], value))
+        return bucket_frame(rows, addresses, index)
+
+    async def rollups(
+        self, addresses: Sequence[str], start: datetime, end: datetime, resolution: EnergyResolution | str = "hour"
+    ) -> pd.DataFrame:
+        table = "rollup_daily" if EnergyResolution(resolution) is EnergyResolution.DAY else "rollup_hourly"
+        async with self._connection() as conn:
+            await self._ensure_catalogue(conn)
+            by_id = {self._ids[a]: a for a in addresses if a in self._ids}
+            cursor = await conn.execute(
+                "SELECT point_id, bucket, sample_count, value_avg, value_min, value_max, value_last, energy_kwh "
+                f"FROM {table} WHERE point_id = ANY(%s) AND bucket >= %s AND bucket < %s",
+                [list(by_id), start, end],
+            )
+            rows = [(by_id[row[0]], *row[1:]) for row in await cursor.fetchall()]
+        return rollup_frame(rows)
+
+    async def latest(self, addresses: Sequence[str]) -> dict[str, Reading]:
+        out: dict[str, Reading] = {}
+        async with self._connection() as conn:
+            await self._ensure_catalogue(conn)
+            by_id = {self._ids[a]: a for a in addresses if a in self._ids}
+            if not by_id:
+                return out
+            cursor = await conn.execute(
+                _LATEST.format(bound="AND ts > %(since)s"), {"ids": list(by_id), "since": self.clock() - LATEST_WINDOW}
+            )
+            found = await cursor.fetchall()
+            missing = set(by_id) - {row[0] for row in found}
+            if missing:
+                cursor = await conn.execute(_LATEST.format(bound=""), {"ids": sorted(missing)})
+                found += await cursor.fetchall()
+        for point_id, ts, value, quality in found:
+            address = by_id[point_id]
+            out[address] = Reading(address, ts, value, QUALITY_BY_CODE[quality])
+        return out
+
+    async def dwelling_energy(
+        self,
+        site_id: str,
+        start: date,
+        end: date,
+        resolution: EnergyResolution | str = EnergyResolution.DAY,
+        dwellings: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        resolution = EnergyResolution(resolution)
+        async with self._connection() as conn:
+            site = await (await conn.execute("SELECT timezone FROM sites WHERE id = %s", [site_id])).fetchone()
+            if site is None:
+                raise KeyError(f"unknown site {site_id!r}")
+            tz = ZoneInfo(site[0])
+            cursor = await conn.execute("SELECT id FROM dwellings WHERE site_id = %s ORDER BY id", [site_id])
+            wanted = list(dwellings) if dwellings is not None else [d for (d,) in await cursor.fetchall()]
+            hourly = resolution is EnergyResolution.HOUR
+            table = "rollup_hourly" if hourly else "rollup_daily"
+            index = energy_index(start, end, EnergyResolution.HOUR if hourly else EnergyResolution.DAY, tz)
+            rows: list[tuple[str, datetime, float | None]] = []
+            if index:
+                cursor = await conn.execute(
+                    f"SELECT d.id, r.bucket, r.energy_kwh FROM dwellings AS d JOIN {table} AS r "
+                    "ON r.point_id = d.meter_point_id AND r.bucket >= %s AND r.bucket < %s "
+                    "WHERE d.site_id = %s AND d.id = ANY(%s)",
+                    [index[0], local_midnight(end, tz), site_id, wanted],
+                )
+                rows = await cursor.fetchall()
+        return energy_frame(rows, wanted, start, end, resolution, tz)
+
+    # --- retention and quarantine ----------------------------------------------------------------
+
+    async def apply_retention(self, now: datetime | None = None) -> RetentionOutcome:
+        now = now or self.clock()
+        outcome = RetentionOutcome()
+        async with self._connection() as conn:
+            await self._ensure_catalogue(conn)
+            # Roll up what is about to go.
+            await self._refresh(conn)
+            cursor = await conn.execute("SELECT id, raw_retention_days FROM sites")
+            sites = await cursor.fetchall()
+            for site_id, days in sites:
+                outcome.raw_cutoffs[site_id] = now - timedelta(days=days)
+            longest = max([DEFAULT_RAW_RETENTION_DAYS, *(days for _, days in sites)])
+            # Whole chunks past every site's retention go at once; shorter retentions delete rows.
+            cursor = await conn.execute(
+                "SELECT count(*) FROM drop_chunks('readings', older_than => %s::timestamptz)",
+                [now - timedelta(days=longest)],
+            )
+            outcome.chunks_dropped = (await cursor.fetchone())[0]
+            async with conn.transaction():
+                for site_id, days in sites:
+                    if days < longest:
+                        cursor = await conn.execute(
+                            "DELETE FROM readings WHERE point_id IN (SELECT id FROM points WHERE site_id = %s) "
+                            "AND ts < %s",
+                            [site_id, now - timedelta(days=days)],
+                        )
+                        outcome.rows_deleted += cursor.rowcount
+                if DEFAULT_RAW_RETENTION_DAYS < longest:
+                    cursor = await conn.execute(
+                        "DELETE FROM readings WHERE point_id IN (SELECT id FROM points WHERE site_id IS NULL) "
+                        "AND ts < %s",
+                        [now - timedelta(days=DEFAULT_RAW_RETENTION_DAYS)],
+                    )
+                    outcome.rows_deleted += cursor.rowcount
+                if self.hourly_retention_days is not None:
+                    cursor = await conn.execute(
+                        "DELETE FROM rollup_hourly WHERE bucket < %s",
+                        [now - timedelta(days=self.hourly_retention_days)],
+                    )
+                    outcome.hourly_rows_deleted = cursor.rowcount
+        return outcome
+
+    async def quarantined(self, limit: int = 1000) -> list[QuarantinedReading]:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                "SELECT address, ts, value, quality, received_at, reason FROM readings_quarantine ORDER BY id LIMIT %s",
+                [limit],
+            )
+            rows = await cursor.fetchall()
+        return [
+            QuarantinedReading(address, ts, value, QUALITY_BY_CODE[quality], received, reason)
+            for address, ts, value, quality, received, reason in rows
+        ]
+
+
+async def _extension_available(conn: psycopg.AsyncConnection) -> bool:
+    row = await (
+        await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+    ).fetchone()
+    return row is not None
