@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -536,8 +538,9 @@ async def _serve(args: argparse.Namespace) -> None:
     done = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, done.set)
-    # A parent that dies closes our stdin: stop with it rather than linger.
-    loop.add_reader(sys.stdin.fileno(), lambda: done.set() if not sys.stdin.buffer.read1(4096) else None)
+    if stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
+        # Started with a pipe on stdin: a parent that dies closes it, and we stop rather than linger.
+        loop.add_reader(sys.stdin.fileno(), lambda: done.set() if not os.read(sys.stdin.fileno(), 4096) else None)
     print(json.dumps({"device_id": spec.id, "device_instance": spec.device_instance, "address": server.address}),
           flush=True)
     try:

@@ -1,0 +1,67 @@
+"""An independent BACnet stack, @bacnet-js/client (node), reads the simulated devices gridctl's driver writes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from typing import Any
+
+import pytest
+from bacnet_fixtures import REPO, connected, free_udp_port, same_value, served
+
+from sim.bacnet_server import ahu_device, lighting_device
+
+pytestmark = pytest.mark.peers
+
+SCRIPT = REPO / "tests" / "peers" / "bacnet_read.js"
+CLIENT_PACKAGE = REPO / "tests" / "peers" / "node" / "node_modules" / "@bacnet-js" / "client"
+
+
+@pytest.fixture
+def node() -> str:
+    node = shutil.which("node")
+    if node is None or not CLIENT_PACKAGE.is_dir():
+        pytest.fail("node and @bacnet-js/client are needed: run scripts/setup-peers.sh", pytrace=False)
+    return node
+
+
+async def _node_read(node: str, address: str, instance: int, objects: list[tuple[str, int]]) -> dict[str, Any]:
+    # @bacnet-js/client binds a fixed port (0 would mean 47808): give it a free one, and retry if a
+    # neighbour took that port in between.
+    for _ in range(3):
+        process = await asyncio.create_subprocess_exec(
+            node, str(SCRIPT), str(free_udp_port()), address, str(instance), json.dumps(objects),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        if process.returncode == 0:
+            return json.loads(out)
+        if b"EADDRINUSE" not in err:
+            break
+    raise AssertionError(f"node client failed ({process.returncode}):\n{err.decode(errors='replace')}")
+
+
+@pytest.mark.parametrize("make_spec", [ahu_device, lighting_device], ids=["ahu", "lighting"])
+async def test_node_client_reads_what_the_driver_wrote(node: str, make_spec: Any) -> None:
+    async with served(make_spec()) as (device, _server, spec), connected(spec) as driver:
+        commanded = next(p for p in spec.points if p.object_type == "analog-output")
+        await driver.write(commanded.id, 37.5)
+        gridctl_values = {r.address.split("/")[1]: r.value for r in await driver.read()}
+
+        objects = [(p.object_type, p.instance) for p in spec.points]
+        peer = await _node_read(node, spec.address, spec.device_instance, objects)
+
+        assert peer["device_name"] == spec.id
+        assert peer["max_apdu"] == 1476
+        for point in spec.points:
+            key = f"{point.object_type},{point.instance}"
+            for service in ("read_property", "read_property_multiple"):
+                value = peer[service][key]
+                assert same_value(point, device.get(point.id), value), (service, point.id, value)
+                assert same_value(point, gridctl_values[point.id], value), (service, point.id, value)
+        # The script reads the priority array of the first output object: the one the driver commanded.
+        assert next(p for p in spec.points if p.object_type.endswith("-output")) == commanded
+        slots = peer["priority_array"][f"{commanded.object_type},{commanded.instance}"]
+        assert len(slots) == 16
+        assert slots[9] == 37.5
+        assert [i for i, slot in enumerate(slots) if slot is not None] == [9]
