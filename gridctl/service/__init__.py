@@ -1,0 +1,1 @@
+"""The control service: poll → store → forecast → optimise → dispatch, for one site."""

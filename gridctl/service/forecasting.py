@@ -1,0 +1,210 @@
+"""Forecasts from what the service can know at the time: measurements, calendars, clear-sky sun."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pvlib
+
+from gridctl.config import models as m
+from gridctl.service.calendar import tariff_prices
+from gridctl.service.forecasts import EvSessionForecast, Forecasts
+from gridctl.service.snapshot import Snapshot
+
+# Indoor daylight at the work plane per W/m² of outdoor global irradiance: ~110 lm/W luminous
+# efficacy of daylight × a 2.5 % daylight factor (a well-glazed office).
+DAYLIGHT_LUX_PER_W_M2 = 2.75
+PERFORMANCE_RATIO = 0.85
+# Below this sun elevation street lighting is on (civil twilight is −6°; photocells switch earlier).
+DARK_BELOW_ELEVATION_DEG = -3.0
+# ElaadNL workplace statistics (reference.md): median plug-in time and energy.
+WORKPLACE_PLUG_IN = timedelta(hours=4.9)
+WORKPLACE_ENERGY_KWH = 8.8
+
+
+def solar(site: m.Site, moments: Sequence[datetime]) -> tuple[list[float], list[float]]:
+    """Clear-sky global horizontal irradiance (W/m², Ineichen) and sun elevation (°) at each instant."""
+    index = pd.DatetimeIndex(list(moments))
+    location = pvlib.location.Location(site.location.latitude, site.location.longitude, tz="UTC",
+                                       altitude=site.location.elevation_m)
+    position = location.get_solarposition(index)
+    clear = location.get_clearsky(index, model="ineichen", solar_position=position)
+    return [max(0.0, float(v)) for v in clear["ghi"]], [float(v) for v in position["apparent_elevation"]]
+
+
+def carbon_intensity(moments: Sequence[datetime], tz) -> list[float]:
+    """French grid carbon intensity (kg/kWh): ~32 g mean, higher at the evening peak and in winter."""
+    out = []
+    for moment in moments:
+        local = moment.astimezone(tz)
+        hour = local.hour + local.minute / 60.0
+        evening = math.exp(-((hour - 19.0) ** 2) / 4.0)
+        morning = 0.5 * math.exp(-((hour - 8.5) ** 2) / 3.0)
+        winter = 1.0 + 0.4 * math.cos(2 * math.pi * (local.timetuple().tm_yday - 15) / 365.0)
+        out.append(0.032 * winter * (0.75 + 0.6 * evening + 0.3 * morning))
+    return out
+
+
+def controlled_power_kw(site: m.Site, snapshot: Snapshot) -> float:
+    """Power of everything gridctl schedules (battery charging positive, PV negative)."""
+    total = 0.0
+    for asset in site.assets:
+        if isinstance(asset, m.EvChargerPool):
+            total += sum(snapshot.number(c.points["power"]) or 0.0 for c in asset.chargers)
+        elif isinstance(asset, m.PvArray):
+            total -= snapshot.number(asset.points["power"]) or 0.0
+        elif isinstance(asset, m.ThermalZone):
+            total += snapshot.number(asset.points["heat_pump_power"]) or 0.0
+        elif isinstance(asset, m.BatteryAsset | m.LightingZone | m.PublicLightingCircuit | m.DeferrableAppliance):
+            value = snapshot.number(asset.points["power"]) or 0.0
+            point = snapshot.readings.get(asset.points["power"])
+            unit_w = point is not None and site.point(asset.points["power"]).unit == "W"
+            total += value / 1000.0 if unit_w else value
+    return total
+
+
+def base_load_kw(site: m.Site, snapshot: Snapshot) -> float | None:
+    """The site's load that gridctl does not schedule: grid power minus what it schedules."""
+    address = site.grid.points.get("power")
+    grid = snapshot.number(address) if address else None
+    if grid is None:
+        return None
+    return max(0.0, grid - controlled_power_kw(site, snapshot))
+
+
+def outdoor_temperature_point(site: m.Site) -> str | None:
+    for address, _device, point in site.all_points():
+        if address.endswith("/outdoor-temperature") and point.unit == "°C":
+            return address
+    return None
+
+
+def irradiance_point(site: m.Site) -> str | None:
+    for asset in site.assets:
+        if isinstance(asset, m.PvArray) and "irradiance" in asset.points:
+            return asset.points["irradiance"]
+    return None
+
+
+class SignalForecaster:
+    """Load by time of day from the service's own recent measurements (same time yesterday, corrected
+    to the current level), PV and daylight from clear sky × the current cloud index, outdoor
+    temperature by persistence with a daily swing, prices from the tariff calendar."""
+
+    def __init__(self, history_days: int = 8, tempo_colours: dict[str, str] | None = None,
+                 spot_eur_per_kwh: Callable[[Sequence[datetime]], list[float]] | None = None) -> None:
+        self.tempo_colours = tempo_colours or {}
+        self.spot = spot_eur_per_kwh
+        self._load: deque[tuple[datetime, float]] = deque(maxlen=history_days * 24 * 12)
+        self._plugged_since: dict[str, datetime] = {}
+
+    def observe(self, site: m.Site, snapshot: Snapshot) -> None:
+        """Record the base load and EV plug-ins seen in a snapshot (called every dispatch cycle)."""
+        load = base_load_kw(site, snapshot)
+        if load is not None:
+            self._load.append((snapshot.taken_at, load))
+        for asset in site.assets:
+            if not isinstance(asset, m.EvChargerPool):
+                continue
+            for charger in asset.chargers:
+                state = snapshot.number(charger.points["plug_state"])
+                plugged = state is not None and int(state) in (1, 2, 3)
+                if plugged:
+                    self._plugged_since.setdefault(charger.id, snapshot.taken_at)
+                else:
+                    self._plugged_since.pop(charger.id, None)
+
+    async def forecast(self, site: m.Site, snapshot: Snapshot, start: datetime, n_steps: int,
+                       step: timedelta) -> Forecasts:
+        self.observe(site, snapshot)
+        tz = site.tz
+        mids = [start + step * k + step / 2 for k in range(n_steps)]
+        ghi_clear, elevation = solar(site, mids)
+        cloud = self._cloud_index(site, snapshot)
+        ghi = [g * cloud for g in ghi_clear]
+        temperature = self._temperature(site, snapshot, mids, tz)
+        pv = {a.id: [min(a.peak_power_kwp * g / 1000.0 * PERFORMANCE_RATIO, a.inverter_max_power_kw or math.inf)
+                     for g in ghi] for a in site.assets if isinstance(a, m.PvArray)}
+        daylight = {a.id: [g * DAYLIGHT_LUX_PER_W_M2 for g in ghi]
+                    for a in site.assets if isinstance(a, m.LightingZone)}
+        spot = self.spot(mids) if self.spot else None
+        return Forecasts(
+            start=start, step=step, n_steps=n_steps, base_load_kw=self._base_load(mids, snapshot.taken_at),
+            outdoor_temperature_c=temperature, irradiance_w_m2=ghi,
+            import_price_eur_per_kwh=tariff_prices(site.tariff, mids, tz, self.tempo_colours, spot),
+            export_price_eur_per_kwh=[site.tariff.export_price_eur_per_kwh] * n_steps,
+            carbon_kg_per_kwh=carbon_intensity(mids, tz), pv_kw=pv, daylight_lux=daylight,
+            dark=[e < DARK_BELOW_ELEVATION_DEG for e in elevation], ev_sessions=self._sessions(site, snapshot),
+        )
+
+    def _cloud_index(self, site: m.Site, snapshot: Snapshot) -> float:
+        (clear,), _ = solar(site, [snapshot.taken_at])
+        if clear < 50.0:
+            return 0.7
+        address = irradiance_point(site)
+        measured = snapshot.number(address) if address else None
+        if measured is None:
+            pv = next((a for a in site.assets if isinstance(a, m.PvArray)), None)
+            power = snapshot.number(pv.points["power"]) if pv else None
+            if pv is None or power is None:
+                return 0.7
+            measured = power * 1000.0 / (pv.peak_power_kwp * PERFORMANCE_RATIO)
+        return min(max(measured / clear, 0.05), 1.1)
+
+    def _temperature(self, site: m.Site, snapshot: Snapshot, mids: list[datetime], tz) -> list[float]:
+        address = outdoor_temperature_point(site)
+        now_c = snapshot.number(address) if address else None
+        if now_c is None:
+            now_c = 8.0
+        def swing(moment: datetime) -> float:
+            local = moment.astimezone(tz)
+            return 3.0 * math.cos(2 * math.pi * (local.hour + local.minute / 60.0 - 15.0) / 24.0)
+        offset = now_c - swing(snapshot.taken_at)
+        return [offset + swing(t) for t in mids]
+
+    def _base_load(self, mids: list[datetime], now: datetime) -> list[float]:
+        if not self._load:
+            return [0.0] * len(mids)
+        recent = [v for t, v in self._load if now - t <= timedelta(hours=1)] or [self._load[-1][1]]
+        level = sum(recent) / len(recent)
+        series = pd.Series([v for _, v in self._load], index=pd.DatetimeIndex([t for t, _ in self._load]))
+        out = []
+        for moment in mids:
+            past = [self._near(series, moment - timedelta(days=d)) for d in (1, 7)]
+            past = [p for p in past if p is not None]
+            if not past:
+                out.append(level)
+                continue
+            profile = sum(past) / len(past)
+            # Correct yesterday's profile toward today's level, less so further ahead.
+            weight = math.exp(-(moment - now).total_seconds() / 10800.0)
+            reference = self._near(series, now - timedelta(days=1))
+            correction = (level - reference) if reference is not None else 0.0
+            out.append(max(0.0, profile + weight * correction))
+        return out
+
+    @staticmethod
+    def _near(series: pd.Series, moment: datetime) -> float | None:
+        margin = timedelta(minutes=10)
+        window = series[(series.index >= moment - margin) & (series.index <= moment + margin)]
+        return float(window.mean()) if len(window) else None
+
+    def _sessions(self, site: m.Site, snapshot: Snapshot) -> list[EvSessionForecast]:
+        sessions = []
+        for asset in site.assets:
+            if not isinstance(asset, m.EvChargerPool):
+                continue
+            for charger in asset.chargers:
+                since = self._plugged_since.get(charger.id)
+                state = snapshot.number(charger.points["plug_state"])
+                if since is None or state is None or int(state) == 3:
+                    continue
+                delivered = snapshot.number(charger.points.get("session_energy", "")) or 0.0
+                departure = max(since + WORKPLACE_PLUG_IN, snapshot.taken_at + timedelta(minutes=30))
+                sessions.append(EvSessionForecast(charger.id, snapshot.taken_at, departure,
+                                                  max(WORKPLACE_ENERGY_KWH - delivered, 0.0)))
+        return sessions

@@ -1,0 +1,214 @@
+"""Turn the schedule's current step into write requests, or fall back to each asset's defaults.
+
+Three sources of commands, in order of preference for each asset:
+1. the valid schedule, when every measurement the asset depends on is fresh;
+2. the asset's safe default (stale input, no valid schedule, optimiser failure);
+3. the baseline: what a building runs today without gridctl (used by the `baseline` controller).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import pandas as pd
+
+from gridctl.config import models as m
+from gridctl.dispatch import WriteRequest
+from gridctl.runtime import PlannedSchedule
+from gridctl.service.calendar import in_any, in_window, lighting_period, next_window_start
+from gridctl.service.problem import charger_power_kw
+from gridctl.service.snapshot import Snapshot
+
+# Measurements each asset type needs fresh to follow the schedule.
+INPUTS: dict[str, tuple[str, ...]] = {
+    "battery": ("soc",),
+    "thermal_zone": ("temperature",),
+    "lighting_zone": ("occupancy", "illuminance"),
+    "pv": ("power",),
+}
+PLUGGED_STATES = {1, 2, 3}
+
+
+class Mode(StrEnum):
+    SAFE = "safe"
+    BASELINE = "baseline"
+
+
+@dataclass(frozen=True)
+class Plan:
+    requests: list[WriteRequest]
+    # Assets on their defaults this cycle, with why.
+    fallbacks: dict[str, str]
+
+
+IsDark = Callable[[datetime], bool]
+
+
+def stale_inputs(asset: m.AssetBase, snapshot: Snapshot) -> list[str]:
+    names = INPUTS.get(getattr(asset, "type", ""), ())
+    return [asset.points[n] for n in names if n in asset.points and not snapshot.is_fresh(asset.points[n])]
+
+
+def plan(site: m.Site, planned: PlannedSchedule | None, snapshot: Snapshot, now: datetime,
+         is_dark: IsDark) -> Plan:
+    """Commands for this cycle from the schedule, with per-asset fallbacks."""
+    requests: list[WriteRequest] = []
+    fallbacks: dict[str, str] = {}
+    valid = planned is not None and planned.created_at <= now < planned.valid_until
+    row = _row(planned.schedule.setpoints, now) if valid and planned is not None else None
+    for asset in site.assets:
+        stale = stale_inputs(asset, snapshot)
+        if row is None:
+            reason = "no valid schedule" if planned is None else "schedule expired"
+        elif stale:
+            reason = f"stale input {', '.join(stale)}"
+        else:
+            assert planned is not None
+            requests.extend(_from_schedule(asset, planned, row, now))
+            continue
+        fallbacks[asset.id] = reason
+        requests.extend(defaults(site, asset, snapshot, now, is_dark, Mode.SAFE, reason))
+    return Plan(requests, fallbacks)
+
+
+def baseline(site: m.Site, snapshot: Snapshot, now: datetime, is_dark: IsDark) -> list[WriteRequest]:
+    """What the site's equipment would be told without gridctl."""
+    out = []
+    for asset in site.assets:
+        out.extend(defaults(site, asset, snapshot, now, is_dark, Mode.BASELINE, "baseline"))
+    return out
+
+
+def _row(frame: pd.DataFrame, now: datetime) -> pd.Series | None:
+    if frame.empty:
+        return None
+    position = int(frame.index.searchsorted(pd.Timestamp(now), side="right")) - 1
+    if position < 0:
+        return None
+    return frame.iloc[position]
+
+
+def _next_row(frame: pd.DataFrame, now: datetime) -> pd.Series | None:
+    position = int(frame.index.searchsorted(pd.Timestamp(now), side="right"))
+    return frame.iloc[position] if position < len(frame) else None
+
+
+def _request(address: str, value: float | bool, reason: str, planned: PlannedSchedule | None = None,
+             actor: str = "gridctl:optimizer") -> WriteRequest:
+    return WriteRequest(address, value, actor, reason,
+                        schedule_id=planned.schedule_id if planned else None,
+                        policy_version=planned.policy_version if planned else None)
+
+
+def _get(row: pd.Series, column: str) -> float | None:
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def _from_schedule(asset: m.AssetBase, planned: PlannedSchedule, row: pd.Series, now: datetime) -> list[WriteRequest]:
+    reason = f"schedule {planned.schedule_id}"
+    out: list[WriteRequest] = []
+    if isinstance(asset, m.BatteryAsset):
+        power = _get(row, f"{asset.id}.power_kw")
+        if power is not None:
+            out.append(_request(asset.points["power_setpoint"], round(power, 1), reason, planned))
+    elif isinstance(asset, m.EvChargerPool):
+        for charger in asset.chargers:
+            power = _get(row, f"{charger.id}.power_kw") or 0.0
+            out.append(_request(charger.points["current_limit"], current_for(charger, power), reason, planned))
+    elif isinstance(asset, m.ThermalZone):
+        following = _next_row(planned.schedule.setpoints, now)
+        target = _get(following if following is not None else row, f"{asset.id}.temperature_c")
+        if target is not None:
+            out.append(_request(asset.points["setpoint"], round(target, 1), reason, planned))
+    elif isinstance(asset, m.DeferrableAppliance):
+        power = _get(row, f"{asset.id}.power_kw") or 0.0
+        out.append(_request(asset.points["start"], power > 1e-6, reason, planned))
+    elif isinstance(asset, m.LightingZone | m.PublicLightingCircuit):
+        dimming = _get(row, f"{asset.id}.dimming_pct")
+        if dimming is not None:
+            out.append(_request(asset.points["dimming"], round(dimming, 1), reason, planned))
+    elif isinstance(asset, m.PvArray) and "curtailment_limit" in asset.points:
+        power = _get(row, f"{asset.id}.power_kw") or 0.0
+        curtailed = _get(row, f"{asset.id}.curtailed_kw") or 0.0
+        rated = asset.inverter_max_power_kw or asset.peak_power_kwp
+        limit = 100.0 if curtailed < 1e-3 else min(100.0, max(0.0, 100.0 * power / rated))
+        out.append(_request(asset.points["curtailment_limit"], round(limit, 1), reason, planned))
+    return out
+
+
+def current_for(charger: m.EvCharger, power_kw: float) -> float:
+    """Current limit giving `power_kw`, 0 below the charger's minimum (it would not charge anyway)."""
+    if power_kw <= 1e-6:
+        return 0.0
+    amps = power_kw * 1000.0 / (charger.voltage_v * charger.phases)
+    if amps < charger.min_current_a - 1e-6:
+        return 0.0
+    return round(min(amps, charger.max_current_a), 1)
+
+
+def defaults(site: m.Site, asset: m.AssetBase, snapshot: Snapshot, now: datetime, is_dark: IsDark, mode: Mode,
+             reason: str) -> list[WriteRequest]:
+    """The asset's commands without a schedule: safe defaults, or today's baseline behaviour."""
+    actor = "gridctl:fallback" if mode == Mode.SAFE else "baseline"
+    tz = site.tz
+
+    def req(address: str, value: float | bool) -> WriteRequest:
+        return _request(address, value, reason, actor=actor)
+
+    if isinstance(asset, m.BatteryAsset):
+        if mode == Mode.SAFE:
+            return [req(asset.points["power_setpoint"], 0.0)]
+        # Self-consumption, as a battery's own energy manager does: absorb export, cover import.
+        grid = snapshot.number(site.grid.points.get("power", "")) if site.grid.points.get("power") else None
+        battery = snapshot.number(asset.points["power"]) or 0.0
+        if grid is None:
+            return [req(asset.points["power_setpoint"], 0.0)]
+        target = min(max(battery - grid, -asset.max_discharge_power_kw), asset.max_charge_power_kw)
+        return [req(asset.points["power_setpoint"], round(target, 1))]
+    if isinstance(asset, m.EvChargerPool):
+        if mode == Mode.BASELINE:
+            return [req(c.points["current_limit"], c.max_current_a) for c in asset.chargers]
+        plugged = [c for c in asset.chargers if _plugged(snapshot, c)]
+        share_kw = asset.pool_limit_kw / max(len(plugged), 1)
+        out = []
+        for charger in asset.chargers:
+            amps = current_for(charger, min(share_kw, charger.max_power_kw)) if charger in plugged else 0.0
+            if charger in plugged and amps == 0.0:
+                amps = charger.min_current_a if charger_power_kw(charger, charger.min_current_a) <= share_kw else 0.0
+            out.append(req(charger.points["current_limit"], amps))
+        return out
+    if isinstance(asset, m.ThermalZone):
+        occupied = in_any(now, asset.occupancy, tz)
+        band = asset.comfort_occupied if occupied else asset.comfort_unoccupied
+        # A thermostat schedule: a degree above the band's floor.
+        target = min(band.min_temperature_c + 1.0, band.max_temperature_c)
+        return [req(asset.points["setpoint"], target)]
+    if isinstance(asset, m.DeferrableAppliance):
+        start, _end = next_window_start(now, asset.window, tz)
+        running = start <= now < start + timedelta(minutes=asset.duration_min)
+        return [req(asset.points["start"], running)]
+    if isinstance(asset, m.LightingZone):
+        return [req(asset.points["dimming"], 100.0 if in_any(now, asset.occupancy, tz) else 0.0)]
+    if isinstance(asset, m.PublicLightingCircuit):
+        if not is_dark(now):
+            return [req(asset.points["dimming"], 0.0)]
+        period = lighting_period(now, asset.periods, tz)
+        level = period.dimming_pct if period else 100.0
+        if asset.curfew is not None and in_window(now, asset.curfew, tz):
+            level = min(level, asset.minimum_dimming_pct)
+        return [req(asset.points["dimming"], level)]
+    if isinstance(asset, m.PvArray) and "curtailment_limit" in asset.points:
+        return [req(asset.points["curtailment_limit"], 100.0)]
+    return []
+
+
+def _plugged(snapshot: Snapshot, charger: m.EvCharger) -> bool:
+    state = snapshot.number(charger.points["plug_state"])
+    return state is not None and int(state) in PLUGGED_STATES
