@@ -493,6 +493,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     source.add_argument("--site", type=Path, help="a site folder (with --device): serve that device")
     parser.add_argument("--device", help="device id (site device, or the profile device's id)")
     parser.add_argument("--instance", type=int, help="device instance (profiles)")
+    parser.add_argument("--objects", type=int, help="number of analog inputs (bench profile)")
     parser.add_argument("--address", default="127.0.0.1:0", help="ip:port to serve on; port 0 picks a free one")
     parser.add_argument("--bbmd", action="store_true", help="also act as a BBMD")
     parser.add_argument("--foreign", metavar="IP:PORT", help="register as a foreign device with this BBMD")
@@ -524,6 +525,10 @@ def _spec_from_args(args: argparse.Namespace) -> BacnetDeviceSpec:
         kwargs["device_id"] = args.device
     if args.instance is not None:
         kwargs["instance"] = args.instance
+    if args.objects is not None:
+        if args.profile != "bench":
+            raise SystemExit("--objects is for the bench profile")
+        kwargs["objects"] = args.objects
     return PROFILES[args.profile](**kwargs)
 
 

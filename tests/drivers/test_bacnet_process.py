@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib.util
 
 import pytest
-from bacnet_fixtures import connected, server_process
+from bacnet_fixtures import REPO, connected, server_process
 
 from drivers.bacnet import discover
 from drivers.base import Override, Quality
@@ -73,3 +74,14 @@ async def test_discovery_through_a_bbmd_in_another_process() -> None:
         instance, address = found[-1]
         async with connected(_spec_for(vav_device(), address, instance)) as driver:
             assert all(r.quality is Quality.GOOD for r in await driver.read())
+
+
+def test_the_benchmark_runs_and_uses_the_minimal_number_of_requests() -> None:
+    loaded = importlib.util.spec_from_file_location("drivers_bacnet_bench", REPO / "bench" / "drivers_bacnet.py")
+    assert loaded is not None and loaded.loader is not None
+    bench = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(bench)
+    result = bench.run(duration_s=0.3, rounds=1, objects=120)
+    assert result["gridctl_points_per_s"] > 0 and result["raw_bacpypes3_points_per_s"] > 0
+    assert result["gridctl_requests_per_poll"] == result["minimal_requests_per_poll"] == 2
+    assert result["per_point_requests_per_poll"] == 120
