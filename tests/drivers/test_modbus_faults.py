@@ -1,0 +1,246 @@
+"""The Modbus driver facing faulty simulated devices: offline, dying, exceptions, garbage, slow, silent."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from modbus_fixtures import (
+    CHARGER_POINTS,
+    CHARGER_VALUES,
+    METER_POINTS,
+    METER_VALUES,
+    at_port,
+    device_spec,
+    eventually,
+    fast_pool,
+    sim_device,
+)
+
+from drivers.base import (
+    ConnectionLost,
+    DecodeError,
+    DeviceException,
+    DeviceTimeout,
+    HealthState,
+    Quality,
+)
+from drivers.modbus import ModbusDriver
+from sim.core import Fault, FaultKind
+from sim.modbus_server import SimModbusServer
+
+
+def meter(device_id: str = "meter", unit_id: int = 1, **kwargs):
+    return sim_device(device_spec(device_id, METER_POINTS, unit_id=unit_id, **kwargs), METER_VALUES)
+
+
+def qualities(readings) -> set[Quality]:
+    return {r.quality for r in readings}
+
+
+async def test_offline_at_start_then_comes_up():
+    device = meter(timeout_s=0.3)
+    device.fault = Fault(FaultKind.OFFLINE)
+    async with SimModbusServer([device]) as server:
+        assert not server.listening
+        driver = ModbusDriver(at_port(device.spec, server.port), pool=fast_pool())
+        try:
+            with pytest.raises(ConnectionLost):
+                await driver.connect()
+            for _ in range(3):
+                readings = await driver.read()
+                assert qualities(readings) == {Quality.BAD}
+                assert all(r.error and r.error.startswith("ConnectionLost") for r in readings)
+            health = driver.health()
+            assert health.state is HealthState.OFFLINE and health.last_success is None
+            assert "ConnectionLost" in (health.last_error or "")
+
+            device.fault = None
+
+            async def recovered() -> bool:
+                return qualities(await driver.read()) == {Quality.GOOD}
+
+            await eventually(recovered)
+            assert driver.health().state is HealthState.OK
+        finally:
+            await driver.close()
+
+
+async def test_dying_mid_poll_and_coming_back():
+    device = meter(timeout_s=5.0, poll_interval_s=10.0)
+    async with SimModbusServer([device]) as server:
+        driver = ModbusDriver(at_port(device.spec, server.port), pool=fast_pool())
+        try:
+            assert qualities(await driver.read()) == {Quality.GOOD}
+            # The device takes its time on the next request and drops off the network while answering.
+            device.fault = Fault(FaultKind.SLOW, delay_s=0.5)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            poll = asyncio.create_task(driver.read())
+            await asyncio.sleep(0.2)
+            device.fault = Fault(FaultKind.OFFLINE)
+            readings = await poll
+            # The closed socket fails the request at once instead of waiting out the 5 s timeout.
+            assert loop.time() - started < 2.0
+            # Values just read are still worth showing, flagged stale, with the reason.
+            assert qualities(readings) == {Quality.STALE}
+            assert {r.address: r.value for r in readings}["meter/power_kw"] == pytest.approx(-8.432)
+            assert all("ConnectionLost" in (r.error or "") for r in readings)
+            assert driver.health().state is HealthState.DEGRADED
+            await driver.read()
+            await driver.read()
+            assert driver.health().state is HealthState.OFFLINE
+
+            device.fault = None
+            device.set("power_kw", 2.0)
+
+            async def recovered() -> bool:
+                readings = await driver.read()
+                return qualities(readings) == {Quality.GOOD} and {
+                    r.address: r.value for r in readings}["meter/power_kw"] == 2.0
+
+            await eventually(recovered)
+            assert driver.health().state is HealthState.OK
+            assert driver.endpoint.connects >= 2
+        finally:
+            await driver.close()
+
+
+async def test_server_restarted_on_the_same_port():
+    device = meter(timeout_s=0.5)
+    server = await SimModbusServer([device]).start()
+    driver = ModbusDriver(at_port(device.spec, server.port), pool=fast_pool())
+    try:
+        assert qualities(await driver.read()) == {Quality.GOOD}
+        await server.stop()
+        assert Quality.GOOD not in qualities(await driver.read())
+        server = await SimModbusServer([device], port=server.port).start()
+
+        async def recovered() -> bool:
+            return qualities(await driver.read()) == {Quality.GOOD}
+
+        await eventually(recovered)
+    finally:
+        await driver.close()
+        await server.stop()
+
+
+async def test_exception_responses_are_typed_and_bad():
+    device = meter()
+    async with SimModbusServer([device]) as server:
+        driver = ModbusDriver(at_port(device.spec, server.port), pool=fast_pool())
+        try:
+            await driver.read()
+            device.fault = Fault(FaultKind.EXCEPTION)
+            readings = await driver.read()
+            # A device that answers with an exception is not stale: it said the value is not available.
+            assert qualities(readings) == {Quality.BAD}
+            assert all(isinstance(error, DeviceException) for error in driver.last_errors.values())
+            assert all(getattr(e, "exception_code", None) == 4 for e in driver.last_errors.values())
+            assert driver.health().state is HealthState.DEGRADED
+            await driver.read()
+            await driver.read()
+            assert driver.health().state is HealthState.OFFLINE
+            with pytest.raises(DeviceException):
+                await driver.write("ct_ratio", 100)
+            device.fault = None
+            assert qualities(await driver.read()) == {Quality.GOOD}
+            assert driver.health().state is HealthState.OK
+        finally:
+            await driver.close()
+
+
+async def test_garbage_responses_are_decode_errors():
+    device = meter()
+    async with SimModbusServer([device]) as server:
+        driver = ModbusDriver(at_port(device.spec, server.port), pool=fast_pool())
+        try:
+            device.fault = Fault(FaultKind.GARBAGE)
+            readings = await driver.read()
+            assert qualities(readings) == {Quality.BAD}
+            assert all(r.value is None and "DecodeError" in (r.error or "") for r in readings)
+            assert all(isinstance(error, DecodeError) for error in driver.last_errors.values())
+            assert driver.health().state is HealthState.DEGRADED
+            device.fault = None
+            assert qualities(await driver.read()) == {Quality.GOOD}
+        finally:
+            await driver.close()
+
+
+async def test_slow_device_within_and_beyond_its_timeout():
+    device = meter(timeout_s=0.4, retries=1)
+    async with SimModbusServer([device]) as server:
+        driver = ModbusDriver(at_port(device.spec, server.port), pool=fast_pool())
+        try:
+            device.fault = Fault(FaultKind.SLOW, delay_s=0.1)
+            assert qualities(await driver.read()) == {Quality.GOOD}
+            device.fault = Fault(FaultKind.SLOW, delay_s=1.0)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            readings = await driver.read()
+            # One block timed out twice (timeout × attempts); the other blocks were not tried.
+            assert loop.time() - started < 0.4 * 2 + 0.5
+            assert qualities(readings) == {Quality.STALE}
+            assert all(isinstance(error, DeviceTimeout) for error in driver.last_errors.values())
+            device.fault = None
+            # The late answers of the timed-out requests must not be taken for the next ones.
+            await asyncio.sleep(1.0)
+            readings = await driver.read()
+            assert qualities(readings) == {Quality.GOOD}
+            assert {r.address: r.value for r in readings}["meter/frequency_hz"] == pytest.approx(49.98)
+        finally:
+            await driver.close()
+
+
+async def test_a_silent_unit_behind_a_gateway_does_not_cut_off_its_neighbours():
+    neighbour = meter("meter-a", unit_id=1, timeout_s=0.2, retries=1)
+    charger = sim_device(device_spec("charger", CHARGER_POINTS, unit_id=2, timeout_s=0.2, retries=1),
+                         CHARGER_VALUES)
+    silent = meter("meter-b", unit_id=3, timeout_s=0.2, retries=1)
+    silent.fault = Fault(FaultKind.SILENT)
+    async with SimModbusServer([neighbour, charger, silent]) as server:
+        pool = fast_pool()
+        drivers = [ModbusDriver(at_port(d.spec, server.port), pool=pool) for d in (neighbour, charger, silent)]
+        try:
+            endpoint = drivers[0].endpoint
+            assert all(driver.endpoint is endpoint for driver in drivers)
+            # Far more unanswered requests in a row than pymodbus tolerates before closing the socket
+            # (retries + 3), alternating with the neighbours' polls.
+            for _ in range(6):
+                results = await asyncio.gather(*(driver.read() for driver in drivers))
+                assert qualities(results[0]) == {Quality.GOOD}
+                assert qualities(results[1]) == {Quality.GOOD}
+                assert Quality.GOOD not in qualities(results[2])
+            assert isinstance(drivers[2].last_errors["power_kw"], DeviceTimeout)
+            assert drivers[2].health().state is HealthState.OFFLINE
+            assert drivers[0].health().state is HealthState.OK
+            assert endpoint.connects == 1
+            # The silent unit alone: its timeouts still do not close the connection under the neighbours.
+            for _ in range(4):
+                await drivers[2].read()
+            assert qualities(await drivers[1].read()) == {Quality.GOOD}
+            silent.fault = None
+            assert qualities(await drivers[2].read()) == {Quality.GOOD}
+            assert drivers[2].health().state is HealthState.OK
+        finally:
+            for driver in drivers:
+                await driver.close()
+
+
+async def test_an_offline_unit_behind_a_live_gateway_is_a_timeout():
+    neighbour = meter("meter-a", unit_id=1)
+    gone = meter("meter-b", unit_id=2)
+    gone.fault = Fault(FaultKind.OFFLINE)
+    async with SimModbusServer([neighbour, gone]) as server:
+        assert server.listening
+        pool = fast_pool()
+        drivers = [ModbusDriver(at_port(d.spec, server.port), pool=pool) for d in (neighbour, gone)]
+        try:
+            good, bad = await asyncio.gather(*(driver.read() for driver in drivers))
+            assert qualities(good) == {Quality.GOOD}
+            assert qualities(bad) == {Quality.BAD}
+            # The gateway answered exception 11: the device behind it did not respond.
+            assert isinstance(drivers[1].last_errors["power_kw"], DeviceTimeout)
+        finally:
+            for driver in drivers:
+                await driver.close()
