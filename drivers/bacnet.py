@@ -67,6 +67,7 @@ from drivers.base import (
     WriteRejected,
     WriteResult,
 )
+from drivers.codec import check_write, to_engineering
 from drivers.health import Backoff, HealthTracker, Now, utc_now
 from drivers.specs import BacnetDeviceSpec, BacnetPointSpec
 
@@ -238,11 +239,13 @@ def _to_python(value: Any, kind: str) -> Value | None:
 
 
 def _decode(plan: _Plan, value: AnyValue) -> Value | None:
+    """A point's value off the wire, in engineering terms (a state the map does not know is an error)."""
     try:
-        return _to_python(value.cast_out(plan.datatype), plan.kind)
+        plain = _to_python(value.cast_out(plan.datatype), plan.kind)
     except Exception as exc:
         raise DecodeError(f"{plan.point.object_type},{plan.point.instance} {plan.point.property}: {exc}",
                           point_id=plan.point.id) from exc
+    return None if plain is None else to_engineering(plan.point, plain)
 
 
 def _same(kind: str, requested: Value, read_back: Value | None) -> bool:
@@ -575,35 +578,27 @@ class BacnetDriver(Driver):
         return chosen
 
     def _encode(self, plan: _Plan, value: Value) -> tuple[Any, Value]:
-        """The wire value and its plain form, after the point's limits and states are checked."""
+        """The wire value and its plain form, after the point's limits and states are checked (state
+        labels are accepted for state points)."""
         point = plan.point
         address = f"{self.device_id}/{point.id}"
         if plan.kind == "binary":
-            if isinstance(value, str):
-                if value not in ("active", "inactive"):
-                    raise WriteRejected(f"{address}: {value!r} is not active/inactive", point_id=point.id)
+            if isinstance(value, str) and point.states is None and value in ("active", "inactive"):
                 value = value == "active"
-            if not isinstance(value, bool | int) or int(value) not in (0, 1):
+            value = check_write(point, value)
+            if isinstance(value, str) or int(value) != value or int(value) not in (0, 1):
                 raise LimitViolation(f"{address}: {value!r} is not a binary value", point_id=point.id)
             plain = bool(value)
             return BinaryPV("active" if plain else "inactive"), plain
-        if isinstance(value, str) or (plan.kind != "analog" and isinstance(value, float) and not value.is_integer()):
-            raise WriteRejected(f"{address}: cannot encode {value!r} for {point.object_type}", point_id=point.id)
-        if point.min is not None and float(value) < point.min:
-            raise LimitViolation(f"{address}: {value} below min {point.min}", point_id=point.id)
-        if point.max is not None and float(value) > point.max:
-            raise LimitViolation(f"{address}: {value} above max {point.max}", point_id=point.id)
-        if plan.kind == "analog":
+        value = check_write(point, value)
+        if plan.kind == "analog" or (plan.kind == "other" and issubclass(plan.datatype, Real)):
             return Real(float(value)), float(value)
         if plan.kind in ("multistate", "accumulator"):
-            state = int(value)
-            if point.states and state not in point.states:
-                raise LimitViolation(f"{address}: state {state} not in {sorted(point.states)}", point_id=point.id)
-            return Unsigned(state), state
-        if isinstance(plan.datatype, type) and issubclass(plan.datatype, Real):
-            return Real(float(value)), float(value)
+            if isinstance(value, str) or int(value) != value or value < 0:
+                raise LimitViolation(f"{address}: {value!r} is not a state number", point_id=point.id)
+            return Unsigned(int(value)), int(value)
         raise WriteRejected(f"{address}: writing {point.property} of {point.object_type} is not supported",
-                            point_id=point.id)
+                            device_id=self.device_id, point_id=point.id)
 
     async def write(self, point_id: str, value: Value | None, *, priority: int | None = None) -> WriteResult:
         plan = self._plans.get(point_id)

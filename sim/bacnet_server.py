@@ -31,6 +31,7 @@ from bacpypes3.basetypes import (
     BinaryPV,
     EngineeringUnits,
     EventState,
+    OptionalUnsigned,
     PriorityArray,
     PriorityValue,
     Segmentation,
@@ -150,7 +151,8 @@ class _SimPoint:
         if name == "relinquishDefault":
             return _encode(self._point_kind, self._sim.relinquish_default(point_id))
         if name == "currentCommandPriority":
-            return await super().read_property(attr, index)  # type: ignore[misc]
+            active = self._sim.active_priority(point_id)
+            return OptionalUnsigned(null=()) if active is None else OptionalUnsigned(unsigned=active)
         slots = self._sim.priority_array(point_id)
         if index is None:
             return PriorityArray([_priority_value(self._point_kind, slot) for slot in slots])
@@ -252,6 +254,7 @@ def _make_object(sim: SimDevice, point: BacnetPointSpec) -> Any:
         # Placeholders so the properties appear in property-list; reads come from the SimDevice.
         properties["priorityArray"] = PriorityArray([PriorityValue(null=()) for _ in range(PRIORITY_LEVELS)])
         properties["relinquishDefault"] = _encode(kind, current)
+        properties["currentCommandPriority"] = OptionalUnsigned(null=())
     obj = _SIM_CLASSES[point.object_type](**properties)
     obj._sim = sim
     obj._point = point

@@ -116,6 +116,19 @@ async def test_limits_are_checked_before_anything_is_sent() -> None:
         assert driver.stats.write_property == sent
 
 
+async def test_state_points_take_labels_and_flag_states_the_map_lacks() -> None:
+    async with served(ahu_device()) as (device, _server, spec), connected(spec) as driver:
+        result = await driver.write("mode", "cool")
+        assert (result.requested, result.written, result.read_back) == ("cool", 3, 3)
+        assert device.get("mode") == 3
+        assert (await driver.write("fan_command", "active")).read_back is True
+        with pytest.raises(LimitViolation):
+            await driver.write("mode", "boost")
+        device.set("mode", 7)
+        (reading,) = await driver.read(["mode"])
+        assert reading.quality is Quality.BAD and "DecodeError" in (reading.error or "")
+
+
 async def test_device_errors_are_typed() -> None:
     served_spec = ahu_device()
     async with served(served_spec) as (device, _server, spec):
