@@ -266,6 +266,14 @@ class OpcuaDriver(Driver):
     # ------------------------------------------------------------------ requests
 
     def _typed(self, exc: BaseException, context: str, point_id: str | None = None) -> DriverError:
+        error = self._classify(exc, context, point_id)
+        if context == "connect" and not isinstance(error, ConnectionLost | DeviceTimeout):
+            # Whatever stops a connection (a refused security mode, a rejection asyncua cannot even
+            # parse) leaves the device unreachable.
+            return ConnectionLost(str(error), device_id=self.device_id)
+        return error
+
+    def _classify(self, exc: BaseException, context: str, point_id: str | None) -> DriverError:
         if isinstance(exc, DriverError):
             if exc.device_id is None:
                 exc.device_id = self.device_id

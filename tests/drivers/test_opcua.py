@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
@@ -47,7 +48,8 @@ def bms_spec(endpoint: str = "opc.tcp://127.0.0.1:4840", *, subscription: bool =
         point("damper_raw", "Byte", writable=True),
         point("offset_raw", "SByte", writable=True),
         point("label", "String", writable=True),
-        OpcuaPointSpec(id="numeric_id", unit="", node_id=f"nsu={NS};i=4242", data_type="Int32", writable=True),
+        OpcuaPointSpec(id="numeric_id", unit="", node_id=f"nsu={NS};i={zlib.crc32(device_id.encode()) % 99_991}",
+                       data_type="Int32", writable=True),
     )
     return OpcuaDeviceSpec(id=device_id, endpoint=endpoint, timeout_s=1.0, retries=1, poll_interval_s=0.2,
                            subscription=subscription, points=points)
