@@ -178,8 +178,14 @@ class SQLiteHistorian(Historian):
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._lock:
+            work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
             try:
-                return await asyncio.to_thread(fn, *args)
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # A thread cannot be interrupted: keep the connection to it until it is done, so that
+                # no other call starts a transaction on the connection meanwhile.
+                await asyncio.wait([work])
+                raise
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) or "unable to open" in str(exc):
                     raise HistorianUnavailable(str(exc)) from exc

@@ -1,0 +1,142 @@
+"""Readings into the historian without losing any: straight to the database while it answers, into
+the local spool while it does not, flushed back in order when it returns.
+
+While the spool holds anything, new readings queue behind it, so history is written in the order it
+was received. A flush that times out may still have committed; sending it again is harmless because
+the historian's unique key makes writes idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from drivers.base import Reading
+from gridctl.history.base import Historian, HistorianUnavailable, utc_now
+from gridctl.history.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    written: int = 0  # readings written straight to the database
+    spooled: int = 0  # readings that went through the spool
+    flushed: int = 0  # spooled readings since written to the database
+    failures: int = 0  # database writes that failed or timed out
+
+
+class Recorder:
+    def __init__(
+        self,
+        historian: Historian,
+        spool: Spool,
+        *,
+        write_timeout_s: float = 10.0,
+        flush_batch: int = 20_000,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 5.0,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.historian = historian
+        self.spool = spool
+        self.write_timeout_s = write_timeout_s
+        self.flush_batch = flush_batch
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.clock = clock
+        self.stats = RecorderStats()
+        self._direct = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._empty = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the flusher; whatever a previous run left in the spool is replayed first."""
+        if self._flusher is None:
+            self._set_empty(len(self.spool) == 0)
+            self._flusher = asyncio.create_task(self._flush_loop(), name="history-spool-flusher")
+
+    async def close(self) -> None:
+        """Stop flushing; what is still spooled stays on disk for the next start."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+
+    async def record(self, readings: Iterable[Reading]) -> None:
+        """Store readings, or spool them durably when the database cannot take them now.
+
+        Raises SpoolFull when the database is away and the spool is at capacity.
+        """
+        batch = list(readings)
+        if not batch:
+            return
+        received_at = self.clock()
+        async with self._direct:
+            if self._empty.is_set():
+                try:
+                    await asyncio.wait_for(
+                        self.historian.write(batch, received_at=received_at), self.write_timeout_s
+                    )
+                    self.stats.written += len(batch)
+                    return
+                except (HistorianUnavailable, TimeoutError) as exc:
+                    self.stats.failures += 1
+                    log.warning("history database unavailable, spooling readings: %r", exc)
+            await asyncio.to_thread(self.spool.append, batch, received_at)
+            self.stats.spooled += len(batch)
+            self._set_empty(False)
+
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until the spool is empty; False on timeout."""
+        try:
+            await asyncio.wait_for(self._empty.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def _set_empty(self, empty: bool) -> None:
+        if empty:
+            self._empty.set()
+        else:
+            self._empty.clear()
+            self._wake.set()
+
+    async def _flush_loop(self) -> None:
+        delay = self.retry_initial_s
+        while True:
+            if len(self.spool) == 0:
+                async with self._direct:
+                    # Re-checked under the lock: a record() may have spooled meanwhile.
+                    if len(self.spool) == 0:
+                        self._set_empty(True)
+                        self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self._flush_some()
+                delay = self.retry_initial_s
+            except (HistorianUnavailable, TimeoutError) as exc:
+                self.stats.failures += 1
+                log.info("history database still unavailable (%r), retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+            except Exception:
+                # Anything else is not an outage; the readings stay spooled and the error is reported.
+                self.stats.failures += 1
+                log.exception("flushing the history spool failed; retrying in %.1f s", self.retry_max_s)
+                await asyncio.sleep(self.retry_max_s)
+
+    async def _flush_some(self) -> None:
+        for batch in await asyncio.to_thread(self.spool.peek, self.flush_batch):
+            await asyncio.wait_for(
+                self.historian.write(batch.readings, received_at=batch.received_at), self.write_timeout_s
+            )
+            await asyncio.to_thread(self.spool.ack, batch.last_seq)
+            self.stats.flushed += len(batch.readings)
