@@ -20,6 +20,7 @@ from drivers.base import (
     Value,
     WriteRejected,
 )
+from drivers.codec import check_write, to_engineering
 from drivers.specs import OpcuaPointSpec
 
 INTEGER_RANGES: dict[str, tuple[int, int]] = {
@@ -160,13 +161,13 @@ def decode(point: OpcuaPointSpec, variant: ua.Variant | None) -> Value:
     expected = point.data_type
     if expected == "Boolean" and vtype == ua.VariantType.Boolean:
         return bool(value)
-    if expected in INTEGER_RANGES and vtype in _INTEGER_VARIANTS:
-        return int(value)
-    # A Double point served as Float (or as an integer) still carries a number of the right kind.
-    if expected in FLOAT_TYPES and (vtype in _FLOAT_VARIANTS or vtype in _INTEGER_VARIANTS):
-        return float(value)
     if expected == "String" and vtype == ua.VariantType.String:
         return str(value)
+    if expected in INTEGER_RANGES and vtype in _INTEGER_VARIANTS:
+        return to_engineering(point, int(value))
+    # A Double point served as Float (or as an integer) still carries a number of the right kind.
+    if expected in FLOAT_TYPES and (vtype in _FLOAT_VARIANTS or vtype in _INTEGER_VARIANTS):
+        return to_engineering(point, float(value))
     raise DecodeError(f"{vtype.name} value {value!r} where {expected} expected", point_id=point.id)
 
 
@@ -178,23 +179,22 @@ def encode(point: OpcuaPointSpec, value: Value) -> ua.Variant:
     """
     data_type = point.data_type
     vtype = variant_type(data_type)
-    if isinstance(value, str) and point.states and data_type != "String":
-        value = _state_raw(point, value)
+    if data_type == "String":
+        if not isinstance(value, str):
+            raise WriteRejected(f"{value!r} is not a String", point_id=point.id)
+        return ua.Variant(value, vtype)
+    if isinstance(value, str) and not point.states:
+        raise WriteRejected(f"{value!r} is not a {data_type}", point_id=point.id)
+    # State labels become their raw value; limits are enforced (the codec every protocol shares).
+    value = check_write(point, value)
     if data_type == "Boolean":
         if isinstance(value, bool):
             return ua.Variant(value, vtype)
         if isinstance(value, int | float) and value in (0, 1):
             return ua.Variant(bool(value), vtype)
         raise WriteRejected(f"{value!r} is not a Boolean", point_id=point.id)
-    if data_type == "String":
-        if not isinstance(value, str):
-            raise WriteRejected(f"{value!r} is not a String", point_id=point.id)
-        return ua.Variant(value, vtype)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise WriteRejected(f"{value!r} is not a number", point_id=point.id)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise LimitViolation(f"{value!r} is not finite", point_id=point.id)
-    check_limits(point, float(value))
     if data_type in INTEGER_RANGES:
         if isinstance(value, float):
             if not value.is_integer():
@@ -209,13 +209,6 @@ def encode(point: OpcuaPointSpec, value: Value) -> ua.Variant:
     return ua.Variant(float(value), vtype)
 
 
-def check_limits(point: OpcuaPointSpec, value: float) -> None:
-    if point.min is not None and value < point.min:
-        raise LimitViolation(f"{value} below the minimum {point.min}", point_id=point.id)
-    if point.max is not None and value > point.max:
-        raise LimitViolation(f"{value} above the maximum {point.max}", point_id=point.id)
-
-
 def same_value(point: OpcuaPointSpec, written: ua.Variant, read_back: Value) -> bool:
     """Whether the read-back value is what was written, at the precision of the point's type."""
     expected = written.Value
@@ -227,11 +220,3 @@ def same_value(point: OpcuaPointSpec, written: ua.Variant, read_back: Value) -> 
     if point.data_type == "Double":
         return isinstance(read_back, float) and read_back == float(expected)
     return bool(read_back == expected and type(read_back) is type(expected))
-
-
-def _state_raw(point: OpcuaPointSpec, label: str) -> int:
-    assert point.states is not None
-    for raw, name in point.states.items():
-        if name == label:
-            return raw
-    raise WriteRejected(f"{label!r} is not one of {sorted(point.states.values())}", point_id=point.id)

@@ -175,8 +175,10 @@ async def test_state_labels_are_written_as_raw_values(bms: tuple[SimDevice, Opcu
     result = await driver.write("mode", "cool")
     assert result.written == 2 and result.read_back == 2
     assert device.get("mode") == 2
-    with pytest.raises(WriteRejected):
+    with pytest.raises(LimitViolation, match="defrost"):
         await driver.write("mode", "defrost")
+    with pytest.raises(LimitViolation):
+        await driver.write("mode", 7)  # not one of the states
 
 
 async def test_refuses_writes_outside_limits_before_sending(bms: tuple[SimDevice, OpcuaSimServer],
