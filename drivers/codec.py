@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from drivers.base import DecodeError, LimitViolation, Value
@@ -150,18 +150,41 @@ def bytes_from_words(registers: Sequence[int], word_order: str, byte_order: str)
     return struct.pack(f">{len(words)}H", *words)
 
 
+RawReader = Callable[[bytes, int], int | float]
+Decoder = Callable[[bytes, int], Value]
+
+
+def raw_reader(data_type: str, word_order: str, byte_order: str) -> RawReader:
+    """Reads one raw number from a block's bytes (registers as sent, big-endian) at a byte offset."""
+    code = _STRUCT_CODE[data_type]
+    count = REGISTER_COUNT[data_type]
+    if count == 1 or word_order == byte_order:
+        # ABCD is big-endian and DCBA little-endian as a whole: one unpack does it.
+        unpack_from = struct.Struct(("<" if byte_order == "little" else ">") + code).unpack_from
+        return lambda data, position: unpack_from(data, position)[0]
+    words = struct.Struct(f">{count}H")
+    number = struct.Struct(">" + code)
+
+    def mixed(data: bytes, position: int) -> int | float:
+        return number.unpack(bytes_from_words(words.unpack_from(data, position), word_order, byte_order))[0]
+
+    return mixed
+
+
 @dataclass(frozen=True, slots=True)
 class ModbusCodec:
-    """Packs and unpacks one Modbus point; built once per point so polling does no lookups."""
+    """Packs and unpacks one Modbus point; built once per point so polling does no lookups.
+
+    `decode_at(data, position)` reads the point straight from a whole block's bytes, which is how the
+    driver decodes a poll without slicing registers point by point.
+    """
 
     point: ModbusPointSpec
     register_count: int
     is_bit_table: bool
+    decode_at: Decoder
+    _raw_at: RawReader
     _struct: struct.Struct
-    _words: struct.Struct
-    _swap_words: bool
-    _swap_bytes: bool
-    _scaled: bool
 
     @classmethod
     def for_point(cls, point: ModbusPointSpec) -> ModbusCodec:
@@ -178,37 +201,24 @@ class ModbusCodec:
         if point.bit is not None and (is_bit_table or data_type not in ("bool", "int16", "uint16")):
             raise ValueError(f"{point.id}: bit applies to a 16-bit register only")
         count = 1 if is_bit_table else REGISTER_COUNT[data_type]
-        return cls(point, count, is_bit_table, struct.Struct(">" + _STRUCT_CODE[data_type]),
-                   struct.Struct(f">{count}H"), point.word_order == "little", point.byte_order == "little",
-                   not is_identity(point.scale, point.offset))
+        raw_at = raw_reader(data_type, point.word_order, point.byte_order)
+        return cls(point, count, is_bit_table, _decoder(point, raw_at), raw_at,
+                   struct.Struct(">" + _STRUCT_CODE[data_type]))
 
     # ------------------------------------------------------------------ decode
 
     def decode_raw(self, registers: Sequence[int]) -> int | float:
         """The raw number held in this point's registers (bits are not extracted here)."""
-        if self._swap_words:
-            registers = registers[::-1]
-        if self._swap_bytes:
-            registers = [_swap(word) for word in registers]
-        return self._struct.unpack(self._words.pack(*registers))[0]
+        return self._raw_at(struct.pack(f">{len(registers)}H", *registers), 0)
 
     def decode(self, registers: Sequence[int]) -> Value:
         """Engineering value from exactly `register_count` registers (or one bit for coils/inputs)."""
-        point = self.point
         if len(registers) != self.register_count:
-            raise DecodeError(f"{point.id}: expected {self.register_count} registers, got {len(registers)}",
-                              point_id=point.id)
+            raise DecodeError(f"{self.point.id}: expected {self.register_count} registers, got {len(registers)}",
+                              point_id=self.point.id)
         if self.is_bit_table:
             return bool(registers[0])
-        if point.bit is not None:
-            raw_bit = (self.decode_raw(registers) >> point.bit) & 1
-            if point.data_type == "bool":
-                return bool(raw_bit)
-            return to_engineering(point, raw_bit, scale=point.scale, offset=point.offset)
-        raw = self.decode_raw(registers)
-        if not self._scaled and point.states is None and not isinstance(raw, float):
-            return raw
-        return to_engineering(point, raw, scale=point.scale, offset=point.offset)
+        return self.decode_at(struct.pack(f">{len(registers)}H", *registers), 0)
 
     # ------------------------------------------------------------------ encode
 
@@ -257,6 +267,46 @@ class ModbusCodec:
         raw = self.raw_for(value, saturate=saturate)
         data = self._struct.pack(raw)
         return words_from_bytes(data, point.word_order, point.byte_order)
+
+
+def _decoder(point: ModbusPointSpec, raw_at: RawReader) -> Decoder:
+    """The fastest correct decoder for this point's type, layout and scaling."""
+    scale, offset = point.scale, point.offset
+    if point.function in BIT_FUNCTIONS:
+        return lambda data, position: bool(data[position + 1])
+    if point.bit is not None or point.states is not None:
+        bit = point.bit
+
+        def general(data: bytes, position: int) -> Value:
+            raw = raw_at(data, position)
+            if bit is not None:
+                raw = (int(raw) >> bit) & 1
+                if point.data_type == "bool":
+                    return bool(raw)
+            return to_engineering(point, raw, scale=scale, offset=offset)
+
+        return general
+    isfinite = math.isfinite
+    if point.data_type.startswith("float") and is_identity(scale, offset):
+        def plain_float(data: bytes, position: int) -> Value:
+            value = raw_at(data, position)
+            if not isfinite(value):
+                raise DecodeError(f"{point.id}: device sent {value}", point_id=point.id)
+            return value
+
+        return plain_float
+    if point.data_type.startswith("float"):
+        def floating(data: bytes, position: int) -> Value:
+            value = raw_at(data, position) * scale + offset
+            if not isfinite(value):
+                raise DecodeError(f"{point.id}: device sent {raw_at(data, position)} (× {scale} + {offset})",
+                                  point_id=point.id)
+            return value
+
+        return floating
+    if is_identity(scale, offset):
+        return raw_at
+    return lambda data, position: raw_at(data, position) * scale + offset
 
 
 def decode_point(point: ModbusPointSpec, registers: Sequence[int]) -> Value:

@@ -7,6 +7,7 @@ one reconnect task) through an `EndpointPool`; each driver keeps its own timeout
 from __future__ import annotations
 
 import asyncio
+import struct
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -32,6 +33,11 @@ from drivers.health import Backoff, HealthTracker, Now, utc_now
 from drivers.modbus_endpoint import EndpointPool, ModbusEndpoint, exception_error, read_block
 from drivers.modbus_plan import ReadBlock, plan_reads, single_point_blocks
 from drivers.specs import ModbusDeviceSpec
+
+
+def _pack_registers(count: int, registers: Sequence[int]) -> bytes:
+    return struct.pack(f">{count}H", *registers)
+
 
 # Errors after which the device is not answering at all: the rest of a read is skipped.
 _UNREACHABLE = (DeviceTimeout, ConnectionLost)
@@ -178,20 +184,32 @@ class ModbusDriver(Driver):
                       errors: list[DriverError]) -> None:
         ts = self._now()
         start = block.start
+        addresses = self._addresses
+        last_good = self._last_good
+        last_errors = self.last_errors
+        good = Quality.GOOD
+        if block.codecs[0].is_bit_table:
+            data = None
+        else:
+            # The whole block as bytes once; each point unpacks its own slice of it.
+            data = _pack_registers(len(values), values)
         for codec in block.codecs:
             point_id = codec.point.id
-            offset = codec.point.register - start
             try:
-                value = codec.decode(values[offset:offset + codec.register_count])
+                if data is None:
+                    value = bool(values[codec.point.register - start])
+                else:
+                    value = codec.decode_at(data, 2 * (codec.point.register - start))
             except DecodeError as exc:
                 exc.device_id = self.device_id
                 errors.append(exc)
                 self.last_errors[point_id] = exc
-                readings.append(Reading(self._addresses[point_id], ts, None, Quality.BAD, f"DecodeError: {exc}"))
+                readings.append(Reading(addresses[point_id], ts, None, Quality.BAD, f"DecodeError: {exc}"))
                 continue
-            self._last_good[point_id] = (value, ts)
-            self.last_errors.pop(point_id, None)
-            readings.append(Reading(self._addresses[point_id], ts, value, Quality.GOOD))
+            last_good[point_id] = (value, ts)
+            if last_errors:
+                last_errors.pop(point_id, None)
+            readings.append(Reading(addresses[point_id], ts, value, good))
 
     def _fail_block(self, block: ReadBlock, error: DriverError, readings: list[Reading]) -> None:
         ts = self._now()
