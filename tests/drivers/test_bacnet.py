@@ -11,6 +11,8 @@ from bacnet_fixtures import FAST, at, connected, eventually, fast_backoff, new_v
 
 from drivers.bacnet import BacnetDriver, chunk_plans, discover
 from drivers.base import (
+    ConnectionLost,
+    DecodeError,
     DeviceException,
     DeviceTimeout,
     HealthState,
@@ -164,6 +166,8 @@ async def test_device_errors_are_typed() -> None:
             readings = await driver.read(["supply_air_temperature", "fan_command"])
             assert [r.quality for r in readings] == [Quality.BAD, Quality.BAD]
             assert all("DecodeError" in (r.error or "") for r in readings)
+            with pytest.raises(DecodeError):
+                await driver.write("fan_speed", 50.0)  # the read-back is garbage
 
             device.fault = None
             assert all(r.quality is Quality.GOOD for r in await driver.read(["supply_air_temperature"]))
@@ -282,6 +286,8 @@ async def test_back_off_keeps_a_dead_device_off_the_network() -> None:
                 readings = await driver.read()
                 assert {r.quality for r in readings} == {Quality.BAD}
                 assert "next attempt in" in (readings[0].error or "")
+            with pytest.raises(ConnectionLost, match="next attempt in"):
+                await driver.write("zone_setpoint", 21.0)
             assert server.datagrams_received == seen
             assert driver.stats.requests == 1
 
