@@ -135,6 +135,7 @@ class ModbusEndpoint:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._timeouts_in_row = 0
+        self._answered = False
         self._users = 0
 
     @property
@@ -190,9 +191,11 @@ class ModbusEndpoint:
                 await asyncio.sleep(self.backoff.next_delay())
                 continue
             self._idle.set()
-            self.backoff.reset()
             await self._lost.wait()
             self._disconnect()
+            if not self._answered:
+                # Accepted, then dropped before answering anything: do not hammer it with reconnects.
+                await asyncio.sleep(self.backoff.next_delay())
 
     async def _connect(self) -> None:
         holder: list[AsyncModbusTcpClient] = []
@@ -211,6 +214,7 @@ class ModbusEndpoint:
             client.close()
             raise ConnectionLost(f"{self.name}: connection refused or timed out")
         self._client = client
+        self._answered = False
         self._timeouts_in_row = 0
         self.connects += 1
         self.last_error = None
@@ -277,6 +281,10 @@ class ModbusEndpoint:
                     raise DeviceException(f"{what}: {exc}") from exc
                 self._timeouts_in_row = 0
                 self._silent_units.discard(unit_id)
+                if not self._answered:
+                    # The back-off restarts from its shortest delay only once the device really answers.
+                    self._answered = True
+                    self.backoff.reset()
             finally:
                 self._lock.release()
             if response.isError():

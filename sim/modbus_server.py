@@ -20,7 +20,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 
 from pymodbus.constants import ExcCodes
@@ -325,3 +325,24 @@ class SimModbusServer:
                     await self._listen()
                 except RuntimeError as exc:  # the port is not free yet: try again next round
                     log.warning("simulated Modbus server %s:%s cannot listen again: %s", self.host, self.port, exc)
+
+
+async def start_modbus_servers(devices: Iterable[SimDevice], *, free_ports: bool = False) -> list[SimModbusServer]:
+    """One started server per host:port of the devices' specs, each device at its unit id.
+
+    With `free_ports`, each server takes any free port instead of its spec's (see `server.port`).
+    """
+    by_endpoint: dict[tuple[str, int], list[SimDevice]] = {}
+    for device in devices:
+        if not isinstance(device.spec, ModbusDeviceSpec):
+            raise TypeError(f"{device.id} is not a Modbus device")
+        by_endpoint.setdefault((device.spec.host, device.spec.port), []).append(device)
+    servers: list[SimModbusServer] = []
+    try:
+        for (host, port), members in by_endpoint.items():
+            servers.append(await SimModbusServer(members, host, 0 if free_ports else port).start())
+    except BaseException:
+        for server in servers:
+            await server.stop()
+        raise
+    return servers

@@ -244,3 +244,27 @@ async def test_an_offline_unit_behind_a_live_gateway_is_a_timeout():
         finally:
             for driver in drivers:
                 await driver.close()
+
+
+async def test_a_device_that_hangs_up_at_once_is_not_hammered():
+    accepted = 0
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    driver = ModbusDriver(device_spec("rude", METER_POINTS, port=port, timeout_s=0.3), pool=fast_pool())
+    try:
+        await driver.read()
+        await asyncio.sleep(1.5)
+        readings = await driver.read()
+        assert qualities(readings) == {Quality.BAD}
+        # Back-off between attempts (0.05 s doubling to 0.4 s), not a reconnect storm.
+        assert 2 <= accepted <= 12, accepted
+    finally:
+        await driver.close()
+        server.close()
+        await server.wait_closed()

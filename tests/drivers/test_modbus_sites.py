@@ -7,7 +7,6 @@ on site); the driver reads every point and writes and reads back every writable 
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from drivers.modbus import ModbusDriver
 from drivers.specs import ModbusDeviceSpec, ModbusPointSpec
 from gridctl.config import load_site
 from gridctl.fieldbus import device_spec
-from sim.modbus_server import SimModbusServer
+from sim.modbus_server import start_modbus_servers
 
 SITES = Path(__file__).resolve().parents[2] / "sites"
 SITE_NAMES = ("zac-saint-sauveur", "zac-union", "zac-haute-deule")
@@ -60,16 +59,17 @@ def sample_value(point: ModbusPointSpec, index: int, shift: float = 0.0) -> Valu
 async def test_every_modbus_point_of_the_demonstrator(site_name: str):
     specs = modbus_specs(site_name)
     assert specs, f"{site_name} has no Modbus devices"
-    endpoints: dict[tuple[str, int], list] = defaultdict(list)
+    devices_by_id = {}
     for spec in specs:
         initial = {p.id: sample_value(p, i) for i, p in enumerate(spec.points)}
-        endpoints[(spec.host, spec.port)].append(sim_device(spec, initial))
-    servers = [SimModbusServer(devices) for devices in endpoints.values()]
+        devices_by_id[spec.id] = sim_device(spec, initial)
     pool = fast_pool()
     drivers: list[ModbusDriver] = []
+    servers = await start_modbus_servers(devices_by_id.values(), free_ports=True)
     try:
+        # One server per host:port of the site, several unit ids behind the shared ones.
+        assert len(servers) == len({(spec.host, spec.port) for spec in specs})
         for server in servers:
-            await server.start()
             for device in server.devices:
                 # Same map, same unit id; only the port is the test's free one.
                 spec = dataclasses.replace(device.spec, port=server.port, timeout_s=2.0)
