@@ -109,7 +109,10 @@ class OpcuaDriver(Driver):
         self._wake = asyncio.Event()
         self._attempt_waiters: list[asyncio.Future[DriverError | None]] = []
         self._last_error: DriverError | None = None
-        self._last_good: dict[str, tuple[Value, datetime]] = {}
+        self._last_good: dict[str, Reading] = {}
+        self._addresses = {p.id: f"{spec.id}/{p.id}" for p in spec.points}
+        # Read requests built once per set of points and connection (node ids differ between servers).
+        self._requests: dict[tuple[str, ...], list[tuple[tuple[str, ...], ua.ReadParameters]]] = {}
         self._subscription: Any = None
         self._subscribed_at = 0.0
         self._cache: dict[str, _Cached] = {}
@@ -226,6 +229,7 @@ class OpcuaDriver(Driver):
     def _resolve(self, namespaces: list[str]) -> None:
         self._node_ids.clear()
         self._unresolved.clear()
+        self._requests.clear()
         for point_id, parsed in self._parsed.items():
             try:
                 self._node_ids[point_id] = parsed.resolve(namespaces)
@@ -332,70 +336,82 @@ class OpcuaDriver(Driver):
             return self._unavailable(points, self._not_connected())
         async with self._lock:
             try:
-                values = await self._read_values([p.id for p in points if p.id in self._node_ids])
+                values = await self._read_values(tuple(p.id for p in points if p.id in self._node_ids))
             except DriverError as exc:
                 self._health.failure(exc)
                 return self._unavailable(points, exc)
         now = self._now()
         readings = []
         for point in points:
-            if point.id in self._unresolved:
-                readings.append(Reading(self._address(point.id), now, None, Quality.BAD, self._unresolved[point.id]))
+            data_value = values.get(point.id)
+            if data_value is None:
+                readings.append(Reading(self._addresses[point.id], now, None, Quality.BAD,
+                                        self._unresolved.get(point.id, "not read")))
             else:
-                readings.append(self._reading(point, values[point.id], now))
-        self._record(readings)
+                readings.append(self._reading(point, data_value, now))
+        self._record(points, readings)
         return readings
 
-    async def _read_values(self, point_ids: list[str]) -> dict[str, ua.DataValue]:
+    async def _read_values(self, point_ids: tuple[str, ...]) -> dict[str, ua.DataValue]:
         """Value attributes of the points in one ReadRequest, or in chunks the server accepts."""
         if not point_ids:
             return {}
+        while True:
+            requests = self._requests.get(point_ids)
+            if requests is None:
+                requests = self._requests[point_ids] = self._plan_reads(point_ids)
+            results: list[ua.DataValue] = []
+            try:
+                for batch, params in requests:
+                    self.read_requests += 1
+                    values = await self._call(lambda client, params=params: client.uaclient.read(params), "read")
+                    if len(values) != len(batch):
+                        raise DecodeError(f"read {len(batch)} nodes, got {len(values)} results",
+                                          device_id=self.device_id)
+                    results.extend(values)
+            except DeviceException as exc:
+                # Some servers state their limit only by refusing: split and try again.
+                largest = max(len(batch) for batch, _ in requests)
+                if "BadTooManyOperations" not in str(exc) or largest == 1:
+                    raise
+                self._max_nodes_per_read = max(1, largest // 2)
+                self._requests.clear()
+                continue
+            return dict(zip(point_ids, results, strict=True))
+
+    def _plan_reads(self, point_ids: tuple[str, ...]) -> list[tuple[tuple[str, ...], ua.ReadParameters]]:
+        """The ReadRequests for these points on this connection: one, unless the server's limit is lower."""
         chunk = self._max_nodes_per_read or len(point_ids)
-        results: list[ua.DataValue] = []
-        start = 0
-        while start < len(point_ids):
+        plan = []
+        for start in range(0, len(point_ids), chunk):
             batch = point_ids[start:start + chunk]
-            params = ua.ReadParameters(
+            plan.append((batch, ua.ReadParameters(
                 TimestampsToReturn=ua.TimestampsToReturn.Neither,
                 NodesToRead=[ua.ReadValueId(NodeId=self._node_ids[pid], AttributeId=ua.AttributeIds.Value)
                              for pid in batch],
-            )
-            self.read_requests += 1
-            try:
-                values = await self._call(lambda client, params=params: client.uaclient.read(params), "read")
-            except DeviceException as exc:
-                # Some servers state their limit only by refusing: split and try again.
-                if "BadTooManyOperations" in str(exc) and chunk > 1:
-                    chunk = max(1, chunk // 2)
-                    self._max_nodes_per_read = chunk
-                    continue
-                raise
-            if len(values) != len(batch):
-                raise DecodeError(f"read {len(batch)} nodes, got {len(values)} results", device_id=self.device_id)
-            results.extend(values)
-            start += len(batch)
-        return dict(zip(point_ids, results, strict=True))
+            )))
+        return plan
 
     def _reading(self, point: OpcuaPointSpec, data_value: ua.DataValue, ts: datetime) -> Reading:
-        quality = quality_of(data_value.StatusCode)
-        address = self._address(point.id)
+        status = data_value.StatusCode
+        quality = Quality.GOOD if status is None or status.value == 0 else quality_of(status)
+        address = self._addresses[point.id]
         if quality is Quality.BAD:
-            return Reading(address, ts, None, quality, status_name(data_value.StatusCode))
+            return Reading(address, ts, None, quality, status_name(status))
         try:
             value = decode(point, data_value.Value)
         except DecodeError as exc:
             return Reading(address, ts, None, Quality.BAD, f"DecodeError: {exc}")
-        error = None if quality is Quality.GOOD else status_name(data_value.StatusCode)
-        return Reading(address, ts, value, quality, error)
+        return Reading(address, ts, value, quality, None if quality is Quality.GOOD else status_name(status))
 
-    def _record(self, readings: list[Reading]) -> None:
+    def _record(self, points: list[OpcuaPointSpec], readings: list[Reading]) -> None:
         bad = []
-        for reading in readings:
-            point_id = reading.address.rsplit("/", 1)[1]
-            if reading.quality is Quality.GOOD and reading.value is not None:
-                self._last_good[point_id] = (reading.value, reading.ts)
+        last_good = self._last_good
+        for point, reading in zip(points, readings, strict=True):
+            if reading.quality is Quality.GOOD:
+                last_good[point.id] = reading
             elif reading.quality is Quality.BAD:
-                bad.append(f"{point_id}: {reading.error}")
+                bad.append(f"{point.id}: {reading.error}")
         if bad:
             self._health.partial(f"{len(bad)} of {len(readings)} points bad; {bad[0]}")
         else:
@@ -407,7 +423,7 @@ class OpcuaDriver(Driver):
         for point in points:
             last = self._last_good.get(point.id)
             if last is not None:
-                readings.append(Reading(self._address(point.id), last[1], last[0], Quality.STALE, str(error)))
+                readings.append(Reading(last.address, last.ts, last.value, Quality.STALE, str(error)))
             else:
                 readings.append(Reading(self._address(point.id), self._now(), None, Quality.BAD, str(error)))
         return readings
@@ -421,7 +437,7 @@ class OpcuaDriver(Driver):
         return [self._points[pid] for pid in point_ids]
 
     def _address(self, point_id: str) -> str:
-        return f"{self.device_id}/{point_id}"
+        return self._addresses[point_id]
 
     # ------------------------------------------------------------------ subscription mode
 
@@ -493,7 +509,7 @@ class OpcuaDriver(Driver):
             else:
                 readings.append(Reading(address, cached.received, None, Quality.BAD, cached.error))
         if alive:
-            self._record(readings)
+            self._record(points, readings)
         return readings
 
     # ------------------------------------------------------------------ writes

@@ -15,10 +15,13 @@ Faults set on a SimDevice are honoured on the wire:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,7 @@ from drivers.base import Value
 from drivers.opcua_codec import INTEGER_RANGES, parse_node_id, variant_type
 from drivers.opcua_security import application_uri_of, load_certificate
 from drivers.specs import OpcuaDeviceSpec, OpcuaPointSpec
-from sim.core import FaultKind, SimDevice
+from sim.core import FaultKind, SimDevice, WallClock
 
 _logger = logging.getLogger(__name__)
 
@@ -287,3 +290,40 @@ def _coerce(point: OpcuaPointSpec, value: Value | None) -> Any:
 
 def _garbage(_node_id: ua.NodeId, _attribute: ua.AttributeIds) -> ua.DataValue:
     return ua.DataValue(Value=ua.Variant("\x00garbage\x7f", ua.VariantType.String))
+
+
+BENCH_NAMESPACE = "urn:gridctl:bench:opcua"
+
+
+def bench_spec(endpoint: str = "opc.tcp://127.0.0.1:4840", points: int = 500) -> OpcuaDeviceSpec:
+    """A device with `points` Double measurements, for throughput benchmarks."""
+    return OpcuaDeviceSpec(
+        id="bench", endpoint=endpoint, timeout_s=5.0, retries=0,
+        points=tuple(OpcuaPointSpec(id=f"value-{index:04d}", unit="kW", data_type="Double",
+                                    node_id=f"nsu={BENCH_NAMESPACE};s=Bench.Value{index:04d}")
+                     for index in range(points)),
+    )
+
+
+async def _serve(points: int, port: int) -> None:
+    device = SimDevice(bench_spec(points=points), WallClock(),
+                       {f"value-{index:04d}": index * 0.5 for index in range(points)})
+    async with OpcuaSimServer([device], port=port) as server:
+        print(json.dumps({"endpoint": server.endpoint, "points": points}), flush=True)
+        # Serve until the parent closes our stdin.
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sim.opcua_server --points 500`: serve a benchmark device; prints its endpoint as JSON."""
+    parser = argparse.ArgumentParser(description="Serve a simulated OPC-UA benchmark device on loopback.")
+    parser.add_argument("--points", type=int, default=500)
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    asyncio.run(_serve(args.points, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
