@@ -746,21 +746,27 @@ def _priority_slot(slot: Any, kind: str) -> Value | None:
 # --------------------------------------------------------------------------- discovery
 
 
-async def discover(*, bbmd: str | None = None, target: str | None = None, local_host: str = "127.0.0.1",
-                   low_limit: int | None = None, high_limit: int | None = None, timeout_s: float = 3.0,
-                   ttl_s: int = 30) -> list[tuple[int, str]]:
+async def discover(*, bbmd: str | None = None, interface: str | None = None, target: str | None = None,
+                   port: int = 47808, local_host: str = "127.0.0.1", low_limit: int | None = None,
+                   high_limit: int | None = None, timeout_s: float = 3.0, ttl_s: int = 30) -> list[tuple[int, str]]:
     """Who-Is / I-Am: the (device instance, "ip:port") of every device that answers, sorted.
 
-    With `bbmd` ("ip:port") we register as a foreign device there and broadcast the Who-Is through it, which
-    reaches every device on the BBMD's network and its other foreign devices. With `target` the Who-Is goes
-    to that one address only.
+    One way to reach the devices:
+    - `bbmd` ("ip:port"): register as a foreign device there (from `local_host`, any port) and broadcast
+      the Who-Is through it, to every device on the BBMD's network and its other foreign devices;
+    - `interface` ("ip/prefix", e.g. "192.168.1.10/24"): broadcast on that network from `port` (47808 on a
+      real LAN), as a device on it;
+    - `target` ("ip:port"): a Who-Is to that one address.
     """
-    if bbmd is None and target is None:
-        raise ValueError("discovery needs a BBMD (foreign-device registration) or a target address")
+    if sum(way is not None for way in (bbmd, interface, target)) != 1:
+        raise ValueError("discovery takes exactly one of: a BBMD, a local interface, a target address")
     device_object = DeviceObject(objectIdentifier=("device", _CLIENT_INSTANCE), objectName="gridctl-discovery",
                                  vendorIdentifier=999, segmentationSupported=Segmentation.noSegmentation)
-    stack = build_stack([device_object], host=local_host, port=0, mode="foreign" if bbmd else "normal",
-                        bbmd_address=bbmd, ttl_s=ttl_s)
+    if interface is not None:
+        stack = build_stack([device_object], host=interface, port=port)
+    else:
+        stack = build_stack([device_object], host=local_host, port=0, mode="foreign" if bbmd else "normal",
+                            bbmd_address=bbmd, ttl_s=ttl_s)
     try:
         if bbmd is not None and not await stack.wait_registered(timeout_s):
             raise ConnectionLost(f"BBMD {bbmd} did not accept our foreign-device registration")

@@ -48,8 +48,10 @@ def bind_udp(host: str, port: int = 0) -> socket.socket:
 class _GatedDatagramServer(IPv4DatagramServer):
     """The bacpypes3 datagram server with an optional gate on incoming datagrams (simulated faults)."""
 
-    def __init__(self, address: IPv4Address, bind_socket: socket.socket, gate: DatagramGate | None) -> None:
-        super().__init__(address, no_broadcast=True, bind_socket=bind_socket)
+    def __init__(self, address: IPv4Address, bind_socket: socket.socket | None, gate: DatagramGate | None) -> None:
+        # Without our own socket, bacpypes3 binds the address and, for an address with a network prefix,
+        # its broadcast address too (both SO_REUSEPORT: that is how several stacks share a LAN port).
+        super().__init__(address, no_broadcast=bind_socket is not None, bind_socket=bind_socket)
         self._gate = gate
 
     async def confirmation(self, pdu: PDU) -> None:
@@ -105,11 +107,19 @@ def build_stack(
 ) -> Stack:
     """An application serving `objects` (one of them the device object) on its own socket.
 
+    `host` is an IPv4 address; "ip/prefix" (e.g. "192.168.1.10/24") also sends and hears local broadcasts,
+    which needs a fixed port shared by everyone on that network (BACnet/IP's 47808 on a real LAN).
     Must be called from a running event loop. `bbmd_address` ("ip:port") is required for mode "foreign".
     """
-    sock = bind_udp(host, port)
-    bound_host, bound_port = sock.getsockname()
-    address = IPv4Address(f"{bound_host}:{bound_port}")
+    sock: socket.socket | None = None
+    if "/" in host:
+        if port == 0:
+            raise ValueError("local broadcasts need a fixed port")
+        address = IPv4Address(f"{host}:{port}")
+    else:
+        sock = bind_udp(host, port)
+        bound_host, bound_port = sock.getsockname()
+        address = IPv4Address(f"{bound_host}:{bound_port}")
     try:
         app = app_class.from_object_list(objects)
         link: BIPNormal | BIPForeign | BIPBBMD
@@ -130,7 +140,8 @@ def build_stack(
         bind(multiplexer, server)
         app.nsap.bind(link, address=address)
     except BaseException:
-        sock.close()
+        if sock is not None:
+            sock.close()
         raise
     if isinstance(link, BIPForeign):
         assert bbmd_address is not None

@@ -307,8 +307,10 @@ class BacnetSimServer:
     """Serves one SimDevice as a BACnet/IP device on loopback; `address` is "ip:port" once started.
 
     `port` 0 picks a free port; the port is kept across stop()/start() so a restarted device comes back
-    where it was. `bbmd=True` also makes it a BBMD accepting foreign-device registrations; `foreign`
-    ("ip:port" of a BBMD) registers it as a foreign device there.
+    where it was. A `host` written "ip/prefix" also hears local broadcasts on that network (devices then
+    share one fixed port on distinct loopback addresses, like devices on a LAN). `bbmd=True` also makes it
+    a BBMD accepting foreign-device registrations; `foreign` ("ip:port" of a BBMD) registers it as a foreign
+    device there.
     """
 
     def __init__(self, device: SimDevice, *, host: str = "127.0.0.1", port: int = 0, bbmd: bool = False,
@@ -320,7 +322,9 @@ class BacnetSimServer:
             raise ValueError("a device is either a BBMD or a foreign device, not both")
         self.device = device
         self.spec: BacnetDeviceSpec = device.spec
-        self.host = host
+        # "ip/prefix" serves on a network with broadcasts (a fixed port shared with the other devices).
+        self.interface = host
+        self.host = host.partition("/")[0]
         self.port = port
         self.bbmd = bbmd
         self.foreign = foreign
@@ -354,7 +358,7 @@ class BacnetSimServer:
         )
         objects = [device_object, *(_make_object(self.device, point) for point in self.spec.points)]
         mode = "bbmd" if self.bbmd else "foreign" if self.foreign else "normal"
-        stack = build_stack(objects, host=self.host, port=self.port, mode=mode, bbmd_address=self.foreign,
+        stack = build_stack(objects, host=self.interface, port=self.port, mode=mode, bbmd_address=self.foreign,
                             ttl_s=self.ttl_s, app_class=_SimApplication, gate=self._gate)
         stack.app.server = self  # type: ignore[attr-defined]
         self._stack = stack
@@ -497,7 +501,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", help="device id (site device, or the profile device's id)")
     parser.add_argument("--instance", type=int, help="device instance (profiles)")
     parser.add_argument("--objects", type=int, help="number of analog inputs (bench profile)")
-    parser.add_argument("--address", default="127.0.0.1:0", help="ip:port to serve on; port 0 picks a free one")
+    parser.add_argument("--address", default="127.0.0.1:0",
+                        help="ip[/prefix]:port to serve on; port 0 picks a free one; a prefix adds broadcasts")
     parser.add_argument("--bbmd", action="store_true", help="also act as a BBMD")
     parser.add_argument("--foreign", metavar="IP:PORT", help="register as a foreign device with this BBMD")
     parser.add_argument("--ttl", type=int, default=30, help="foreign-device registration time-to-live, s")
@@ -538,7 +543,7 @@ def _spec_from_args(args: argparse.Namespace) -> BacnetDeviceSpec:
 async def _serve(args: argparse.Namespace) -> None:
     host, port = split_address(args.address, default_port=0)
     spec = _spec_from_args(args)
-    spec = replace(spec, address=f"{host}:{port}")
+    spec = replace(spec, address=f"{host.partition('/')[0]}:{port}")
     server = BacnetSimServer(sim_device(spec), host=host, port=port, bbmd=args.bbmd, foreign=args.foreign,
                              ttl_s=args.ttl, refuse_rpm=args.refuse_rpm, max_apdu=args.max_apdu)
     await server.start()

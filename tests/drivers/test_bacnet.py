@@ -7,7 +7,17 @@ import dataclasses
 import math
 
 import pytest
-from bacnet_fixtures import FAST, at, connected, eventually, fast_backoff, new_value, same_value, served
+from bacnet_fixtures import (
+    FAST,
+    at,
+    connected,
+    eventually,
+    fast_backoff,
+    free_udp_port,
+    new_value,
+    same_value,
+    served,
+)
 
 from drivers.bacnet import BacnetDriver, chunk_plans, discover
 from drivers.base import (
@@ -333,6 +343,28 @@ async def test_discovery_through_a_bbmd() -> None:
             assert await discover(target=servers[0].address, timeout_s=1.0) == [(510, servers[0].address)]
         finally:
             await asyncio.gather(*(server.stop() for server in servers))
+
+
+async def test_discovery_by_local_broadcast_on_a_shared_port() -> None:
+    # Devices on distinct loopback addresses sharing one port, like devices on a LAN sharing 47808.
+    port = free_udp_port()
+    servers = [BacnetSimServer(sim_device(vav_device(f"vav-{i}", 700 + i)), host=f"127.0.0.{i}/8", port=port)
+               for i in (2, 3)]
+    await asyncio.gather(*(server.start() for server in servers))
+    try:
+        found = await discover(interface="127.0.0.1/8", port=port, timeout_s=1.5)
+        assert found == [(702, f"127.0.0.2:{port}"), (703, f"127.0.0.3:{port}")]
+        async with connected(at(servers[1].spec, found[1][1])) as driver:
+            assert all(r.quality is Quality.GOOD for r in await driver.read())
+    finally:
+        await asyncio.gather(*(server.stop() for server in servers))
+
+
+def test_discovery_needs_exactly_one_way_to_reach_devices() -> None:
+    with pytest.raises(ValueError):
+        asyncio.run(discover())
+    with pytest.raises(ValueError):
+        asyncio.run(discover(bbmd="127.0.0.1:47808", target="127.0.0.1:47809"))
 
 
 async def test_an_unknown_device_instance_fails_connect() -> None:
