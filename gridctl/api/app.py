@@ -1,0 +1,134 @@
+"""The FastAPI application: `/api/v1` for residents, operators, energy managers and open data, and the
+web pages under `/ui/`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime
+from importlib.resources import files
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from gridctl.api.context import ApiContext
+from gridctl.api.db import Database, open_database
+from gridctl.api.ratelimit import RateLimiter
+from gridctl.api.routers import managers, opendata, operators, residents
+from gridctl.api.settings import ApiSettings
+from gridctl.api.store import ApiStore
+from gridctl.config.models import Site
+from gridctl.history import Historian
+from gridctl.history.base import utc_now
+from gridctl.runtime import SiteRuntime
+
+API_PREFIX = "/api/v1"
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = []
+    for error in exc.errors():
+        clean = {k: v for k, v in error.items() if k in ("type", "loc", "msg")}
+        errors.append(clean)
+    message = "; ".join(f"{_field(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+    return JSONResponse({"detail": errors, "message": message}, status_code=422)
+
+
+class RateLimitMiddleware:
+    """429 with Retry-After when a client (its bearer token, else its address) exceeds its bucket."""
+
+    def __init__(self, app: Any, limiter: RateLimiter, prefix: str) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.prefix = prefix
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        key = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                key = "t:" + hashlib.sha256(value).hexdigest()[:32]
+                break
+        if key is None:
+            client = scope.get("client")
+            key = "a:" + (client[0] if client else "unknown")
+        wait = self.limiter.take(key)
+        if wait <= 0:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"detail": "too many requests; slow down"}).encode()
+        await send({
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [(b"content-type", b"application/json"), (b"retry-after", str(max(1, round(wait))).encode()),
+                        (b"content-length", str(len(body)).encode())],
+        })
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    historian: Historian,
+    runtimes: Mapping[str, SiteRuntime],
+    settings: ApiSettings | None = None,
+    *,
+    database: str | Database | None = None,
+    sites: Mapping[str, Site] | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """The API over an open historian and the live runtimes per site.
+
+    `database` is where the API keeps its own tables (users, consent, audit, policies): by default the
+    historian's own database (its SQLite path or PostgreSQL DSN), already upgraded by `gridctl db upgrade`.
+    `sites` adds sites served from history only, without a live runtime.
+    """
+    settings = settings or ApiSettings()
+    if database is None:
+        database = getattr(historian, "dsn", None) or getattr(historian, "path", None)
+        if database is None:
+            raise ValueError("pass `database`: the historian does not say where it stores its data")
+    db = open_database(database) if isinstance(database, str) else database
+    ctx = ApiContext(historian=historian, store=ApiStore(db), runtimes=runtimes, settings=settings, clock=clock,
+                     extra_sites=dict(sites or {}))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await db.open()
+        try:
+            yield
+        finally:
+            await db.close()
+
+    app = FastAPI(
+        title="gridctl",
+        version="1",
+        description="Residents' consumption, operators' live view and control, energy managers' policies, "
+                    "and open data for the eco-district's sites.",
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.context = ctx
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    for router in (residents.router, operators.router, managers.router, opendata.router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.mount("/ui", StaticFiles(directory=str(files("gridctl.api") / "static"), html=True), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
+                       prefix=API_PREFIX)
+    return app

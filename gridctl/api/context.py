@@ -1,0 +1,83 @@
+"""What every request handler reaches: the historian, the API's store, the live sites, settings, time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from fastapi import HTTPException, Request
+
+from gridctl.api.settings import ApiSettings
+from gridctl.api.store import ApiStore, User
+from gridctl.config.models import Site
+from gridctl.history import Historian
+from gridctl.runtime import SiteRuntime
+
+
+class TokenCache:
+    """Recently seen tokens, so a burst of requests does not look the same digest up every time."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[User | None, datetime]] = {}
+
+    def get(self, digest: str, now: datetime, ttl_s: float) -> tuple[bool, User | None]:
+        entry = self._entries.get(digest)
+        if entry is None or (now - entry[1]).total_seconds() > ttl_s:
+            return False, None
+        return True, entry[0]
+
+    def put(self, digest: str, user: User | None, now: datetime) -> None:
+        if len(self._entries) > 50_000:
+            self._entries.clear()
+        self._entries[digest] = (user, now)
+
+    def forget(self, user_id: int) -> None:
+        self._entries = {k: v for k, v in self._entries.items() if v[0] is None or v[0].id != user_id}
+
+
+@dataclass
+class ApiContext:
+    historian: Historian
+    store: ApiStore
+    runtimes: Mapping[str, SiteRuntime]
+    settings: ApiSettings
+    clock: Callable[[], datetime]
+    # Sites served without a live runtime (history and open data only).
+    extra_sites: Mapping[str, Site] = field(default_factory=dict)
+    token_cache: TokenCache = field(default_factory=lambda: TokenCache())
+
+    def site(self, site_id: str) -> Site | None:
+        runtime = self.runtimes.get(site_id)
+        if runtime is not None:
+            return runtime.site
+        return self.extra_sites.get(site_id)
+
+    def sites(self) -> list[Site]:
+        ids = sorted(set(self.runtimes) | set(self.extra_sites))
+        return [s for s in (self.site(i) for i in ids) if s is not None]
+
+
+def context(request: Request) -> ApiContext:
+    return request.app.state.context
+
+
+def not_found(what: str) -> HTTPException:
+    return HTTPException(404, f"{what} not found")
+
+
+def site_in_scope(ctx: ApiContext, user: User, site_id: str) -> Site:
+    """The site, when it exists and the user's scope covers it; 404 otherwise, so that an id outside
+    the scope is indistinguishable from one that does not exist."""
+    site = ctx.site(site_id)
+    if site is None or not user.sees_site(site_id):
+        raise not_found(f"site {site_id!r}")
+    return site
+
+
+def runtime_in_scope(ctx: ApiContext, user: User, site_id: str) -> SiteRuntime:
+    site_in_scope(ctx, user, site_id)
+    runtime = ctx.runtimes.get(site_id)
+    if runtime is None:
+        raise HTTPException(503, f"site {site_id!r} is not running in this service")
+    return runtime

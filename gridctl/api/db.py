@@ -1,0 +1,173 @@
+"""A small SQL layer over the historian's database for the API's own tables.
+
+The tables are created by the historian's migrations (versions from 100); this module only opens a
+connection of its own to the same database: a SQLite file or a PostgreSQL DSN. SQL is written once
+with `?` placeholders; timestamps and booleans follow each back end's storage convention.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from gridctl.history import HistorianUnavailable, is_postgres_dsn
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+
+class Database(abc.ABC):
+    """Runs parameterised SQL; each call is one transaction."""
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def script(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        """Run statements in one transaction; returns each one's rows (empty when it returns none)."""
+
+    @abc.abstractmethod
+    def ts(self, moment: datetime | None) -> Any:
+        """A timestamp as this back end stores it."""
+
+    @abc.abstractmethod
+    def from_ts(self, raw: Any) -> datetime | None: ...
+
+    def flag(self, value: bool) -> Any:
+        return value
+
+
+class SQLiteDatabase(Database):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self._conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.Error as exc:
+                raise HistorianUnavailable(f"cannot open {self.path}: {exc}") from exc
+            self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        conn = self._conn
+        async with self._lock:
+            return await asyncio.to_thread(fn, conn)
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._run(lambda conn: conn.execute(sql, list(params)).fetchall())
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return await self._run(lambda conn: conn.execute(sql, list(params)).rowcount)
+
+    async def script(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        def run(conn: sqlite3.Connection) -> list[list[Row]]:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = [conn.execute(sql, list(params)).fetchall() for sql, params in statements]
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return out
+
+        return await self._run(run)
+
+    def ts(self, moment: datetime | None) -> Any:
+        if moment is None:
+            return None
+        delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+    def from_ts(self, raw: Any) -> datetime | None:
+        if raw is None:
+            return None
+        seconds, micros = divmod(int(raw), 1_000_000)
+        return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+
+    def flag(self, value: bool) -> Any:
+        return int(value)
+
+
+class PostgresDatabase(Database):
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8) -> None:
+        self.dsn = dsn
+        self.min_size = min_size
+        self.max_size = max_size
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        from psycopg_pool import AsyncConnectionPool
+
+        pool = AsyncConnectionPool(self.dsn, min_size=self.min_size, max_size=self.max_size, open=False)
+        try:
+            await pool.open(wait=True, timeout=10)
+        except Exception as exc:
+            await pool.close()
+            raise HistorianUnavailable(f"cannot connect: {exc}") from exc
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(self._sql(sql), list(params))
+            return await cursor.fetchall() if cursor.description else []
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(self._sql(sql), list(params))
+            return cursor.rowcount
+
+    async def script(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        out: list[list[Row]] = []
+        async with self._pool.connection() as conn, conn.transaction():
+            for sql, params in statements:
+                cursor = await conn.execute(self._sql(sql), list(params))
+                out.append(await cursor.fetchall() if cursor.description else [])
+        return out
+
+    def ts(self, moment: datetime | None) -> Any:
+        return moment
+
+    def from_ts(self, raw: Any) -> datetime | None:
+        return None if raw is None else raw.astimezone(UTC)
+
+
+def open_database(target: str) -> Database:
+    """The API's connection to the history database named by a SQLite path or a PostgreSQL DSN."""
+    return PostgresDatabase(target) if is_postgres_dsn(target) else SQLiteDatabase(target)

@@ -1,0 +1,159 @@
+"""Site KPIs over a period, from the history's hourly rollups and the schedule in force."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+
+from gridctl.api.energy import Bucket, cost_of, in_window
+from gridctl.api.models import Kpi
+from gridctl.config.models import PvArray, Site, ThermalZone
+from gridctl.config.units import UNITS
+from gridctl.history import EnergyResolution, Historian
+from gridctl.history.timebuckets import local_midnight
+from gridctl.runtime import SiteRuntime
+
+
+def _hourly(frame: pd.DataFrame, address: str, column: str) -> pd.Series:
+    rows = frame[frame["point"] == address]
+    return pd.Series(rows[column].to_numpy(), index=pd.DatetimeIndex(rows["bucket"]), dtype=float)
+
+
+def _factor_kw(site: Site, address: str) -> float:
+    return UNITS[site.point(address).unit][1]
+
+
+def _sum(series: pd.Series) -> float | None:
+    clean = series.dropna()
+    return float(clean.sum()) if len(clean) else None
+
+
+async def site_kpis(historian: Historian, site: Site, start: date, end: date, carbon_kg_per_kwh: float,
+                    runtime: SiteRuntime | None, now: datetime) -> dict[str, Kpi]:
+    tz = site.tz
+    lo, hi = local_midnight(start, tz), local_midnight(end, tz)
+    grid = site.grid.points
+    pv_assets = [a for a in site.assets if isinstance(a, PvArray)]
+    zones = [a for a in site.assets if isinstance(a, ThermalZone)]
+    addresses = [a for a in (grid.get("power"), grid.get("import_energy"), grid.get("export_energy")) if a]
+    addresses += [a.points["energy"] for a in pv_assets if "energy" in a.points]
+    addresses += [z.points["temperature"] for z in zones if "temperature" in z.points]
+    frame = await historian.rollups(addresses, lo, hi, EnergyResolution.HOUR)
+    kpis: dict[str, Kpi] = {}
+
+    imported = _hourly(frame, grid["import_energy"], "energy_kwh") if "import_energy" in grid else pd.Series()
+    exported = _hourly(frame, grid["export_energy"], "energy_kwh") if "export_energy" in grid else pd.Series()
+    import_kwh, export_kwh = _sum(imported), _sum(exported)
+    kpis["import_energy"] = Kpi(value=import_kwh, unit="kWh")
+    kpis["export_energy"] = Kpi(value=export_kwh, unit="kWh")
+
+    buckets = [Bucket(ts.to_pydatetime().astimezone(tz), None if math.isnan(v) else float(v))
+               for ts, v in imported.items()]
+    cost = cost_of(site.tariff, buckets)
+    net_cost = None
+    if cost.cost_eur is not None:
+        net_cost = cost.cost_eur - (export_kwh or 0.0) * site.tariff.export_price_eur_per_kwh
+    kpis["cost"] = Kpi(value=net_cost, unit="EUR", note=cost.note or "imports at the site's tariff less exports")
+    kpis["co2"] = Kpi(
+        value=None if import_kwh is None else import_kwh * carbon_kg_per_kwh, unit="kg",
+        note=f"imports at a mean grid intensity of {carbon_kg_per_kwh * 1000:.1f} gCO2/kWh",
+    )
+
+    if "power" in grid:
+        peak = _hourly(frame, grid["power"], "value_max").dropna()
+        kpis["peak_import"] = Kpi(
+            value=float(peak.max()) * _factor_kw(site, grid["power"]) if len(peak) else None, unit="kW",
+            note="highest grid power reading",
+        )
+
+    pv_kwh = None
+    for asset in pv_assets:
+        if "energy" in asset.points:
+            produced = _sum(_hourly(frame, asset.points["energy"], "energy_kwh"))
+            if produced is not None:
+                pv_kwh = (pv_kwh or 0.0) + produced
+    kpis["pv_energy"] = Kpi(value=pv_kwh, unit="kWh")
+    if pv_kwh and export_kwh is not None:
+        kpis["self_consumption"] = Kpi(value=max(0.0, min(1.0, (pv_kwh - export_kwh) / pv_kwh)), unit="ratio",
+                                       note="share of PV production used on site")
+    else:
+        kpis["self_consumption"] = Kpi(value=None, unit="ratio", note="no PV production recorded in the period")
+
+    discomfort = None
+    for zone in zones:
+        address = zone.points.get("temperature")
+        if address is None:
+            continue
+        temperatures = _hourly(frame, address, "value_avg").dropna()
+        for ts, value in temperatures.items():
+            local = ts.to_pydatetime().astimezone(tz)
+            occupied = any(in_window(local, w) for w in zone.occupancy)
+            band = zone.comfort_occupied if occupied else zone.comfort_unoccupied
+            outside = max(0.0, band.min_temperature_c - value, value - band.max_temperature_c)
+            discomfort = (discomfort or 0.0) + outside
+    kpis["discomfort"] = Kpi(value=discomfort, unit="K·h", note="hourly mean temperature outside the comfort band")
+
+    kpis["plan_adherence"] = await _plan_adherence(historian, site, runtime, lo, min(hi, now))
+    kpis["forecast_accuracy"] = await _forecast_accuracy(historian, site, runtime, lo, min(hi, now))
+    return kpis
+
+
+async def _measured(historian: Historian, address: str, steps: list[datetime], step: timedelta) -> pd.Series:
+    frame = await historian.query([address], steps[0], steps[-1] + step, step, "avg")
+    return frame[address]
+
+
+def _past_steps(runtime: SiteRuntime | None, lo: datetime, hi: datetime) -> tuple[pd.DataFrame, timedelta] | None:
+    planned = runtime.current_schedule() if runtime is not None else None
+    if planned is None or len(planned.schedule.setpoints.index) < 2:
+        return None
+    frame = planned.schedule.setpoints
+    step = (frame.index[1] - frame.index[0]).to_pytimedelta()
+    past = frame[(frame.index >= lo) & (frame.index + step <= hi)]
+    return (past, step) if len(past) else None
+
+
+async def _plan_adherence(historian: Historian, site: Site, runtime: SiteRuntime | None, lo: datetime,
+                          hi: datetime) -> Kpi:
+    """Mean absolute gap between the planned and measured grid power over the schedule's elapsed steps."""
+    unit = "kW"
+    found = _past_steps(runtime, lo, hi)
+    power = site.grid.points.get("power")
+    if found is None or power is None or "site.net_kw" not in found[0]:
+        return Kpi(value=None, unit=unit, note="no elapsed step of a schedule in force within the period")
+    past, step = found
+    measured = await _measured(historian, power, [ts.to_pydatetime() for ts in past.index], step)
+    measured = measured * _factor_kw(site, power)
+    planned = pd.Series(past["site.net_kw"].to_numpy(), index=measured.index)
+    gap = (measured - planned).abs().dropna()
+    if not len(gap):
+        return Kpi(value=None, unit=unit, note="no grid power measured during the schedule's elapsed steps")
+    return Kpi(value=float(gap.mean()), unit=unit, note=f"mean |measured - planned| grid power over {len(gap)} steps")
+
+
+async def _forecast_accuracy(historian: Historian, site: Site, runtime: SiteRuntime | None, lo: datetime,
+                             hi: datetime) -> Kpi:
+    """PV forecast error of the schedule in force: mean absolute error against the measured production."""
+    unit = "kW"
+    found = _past_steps(runtime, lo, hi)
+    pv = [a for a in site.assets if isinstance(a, PvArray) and "power" in a.points]
+    if found is None or not pv:
+        return Kpi(value=None, unit=unit, note="no elapsed step of a schedule with a PV forecast within the period")
+    past, step = found
+    errors: list[float] = []
+    for asset in pv:
+        columns = [f"{asset.id}.power_kw", f"{asset.id}.curtailed_kw"]
+        if columns[0] not in past:
+            continue
+        forecast = past[columns[0]] + (past[columns[1]] if columns[1] in past else 0.0)
+        address = asset.points["power"]
+        measured = await _measured(historian, address, [ts.to_pydatetime() for ts in past.index], step)
+        measured = measured * _factor_kw(site, address)
+        gap = (measured - pd.Series(forecast.to_numpy(), index=measured.index)).abs().dropna()
+        errors.extend(gap.tolist())
+    if not errors:
+        return Kpi(value=None, unit=unit, note="no PV production measured during the schedule's elapsed steps")
+    return Kpi(value=sum(errors) / len(errors), unit=unit,
+               note=f"PV forecast mean absolute error over {len(errors)} steps")

@@ -1,0 +1,39 @@
+"""A token bucket per client: enough to keep one token or address from starving the others."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    def __init__(self, rate_per_second: float, burst: int, *, monotonic: Callable[[], float] = time.monotonic,
+                 max_clients: int = 100_000) -> None:
+        self.rate = rate_per_second
+        self.burst = burst
+        self.monotonic = monotonic
+        self.max_clients = max_clients
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, client: str) -> float:
+        """Take one token; returns 0 when allowed, else the seconds until a token is available."""
+        now = self.monotonic()
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            if len(self._buckets) >= self.max_clients:
+                # Full buckets carry no information: dropping them only forgets idle clients.
+                self._buckets = {k: b for k, b in self._buckets.items() if b.tokens < self.burst - 1}
+            bucket = self._buckets[client] = _Bucket(float(self.burst), now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return 0.0
+        return (1 - bucket.tokens) / self.rate

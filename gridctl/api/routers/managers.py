@@ -1,0 +1,142 @@
+"""Energy managers: versioned policies, schedule previews, KPIs and demand-response events."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import JSONResponse
+
+from gridctl.api.auth import MANAGER
+from gridctl.api.context import ApiContext, context, not_found, runtime_in_scope, site_in_scope
+from gridctl.api.energy import Resolution
+from gridctl.api.kpis import site_kpis
+from gridctl.api.models import (
+    DemandResponseOut,
+    KpisOut,
+    PolicyChange,
+    PolicyPreviewRequest,
+    PolicyVersionOut,
+    ScheduleOut,
+)
+from gridctl.api.periods import period
+from gridctl.api.routers.operators import schedule_body
+from gridctl.api.store import User
+from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
+
+router = APIRouter(prefix="/sites", tags=["energy managers"])
+
+
+def changed_fields(before: SitePolicy | None, after: SitePolicy) -> list[str]:
+    """Dotted names of the settings that differ between two policies."""
+    old = (before or SitePolicy()).model_dump(mode="json")
+    new = after.model_dump(mode="json")
+    out: list[str] = []
+
+    def walk(a: object, b: object, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+        elif a != b:
+            out.append(path)
+
+    walk(old, new, "")
+    return out
+
+
+def _version_out(site_id: str, version: PolicyVersion | None, previous: PolicyVersion | None) -> PolicyVersionOut:
+    if version is None:
+        return PolicyVersionOut(site_id=site_id, version=None, author=None, comment="site defaults",
+                                created_at=None, policy=SitePolicy(), changed=[])
+    return PolicyVersionOut(
+        site_id=site_id, version=version.version, author=version.author, comment=version.comment,
+        created_at=version.created_at, policy=version.policy,
+        changed=changed_fields(previous.policy if previous else None, version.policy),
+    )
+
+
+@router.get("/{site_id}/policy", response_model=PolicyVersionOut, summary="The policy in force")
+async def current_policy(site_id: str, user: User = Depends(MANAGER),
+                         ctx: ApiContext = Depends(context)) -> PolicyVersionOut:
+    site_in_scope(ctx, user, site_id)
+    current = await ctx.store.policy(site_id)
+    previous = await ctx.store.policy(site_id, current.version - 1) if current and current.version > 1 else None
+    return _version_out(site_id, current, previous)
+
+
+@router.get("/{site_id}/policy/versions", response_model=list[PolicyVersionOut],
+            summary="Every version: who changed what, when")
+async def policy_versions(site_id: str, user: User = Depends(MANAGER),
+                          ctx: ApiContext = Depends(context)) -> list[PolicyVersionOut]:
+    site_in_scope(ctx, user, site_id)
+    versions = await ctx.store.policies(site_id)
+    return [_version_out(site_id, v, versions[i - 1] if i else None) for i, v in enumerate(versions)]
+
+
+@router.get("/{site_id}/policy/versions/{version}", response_model=PolicyVersionOut)
+async def policy_version(site_id: str, version: int, user: User = Depends(MANAGER),
+                         ctx: ApiContext = Depends(context)) -> PolicyVersionOut:
+    site_in_scope(ctx, user, site_id)
+    found = await ctx.store.policy(site_id, version) if 1 <= version < 2**31 else None
+    if found is None:
+        raise not_found(f"policy version {version}")
+    previous = await ctx.store.policy(site_id, version - 1) if version > 1 else None
+    return _version_out(site_id, found, previous)
+
+
+@router.post("/{site_id}/policy", response_model=PolicyVersionOut, status_code=201,
+             summary="Put a new policy version in force (the service re-optimises at once)")
+async def set_policy(site_id: str, change: PolicyChange, user: User = Depends(MANAGER),
+                     ctx: ApiContext = Depends(context)) -> PolicyVersionOut:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    previous = await ctx.store.policy(site_id)
+    version = await ctx.store.add_policy(site_id, change.policy, user.name, change.comment, ctx.clock())
+    await runtime.policy_changed(version)
+    return _version_out(site_id, version, previous)
+
+
+@router.post("/{site_id}/policy/preview", response_model=ScheduleOut,
+             summary="The schedule a draft policy would give; nothing is written")
+async def preview(site_id: str, draft: PolicyPreviewRequest, user: User = Depends(MANAGER),
+                  ctx: ApiContext = Depends(context)) -> ScheduleOut:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    schedule = await runtime.preview(draft.policy)
+    return schedule_body(site_id, schedule, schedule_id=None, created_at=ctx.clock(), valid_until=None,
+                         policy_version=None)
+
+
+@router.get("/{site_id}/kpis", response_model=KpisOut,
+            summary="Energy, cost, CO2, peak, discomfort, self-consumption, forecast accuracy, plan adherence")
+async def kpis(site_id: str, start: date | None = None, end: date | None = None, user: User = Depends(MANAGER),
+               ctx: ApiContext = Depends(context)) -> KpisOut:
+    site = site_in_scope(ctx, user, site_id)
+    now = ctx.clock()
+    start, end = period(start, end, Resolution.HOUR, ctx.settings, now.astimezone(site.tz).date())
+    values = await site_kpis(ctx.historian, site, start, end, ctx.settings.carbon_kg_per_kwh,
+                             ctx.runtimes.get(site_id), now)
+    return KpisOut(site_id=site_id, start=start, end=end, kpis=values)
+
+
+def _dr_out(record: object) -> DemandResponseOut:
+    return DemandResponseOut(site_id=record.site_id, event=record.event,  # type: ignore[attr-defined]
+                             created_by=record.created_by, created_at=record.created_at)  # type: ignore[attr-defined]
+
+
+@router.get("/{site_id}/demand-response", response_model=list[DemandResponseOut])
+async def demand_responses(site_id: str, user: User = Depends(MANAGER),
+                           ctx: ApiContext = Depends(context)) -> list[DemandResponseOut]:
+    site_in_scope(ctx, user, site_id)
+    return [_dr_out(r) for r in await ctx.store.demand_responses(site_id)]
+
+
+@router.post("/{site_id}/demand-response", response_model=DemandResponseOut, status_code=201,
+             summary="Announce a demand-response event (the service re-optimises at once)",
+             responses={409: {"description": "an event with this id exists"}})
+async def add_demand_response(site_id: str, event: DemandResponse, user: User = Depends(MANAGER),
+                              ctx: ApiContext = Depends(context)) -> DemandResponseOut | JSONResponse:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    now = ctx.clock()
+    if not await ctx.store.add_demand_response(site_id, event, user.name, now):
+        raise HTTPException(409, f"site {site_id!r} already has a demand-response event {event.id!r}")
+    await runtime.demand_response(event)
+    return DemandResponseOut(site_id=site_id, event=event, created_by=user.name, created_at=now)

@@ -1,0 +1,218 @@
+"""Building operators: sites, live values, device health, alarms, the write audit, the schedule and
+hands off."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
+
+from gridctl.alarms import AlarmKind
+from gridctl.api.auth import OPERATOR_WRITE, STAFF_READ
+from gridctl.api.context import ApiContext, context, not_found, runtime_in_scope, site_in_scope
+from gridctl.api.csvout import csv_response
+from gridctl.api.models import (
+    AlarmAck,
+    AlarmOut,
+    AuditOut,
+    DeviceHealthOut,
+    HandsOffOut,
+    HandsOffRequest,
+    LivePoint,
+    ScheduleOut,
+    SiteSummary,
+)
+from gridctl.api.periods import field_error, instant_bounds
+from gridctl.api.store import AuditFilter, User
+from gridctl.config.models import Site
+from gridctl.dispatch.audit import Outcome
+from optimizer import Schedule
+
+router = APIRouter(prefix="/sites", tags=["operators"])
+
+
+def _summary(ctx: ApiContext, site: Site) -> SiteSummary:
+    runtime = ctx.runtimes.get(site.id)
+    return SiteSummary(
+        id=site.id, name=site.name, timezone=site.timezone, devices=len(site.devices),
+        points=len(site.all_points()), dwellings=len(site.dwellings), buildings=[b.id for b in site.buildings],
+        running=runtime is not None, active_alarms=None if runtime is None else len(runtime.alarms.active()),
+    )
+
+
+@router.get("", response_model=list[SiteSummary], summary="The sites the token covers")
+async def sites(user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> list[SiteSummary]:
+    return [_summary(ctx, s) for s in ctx.sites() if user.sees_site(s.id)]
+
+
+@router.get("/{site_id}", response_model=SiteSummary)
+async def site(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> SiteSummary:
+    return _summary(ctx, site_in_scope(ctx, user, site_id))
+
+
+def _json_value(value: object) -> float | str | bool | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | str | float):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    return str(value)
+
+
+@router.get("/{site_id}/live", response_model=list[LivePoint], summary="Latest value of every polled point")
+async def live(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> list[LivePoint]:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    now = ctx.clock()
+    units = {address: point.unit for address, _d, point in runtime.site.all_points()}
+    return [
+        LivePoint(address=address, value=_json_value(r.value), unit=units.get(address, ""), quality=str(r.quality),
+                  ts=r.ts, age_s=round((now - r.ts).total_seconds(), 3), error=r.error)
+        for address, r in sorted(runtime.latest().items())
+    ]
+
+
+@router.get("/{site_id}/devices", response_model=list[DeviceHealthOut], summary="Health of every device")
+async def devices(site_id: str, user: User = Depends(STAFF_READ),
+                  ctx: ApiContext = Depends(context)) -> list[DeviceHealthOut]:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    protocols = {d.id: d.protocol for d in runtime.site.devices}
+    return [
+        DeviceHealthOut(device_id=h.device_id, protocol=protocols.get(h.device_id, ""), state=str(h.state),
+                        last_success=h.last_success, last_error=h.last_error, last_error_at=h.last_error_at,
+                        consecutive_failures=h.consecutive_failures)
+        for _id, h in sorted(runtime.device_health().items())
+    ]
+
+
+def _alarm(a: object) -> AlarmOut:
+    return AlarmOut(
+        kind=str(a.kind), subject=a.subject, message=a.message, severity=str(a.severity),  # type: ignore[attr-defined]
+        raised_at=a.raised_at, cleared_at=a.cleared_at, acknowledged_by=a.acknowledged_by,  # type: ignore[attr-defined]
+        acknowledged_at=a.acknowledged_at, active=a.active,  # type: ignore[attr-defined]
+    )
+
+
+@router.get("/{site_id}/alarms", response_model=list[AlarmOut], summary="Active alarms, and cleared ones on request")
+async def alarms(site_id: str, include_cleared: bool = False, user: User = Depends(STAFF_READ),
+                 ctx: ApiContext = Depends(context)) -> list[AlarmOut]:
+    book = runtime_in_scope(ctx, user, site_id).alarms
+    found = book.active() + (book.history() if include_cleared else [])
+    return [_alarm(a) for a in found]
+
+
+@router.post("/{site_id}/alarms/acknowledge", response_model=AlarmOut, summary="Acknowledge an active alarm")
+async def acknowledge(site_id: str, ack: AlarmAck, user: User = Depends(OPERATOR_WRITE),
+                      ctx: ApiContext = Depends(context)) -> AlarmOut:
+    book = runtime_in_scope(ctx, user, site_id).alarms
+    try:
+        kind = AlarmKind(ack.kind)
+    except ValueError:
+        field_error("body", "kind", f"unknown alarm kind; one of {', '.join(k.value for k in AlarmKind)}", ack.kind)
+    if not book.is_active(kind, ack.subject):
+        raise not_found(f"active alarm {ack.kind} on {ack.subject!r}")
+    return _alarm(book.acknowledge(kind, ack.subject, user.name, ctx.clock()))
+
+
+@router.get("/{site_id}/audit", response_model=list[AuditOut], summary="The write audit log, newest first")
+async def audit(
+    site_id: str,
+    device: str | None = Query(None, max_length=64),
+    point: str | None = Query(None, max_length=200, description="a point address <device>/<point>"),
+    actor: str | None = Query(None, max_length=200),
+    outcome: Outcome | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = Query(200, ge=1, le=1000),
+    format: Literal["json", "csv"] = "json",
+    user: User = Depends(STAFF_READ),
+    ctx: ApiContext = Depends(context),
+) -> list[AuditOut] | Response:
+    site_in_scope(ctx, user, site_id)
+    instant_bounds(start, end)
+    entries = await ctx.store.audit_entries(AuditFilter(site_id, device, point, actor, outcome, start, end, limit))
+    rows = [
+        AuditOut(ts=e.ts, address=e.address, actor=e.actor, reason=e.reason, outcome=str(e.outcome),
+                 old_value=e.old_value, requested_value=e.requested_value, written_value=e.written_value,
+                 read_back=e.read_back, priority=e.priority, lease_until=e.lease_until, schedule_id=e.schedule_id,
+                 policy_version=e.policy_version, error=e.error, clamped=e.clamped, ramped=e.ramped, unit=e.unit)
+        for e in entries
+    ]
+    if format == "csv":
+        header = list(AuditOut.model_fields)
+        return csv_response(header, ([getattr(r, h) for h in header] for r in rows), f"{site_id}_audit.csv")
+    return rows
+
+
+def schedule_body(site_id: str, schedule: Schedule, **meta: object) -> ScheduleOut:
+    frame = schedule.setpoints
+    summary = schedule.summary()
+    series = {
+        str(column): [None if not math.isfinite(float(v)) else float(v) for v in frame[column]]
+        for column in frame.columns
+        if frame[column].dtype.kind in "fiub"
+    }
+    return ScheduleOut(
+        site_id=site_id, status=schedule.status, objective_eur=summary["objective_eur"],
+        objective=summary["objective"], violations=summary["violations"],
+        steps=[ts.to_pydatetime() if hasattr(ts, "to_pydatetime") else ts for ts in frame.index],
+        series=series, **meta,  # type: ignore[arg-type]
+    )
+
+
+@router.get("/{site_id}/schedule", response_model=ScheduleOut, summary="The schedule in force")
+async def current_schedule(site_id: str, user: User = Depends(STAFF_READ),
+                           ctx: ApiContext = Depends(context)) -> ScheduleOut:
+    planned = runtime_in_scope(ctx, user, site_id).current_schedule()
+    if planned is None:
+        raise not_found(f"schedule of site {site_id!r}")
+    return schedule_body(site_id, planned.schedule, schedule_id=planned.schedule_id, created_at=planned.created_at,
+                         valid_until=planned.valid_until, policy_version=planned.policy_version)
+
+
+@router.get("/{site_id}/hands-off", response_model=HandsOffOut, summary="Scopes gridctl is not commanding")
+async def hands_off_scopes(site_id: str, user: User = Depends(STAFF_READ),
+                           ctx: ApiContext = Depends(context)) -> HandsOffOut:
+    return HandsOffOut(scopes=sorted(runtime_in_scope(ctx, user, site_id).hands_off_scopes()))
+
+
+def _scope(site: Site, scope: str) -> str:
+    """Check a hands-off scope names something of this site."""
+    if scope == "site":
+        return scope
+    kind, _, target = scope.partition(":")
+    if kind == "device" and any(d.id == target for d in site.devices):
+        return scope
+    if kind == "point":
+        try:
+            site.point(target)
+            return scope
+        except KeyError:
+            pass
+    if kind not in ("device", "point"):
+        field_error("body", "scope", "must be 'site', 'device:<id>' or 'point:<device>/<point>'", scope)
+    raise not_found(f"{kind} {target!r}")
+
+
+@router.post("/{site_id}/hands-off", response_model=HandsOffOut,
+             summary="Stop commanding the site, a device or a point (relinquished, audited)")
+async def hands_off(site_id: str, request: HandsOffRequest, user: User = Depends(OPERATOR_WRITE),
+                    ctx: ApiContext = Depends(context)) -> HandsOffOut:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    scope = _scope(runtime.site, request.scope)
+    entries = await runtime.hands_off(scope, user.name, request.reason)
+    return HandsOffOut(scopes=sorted(runtime.hands_off_scopes()), relinquished=[e.address for e in entries])
+
+
+@router.delete("/{site_id}/hands-off", response_model=HandsOffOut, summary="Let gridctl command a scope again")
+async def hands_on(site_id: str, scope: str = Query(..., max_length=200), user: User = Depends(OPERATOR_WRITE),
+                   ctx: ApiContext = Depends(context)) -> HandsOffOut:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    scope = _scope(runtime.site, scope)
+    if scope not in runtime.hands_off_scopes():
+        raise HTTPException(404, f"{scope!r} is not hands off")
+    await runtime.hands_on(scope, user.name)
+    return HandsOffOut(scopes=sorted(runtime.hands_off_scopes()))

@@ -1,0 +1,332 @@
+"""The API's records: users and their tokens, residents' consent, the write audit, policy versions and
+demand-response events, all in the historian's database."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from gridctl.api.db import Database
+from gridctl.dispatch.audit import AuditEntry, Outcome
+from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
+
+TOKEN_PREFIX = "gct_"
+
+
+class Role(StrEnum):
+    RESIDENT = "resident"
+    OPERATOR = "operator"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class Purpose(StrEnum):
+    """What a resident may consent to, one purpose at a time (CNIL practice for smart meters)."""
+
+    # Reading their own hourly and 15-minute load curve through the API and the web page.
+    LOAD_CURVE = "load_curve"
+    # Their load curve used, pseudonymised, in the district's energy studies.
+    RESEARCH = "research"
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    role: Role
+    # Residents: "<site_id>/<dwelling_id>" entries; everyone else: site ids, or "*" for every site.
+    scope: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+    def active(self, now: datetime) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+    def sees_site(self, site_id: str) -> bool:
+        if self.role is Role.RESIDENT:
+            return False
+        return "*" in self.scope or site_id in self.scope
+
+    def dwellings(self) -> list[tuple[str, str]]:
+        if self.role is not Role.RESIDENT:
+            return []
+        return [tuple(entry.split("/", 1)) for entry in self.scope if "/" in entry]  # type: ignore[misc]
+
+    def has_dwelling(self, site_id: str, dwelling_id: str) -> bool:
+        return self.role is Role.RESIDENT and f"{site_id}/{dwelling_id}" in self.scope
+
+
+@dataclass(frozen=True)
+class ConsentEvent:
+    site_id: str
+    dwelling_id: str
+    purpose: Purpose
+    granted: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    site_id: str
+    device_id: str | None = None
+    address: str | None = None
+    actor: str | None = None
+    outcome: Outcome | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    limit: int = 500
+
+
+@dataclass(frozen=True)
+class DemandResponseRecord:
+    site_id: str
+    event: DemandResponse
+    created_by: str
+    created_at: datetime
+
+
+def new_token() -> str:
+    """A 256-bit random bearer token; only its digest is stored."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    # Tokens are uniformly random and long, so a plain SHA-256 (no salt, no stretching) is enough.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_USER_COLUMNS = "id, name, role, scope, token_hash, created_at, expires_at, revoked_at"
+
+
+class ApiStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- users -----------------------------------------------------------------------------------
+
+    def _user(self, row: tuple[Any, ...]) -> User:
+        return User(
+            id=row[0], name=row[1], role=Role(row[2]), scope=tuple(json.loads(row[3])),
+            created_at=self.db.from_ts(row[5]),  # type: ignore[arg-type]
+            expires_at=self.db.from_ts(row[6]),  # type: ignore[arg-type]
+            revoked_at=self.db.from_ts(row[7]),
+        )
+
+    async def add_user(self, name: str, role: Role, scope: list[str], now: datetime,
+                       valid_for: timedelta) -> tuple[User, str]:
+        """Create a user with a fresh token; the token is returned once and never stored."""
+        token = new_token()
+        rows = await self.db.fetch(
+            "INSERT INTO api_users (name, role, scope, token_hash, created_at, expires_at) "
+            f"VALUES (?, ?, ?, ?, ?, ?) RETURNING {_USER_COLUMNS}",
+            [name, str(role), json.dumps(sorted(set(scope))), hash_token(token), self.db.ts(now),
+             self.db.ts(now + valid_for)],
+        )
+        return self._user(rows[0]), token
+
+    async def user_for_token(self, token: str) -> User | None:
+        digest = hash_token(token)
+        rows = await self.db.fetch(f"SELECT {_USER_COLUMNS} FROM api_users WHERE token_hash = ?", [digest])
+        # The lookup is by digest; comparing again in constant time keeps timing from telling how much matched.
+        if not rows or not hmac.compare_digest(rows[0][4], digest):
+            return None
+        return self._user(rows[0])
+
+    async def user(self, name: str) -> User | None:
+        rows = await self.db.fetch(f"SELECT {_USER_COLUMNS} FROM api_users WHERE name = ?", [name])
+        return self._user(rows[0]) if rows else None
+
+    async def users(self) -> list[User]:
+        return [self._user(r) for r in await self.db.fetch(f"SELECT {_USER_COLUMNS} FROM api_users ORDER BY id")]
+
+    async def revoke(self, name: str, now: datetime) -> bool:
+        changed = await self.db.execute(
+            "UPDATE api_users SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", [self.db.ts(now), name]
+        )
+        return changed > 0
+
+    # --- consent ---------------------------------------------------------------------------------
+
+    async def record_consent(self, user: User, site_id: str, dwelling_id: str, purpose: Purpose, granted: bool,
+                             now: datetime) -> ConsentEvent:
+        await self.db.execute(
+            "INSERT INTO consent_events (user_id, site_id, dwelling_id, purpose, granted, at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [user.id, site_id, dwelling_id, str(purpose), self.db.flag(granted), self.db.ts(now)],
+        )
+        return ConsentEvent(site_id, dwelling_id, purpose, granted, now)
+
+    async def consent_history(self, user: User) -> list[ConsentEvent]:
+        rows = await self.db.fetch(
+            "SELECT site_id, dwelling_id, purpose, granted, at FROM consent_events WHERE user_id = ? ORDER BY id",
+            [user.id],
+        )
+        return [ConsentEvent(s, d, Purpose(p), bool(g), self.db.from_ts(at)) for s, d, p, g, at in rows]  # type: ignore[arg-type]
+
+    async def consents(self, user: User, site_id: str, dwelling_id: str) -> dict[Purpose, ConsentEvent | None]:
+        """The latest decision per purpose (None: never asked, which means no consent)."""
+        state: dict[Purpose, ConsentEvent | None] = dict.fromkeys(Purpose)
+        for event in await self.consent_history(user):
+            if (event.site_id, event.dwelling_id) == (site_id, dwelling_id):
+                state[event.purpose] = event
+        return state
+
+    async def has_consent(self, user: User, site_id: str, dwelling_id: str, purpose: Purpose) -> bool:
+        rows = await self.db.fetch(
+            "SELECT granted FROM consent_events WHERE user_id = ? AND site_id = ? AND dwelling_id = ? "
+            "AND purpose = ? ORDER BY id DESC LIMIT 1",
+            [user.id, site_id, dwelling_id, str(purpose)],
+        )
+        return bool(rows and rows[0][0])
+
+    async def erase(self, user: User, now: datetime) -> None:
+        """Remove the resident's personal links: their consents, their dwellings and their name. The
+        dwellings' metering stays, no longer linked to anyone, so district aggregates keep their history."""
+        await self.db.script([
+            ("DELETE FROM consent_events WHERE user_id = ?", [user.id]),
+            ("UPDATE api_users SET name = ?, scope = '[]', revoked_at = ? WHERE id = ?",
+             [f"erased-{secrets.token_hex(8)}", self.db.ts(now), user.id]),
+            ("INSERT INTO erasures (requested_at, dwellings) VALUES (?, ?)", [self.db.ts(now), len(user.scope)]),
+        ])
+
+    # --- write audit -----------------------------------------------------------------------------
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        await self.db.execute(
+            "INSERT INTO write_audit (ts, site_id, address, device_id, actor, reason, schedule_id, policy_version, "
+            "old_value, requested_value, written_value, priority, lease_until, outcome, read_back, error, clamped, "
+            "ramped, unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                self.db.ts(entry.ts), entry.site_id, entry.address, entry.address.partition("/")[0], entry.actor,
+                entry.reason, entry.schedule_id, entry.policy_version, _value(entry.old_value),
+                _value(entry.requested_value), _value(entry.written_value), entry.priority,
+                self.db.ts(entry.lease_until), str(entry.outcome), _value(entry.read_back), entry.error,
+                self.db.flag(entry.clamped), self.db.flag(entry.ramped), entry.unit,
+            ],
+        )
+
+    async def audit_entries(self, query: AuditFilter) -> list[AuditEntry]:
+        where = ["site_id = ?"]
+        params: list[Any] = [query.site_id]
+        for column, value in (("device_id", query.device_id), ("address", query.address), ("actor", query.actor),
+                              ("outcome", None if query.outcome is None else str(query.outcome))):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.start is not None:
+            where.append("ts >= ?")
+            params.append(self.db.ts(query.start))
+        if query.end is not None:
+            where.append("ts < ?")
+            params.append(self.db.ts(query.end))
+        params.append(query.limit)
+        rows = await self.db.fetch(
+            "SELECT ts, site_id, address, actor, reason, schedule_id, policy_version, old_value, requested_value, "
+            "written_value, priority, lease_until, outcome, read_back, error, clamped, ramped, unit FROM write_audit "
+            f"WHERE {' AND '.join(where)} ORDER BY ts DESC, id DESC LIMIT ?",
+            params,
+        )
+        return [
+            AuditEntry(
+                ts=self.db.from_ts(r[0]), site_id=r[1], address=r[2], actor=r[3], reason=r[4],  # type: ignore[arg-type]
+                schedule_id=r[5], policy_version=r[6], old_value=_unvalue(r[7]), requested_value=_unvalue(r[8]),
+                written_value=_unvalue(r[9]), priority=r[10], lease_until=self.db.from_ts(r[11]),
+                outcome=Outcome(r[12]), read_back=_unvalue(r[13]), error=r[14], clamped=bool(r[15]),
+                ramped=bool(r[16]), unit=r[17],
+            )
+            for r in rows
+        ]
+
+    # --- policies --------------------------------------------------------------------------------
+
+    def _policy(self, row: tuple[Any, ...]) -> PolicyVersion:
+        return PolicyVersion(
+            site_id=row[0], version=row[1], policy=SitePolicy.model_validate_json(row[2]), author=row[3],
+            comment=row[4], created_at=self.db.from_ts(row[5]),  # type: ignore[arg-type]
+        )
+
+    async def add_policy(self, site_id: str, policy: SitePolicy, author: str, comment: str,
+                         now: datetime) -> PolicyVersion:
+        rows = await self.db.fetch(
+            "INSERT INTO policy_versions (site_id, version, policy, author, comment, created_at) "
+            "SELECT ?, coalesce(max(version), 0) + 1, ?, ?, ?, ? FROM policy_versions WHERE site_id = ? "
+            "RETURNING site_id, version, policy, author, comment, created_at",
+            [site_id, policy.model_dump_json(), author, comment, self.db.ts(now), site_id],
+        )
+        return self._policy(rows[0])
+
+    async def policies(self, site_id: str) -> list[PolicyVersion]:
+        rows = await self.db.fetch(
+            "SELECT site_id, version, policy, author, comment, created_at FROM policy_versions "
+            "WHERE site_id = ? ORDER BY version",
+            [site_id],
+        )
+        return [self._policy(r) for r in rows]
+
+    async def policy(self, site_id: str, version: int | None = None) -> PolicyVersion | None:
+        if version is None:
+            sql, params = "WHERE site_id = ? ORDER BY version DESC LIMIT 1", [site_id]
+        else:
+            sql, params = "WHERE site_id = ? AND version = ?", [site_id, version]
+        rows = await self.db.fetch(
+            f"SELECT site_id, version, policy, author, comment, created_at FROM policy_versions {sql}", params
+        )
+        return self._policy(rows[0]) if rows else None
+
+    # --- demand response -------------------------------------------------------------------------
+
+    async def add_demand_response(self, site_id: str, event: DemandResponse, author: str, now: datetime) -> bool:
+        """Record an event; False when the site already has one with this id."""
+        existing = await self.db.fetch(
+            "SELECT 1 FROM demand_response_events WHERE site_id = ? AND id = ?", [site_id, event.id]
+        )
+        if existing:
+            return False
+        await self.db.execute(
+            "INSERT INTO demand_response_events (site_id, id, start_at, end_at, max_import_kw, value_eur_per_kwh, "
+            "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [site_id, event.id, self.db.ts(event.start), self.db.ts(event.end), event.max_import_kw,
+             event.value_eur_per_kwh, author, self.db.ts(now)],
+        )
+        return True
+
+    async def demand_responses(self, site_id: str) -> list[DemandResponseRecord]:
+        rows = await self.db.fetch(
+            "SELECT id, start_at, end_at, max_import_kw, value_eur_per_kwh, created_by, created_at "
+            "FROM demand_response_events WHERE site_id = ? ORDER BY start_at",
+            [site_id],
+        )
+        return [
+            DemandResponseRecord(
+                site_id,
+                DemandResponse(id=r[0], start=self.db.from_ts(r[1]), end=self.db.from_ts(r[2]),  # type: ignore[arg-type]
+                               max_import_kw=r[3], value_eur_per_kwh=r[4]),
+                r[5], self.db.from_ts(r[6]),  # type: ignore[arg-type]
+            )
+            for r in rows
+        ]
+
+
+class StoreAuditSink:
+    """The dispatch arbiter's audit sink, writing to the `write_audit` table."""
+
+    def __init__(self, store: ApiStore) -> None:
+        self.store = store
+
+    async def record(self, entry: AuditEntry) -> None:
+        await self.store.record_audit(entry)
+
+
+def _value(value: object) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _unvalue(raw: str | None) -> Any:
+    return None if raw is None else json.loads(raw)
