@@ -38,7 +38,9 @@ class Forecaster(Protocol):
 
 
 class ReadingsSink(Protocol):
-    async def write(self, readings: Iterable[Reading]) -> object: ...
+    """Where polled readings go (the history recorder, which spools while the database is away)."""
+
+    async def record(self, readings: Iterable[Reading]) -> None: ...
 
 
 class ControllerKind(StrEnum):
@@ -159,7 +161,7 @@ class SiteController:
         elif health.state == HealthState.OK:
             self._alarms.clear(AlarmKind.DEVICE_OFFLINE, device_id, now)
         if self.history is not None and readings:
-            await self.history.write(readings)
+            await self.history.record(readings)
 
     def snapshot(self) -> Snapshot:
         return self.values.snapshot(self.clock.now())

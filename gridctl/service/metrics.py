@@ -1,0 +1,50 @@
+"""Prometheus metrics of the service: poll latency, device health, writes, solve time, spool depth."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from drivers.base import HealthState
+
+HEALTH_VALUE = {HealthState.OK: 0, HealthState.DEGRADED: 1, HealthState.OFFLINE: 2}
+
+
+class ServiceMetrics:
+    """One registry per service, so tests and several services in one process don't collide."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.poll_seconds = Histogram(
+            "gridctl_poll_duration_seconds", "Time to read all points of one device", ["site", "device"],
+            registry=self.registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.device_health = Gauge(
+            "gridctl_device_health", "Device health: 0 ok, 1 degraded, 2 offline", ["site", "device"],
+            registry=self.registry)
+        self.writes = Counter(
+            "gridctl_writes_total", "Writes to equipment by outcome", ["site", "outcome"], registry=self.registry)
+        self.solve_seconds = Histogram(
+            "gridctl_optimiser_seconds", "Forecast and solve time of one optimisation", ["site"],
+            registry=self.registry, buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120))
+        self.optimiser_failures = Counter(
+            "gridctl_optimiser_failures_total", "Optimisations that produced no schedule", ["site"],
+            registry=self.registry)
+        self.spool_depth = Gauge(
+            "gridctl_spool_readings", "Readings waiting in the local spool for the database", ["site"],
+            registry=self.registry)
+        self.active_alarms = Gauge(
+            "gridctl_active_alarms", "Active alarms by kind", ["site", "kind"], registry=self.registry)
+
+    def observe_poll(self, site: str, device: str, seconds: float, health: HealthState) -> None:
+        self.poll_seconds.labels(site, device).observe(seconds)
+        self.device_health.labels(site, device).set(HEALTH_VALUE[health])
+
+    def track_spool(self, site: str, depth: Callable[[], float]) -> None:
+        self.spool_depth.labels(site).set_function(depth)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
