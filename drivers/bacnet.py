@@ -10,9 +10,8 @@ default, 10), are read back and checked against the priority array for a higher-
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,39 +25,44 @@ from bacpypes3.apdu import (
     ReadPropertyMultipleACK,
     ReadPropertyMultipleRequest,
     ReadPropertyRequest,
-    RejectPDU,
-    RejectReason,
     WritePropertyRequest,
 )
-from bacpypes3.basetypes import BinaryPV, PropertyIdentifier, PropertyReference, Segmentation
+from bacpypes3.basetypes import PropertyIdentifier, PropertyReference, Segmentation
 from bacpypes3.constructeddata import Any as AnyValue
-from bacpypes3.constructeddata import Array
 from bacpypes3.local.device import DeviceObject
-from bacpypes3.pdu import Address, GlobalBroadcast
-from bacpypes3.primitivedata import (
-    Boolean,
-    CharacterString,
-    Double,
-    Enumerated,
-    Integer,
-    Null,
-    ObjectIdentifier,
-    Real,
-    Unsigned,
-)
-from bacpypes3.vendor import get_vendor_info
+from bacpypes3.pdu import Address
+from bacpypes3.primitivedata import Null, ObjectIdentifier, Unsigned
 
+from drivers.bacnet_discovery import discover
 from drivers.bacnet_stack import Stack, build_stack, split_address
+from drivers.bacnet_values import (
+    ANSWER_OVERHEAD_BYTES,
+    CLIENT_INSTANCE,
+    DEFAULT_PRIORITY,
+    MAX_APDU,
+    PRIORITY_ARRAY,
+    PRIORITY_LEVELS,
+    RELINQUISH_DEFAULT,
+    TOO_LONG_ABORTS,
+    PointPlan,
+    chunk_plans,
+    decode_point,
+    decode_property,
+    encode_write,
+    error_from_nack,
+    error_from_type,
+    is_rpm_refusal,
+    plan_point,
+    same_value,
+)
 from drivers.base import (
     ConnectionLost,
     DecodeError,
-    DeviceException,
     DeviceHealth,
     DeviceTimeout,
     Driver,
     DriverError,
     IllegalAddress,
-    LimitViolation,
     Override,
     Quality,
     Reading,
@@ -67,36 +71,10 @@ from drivers.base import (
     WriteRejected,
     WriteResult,
 )
-from drivers.codec import check_write, to_engineering
 from drivers.health import Backoff, HealthTracker, Now, utc_now
-from drivers.specs import BacnetDeviceSpec, BacnetPointSpec
+from drivers.specs import BacnetDeviceSpec
 
-PRIORITY_LEVELS = 16
-DEFAULT_PRIORITY = 10
-# The largest APDU BACnet/IP carries; our own client accepts it.
-MAX_APDU = 1476
-# Bytes one item takes in a ReadPropertyMultiple answer: object id 5, list open/close 2, property id 2-3,
-# value open/close 2 around the value (Real/Unsigned/Enumerated up to 5, Double 10, an error 4). Strings
-# have no bound, so other properties get a generous guess; a device that still aborts halves the chunk.
-_ITEM_BYTES_NUMBER = 18
-_ITEM_BYTES_DOUBLE = 23
-_ITEM_BYTES_OTHER = 64
-# Complex-ACK header (3) and a little slack.
-_ANSWER_OVERHEAD_BYTES = 8
-# Instance the driver's own (client) device object uses; it never answers anything.
-_CLIENT_INSTANCE = 4194302
-
-_ILLEGAL_ADDRESS_CODES = {"unknown-object", "unknown-property", "invalid-array-index"}
-_WRITE_REJECTED_CODES = {
-    "write-access-denied", "value-out-of-range", "invalid-data-type", "datatype-not-supported",
-    "invalid-value-in-this-state", "out-of-range", "value-too-long",
-}
-_TOO_LONG_ABORTS = {AbortReason.segmentationNotSupported, AbortReason.bufferOverflow, AbortReason.apduTooLong}
-
-_ASHRAE = get_vendor_info(0)
-_PRIORITY_ARRAY = PropertyIdentifier("priority-array")
-_RELINQUISH_DEFAULT = PropertyIdentifier("relinquish-default")
-_PRESENT_VALUE = PropertyIdentifier("present-value")
+__all__ = ["BacnetDriver", "BacnetStats", "PriorityArrayState", "chunk_plans", "discover"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,152 +111,18 @@ class BacnetStats:
         return self.read_property_multiple + self.read_property + self.write_property
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """What the driver precomputes once per point to read and write it."""
-
-    point: BacnetPointSpec
-    object_id: ObjectIdentifier
-    property_id: PropertyIdentifier
-    datatype: type
-    kind: str  # analog | binary | multistate | accumulator | other
-    answer_bytes: int  # upper estimate of its share of a ReadPropertyMultiple answer
-
-
 @dataclass(slots=True)
 class _Outcome:
     value: Value | None = None
     error: DriverError | None = None
 
 
-@dataclass
 class _Down(Exception):
-    """The device stopped answering during a read; carries the cause."""
+    """The device stopped answering during a read."""
 
-    cause: DriverError = field(default_factory=lambda: DeviceTimeout("no answer"))
-
-
-def _kind(object_type: str, property_name: str) -> str:
-    if property_name not in ("present-value", "relinquish-default"):
-        return "other"
-    if object_type.startswith("analog-"):
-        return "analog"
-    if object_type.startswith("binary-"):
-        return "binary"
-    if object_type.startswith("multi-state-"):
-        return "multistate"
-    if object_type == "accumulator":
-        return "accumulator"
-    return "other"
-
-
-def _plan(point: BacnetPointSpec) -> _Plan:
-    object_id = ObjectIdentifier((point.object_type, point.instance))
-    property_id = PropertyIdentifier(point.property)
-    object_class = _ASHRAE.get_object_class(object_id[0])
-    if object_class is None:
-        raise ValueError(f"{point.id}: unknown BACnet object type {point.object_type!r}")
-    datatype = object_class.get_property_type(property_id)
-    if datatype is None:
-        raise ValueError(f"{point.id}: {point.object_type} has no property {point.property!r}")
-    kind = _kind(point.object_type, point.property)
-    if kind == "other":
-        size = _ITEM_BYTES_DOUBLE if issubclass(datatype, Double) else _ITEM_BYTES_OTHER
-    else:
-        size = _ITEM_BYTES_NUMBER
-    return _Plan(point, object_id, property_id, datatype, kind, size)
-
-
-def chunk_plans(plans: Sequence[_Plan], budget_bytes: int, max_items: int | None = None) -> list[list[_Plan]]:
-    """Split the points into ReadPropertyMultiple requests whose answers fit `budget_bytes` unsegmented."""
-    chunks: list[list[_Plan]] = []
-    current: list[_Plan] = []
-    used = 0
-    for plan in plans:
-        full = max_items is not None and len(current) >= max_items
-        if current and (used + plan.answer_bytes > budget_bytes or full):
-            chunks.append(current)
-            current, used = [], 0
-        current.append(plan)
-        used += plan.answer_bytes
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def _shortest_real(value: float) -> float:
-    """A BACnet Real is a float32: give back the shortest decimal that is the same float32 (21.3, not
-    21.299999237060547)."""
-    packed = struct.pack("<f", value)
-    for digits in (7, 8, 9):
-        candidate = float(f"{value:.{digits}g}")
-        if struct.pack("<f", candidate) == packed:
-            return candidate
-    return float(value)
-
-
-def _to_python(value: Any, kind: str) -> Value | None:
-    """A decoded bacpypes3 primitive as a plain Python value."""
-    if isinstance(value, Null):
-        return None
-    if kind == "binary":
-        return int(value) == 1
-    if isinstance(value, Real):
-        return _shortest_real(value)
-    if isinstance(value, Double | float):
-        return float(value)
-    if isinstance(value, Boolean):
-        return bool(value)
-    if isinstance(value, Enumerated):
-        return value.attr if kind == "other" else int(value)
-    if isinstance(value, Unsigned | Integer | int):
-        return int(value)
-    if isinstance(value, CharacterString | str):
-        return str(value)
-    raise TypeError(f"cannot represent {type(value).__name__} as a point value")
-
-
-def _decode(plan: _Plan, value: AnyValue) -> Value | None:
-    """A point's value off the wire, in engineering terms (a state the map does not know is an error)."""
-    try:
-        plain = _to_python(value.cast_out(plan.datatype), plan.kind)
-    except Exception as exc:
-        raise DecodeError(f"{plan.point.object_type},{plan.point.instance} {plan.point.property}: {exc}",
-                          point_id=plan.point.id) from exc
-    return None if plain is None else to_engineering(plan.point, plain)
-
-
-def _same(kind: str, requested: Value, read_back: Value | None) -> bool:
-    if read_back is None:
-        return False
-    if kind == "analog":
-        return struct.pack("<f", float(requested)) == struct.pack("<f", float(read_back))
-    if kind == "binary":
-        return bool(requested) == bool(read_back)
-    return requested == read_back
-
-
-def _error_code(error: Any) -> str:
-    return f"{error.errorClass}: {error.errorCode}"
-
-
-def _error_from_type(error: Any, point_id: str | None, device_id: str, *, writing: bool = False) -> DriverError:
-    """A BACnet error (class, code) as the driver's typed error."""
-    code = str(error.errorCode)
-    message = f"{device_id}: {_error_code(error)}"
-    if code in _ILLEGAL_ADDRESS_CODES:
-        return IllegalAddress(message, device_id=device_id, point_id=point_id)
-    if writing and code in _WRITE_REJECTED_CODES:
-        return WriteRejected(message, device_id=device_id, point_id=point_id)
-    return DeviceException(message, device_id=device_id, point_id=point_id)
-
-
-def _is_rpm_refusal(exc: ErrorRejectAbortNack) -> bool:
-    if isinstance(exc, RejectPDU):
-        return exc.apduAbortRejectReason == RejectReason.unrecognizedService
-    if isinstance(exc, ErrorPDU):
-        return str(exc.errorClass) == "services"
-    return False
+    def __init__(self, cause: DriverError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class BacnetDriver(Driver):
@@ -288,7 +132,7 @@ class BacnetDriver(Driver):
                  now: Now = utc_now) -> None:
         self.device_id = spec.id
         self.spec = spec
-        self._plans = {point.id: _plan(point) for point in spec.points}
+        self._plans = {point.id: plan_point(point) for point in spec.points}
         host, port = split_address(spec.address)
         self._device_address = Address(f"{host}:{port}")
         # Talk from loopback to a loopback device, otherwise from every interface.
@@ -336,7 +180,7 @@ class BacnetDriver(Driver):
         if self._stack is None:
             timeout_ms = max(1, round(self.spec.timeout_s * 1000))
             device_object = DeviceObject(
-                objectIdentifier=("device", _CLIENT_INSTANCE),
+                objectIdentifier=("device", CLIENT_INSTANCE),
                 objectName=f"gridctl-{self.device_id}",
                 vendorIdentifier=999,
                 maxApduLengthAccepted=MAX_APDU,
@@ -356,7 +200,7 @@ class BacnetDriver(Driver):
             self._mark_down(exc)
             raise
         except ErrorRejectAbortNack as exc:
-            error = self._error_from_nack(exc, None)
+            error = error_from_nack(exc, self.device_id, None)
             self._mark_down(error)
             raise error from None
         try:
@@ -407,14 +251,6 @@ class BacnetDriver(Driver):
                 raise DeviceTimeout(f"{self.device_id}: no answer after {tries} tries of {self.spec.timeout_s} s",
                                     device_id=self.device_id) from None
             raise
-
-    def _error_from_nack(self, exc: ErrorRejectAbortNack, point_id: str | None, *, writing: bool = False
-                         ) -> DriverError:
-        if isinstance(exc, ErrorPDU):
-            return _error_from_type(exc, point_id, self.device_id, writing=writing)
-        kind = "reject" if isinstance(exc, RejectPDU) else "abort"
-        return DeviceException(f"{self.device_id}: {kind}: {exc.apduAbortRejectReason}",
-                               device_id=self.device_id, point_id=point_id)
 
     async def _read_property(self, object_id: ObjectIdentifier, property_id: PropertyIdentifier) -> AnyValue:
         request = ReadPropertyRequest(objectIdentifier=object_id, propertyIdentifier=property_id)
@@ -476,7 +312,7 @@ class BacnetDriver(Driver):
                 self._health.success()
             return readings
 
-    def _select(self, point_ids: Sequence[str] | None) -> list[_Plan]:
+    def _select(self, point_ids: Sequence[str] | None) -> list[PointPlan]:
         if point_ids is None:
             return list(self._plans.values())
         unknown = [point_id for point_id in point_ids if point_id not in self._plans]
@@ -484,8 +320,8 @@ class BacnetDriver(Driver):
             raise KeyError(f"{self.device_id} has no point {', '.join(unknown)}")
         return [self._plans[point_id] for point_id in point_ids]
 
-    async def _read_batched(self, plans: list[_Plan], outcomes: dict[str, _Outcome]) -> None:
-        pending = chunk_plans(plans, self._max_apdu - _ANSWER_OVERHEAD_BYTES, self._max_items)
+    async def _read_batched(self, plans: list[PointPlan], outcomes: dict[str, _Outcome]) -> None:
+        pending = chunk_plans(plans, self._max_apdu - ANSWER_OVERHEAD_BYTES, self._max_items)
         while pending:
             chunk = pending.pop(0)
             try:
@@ -497,11 +333,11 @@ class BacnetDriver(Driver):
                     outcomes[plan.point.id] = _Outcome(error=exc)
                 continue
             except ErrorRejectAbortNack as exc:
-                if _is_rpm_refusal(exc):
+                if is_rpm_refusal(exc):
                     self._rpm_refused = True
                     await self._read_each([plan for rest in [chunk, *pending] for plan in rest], outcomes)
                     return
-                if isinstance(exc, AbortPDU) and exc.apduAbortRejectReason in _TOO_LONG_ABORTS and len(chunk) > 1:
+                if isinstance(exc, AbortPDU) and exc.apduAbortRejectReason in TOO_LONG_ABORTS and len(chunk) > 1:
                     # The answer did not fit after all: cap the chunk at half and try these points again.
                     self._max_items = max(1, len(chunk) // 2)
                     pending = chunk_plans(chunk, self._max_apdu, self._max_items) + pending
@@ -510,7 +346,7 @@ class BacnetDriver(Driver):
                     # Some devices fail the whole request for one bad object: read these one by one.
                     await self._read_each(chunk, outcomes)
                     continue
-                error = self._error_from_nack(exc, None)
+                error = error_from_nack(exc, self.device_id, None)
                 for plan in chunk:
                     outcomes[plan.point.id] = _Outcome(error=error)
                 continue
@@ -522,25 +358,25 @@ class BacnetDriver(Driver):
                     outcomes[plan.point.id] = _Outcome(error=error)
                 elif isinstance(result, AnyValue):
                     try:
-                        outcomes[plan.point.id] = _Outcome(value=_decode(plan, result))
+                        outcomes[plan.point.id] = _Outcome(value=decode_point(plan, result))
                     except DecodeError as exc:
                         outcomes[plan.point.id] = _Outcome(error=exc)
                 else:
-                    outcomes[plan.point.id] = _Outcome(error=_error_from_type(result, plan.point.id, self.device_id))
+                    outcomes[plan.point.id] = _Outcome(error=error_from_type(result, plan.point.id, self.device_id))
 
-    async def _read_each(self, plans: list[_Plan], outcomes: dict[str, _Outcome]) -> None:
+    async def _read_each(self, plans: list[PointPlan], outcomes: dict[str, _Outcome]) -> None:
         for plan in plans:
             try:
                 value = await self._read_property(plan.object_id, plan.property_id)
-                outcomes[plan.point.id] = _Outcome(value=_decode(plan, value))
+                outcomes[plan.point.id] = _Outcome(value=decode_point(plan, value))
             except DeviceTimeout as exc:
                 raise _Down(exc) from None
             except DriverError as exc:
                 outcomes[plan.point.id] = _Outcome(error=exc)
             except ErrorRejectAbortNack as exc:
-                outcomes[plan.point.id] = _Outcome(error=self._error_from_nack(exc, plan.point.id))
+                outcomes[plan.point.id] = _Outcome(error=error_from_nack(exc, self.device_id, plan.point.id))
 
-    def _readings(self, plans: list[_Plan], outcomes: dict[str, _Outcome]) -> list[Reading]:
+    def _readings(self, plans: list[PointPlan], outcomes: dict[str, _Outcome]) -> list[Reading]:
         ts = self._now()
         readings = []
         for plan in plans:
@@ -554,7 +390,7 @@ class BacnetDriver(Driver):
                 readings.append(Reading(address, ts, None, Quality.BAD, f"{type(error).__name__}: {error}"))
         return readings
 
-    def _unavailable(self, plans: list[_Plan], error: DriverError) -> list[Reading]:
+    def _unavailable(self, plans: list[PointPlan], error: DriverError) -> list[Reading]:
         """Readings for points the device did not answer for: the last good value as STALE, else BAD."""
         ts = self._now()
         text = f"{type(error).__name__}: {error}"
@@ -571,34 +407,11 @@ class BacnetDriver(Driver):
 
     # ------------------------------------------------------------------ writes
 
-    def _priority_for(self, plan: _Plan, priority: int | None) -> int:
+    def _priority_for(self, plan: PointPlan, priority: int | None) -> int:
         chosen = priority or plan.point.priority or self.spec.default_priority or DEFAULT_PRIORITY
         if not 1 <= chosen <= PRIORITY_LEVELS:
             raise ValueError(f"priority {chosen} outside 1..16")
         return chosen
-
-    def _encode(self, plan: _Plan, value: Value) -> tuple[Any, Value]:
-        """The wire value and its plain form, after the point's limits and states are checked (state
-        labels are accepted for state points)."""
-        point = plan.point
-        address = f"{self.device_id}/{point.id}"
-        if plan.kind == "binary":
-            if isinstance(value, str) and point.states is None and value in ("active", "inactive"):
-                value = value == "active"
-            value = check_write(point, value)
-            if isinstance(value, str) or int(value) != value or int(value) not in (0, 1):
-                raise LimitViolation(f"{address}: {value!r} is not a binary value", point_id=point.id)
-            plain = bool(value)
-            return BinaryPV("active" if plain else "inactive"), plain
-        value = check_write(point, value)
-        if plan.kind == "analog" or (plan.kind == "other" and issubclass(plan.datatype, Real)):
-            return Real(float(value)), float(value)
-        if plan.kind in ("multistate", "accumulator"):
-            if isinstance(value, str) or int(value) != value or value < 0:
-                raise LimitViolation(f"{address}: {value!r} is not a state number", point_id=point.id)
-            return Unsigned(int(value)), int(value)
-        raise WriteRejected(f"{address}: writing {point.property} of {point.object_type} is not supported",
-                            device_id=self.device_id, point_id=point.id)
 
     async def write(self, point_id: str, value: Value | None, *, priority: int | None = None) -> WriteResult:
         plan = self._plans.get(point_id)
@@ -608,7 +421,7 @@ class BacnetDriver(Driver):
             raise WriteRejected(f"{self.device_id}/{point_id} is not writable", device_id=self.device_id,
                                 point_id=point_id)
         level = self._priority_for(plan, priority)
-        wire, plain = (Null(()), None) if value is None else self._encode(plan, value)
+        wire, plain = (Null(()), None) if value is None else encode_write(plan, value, self.device_id)
         async with self._lock:
             await self._ensure_connected()
             request = WritePropertyRequest(objectIdentifier=plan.object_id, propertyIdentifier=plan.property_id,
@@ -620,7 +433,7 @@ class BacnetDriver(Driver):
                 self._mark_down(exc)
                 raise
             except ErrorRejectAbortNack as exc:
-                raise self._error_from_nack(exc, point_id, writing=True) from None
+                raise error_from_nack(exc, self.device_id, point_id, writing=True) from None
             present, state = await self._read_back(plan)
         ts = self._now()
         address = f"{self.device_id}/{point_id}"
@@ -634,29 +447,29 @@ class BacnetDriver(Driver):
                 raise Override(f"{address}: priority {active} holds {state.slots[active - 1]!r} over our "
                                f"priority {level}", active_priority=active, device_id=self.device_id,
                                point_id=point_id)
-        if plain is not None and not _same(plan.kind, plain, present):
+        if plain is not None and not same_value(plan.kind, plain, present):
             raise WriteMismatch(f"{address}: wrote {plain!r}, read back {present!r}", device_id=self.device_id,
                                 point_id=point_id)
         if present is not None:
             self._last_good[point_id] = (present, ts)
         return WriteResult(address, value, plain, present, ts, priority=level)
 
-    async def _read_back(self, plan: _Plan) -> tuple[Value | None, PriorityArrayState | None]:
+    async def _read_back(self, plan: PointPlan) -> tuple[Value | None, PriorityArrayState | None]:
         """Present value and, for a commandable point, its priority array (None when it has none)."""
         try:
-            values = await self._read_properties(plan, (plan.property_id, _PRIORITY_ARRAY, _RELINQUISH_DEFAULT))
+            values = await self._read_properties(plan, (plan.property_id, PRIORITY_ARRAY, RELINQUISH_DEFAULT))
         except DeviceTimeout as exc:
             self._mark_down(exc)
             raise
         present = values[plan.property_id]
         if isinstance(present, DriverError):
             raise present
-        slots = values[_PRIORITY_ARRAY]
+        slots = values[PRIORITY_ARRAY]
         if isinstance(slots, IllegalAddress):
             return present, None
         if isinstance(slots, DriverError):
             raise slots
-        relinquish = values[_RELINQUISH_DEFAULT]
+        relinquish = values[RELINQUISH_DEFAULT]
         return present, PriorityArrayState(slots, None if isinstance(relinquish, DriverError) else relinquish)
 
     async def read_priority_array(self, point_id: str) -> PriorityArrayState:
@@ -667,19 +480,19 @@ class BacnetDriver(Driver):
         async with self._lock:
             await self._ensure_connected()
             try:
-                values = await self._read_properties(plan, (_PRIORITY_ARRAY, _RELINQUISH_DEFAULT))
+                values = await self._read_properties(plan, (PRIORITY_ARRAY, RELINQUISH_DEFAULT))
             except DeviceTimeout as exc:
                 self._mark_down(exc)
                 raise
-        slots = values[_PRIORITY_ARRAY]
+        slots = values[PRIORITY_ARRAY]
         if isinstance(slots, DriverError):
             raise slots
-        relinquish = values[_RELINQUISH_DEFAULT]
+        relinquish = values[RELINQUISH_DEFAULT]
         if isinstance(relinquish, DriverError):
             raise relinquish
         return PriorityArrayState(slots, relinquish)
 
-    async def _read_properties(self, plan: _Plan, properties: Sequence[PropertyIdentifier]) -> dict[Any, Any]:
+    async def _read_properties(self, plan: PointPlan, properties: Sequence[PropertyIdentifier]) -> dict[Any, Any]:
         """Several properties of the point's object in one request (or one each when RPM is refused).
 
         Each value is decoded (the priority array as a tuple of 16), or a DriverError for that property.
@@ -690,95 +503,29 @@ class BacnetDriver(Driver):
                 results = await self._read_property_multiple([(plan.object_id, p) for p in properties])
                 raw = {p: results.get((plan.object_id, p)) for p in properties}
             except ErrorRejectAbortNack as exc:
-                if _is_rpm_refusal(exc):
+                if is_rpm_refusal(exc):
                     self._rpm_refused = True
                 elif isinstance(exc, ErrorPDU) and str(exc.errorClass) in ("object", "property"):
                     pass  # one property missing failed the request: fall through to one request each
                 else:
-                    raise self._error_from_nack(exc, plan.point.id) from None
+                    raise error_from_nack(exc, self.device_id, plan.point.id) from None
         for property_id in properties:
             if raw.get(property_id) is not None:
                 continue
             try:
                 raw[property_id] = await self._read_property(plan.object_id, property_id)
             except ErrorRejectAbortNack as exc:
-                raw[property_id] = self._error_from_nack(exc, plan.point.id)
+                raw[property_id] = error_from_nack(exc, self.device_id, plan.point.id)
         decoded: dict[Any, Any] = {}
         for property_id, value in raw.items():
             if isinstance(value, DriverError):
                 decoded[property_id] = value
             elif not isinstance(value, AnyValue):
-                decoded[property_id] = _error_from_type(value, plan.point.id, self.device_id)
+                decoded[property_id] = error_from_type(value, plan.point.id, self.device_id)
             else:
                 try:
-                    decoded[property_id] = self._decode_property(plan, property_id, value)
+                    decoded[property_id] = decode_property(plan, property_id, value, self.device_id)
                 except DecodeError as exc:
                     decoded[property_id] = exc
         return decoded
 
-    def _decode_property(self, plan: _Plan, property_id: PropertyIdentifier, value: AnyValue) -> Any:
-        if property_id == plan.property_id:
-            return _decode(plan, value)
-        object_class = _ASHRAE.get_object_class(plan.object_id[0])
-        datatype = object_class.get_property_type(property_id) if object_class else None
-        if datatype is None:
-            raise DecodeError(f"{self.device_id}: no datatype for {property_id}", point_id=plan.point.id)
-        kind = plan.kind
-        try:
-            decoded = value.cast_out(datatype)
-            if isinstance(datatype, type) and issubclass(datatype, Array):
-                slots = tuple(_priority_slot(slot, kind) for slot in decoded)
-                if len(slots) != PRIORITY_LEVELS:
-                    raise ValueError(f"priority array of {len(slots)} slots")
-                return slots
-            return _to_python(decoded, kind)
-        except Exception as exc:
-            raise DecodeError(f"{self.device_id}: {property_id}: {exc}", point_id=plan.point.id) from exc
-
-
-def _priority_slot(slot: Any, kind: str) -> Value | None:
-    choice = slot._choice
-    if choice is None or choice == "null":
-        return None
-    return _to_python(getattr(slot, choice), kind)
-
-
-# --------------------------------------------------------------------------- discovery
-
-
-async def discover(*, bbmd: str | None = None, interface: str | None = None, target: str | None = None,
-                   port: int = 47808, local_host: str = "127.0.0.1", low_limit: int | None = None,
-                   high_limit: int | None = None, timeout_s: float = 3.0, ttl_s: int = 30) -> list[tuple[int, str]]:
-    """Who-Is / I-Am: the (device instance, "ip:port") of every device that answers, sorted.
-
-    One way to reach the devices:
-    - `bbmd` ("ip:port"): register as a foreign device there (from `local_host`, any port) and broadcast
-      the Who-Is through it, to every device on the BBMD's network and its other foreign devices;
-    - `interface` ("ip/prefix", e.g. "192.168.1.10/24"): broadcast on that network from `port` (47808 on a
-      real LAN), as a device on it;
-    - `target` ("ip:port"): a Who-Is to that one address.
-    """
-    if sum(way is not None for way in (bbmd, interface, target)) != 1:
-        raise ValueError("discovery takes exactly one of: a BBMD, a local interface, a target address")
-    device_object = DeviceObject(objectIdentifier=("device", _CLIENT_INSTANCE), objectName="gridctl-discovery",
-                                 vendorIdentifier=999, segmentationSupported=Segmentation.noSegmentation)
-    if interface is not None:
-        stack = build_stack([device_object], host=interface, port=port)
-    else:
-        stack = build_stack([device_object], host=local_host, port=0, mode="foreign" if bbmd else "normal",
-                            bbmd_address=bbmd, ttl_s=ttl_s)
-    try:
-        if bbmd is not None and not await stack.wait_registered(timeout_s):
-            raise ConnectionLost(f"BBMD {bbmd} did not accept our foreign-device registration")
-        destination = GlobalBroadcast() if target is None else Address(":".join(map(str, split_address(target))))
-        i_ams = await stack.app.who_is(low_limit, high_limit, address=destination, timeout=timeout_s)
-    finally:
-        stack.close()
-    found: dict[int, str] = {}
-    own = stack.address.addrTuple
-    for i_am in i_ams or []:
-        source = i_am.pduSource.addrTuple
-        if source == own:
-            continue
-        found[i_am.iAmDeviceIdentifier[1]] = f"{source[0]}:{source[1]}"
-    return sorted(found.items())

@@ -20,6 +20,7 @@ from bacnet_fixtures import (
 )
 
 from drivers.bacnet import BacnetDriver, chunk_plans, discover
+from drivers.bacnet_values import ANSWER_OVERHEAD_BYTES, plan_point
 from drivers.base import (
     ConnectionLost,
     DecodeError,
@@ -213,7 +214,7 @@ async def test_requests_fit_the_device_max_apdu(max_apdu: int) -> None:
             assert all(r.quality is Quality.GOOD for r in readings)
             assert [r.value for r in readings] == [device.get(p.id) for p in spec.points]
             assert server.requests["aborted-too-long"] == 0
-            expected = len(chunk_plans(list(driver._plans.values()), max_apdu - 8))
+            expected = len(chunk_plans([plan_point(p) for p in spec.points], max_apdu - ANSWER_OVERHEAD_BYTES))
             assert driver.stats.read_property_multiple == expected
             # Each answer carries at least 3/4 of what would fit, so the request count is close to minimal.
             assert expected <= math.ceil(200 * 16 / (max_apdu - 8) * 4 / 3)
@@ -376,9 +377,7 @@ async def test_an_unknown_device_instance_fails_connect() -> None:
 
 
 def test_chunks_respect_the_byte_budget_and_item_cap() -> None:
-    spec = bench_device(objects=50)
-    driver = BacnetDriver(spec)
-    plans = list(driver._plans.values())
+    plans = [plan_point(point) for point in bench_device(objects=50).points]
     chunks = chunk_plans(plans, 18 * 20)
     assert [len(chunk) for chunk in chunks] == [20, 20, 10]
     assert [len(chunk) for chunk in chunk_plans(plans, 18 * 20, max_items=7)] == [7] * 7 + [1]
