@@ -47,18 +47,11 @@ from drivers.opcua_codec import (
     status_name,
     variant_type,
 )
-from drivers.opcua_security import UntrustedServer, apply_security
+from drivers.opcua_security import apply_security
 from drivers.specs import OpcuaDeviceSpec, OpcuaPointSpec
 
 _logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-_SECURITY_CODES = frozenset({
-    ua.StatusCodes.BadCertificateUntrusted, ua.StatusCodes.BadCertificateInvalid,
-    ua.StatusCodes.BadCertificateTimeInvalid, ua.StatusCodes.BadCertificateUriInvalid,
-    ua.StatusCodes.BadSecurityChecksFailed,
-})
-
 
 @dataclass(frozen=True, slots=True)
 class _Cached:
@@ -103,6 +96,7 @@ class OpcuaDriver(Driver):
         self._unresolved: dict[str, str] = {}
         self._max_nodes_per_read = 0
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
         self._stop = asyncio.Event()
@@ -124,6 +118,7 @@ class OpcuaDriver(Driver):
     # ------------------------------------------------------------------ lifecycle
 
     async def connect(self) -> None:
+        self._closed = False
         if self._connected.is_set():
             return
         waiter: asyncio.Future[DriverError | None] = asyncio.get_running_loop().create_future()
@@ -135,6 +130,7 @@ class OpcuaDriver(Driver):
             raise error
 
     async def close(self) -> None:
+        self._closed = True
         self._stop.set()
         self._lost.set()
         task, self._task = self._task, None
@@ -286,8 +282,6 @@ class OpcuaDriver(Driver):
             return DeviceTimeout(f"{context}: no answer within {self.spec.timeout_s} s", device_id=self.device_id,
                                  point_id=point_id)
         if isinstance(exc, ua.UaStatusCodeError):
-            if exc.code in _SECURITY_CODES:
-                return UntrustedServer(f"{context}: {status_name(exc.code)}", device_id=self.device_id)
             return error_for_status(exc.code, context, device_id=self.device_id, point_id=point_id)
         if isinstance(exc, ConnectionError | OSError | ua.UaError):
             return ConnectionLost(f"{context}: {type(exc).__name__}: {exc}", device_id=self.device_id,
@@ -328,7 +322,8 @@ class OpcuaDriver(Driver):
 
     async def read(self, point_ids: Sequence[str] | None = None) -> list[Reading]:
         points = self._select(point_ids)
-        if self._task is None:
+        if self._task is None and not self._closed:
+            # Reading without connect() first: connect in the background, answer now.
             self._ensure_supervisor()
         if self.spec.subscription:
             return self._read_cache(points)
@@ -454,7 +449,6 @@ class OpcuaDriver(Driver):
         by_node: dict[ua.NodeId, list[str]] = {}
         for point_id, node_id in self._node_ids.items():
             by_node.setdefault(node_id, []).append(point_id)
-        self._cache.clear()
         if by_node:
             node_ids = list(by_node)
             self.read_requests += 1
@@ -467,8 +461,9 @@ class OpcuaDriver(Driver):
                     for point_id in by_node[node_id]:
                         self._unresolved[point_id] = status_name(handle)
         self._by_node = by_node
-        self._subscription = subscription
+        # Publish responses after this carry the monitored items' initial values.
         self._subscribed_at = time.monotonic()
+        self._subscription = subscription
 
     def _notified(self, node_id: ua.NodeId, data_value: ua.DataValue) -> None:
         now = self._now()
@@ -476,38 +471,48 @@ class OpcuaDriver(Driver):
             reading = self._reading(self._points[point_id], data_value, now)
             self._cache[point_id] = _Cached(reading.value, reading.quality, reading.error, now)
 
-    def _subscription_alive(self) -> bool:
+    def _subscription_state(self) -> tuple[bool, bool]:
+        """(alive, silent): alive once a publish carried the initial values and publishes keep coming;
+        silent when connected but nothing was published for longer than max_age_s."""
         subscription = self._subscription
         if subscription is None or not self._connected.is_set():
-            return False
-        last = subscription.last_publish_at or self._subscribed_at
-        return time.monotonic() - last <= self.max_age_s
+            return False, False
+        last = subscription.last_publish_at
+        now = time.monotonic()
+        if last is None or last < self._subscribed_at:
+            return False, now - self._subscribed_at > self.max_age_s
+        fresh = now - last <= self.max_age_s
+        return fresh, not fresh
 
     def _read_cache(self, points: list[OpcuaPointSpec]) -> list[Reading]:
         now = self._now()
-        alive = self._subscription_alive()
-        if not alive and self._connected.is_set():
+        alive, silent = self._subscription_state()
+        if silent:
             # Connected but no publish (not even a keep-alive) for too long: start over.
             self._last_error = DeviceTimeout(f"subscription silent for more than {self.max_age_s:.1f} s",
                                              device_id=self.device_id)
             self._health.failure(self._last_error)
             self._lost.set()
+        if alive:
+            reason = "no value received yet"
+        elif self._connected.is_set() and not silent:
+            reason = "waiting for the subscription's first publish"
+        else:
+            reason = str(self._last_error or self._not_connected())
         readings = []
         for point in points:
             address = self._address(point.id)
             cached = self._cache.get(point.id)
-            if point.id in self._unresolved and (cached is None or not alive):
+            if point.id in self._unresolved:
                 readings.append(Reading(address, now, None, Quality.BAD, self._unresolved[point.id]))
             elif cached is None:
-                error = "no value received yet" if alive else str(self._last_error or self._not_connected())
-                readings.append(Reading(address, now, None, Quality.BAD, error))
+                readings.append(Reading(address, now, None, Quality.BAD, reason))
             elif alive:
                 readings.append(Reading(address, now, cached.value, cached.quality, cached.error))
             elif cached.value is not None:
-                error = str(self._last_error or self._not_connected())
-                readings.append(Reading(address, cached.received, cached.value, Quality.STALE, error))
+                readings.append(Reading(address, cached.received, cached.value, Quality.STALE, reason))
             else:
-                readings.append(Reading(address, cached.received, None, Quality.BAD, cached.error))
+                readings.append(Reading(address, cached.received, None, Quality.BAD, cached.error or reason))
         if alive:
             self._record(points, readings)
         return readings
