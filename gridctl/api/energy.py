@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -15,8 +15,6 @@ import pandas as pd
 from gridctl.config.models import Site, Tariff, TimeWindow
 from gridctl.config.units import UNITS
 from gridctl.history import EnergyResolution, Historian
-from gridctl.history.frames import energy_index
-from gridctl.history.timebuckets import local_midnight
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -45,6 +43,19 @@ class NotEnoughDwellings(Exception):
         self.minimum = minimum
 
 
+def local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    """The UTC instant a local day begins."""
+    return datetime.combine(day, time(), tz).astimezone(UTC)
+
+
+def bucket_starts(start: date, end: date, resolution: EnergyResolution, tz: ZoneInfo) -> list[datetime]:
+    """UTC starts of the hourly or daily rollup buckets of local days [start, end)."""
+    if resolution is EnergyResolution.HOUR:
+        lo, hi = local_midnight(start, tz), local_midnight(end, tz)
+        return [lo + timedelta(hours=i) for i in range(int((hi - lo) / timedelta(hours=1)))]
+    return [local_midnight(start + timedelta(days=i), tz) for i in range((end - start).days)]
+
+
 def _number(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
@@ -65,7 +76,7 @@ async def dwelling_series(historian: Historian, site: Site, dwelling_id: str, st
         return await _quarter_hours(historian, site, meter, start, end)
     # The rollups of one meter: reading them by point is much cheaper than the whole site's dwellings.
     stored = EnergyResolution.HOUR if resolution is Resolution.HOUR else EnergyResolution.DAY
-    index = energy_index(start, end, stored, tz)
+    index = bucket_starts(start, end, stored, tz)
     if not index:
         return []
     frame = await historian.rollups([meter], index[0], local_midnight(end, tz), stored)

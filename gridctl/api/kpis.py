@@ -7,12 +7,11 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
-from gridctl.api.energy import Bucket, cost_of, in_window
+from gridctl.api.energy import Bucket, cost_of, in_window, local_midnight
 from gridctl.api.models import Kpi
 from gridctl.config.models import PvArray, Site, ThermalZone
 from gridctl.config.units import UNITS
 from gridctl.history import EnergyResolution, Historian
-from gridctl.history.timebuckets import local_midnight
 from gridctl.runtime import SiteRuntime
 
 
