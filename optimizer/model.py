@@ -72,6 +72,32 @@ class Column:
 
 
 @dataclass
+class SessionVars:
+    """An EV session's variables, kept for the LP-rounding start."""
+
+    charger_id: str
+    steps: list[int]
+    power: list[pulp.LpVariable]
+    on: list[pulp.LpVariable]
+    hours: list[float]
+    min_kw: float
+    max_kw: float
+    need_kwh: float
+    efficiency: float
+
+
+@dataclass
+class Switches:
+    """Binary variables by role, so a heuristic can round them with some sense of the physics."""
+
+    sessions: list[SessionVars] = field(default_factory=list)
+    pools: list[tuple[float, list[str]]] = field(default_factory=list)
+    deferrable_starts: list[list[pulp.LpVariable]] = field(default_factory=list)
+    # (binary, flow allowed when 1, flow allowed when 0)
+    directions: list[tuple[pulp.LpVariable, pulp.LpVariable, pulp.LpVariable]] = field(default_factory=list)
+
+
+@dataclass
 class Model:
     prob: pulp.LpProblem
     problem: Problem
@@ -82,6 +108,8 @@ class Model:
     columns: dict[str, Column]
     n_binaries: int
     notes: list[str] = field(default_factory=list)
+    switches: Switches = field(default_factory=Switches)
+    binaries: list[pulp.LpVariable] = field(default_factory=list)
 
 
 class _Builder:
@@ -99,6 +127,8 @@ class _Builder:
         self.slacks: list[Slack] = []
         self.columns: dict[str, Column] = {}
         self.n_binaries = 0
+        self.binaries: list[pulp.LpVariable] = []
+        self.switches = Switches()
         self.notes: list[str] = []
         self._count = 0
         self.pol = problem.policy
@@ -112,7 +142,9 @@ class _Builder:
         self._count += 1
         if binary:
             self.n_binaries += 1
-            return self.prob.add_variable(f"b{self._count}", 0, 1, pulp.LpBinary)
+            v = self.prob.add_variable(f"b{self._count}", 0, 1, pulp.LpBinary)
+            self.binaries.append(v)
+            return v
         return self.prob.add_variable(f"x{self._count}", lb, ub)
 
     def con(self, terms: Terms, sense: int, rhs: float) -> None:
@@ -189,6 +221,7 @@ class _Builder:
                 u = self.var(binary=True)
                 self.con([(ch[t], 1.0), (u, -a.max_charge_kw)], pulp.LpConstraintLE, 0.0)
                 self.con([(dis[t], 1.0), (u, a.max_discharge_kw)], pulp.LpConstraintLE, a.max_discharge_kw)
+                self.switches.directions.append((u, ch[t], dis[t]))
             if a.cycling_cost_eur_per_kwh > 0:
                 self.term("battery_cycling", dis[t], dt, a.cycling_cost_eur_per_kwh * dt)
         if a.terminal_energy_kwh is not None and self.n:
@@ -212,6 +245,7 @@ class _Builder:
             pmax = a.max_power_kw if sess.max_power_kw is None else min(a.max_power_kw, sess.max_power_kw)
             hours = self.overlap_h(sess.arrival, sess.departure)
             delivered: Terms = []
+            rec = SessionVars(a.id, [], [], [], [], a.min_power_kw, pmax, sess.energy_needed_kwh, a.efficiency)
             for t in range(self.n):
                 if hours[t] <= 0:
                     continue
@@ -221,11 +255,17 @@ class _Builder:
                     self.con([(p, 1.0), (on, -pmax)], pulp.LpConstraintLE, 0.0)
                     self.con([(p, 1.0), (on, -a.min_power_kw)], pulp.LpConstraintGE, 0.0)
                     on_terms[t].append((on, 1.0))
+                    rec.on.append(on)
                 frac = hours[t] / self.dt[t]
                 self.balance[t].append((p, frac))
                 setpoint[t].append((p, 1.0))
                 average[t].append((p, frac))
                 delivered.append((p, a.efficiency * hours[t]))
+                rec.steps.append(t)
+                rec.power.append(p)
+                rec.hours.append(hours[t])
+            if rec.on:
+                self.switches.sessions.append(rec)
             unmet = self.var()
             self.con([*delivered, (unmet, 1.0)], pulp.LpConstraintEQ, sess.energy_needed_kwh)
             self.term("ev_unmet", unmet, 1.0, self.pol.ev_unmet_eur_per_kwh)
@@ -244,6 +284,7 @@ class _Builder:
         for t in range(self.n):
             if per_step[t]:
                 self.con(per_step[t], pulp.LpConstraintLE, a.max_power_kw)
+        self.switches.pools.append((a.max_power_kw, list(a.charger_ids)))
         self.column(f"{a.id}.power_kw", per_step)
 
     def thermal_zone(self, a: ThermalZone) -> None:
@@ -320,6 +361,7 @@ class _Builder:
         self.slacks.append(Slack(a.id, "not_run", "runs", a.earliest_start, a.finish_by, not_run, 1.0))
         for t in range(self.n):
             self.balance[t].extend(power[t])
+        self.switches.deferrable_starts.append([s for s, _ in run])
         self.column(f"{a.id}.power_kw", power)
         self.column(f"{a.id}.started", _start_columns(run, starts, self.n))
 
@@ -403,6 +445,7 @@ class _Builder:
                 big_e = site.export_limit_kw if site.export_limit_kw is not None else 1e4
                 self.con([(imp[t], 1.0), (u, -big)], pulp.LpConstraintLE, 0.0)
                 self.con([(exp[t], 1.0), (u, big_e)], pulp.LpConstraintLE, big_e)
+                self.switches.directions.append((u, imp[t], exp[t]))
             if peak is not None:
                 self.con([(peak, 1.0), (imp[t], -1.0)], pulp.LpConstraintGE, 0.0)
             if subscribed is not None:
@@ -474,7 +517,7 @@ class _Builder:
         self.prob.setObjective(pulp.LpAffineExpression(objective))
         return Model(
             self.prob, self.p, dict(self.terms), self.term_constants, self.slacks, self.columns,
-            self.n_binaries, self.notes,
+            self.n_binaries, self.notes, self.switches, self.binaries,
         )
 
 

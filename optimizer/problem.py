@@ -7,7 +7,6 @@ per step. Times are timezone-aware and converted to UTC.
 from __future__ import annotations
 
 import itertools
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -345,7 +344,12 @@ class Settings(_Model):
     # "auto" adds a charge/discharge binary only on steps where wasting energy in the battery could pay.
     battery_exclusivity: Literal["always", "auto"] = "auto"
     hard_limit_tolerance: float = Field(1e-4, ge=0)
+    # "auto" switches to the LP-rounding start (see rounding.py) above this many binaries.
+    strategy: Literal["auto", "mip", "rounding"] = "auto"
+    rounding_above_binaries: int = Field(300, ge=0)
+    # "auto" splits districts with more assets than this into sub-districts (see decompose.py).
+    decompose: Literal["auto", "never", "always"] = "auto"
+    decompose_above_assets: int = Field(300, ge=1)
+    group_size: int = Field(100, ge=1)
+    workers: int = Field(1, ge=1)
 
-
-def finite(x: float) -> bool:
-    return not (math.isnan(x) or math.isinf(x))

@@ -64,7 +64,7 @@ class Schedule:
 
     @property
     def has_solution(self) -> bool:
-        return self.status in ("optimal", "time_limit", "gap_limit")
+        return self.status in ("optimal", "time_limit")
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly report (no setpoints)."""

@@ -8,8 +8,10 @@ import pandas as pd
 import pulp
 
 from optimizer.checks import hard_limit_violations
+from optimizer.decompose import solve_decomposed
 from optimizer.model import TERM_UNITS, Model, build
-from optimizer.problem import Problem, Settings
+from optimizer.problem import PV, EVPool, Problem, Settings
+from optimizer.rounding import solve_by_rounding
 from optimizer.schedule import ObjectiveTerm, Schedule, Violation
 
 # Slack values below this are solver noise, not violations.
@@ -71,7 +73,7 @@ def _run(model: Model, settings: Settings) -> tuple[str, str, float | None]:
         else:
             status = _pulp_status(model.prob)
             gap = None
-        if status in ("optimal", "gap_limit", "time_limit"):
+        if status in ("optimal", "time_limit"):
             return name, status, gap
         model.notes.append(f"solver {name} returned {status}")
     return name, status, gap
@@ -131,12 +133,25 @@ def _soft_violations(model: Model) -> list[Violation]:
 def solve(problem: Problem, settings: Settings | None = None) -> Schedule:
     """Schedule the problem's assets. Never raises for an over-constrained problem: violations say why."""
     settings = settings or Settings()
+    n_assets = sum(1 for a in problem.assets if not isinstance(a, PV | EVPool))
+    if settings.decompose == "always" or (
+        settings.decompose == "auto" and n_assets > settings.decompose_above_assets
+    ):
+        return solve_decomposed(problem, settings, solve)
     t0 = time.perf_counter()
     model = build(problem, settings)
     t1 = time.perf_counter()
-    solver, status, gap = _run(model, settings)
+    solver, status, gap = "", "not_solved", None
+    rounding = settings.strategy == "rounding" or (
+        settings.strategy == "auto" and model.n_binaries > settings.rounding_above_binaries
+    )
+    if rounding and settings.solver == "highs" and model.n_binaries:
+        solver = "highs+rounding"
+        status, gap = solve_by_rounding(model, settings)
+    if status not in ("optimal", "time_limit"):
+        solver, status, gap = _run(model, settings)
     t2 = time.perf_counter()
-    has_solution = status in ("optimal", "gap_limit", "time_limit")
+    has_solution = status in ("optimal", "time_limit")
     if has_solution:
         setpoints = _setpoints(model)
         objective = _objective(model)

@@ -1,0 +1,143 @@
+"""LP-rounding start for large models: relax, round the switches with their physics, re-solve, polish.
+
+Large districts have tens of thousands of on/off switches (EV 6 A minimum, appliance starts). Their LP
+relaxation is tight, but branch-and-bound spends its time looking for a first good integer point. So:
+
+1. solve the LP relaxation (its optimum is a lower bound on the true optimum);
+2. round every switch from the LP values, respecting each session's energy and each pool's limit;
+3. re-solve the LP with the switches fixed (warm-started on the same HiGHS model): a feasible schedule,
+   with a certified gap against the bound of step 1;
+4. if that gap is above the requested one and time remains, run the MIP from that schedule.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import highspy
+import numpy as np
+import pulp
+
+from optimizer.model import Model, SessionVars
+from optimizer.problem import Settings
+
+
+def _val(v: pulp.LpVariable) -> float:
+    return 0.0 if v.varValue is None else float(v.varValue)
+
+
+def _round_session(s: SessionVars) -> dict[int, int]:
+    """On/off per position in the session: the LP's strongest steps, enough to deliver the energy."""
+    p = [_val(v) for v in s.power]
+    order = sorted(range(len(p)), key=lambda i: -p[i])
+    chosen = [i for i in order if p[i] >= 0.5 * s.min_kw and p[i] > 1e-6]
+    rest = [i for i in order if i not in set(chosen) and p[i] > 1e-6]
+
+    def capacity(idx: list[int]) -> float:
+        return sum(s.max_kw * s.hours[i] * s.efficiency for i in idx)
+
+    while rest and capacity(chosen) < s.need_kwh - 1e-6:
+        chosen.append(rest.pop(0))
+    # The minimum power of every chosen step must not already exceed the energy asked for.
+    while chosen and sum(s.min_kw * s.hours[i] * s.efficiency for i in chosen) > s.need_kwh + 1e-9:
+        chosen.pop()
+    on = set(chosen)
+    return {i: int(i in on) for i in range(len(p))}
+
+
+def round_switches(model: Model) -> dict[pulp.LpVariable, float]:
+    sw = model.switches
+    fixed: dict[pulp.LpVariable, float] = {}
+    # (charger, step) -> list of (on var, min kW, LP power) for the pool check.
+    by_step: dict[tuple[str, int], list[tuple[pulp.LpVariable, float, float]]] = defaultdict(list)
+    for s in sw.sessions:
+        for i, state in _round_session(s).items():
+            fixed[s.on[i]] = float(state)
+            if state:
+                by_step[(s.charger_id, s.steps[i])].append((s.on[i], s.min_kw, _val(s.power[i])))
+    for limit, members in sw.pools:
+        steps = {t for (cid, t) in by_step if cid in set(members)}
+        for t in steps:
+            active = [x for cid in members for x in by_step.get((cid, t), [])]
+            active.sort(key=lambda x: x[2])
+            total = sum(m for _, m, _ in active)
+            # Minimum powers that no longer fit under the pool limit: switch the weakest off.
+            while active and total > limit + 1e-9:
+                on, m, _ = active.pop(0)
+                fixed[on] = 0.0
+                total -= m
+    for starts in sw.deferrable_starts:
+        if not starts:
+            continue
+        vals = [_val(v) for v in starts]
+        best = int(np.argmax(vals))
+        for k, v in enumerate(starts):
+            fixed[v] = 1.0 if (k == best and sum(vals) >= 0.5) else 0.0
+    for u, when_one, when_zero in sw.directions:
+        fixed[u] = 1.0 if _val(when_one) >= _val(when_zero) else 0.0
+    for v in model.binaries:
+        if v not in fixed:
+            fixed[v] = float(round(_val(v)))
+    return fixed
+
+
+def _read_back(model: Model, h: highspy.Highs) -> None:
+    values = h.getSolution().col_value
+    for v in model.prob.variables():
+        v.varValue = values[v.index]
+
+
+def _set_limit(h: highspy.Highs, deadline: float) -> bool:
+    left = deadline - time.perf_counter()
+    if left <= 0.05:
+        return False
+    h.setOptionValue("time_limit", float(left))
+    return True
+
+
+def _objective(h: highspy.Highs) -> float:
+    return float(h.getInfo().objective_function_value)
+
+
+def solve_by_rounding(model: Model, settings: Settings) -> tuple[str, float | None]:
+    """Returns (status, gap). Leaves the best schedule found in the PuLP variables."""
+    deadline = time.perf_counter() + settings.time_limit_s
+    lp = pulp.HiGHS(mip=False, msg=settings.msg, timeLimit=settings.time_limit_s, threads=settings.threads)
+    model.prob.solve(lp)
+    h: highspy.Highs = model.prob.solverModel
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return "no_solution", None
+    bound = _objective(h)
+    fixed = round_switches(model)
+    idx = np.array([v.index for v in fixed], dtype=np.int32)
+    vals = np.array(list(fixed.values()), dtype=float)
+    h.changeColsBounds(len(idx), idx, vals, vals)
+    if not _set_limit(h, deadline):
+        return "no_solution", None
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        model.notes.append("rounded schedule not solved: " + h.modelStatusToString(h.getModelStatus()))
+        return "no_solution", None
+    incumbent = _objective(h)
+    _read_back(model, h)
+    gap = max(0.0, (incumbent - bound) / max(abs(incumbent), 1e-9))
+    model.notes.append(f"LP-rounding start: bound {bound:.4f}, rounded {incumbent:.4f}")
+    if gap <= settings.mip_gap or not _set_limit(h, deadline):
+        return ("optimal" if gap <= settings.mip_gap else "time_limit"), gap
+    # Polish: give the switches back to the MIP, starting from the rounded schedule.
+    start = h.getSolution()
+    zeros, ones = np.zeros(len(idx)), np.ones(len(idx))
+    h.changeColsBounds(len(idx), idx, zeros, ones)
+    h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kInteger] * len(idx)))
+    h.setOptionValue("mip_rel_gap", settings.mip_gap)
+    h.setSolution(start)
+    h.run()
+    info = h.getInfo()
+    if info.primal_solution_status == 2 and _objective(h) < incumbent - 1e-9:
+        _read_back(model, h)
+        incumbent = _objective(h)
+    mip_bound = float(info.mip_dual_bound) if info.mip_node_count >= 0 else bound
+    bound = max(bound, mip_bound) if np.isfinite(mip_bound) else bound
+    gap = max(0.0, (incumbent - bound) / max(abs(incumbent), 1e-9))
+    return ("optimal" if gap <= settings.mip_gap + 1e-12 else "time_limit"), gap
