@@ -26,7 +26,8 @@ APT_UPDATED=0
 apt_install() {
     if [ "$APT_UPDATED" -eq 0 ]; then
         log "apt-get update"
-        as_root apt-get update -qq
+        # A broken third-party source must not stop the install: a missing package still fails below.
+        as_root apt-get update -qq || log "warning: apt-get update failed; using the package lists as they are"
         APT_UPDATED=1
     fi
     log "apt-get install $*"
