@@ -165,7 +165,9 @@ class _SimPoint:
     async def write_property(self, attr: int | str, value: Any, index: int | None = None,
                              priority: int | None = None) -> None:
         name = self._attr_name(attr)
-        if name not in ("presentValue", "relinquishDefault") or not self._point.writable:
+        # An input's present value follows the field, never a write (we have no out-of-service mode).
+        is_input = self._point.object_type.endswith("-input") or self._point.object_type == "accumulator"
+        if name not in ("presentValue", "relinquishDefault") or not self._point.writable or is_input:
             raise PropertyError("writeAccessDenied")
         decoded = None if isinstance(value, Null) else self._decode(value)
         if decoded is None and (name != "presentValue" or not self._commandable):
@@ -176,8 +178,6 @@ class _SimPoint:
             return
         if self._commandable and priority is None:
             priority = PRIORITY_LEVELS  # a write without priority lands at 16 (clause 19.2.1)
-        if not self._commandable:
-            priority = None
         try:
             self._sim.write(self._point.id, decoded, priority)
         except PermissionError as exc:
