@@ -33,6 +33,7 @@ async def discover(*, bbmd: str | None = None, interface: str | None = None, tar
         stack = build_stack([device_object], host=local_host, port=0, mode="foreign" if bbmd else "normal",
                             bbmd_address=bbmd, ttl_s=ttl_s)
     try:
+        await stack.wait_bound()
         if bbmd is not None and not await stack.wait_registered(timeout_s):
             raise ConnectionLost(f"BBMD {bbmd} did not accept our foreign-device registration")
         destination = GlobalBroadcast() if target is None else Address(":".join(map(str, split_address(target))))

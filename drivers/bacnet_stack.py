@@ -45,6 +45,13 @@ def bind_udp(host: str, port: int = 0) -> socket.socket:
     return sock
 
 
+def _check_shared_bind(address: tuple[str, int]) -> None:
+    """Raise OSError now if bacpypes3 could not bind `address` with SO_REUSEPORT: it would retry forever."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind(address)
+
+
 class _GatedDatagramServer(IPv4DatagramServer):
     """The bacpypes3 datagram server with an optional gate on incoming datagrams (simulated faults)."""
 
@@ -74,6 +81,20 @@ class Stack:
     def host_port(self) -> str:
         host, port = self.address.addrTuple
         return f"{host}:{port}"
+
+    async def wait_bound(self, timeout_s: float = 5.0) -> None:
+        """Wait until the sockets are bound. bacpypes3 binds in the background and retries a busy
+        address forever, so give up with OSError after `timeout_s`."""
+        tasks = list(self.server._transport_tasks)
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        if pending:
+            for task in pending:
+                task.cancel()
+            raise OSError(f"could not bind BACnet/IP {self.address} within {timeout_s} s (address in use?)")
+        for task in done:
+            task.result()
 
     async def wait_registered(self, timeout_s: float) -> bool:
         """For a foreign device: wait until the BBMD accepted the registration."""
@@ -116,6 +137,8 @@ def build_stack(
         if port == 0:
             raise ValueError("local broadcasts need a fixed port")
         address = IPv4Address(f"{host}:{port}")
+        for probe in {address.addrTuple, address.addrBroadcastTuple}:
+            _check_shared_bind(probe)
     else:
         sock = bind_udp(host, port)
         bound_host, bound_port = sock.getsockname()

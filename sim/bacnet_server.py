@@ -361,6 +361,11 @@ class BacnetSimServer:
         stack = build_stack(objects, host=self.interface, port=self.port, mode=mode, bbmd_address=self.foreign,
                             ttl_s=self.ttl_s, app_class=_SimApplication, gate=self._gate)
         stack.app.server = self  # type: ignore[attr-defined]
+        try:
+            await stack.wait_bound()
+        except OSError:
+            stack.close()
+            raise
         self._stack = stack
         self.port = stack.address.addrTuple[1]
         if self.foreign and not await stack.wait_registered(timeout_s=5.0):
