@@ -7,8 +7,9 @@ relinquish default that the objects' priority-array and relinquish-default prope
 `fault` is honoured on every request: offline/silent drop everything, slow delays every answer, exception
 answers with a BACnet error, garbage answers present-value reads with a value of the wrong type.
 
-Run it in another process with ``python -m sim.bacnet_server --profile ahu --instance 1001``: it prints one
-JSON line with its address once it serves, and stops on SIGTERM/SIGINT or when stdin closes.
+Run it in another process with ``python -m sim.bacnet_server --profile ahu --instance 1001`` (or ``--site
+DIR --device ID``): it prints one JSON line with its address once it serves, and stops on SIGTERM/SIGINT or
+when the pipe on its stdin closes.
 """
 
 from __future__ import annotations
