@@ -136,6 +136,7 @@ class ModbusEndpoint:
         self._task: asyncio.Task[None] | None = None
         self._timeouts_in_row = 0
         self._answered = False
+        self._in_flight = False
         self._users = 0
 
     @property
@@ -226,8 +227,11 @@ class ModbusEndpoint:
         client = holder[0]
         # The peer closed or reset the socket: fail the request in flight now instead of at its timeout.
         pending = getattr(client.ctx, "response_future", None)
-        if pending is not None and not pending.done():
+        if self._in_flight and pending is not None and not pending.done():
             pending.set_exception(ConnectionLost(f"{self.name}: connection closed by the device"))
+            # The request awaiting it gets the error all the same; this only keeps asyncio from
+            # reporting it as never retrieved should that request be cancelled at this very moment.
+            pending.exception()
         self._mark_lost("connection closed by the device")
 
     def _mark_lost(self, reason: str) -> None:
@@ -262,6 +266,7 @@ class ModbusEndpoint:
                 if client is None or not client.connected:
                     raise ConnectionLost(f"{what}: not connected to {self.name} ({self.last_error or 'connecting'})")
                 self.requests_sent += 1
+                self._in_flight = True
                 try:
                     async with asyncio.timeout(timeout_s):
                         response = await send(client)
@@ -279,6 +284,8 @@ class ModbusEndpoint:
                     raise ConnectionLost(f"{what}: {exc}") from exc
                 except ModbusIOException as exc:
                     raise DeviceException(f"{what}: {exc}") from exc
+                finally:
+                    self._in_flight = False
                 self._timeouts_in_row = 0
                 self._silent_units.discard(unit_id)
                 if not self._answered:
