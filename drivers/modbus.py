@@ -39,6 +39,8 @@ def _pack_registers(count: int, registers: Sequence[int]) -> bytes:
     return struct.pack(f">{count}H", *registers)
 
 
+# Plans kept per driver (one per distinct set of points read).
+_MAX_CACHED_PLANS = 256
 # Errors after which the device is not answering at all: the rest of a read is skipped.
 _UNREACHABLE = (DeviceTimeout, ConnectionLost)
 
@@ -55,7 +57,15 @@ def default_pool() -> EndpointPool:
 
 
 class ModbusDriver(Driver):
-    """One Modbus device (a unit id at host:port)."""
+    """One Modbus device (a unit id at host:port).
+
+    `read` never raises for a device fault. A point the device did not answer for (timeout, lost
+    connection) comes back STALE with its last good value while that value is younger than
+    `stale_after_s` (default three poll intervals), else BAD; a point the device answered badly for
+    (exception, malformed answer, undecodable value) is BAD. `last_errors` holds the typed error
+    behind each point that is not good. Once one request times out, the rest of that read is not
+    sent: the device is not answering.
+    """
 
     def __init__(self, spec: ModbusDeviceSpec, *, pool: EndpointPool | None = None, now: Now = utc_now,
                  offline_after: int = 3, stale_after_s: float | None = None,
@@ -120,6 +130,8 @@ class ModbusDriver(Driver):
                 if unknown:
                     raise KeyError(f"{self.device_id} has no points {unknown}")
                 codecs = [self._codecs[pid] for pid in dict.fromkeys(point_ids)]
+            if len(self._plans) >= _MAX_CACHED_PLANS:
+                self._plans.clear()
             plan = self._plans[key] = plan_reads(codecs, self.spec.max_gap_registers)
         return plan
 

@@ -43,15 +43,14 @@ EXCEPTION_NAMES = {
 
 
 def exception_error(code: int, what: str, unit_id: int) -> DriverError:
-    """The typed error for a Modbus exception response."""
+    """The typed error for a Modbus exception response; the code is kept as `exception_code`.
+
+    A gateway's "target failed to respond" (11) is a timeout of the device behind it, and "path
+    unavailable" (10) a lost connection to it.
+    """
     text = f"{what}: unit {unit_id} answered exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
-    if code == 2:
-        return IllegalAddress(text)
-    if code == 10:
-        return ConnectionLost(text)
-    if code == 11:
-        return DeviceTimeout(text)
-    error = DeviceException(text)
+    kind: type[DriverError] = {2: IllegalAddress, 10: ConnectionLost, 11: DeviceTimeout}.get(code, DeviceException)
+    error = kind(text)
     error.exception_code = code  # type: ignore[attr-defined]
     return error
 
@@ -216,6 +215,7 @@ class ModbusEndpoint:
             raise ConnectionLost(f"{self.name}: connection refused or timed out")
         self._client = client
         self._answered = False
+        log.info("modbus %s: connected", self.name)
         self._timeouts_in_row = 0
         self.connects += 1
         self.last_error = None
@@ -235,6 +235,7 @@ class ModbusEndpoint:
         self._mark_lost("connection closed by the device")
 
     def _mark_lost(self, reason: str) -> None:
+        log.warning("modbus %s: %s; reconnecting", self.name, reason)
         self.last_error = reason
         self._up.clear()
         # The maintain task reconnects at once: requests meanwhile wait for that attempt.
