@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from asyncua import Client, ua
+from asyncua.client.ua_client import UaClientState
 
 from drivers.base import (
     ConnectionLost,
@@ -254,14 +255,23 @@ class OpcuaDriver(Driver):
             await self._shutdown(client)
 
     async def _shutdown(self, client: Client) -> None:
-        try:
-            await asyncio.wait_for(client.disconnect(), self.spec.timeout_s)
-        except (Exception, asyncio.CancelledError):
-            # The server is gone or silent: drop the socket without the goodbye.
-            with contextlib.suppress(Exception):
-                client.disconnect_socket()
-            with contextlib.suppress(Exception):
-                await client.close_session()
+        if client.uaclient.state is UaClientState.CONNECTED:
+            try:
+                await asyncio.wait_for(client.disconnect(), self.spec.timeout_s)
+                return
+            except (Exception, asyncio.CancelledError):
+                pass
+        # The server is gone or silent: stop the client's own tasks (close_session does that first;
+        # its CloseSession request then fails) and drop the socket without the goodbye.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(client.close_session(), self.spec.timeout_s)
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+        # asyncua 2.1 leaves a subscription's publish loop retrying forever when the transport was
+        # already gone at close time.
+        publish = getattr(getattr(client.uaclient, "session", None), "_publish_task", None)
+        if publish is not None and not publish.done():
+            publish.cancel()
 
     # ------------------------------------------------------------------ requests
 

@@ -303,3 +303,20 @@ async def test_splits_reads_only_when_the_server_limits_demand_it(bms: tuple[Sim
         assert driver.read_requests == 3  # 14 nodes, at most 5 per Read
     finally:
         await driver.close()
+
+
+async def test_reading_without_connect_connects_in_the_background(bms: tuple[SimDevice, OpcuaSimServer]) -> None:
+    _, server = bms
+    driver = OpcuaDriver(bms_spec(server.endpoint), backoff=fast_backoff())
+    try:
+        first = await driver.read()
+        assert all(r.quality is Quality.BAD and "not connected" in (r.error or "") for r in first)
+        await eventually_read(driver, lambda rs: all(r.quality is Quality.GOOD for r in rs))
+        assert driver.connections == 1
+    finally:
+        await driver.close()
+    # Closed means closed: reading again does not reconnect.
+    readings = await driver.read()
+    assert all(r.quality is Quality.STALE for r in readings)
+    await asyncio.sleep(0.2)
+    assert not driver.connected and driver.connections == 1
