@@ -57,7 +57,7 @@ async def _hands_off_battery(api: Api) -> None:
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/me", "/me", RESIDENT, scoped=False),
+    Endpoint("GET", "/me", "/me", set(ROLES), scoped=False),
     Endpoint("GET", "/me/dwellings/{site_id}/{dwelling_id}/consumption",
              "/me/dwellings/{target}/consumption", RESIDENT),
     Endpoint("GET", "/me/dwellings/{site_id}/{dwelling_id}/summary", "/me/dwellings/{target}/summary", RESIDENT),

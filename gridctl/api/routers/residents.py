@@ -10,7 +10,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
-from gridctl.api.auth import RESIDENT
+from gridctl.api.auth import RESIDENT, current_user
 from gridctl.api.context import ApiContext, context, not_found
 from gridctl.api.csvout import csv_response
 from gridctl.api.energy import (
@@ -56,14 +56,15 @@ def _today(ctx: ApiContext, site: Site) -> date:
     return ctx.clock().astimezone(site.tz).date()
 
 
-@router.get("", response_model=Me, summary="Who the token belongs to and what it covers")
-async def me(user: User = Depends(RESIDENT), ctx: ApiContext = Depends(context)) -> Me:
+@router.get("", response_model=Me, summary="Who the token belongs to and what it covers (every role)")
+async def me(user: User = Depends(current_user), ctx: ApiContext = Depends(context)) -> Me:
     refs = []
     for site_id, dwelling_id in user.dwellings():
         site = ctx.site(site_id)
         building = next((d.building for d in site.dwellings if d.id == dwelling_id), None) if site else None
         refs.append(DwellingRef(site_id=site_id, dwelling_id=dwelling_id, building=building))
-    return Me(name=user.name, role=user.role, dwellings=refs, sites=[])
+    sites = [s.id for s in ctx.sites() if user.sees_site(s.id)]
+    return Me(name=user.name, role=user.role, dwellings=refs, sites=sites)
 
 
 @router.get(
