@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import struct
 
 import pytest
 from bacnet_fixtures import (
@@ -18,9 +19,11 @@ from bacnet_fixtures import (
     same_value,
     served,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.bacnet import BacnetDriver, chunk_plans, discover
-from drivers.bacnet_values import ANSWER_OVERHEAD_BYTES, plan_point
+from drivers.bacnet_values import ANSWER_OVERHEAD_BYTES, plan_point, shortest_real
 from drivers.base import (
     ConnectionLost,
     DecodeError,
@@ -391,3 +394,24 @@ def test_a_map_with_an_unknown_property_is_refused() -> None:
     with pytest.raises(ValueError):
         BacnetDriver(spec)
 
+
+
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_real_values_come_back_as_the_same_float32(value: float) -> None:
+    shortest = shortest_real(value)
+    assert struct.pack("<f", shortest) == struct.pack("<f", value)
+    assert len(repr(shortest)) <= len(repr(value))
+
+
+@given(st.lists(st.sampled_from(["analog-input", "binary-output", "multi-state-value", "accumulator"]),
+                max_size=120),
+       st.integers(min_value=18, max_value=1476), st.one_of(st.none(), st.integers(min_value=1, max_value=50)))
+def test_chunks_keep_order_and_fit_the_budget(object_types: list[str], budget: int, max_items: int | None) -> None:
+    plans = [plan_point(BacnetPointSpec(id=f"p{i}", unit="", object_type=object_type, instance=i))
+             for i, object_type in enumerate(object_types)]
+    chunks = chunk_plans(plans, budget, max_items)
+    assert [plan for chunk in chunks for plan in chunk] == plans
+    for chunk in chunks:
+        assert chunk
+        assert len(chunk) == 1 or sum(plan.answer_bytes for plan in chunk) <= budget
+        assert max_items is None or len(chunk) <= max_items
