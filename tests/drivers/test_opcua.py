@@ -320,3 +320,37 @@ async def test_reading_without_connect_connects_in_the_background(bms: tuple[Sim
     assert all(r.quality is Quality.STALE for r in readings)
     await asyncio.sleep(0.2)
     assert not driver.connected and driver.connections == 1
+
+
+async def test_splits_reads_when_the_server_refuses_too_many_operations(
+        bms: tuple[SimDevice, OpcuaSimServer]) -> None:
+    """A server that states no limit but refuses large Reads (BadTooManyOperations) gets smaller ones."""
+    from asyncua import ua
+    from asyncua.common.callback import CallbackType
+    from asyncua.common.utils import ServiceError
+
+    _, server = bms
+    assert server._server is not None
+    refused = []
+
+    def at_most_five(event: object, _dispatcher: object) -> None:
+        nodes = event.request_params.NodesToRead  # type: ignore[attr-defined]
+        if len(nodes) > 5:
+            refused.append(len(nodes))
+            raise ServiceError(ua.StatusCodes.BadTooManyOperations)
+
+    # Priority 1: alongside the simulator's own PreRead listener (priority 0), not instead of it.
+    server._server.iserver.callback_service.addListener(CallbackType.PreRead, at_most_five, 1)
+    driver = OpcuaDriver(bms_spec(server.endpoint), backoff=fast_backoff())
+    await driver.connect()
+    try:
+        readings = await driver.read()
+        assert len(readings) == 14 and all(r.quality is Quality.GOOD for r in readings)
+        assert refused == [14, 7]  # 14 → 7 → 3 nodes per Read
+        requests = driver.read_requests
+        assert all(r.quality is Quality.GOOD for r in await driver.read())
+        assert driver.read_requests - requests == 5  # ceil(14 / 3), planned once and kept
+        assert refused == [14, 7]
+        assert driver.connections == 1
+    finally:
+        await driver.close()
