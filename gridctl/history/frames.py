@@ -1,64 +1,83 @@
-"""Query results as pandas frames: a full bucket index, NaN where there is no data."""
+"""Query results as pandas frames: a full bucket index, NaN where there is no data.
+
+Bucket starts travel as integer microseconds since the epoch (UTC) between the databases and here, so
+that thousands of buckets become a frame with array operations, not one Python datetime each.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from collections.abc import Sequence
+from datetime import date
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from gridctl.history.base import EnergyResolution
-from gridctl.history.timebuckets import hour_starts, local_days, local_midnight, local_month_starts
+from gridctl.history.timebuckets import HOUR_US, local_midnight, to_us
+
+# (column label, bucket start in µs, value or None)
+Row = tuple[str, int, float | None]
 
 
-def bucket_frame(
-    rows: Iterable[tuple[str, datetime, float | None]], columns: Sequence[str], index: Sequence[datetime]
-) -> pd.DataFrame:
-    """A frame indexed by `index` (bucket starts) with one float column per address; absent cells NaN."""
-    position = {ts: i for i, ts in enumerate(index)}
-    column_of = {address: j for j, address in enumerate(columns)}
-    values = np.full((len(index), len(columns)), np.nan)
-    for address, ts, value in rows:
-        i = position.get(ts)
-        if i is not None and value is not None:
-            values[i, column_of[address]] = value
-    frame = pd.DataFrame(
-        values, index=pd.DatetimeIndex(list(index), name="bucket"), columns=pd.Index(list(columns), name="point")
-    )
-    if frame.index.tz is None:
-        frame.index = frame.index.tz_localize("UTC")
-    return frame
+def bucket_frame(rows: Sequence[Row], columns: Sequence[str], index_us: np.ndarray) -> pd.DataFrame:
+    """A frame indexed by bucket starts (UTC) with one float column per label; absent cells are NaN."""
+    index_us = np.asarray(index_us, dtype=np.int64)
+    values = np.full((len(index_us), len(columns)), np.nan)
+    if rows and len(index_us):
+        if len(columns) == 1:
+            column = np.array([0 if row[0] == columns[0] else -1 for row in rows], dtype=np.int64)
+        else:
+            column_of = {label: j for j, label in enumerate(columns)}
+            column = np.array([column_of.get(row[0], -1) for row in rows], dtype=np.int64)
+        bucket = np.array([row[1] for row in rows], dtype=np.int64)
+        cell = np.array([row[2] for row in rows], dtype=float)
+        position = np.searchsorted(index_us, bucket)
+        inside = (position < len(index_us)) & (column >= 0)
+        inside[inside] &= index_us[position[inside]] == bucket[inside]
+        values[position[inside], column[inside]] = cell[inside]
+    index = pd.DatetimeIndex(index_us.view("datetime64[us]"), name="bucket").tz_localize("UTC")
+    return pd.DataFrame(values, index=index, columns=pd.Index(list(columns), name="point"))
 
 
-def energy_index(start: date, end: date, resolution: EnergyResolution, tz: ZoneInfo) -> list[datetime]:
-    """UTC starts of the local hours, days or months from local date `start` to `end` (exclusive)."""
+def energy_index_us(start: date, end: date, resolution: EnergyResolution, tz: ZoneInfo) -> np.ndarray:
+    """Starts (µs, UTC) of the local hours, days or months from local date `start` to `end` (exclusive)."""
     if resolution is EnergyResolution.HOUR:
-        return hour_starts(local_midnight(start, tz), local_midnight(end, tz))
-    if resolution is EnergyResolution.DAY:
-        return [local_midnight(d, tz) for d in local_days(start, end)]
-    return [local_midnight(d, tz) for d in local_month_starts(start, end)]
+        first, last = to_us(local_midnight(start, tz)), to_us(local_midnight(end, tz))
+        return np.arange(first, max(first, last), HOUR_US, dtype=np.int64)
+    return local_midnights_us(start, end, "D" if resolution is EnergyResolution.DAY else "MS", tz)
 
 
+def local_midnights_us(start: date, end: date, frequency: str, tz: ZoneInfo) -> np.ndarray:
+    """Local midnights (µs, UTC) of each day ("D") or month start ("MS") in [start, end), as
+    `local_midnight` gives them: a midnight inside a DST gap moves forward, an ambiguous one is the first."""
+    first = date(start.year, start.month, 1) if frequency == "MS" else start
+    naive = pd.date_range(pd.Timestamp(first), pd.Timestamp(end), freq=frequency, inclusive="left", unit="us")
+    aware = naive.tz_localize(tz, nonexistent="shift_forward", ambiguous=np.ones(len(naive), dtype=bool))
+    return aware.as_unit("us").asi8
 def energy_frame(
-    rows: Iterable[tuple[str, datetime, float | None]],
+    rows: Sequence[Row],
     dwellings: Sequence[str],
     start: date,
     end: date,
     resolution: EnergyResolution,
     tz: ZoneInfo,
 ) -> pd.DataFrame:
-    """Energy per dwelling: rows are hourly (HOUR) or daily (DAY, MONTH) rollup buckets."""
+    """Energy per dwelling from hourly (HOUR) or daily (DAY, MONTH) rollup rows, indexed in local time."""
     if resolution is EnergyResolution.MONTH:
-        daily = bucket_frame(rows, dwellings, energy_index(start, end, EnergyResolution.DAY, tz))
-        local = daily.index.tz_convert(tz)
-        months = [local_midnight(date(ts.year, ts.month, 1), tz) for ts in local]
+        day_starts = energy_index_us(start, end, EnergyResolution.DAY, tz)
+        daily = bucket_frame(rows, dwellings, day_starts)
+        month_starts = energy_index_us(start, end, resolution, tz)
+        month_of_day = np.searchsorted(month_starts, day_starts, side="right") - 1
         # A month with no daily value stays NaN instead of summing to zero.
-        frame = daily.groupby(pd.DatetimeIndex(months, name="bucket")).sum(min_count=1)
-        frame = frame.reindex(pd.DatetimeIndex(energy_index(start, end, resolution, tz), name="bucket"))
+        sums = daily.groupby(month_of_day).sum(min_count=1).reindex(range(len(month_starts)))
+        frame = pd.DataFrame(
+            sums.to_numpy(),
+            index=pd.DatetimeIndex(month_starts.view("datetime64[us]"), name="bucket").tz_localize("UTC"),
+            columns=daily.columns,
+        )
     else:
-        frame = bucket_frame(rows, dwellings, energy_index(start, end, resolution, tz))
+        frame = bucket_frame(rows, dwellings, energy_index_us(start, end, resolution, tz))
     frame.index = frame.index.tz_convert(tz)
     frame.columns.name = "dwelling"
     return frame
@@ -68,9 +87,9 @@ ROLLUP_COLUMNS = ["point", "bucket", "sample_count", "value_avg", "value_min", "
 
 
 def rollup_frame(rows: Sequence[tuple]) -> pd.DataFrame:
-    """Rollup rows (point address first, bucket as UTC datetime second) in a long frame."""
+    """Rollup rows (point address, bucket start in µs, then the rollup fields) in a long frame."""
     frame = pd.DataFrame(list(rows), columns=ROLLUP_COLUMNS)
-    frame["bucket"] = pd.to_datetime(frame["bucket"], utc=True)
+    frame["bucket"] = pd.to_datetime(frame["bucket"].astype("int64"), unit="us", utc=True)
     for column in ROLLUP_COLUMNS[3:]:
         frame[column] = frame[column].astype(float)
     frame["sample_count"] = frame["sample_count"].astype(int)

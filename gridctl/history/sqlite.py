@@ -39,13 +39,13 @@ from gridctl.history.base import (
     site_entry,
     utc_now,
 )
-from gridctl.history.frames import bucket_frame, energy_frame, energy_index, rollup_frame
+from gridctl.history.frames import bucket_frame, energy_frame, energy_index_us, rollup_frame
 from gridctl.history.migrations import SQLITE_MIGRATIONS, statements
 from gridctl.history.timebuckets import (
     DAY_US,
     HOUR_US,
     MICROSECOND,
-    bucket_starts,
+    bucket_starts_us,
     day_key_start,
     from_us,
     local_midnight,
@@ -458,29 +458,29 @@ class SQLiteHistorian(Historian):
         timezone: str | None,
     ) -> pd.DataFrame:
         tz = ZoneInfo(timezone) if timezone else None
-        index = bucket_starts(start, end, bucket, tz)
+        index = bucket_starts_us(start, end, bucket, tz)
         by_id = self._ids_of(addresses)
-        rows: list[tuple[str, datetime, float | None]] = []
-        if by_id and index:
+        rows: list[tuple[str, int, float | None]] = []
+        if by_id and len(index):
             if tz is not None and bucket % timedelta(days=1) == timedelta(0):
                 width = bucket.days * DAY_US
                 key_sql = f"(ts + {_offset_sql(tz, start, end)}) / {width}"
 
-                def key_start(key: int) -> datetime:
-                    return day_key_start(key, bucket.days, tz)
+                def key_start(key: int) -> int:
+                    return to_us(day_key_start(key, bucket.days, tz))
             else:
                 width = bucket // MICROSECOND
                 key_sql = f"ts / {width}"
 
-                def key_start(key: int) -> datetime:
-                    return from_us(key * width)
+                def key_start(key: int) -> int:
+                    return key * width
 
             sql = (
                 f"SELECT point_id, {key_sql} AS k, {_AGGREGATE_SQL[aggregate]} FROM readings "
                 "WHERE point_id IN (SELECT value FROM json_each(?)) AND ts >= ? AND ts < ? "
                 f"AND quality = {GOOD} AND value IS NOT NULL GROUP BY point_id, k"
             )
-            starts: dict[int, datetime] = {}
+            starts: dict[int, int] = {}
             for point_id, key, value, *_ in self.conn.execute(sql, [json.dumps(list(by_id)), to_us(start), to_us(end)]):
                 if key not in starts:
                     starts[key] = key_start(key)
@@ -505,7 +505,7 @@ class SQLiteHistorian(Historian):
         by_id = self._ids_of(addresses)
         table = "rollup_daily" if resolution is EnergyResolution.DAY else "rollup_hourly"
         rows = [
-            (by_id[row[0]], from_us(row[1]), *row[2:])
+            (by_id[row[0]], *row[1:])
             for row in self.conn.execute(
                 "SELECT point_id, bucket, sample_count, value_avg, value_min, value_max, value_last, energy_kwh "
                 f"FROM {table} WHERE point_id IN (SELECT value FROM json_each(?)) AND bucket >= ? AND bucket < ?",
@@ -520,17 +520,16 @@ class SQLiteHistorian(Historian):
         return await self._run(self._rollups_sync, list(addresses), start, end, EnergyResolution(resolution))
 
     def _latest_sync(self, addresses: Sequence[str]) -> dict[str, Reading]:
+        by_id = self._ids_of(addresses)
+        rows = self.conn.execute(
+            "SELECT r.point_id, r.ts, r.value, r.quality FROM json_each(?) AS j JOIN readings AS r "
+            "ON r.point_id = j.value AND r.ts = (SELECT max(ts) FROM readings AS x WHERE x.point_id = j.value)",
+            [json.dumps(list(by_id))],
+        )
         out: dict[str, Reading] = {}
-        cursor = self.conn.cursor()
-        for address in addresses:
-            point_id = self._ids.get(address)
-            if point_id is None:
-                continue
-            row = cursor.execute(
-                "SELECT ts, value, quality FROM readings WHERE point_id = ? ORDER BY ts DESC LIMIT 1", [point_id]
-            ).fetchone()
-            if row:
-                out[address] = Reading(address, from_us(row[0]), row[1], QUALITY_BY_CODE[row[2]])
+        for point_id, ts, value, quality in rows:
+            address = by_id[point_id]
+            out[address] = Reading(address, from_us(ts), value, QUALITY_BY_CODE[quality])
         return out
 
     async def latest(self, addresses: Sequence[str]) -> dict[str, Reading]:
@@ -546,18 +545,16 @@ class SQLiteHistorian(Historian):
         known = [d for (d,) in self.conn.execute("SELECT id FROM dwellings WHERE site_id = ? ORDER BY id", [site_id])]
         wanted = list(dwellings) if dwellings is not None else known
         table = "rollup_hourly" if resolution is EnergyResolution.HOUR else "rollup_daily"
-        index = energy_index(start, end, EnergyResolution.HOUR if resolution is EnergyResolution.HOUR
-                             else EnergyResolution.DAY, tz)
+        hourly = resolution is EnergyResolution.HOUR
+        index = energy_index_us(start, end, EnergyResolution.HOUR if hourly else EnergyResolution.DAY, tz)
         rows = []
-        if index:
-            lo, hi = to_us(index[0]), to_us(local_midnight(end, tz))
-            for dwelling, bucket, energy in self.conn.execute(
+        if len(index):
+            rows = self.conn.execute(
                 f"SELECT d.id, r.bucket, r.energy_kwh FROM dwellings AS d JOIN {table} AS r "
-                "ON r.point_id = d.meter_point_id AND r.bucket >= ? AND r.bucket < ? WHERE d.site_id = ?",
-                [lo, hi, site_id],
-            ):
-                if dwelling in wanted:
-                    rows.append((dwelling, from_us(bucket), energy))
+                "ON r.point_id = d.meter_point_id AND r.bucket >= ? AND r.bucket < ? "
+                "WHERE d.site_id = ? AND d.id IN (SELECT value FROM json_each(?))",
+                [int(index[0]), to_us(local_midnight(end, tz)), site_id, json.dumps(wanted)],
+            ).fetchall()
         return energy_frame(rows, wanted, start, end, resolution, tz)
 
     async def dwelling_energy(

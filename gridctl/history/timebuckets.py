@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 HOUR = timedelta(hours=1)
@@ -55,18 +57,9 @@ def local_month_starts(start: date, end: date) -> list[date]:
     return months
 
 
-def hour_starts(start: datetime, end: datetime) -> list[datetime]:
-    """UTC hour starts in [start, end)."""
-    first = floor_hour(start)
-    if first < start:
-        first += HOUR
-    count = max(0, -(-(to_us(end) - to_us(first)) // HOUR_US))
-    return [first + i * HOUR for i in range(count)]
-
-
-def bucket_starts(start: datetime, end: datetime, bucket: timedelta, tz: ZoneInfo | None) -> list[datetime]:
-    """Starts (UTC) of the buckets covering [start, end): multiples of `bucket` from the epoch, or for
-    whole-day buckets with a time zone, local midnights every `bucket.days` days from 1970-01-01 local."""
+def bucket_starts_us(start: datetime, end: datetime, bucket: timedelta, tz: ZoneInfo | None) -> np.ndarray:
+    """Starts (µs, UTC) of the buckets covering [start, end): multiples of `bucket` from the epoch, or
+    for whole-day buckets with a time zone, local midnights every `bucket.days` days from 1970-01-01."""
     if tz is not None and bucket % DAY == timedelta(0):
         days = bucket.days
         origin = LOCAL_ORIGIN
@@ -78,13 +71,12 @@ def bucket_starts(start: datetime, end: datetime, bucket: timedelta, tz: ZoneInf
             boundary = local_midnight(day, tz)
             if boundary >= end:
                 break
-            starts.append(boundary)
+            starts.append(to_us(boundary))
             day += timedelta(days=days)
-        return starts
+        return np.array(starts, dtype=np.int64)
     step = bucket // MICROSECOND
     first = to_us(start) // step * step
-    last = to_us(end)
-    return [from_us(us) for us in range(first, last, step)]
+    return np.arange(first, max(first, to_us(end)), step, dtype=np.int64)
 
 
 def day_key_start(key: int, days: int, tz: ZoneInfo) -> datetime:

@@ -41,10 +41,10 @@ from gridctl.history.base import (
     site_entry,
     utc_now,
 )
-from gridctl.history.frames import bucket_frame, energy_frame, energy_index, rollup_frame
+from gridctl.history.frames import bucket_frame, energy_frame, energy_index_us, rollup_frame
 from gridctl.history.migrations import POSTGRES_MIGRATIONS, statements
 from gridctl.history.sqlite import COUNTER_DELTA
-from gridctl.history.timebuckets import bucket_starts, day_key_start, from_us, local_midnight, to_us
+from gridctl.history.timebuckets import bucket_starts_us, day_key_start, from_us, local_midnight, to_us
 
 GOOD = QUALITY_CODES[Quality.GOOD]
 COPY_TYPES = ["timestamptz", "int4", "float8", "int2"]
@@ -472,17 +472,20 @@ class TimescaleHistorian(Historian):
         addresses = list(addresses)
         aggregate = Aggregate(aggregate)
         tz = ZoneInfo(timezone) if timezone else None
-        index = bucket_starts(start, end, bucket, tz)
-        rows: list[tuple[str, datetime, float | None]] = []
+        index = bucket_starts_us(start, end, bucket, tz)
+        rows: list[tuple[str, int, float | None]] = []
         async with self._connection() as conn:
             await self._ensure_catalogue(conn)
             by_id = {self._ids[a]: a for a in addresses if a in self._ids}
-            if by_id and index:
+            if by_id and len(index):
                 local_days = tz is not None and bucket % timedelta(days=1) == timedelta(0)
                 if local_days:
                     key_sql = "floor(extract(epoch FROM ts AT TIME ZONE %(tz)s) / %(width)s)::bigint"
                 else:
-                    key_sql = "time_bucket(%(bucket)s, ts, origin => '1970-01-01 00:00:00+00')"
+                    key_sql = (
+                        "(extract(epoch FROM time_bucket(%(bucket)s, ts, origin => '1970-01-01 00:00:00+00'))"
+                        " * 1000000)::bigint"
+                    )
                 cursor = await conn.execute(
                     f"SELECT point_id, {key_sql} AS k, {_AGGREGATE_SQL[aggregate]} FROM readings "
                     "WHERE point_id = ANY(%(ids)s) AND ts >= %(start)s AND ts < %(end)s "
@@ -490,10 +493,10 @@ class TimescaleHistorian(Historian):
                     {"ids": list(by_id), "start": start, "end": end, "bucket": bucket, "tz": timezone,
                      "width": bucket.days * 86400},
                 )
-                starts: dict[Any, datetime] = {}
+                starts: dict[int, int] = {}
                 for point_id, key, value in await cursor.fetchall():
                     if key not in starts:
-                        starts[key] = day_key_start(key, bucket.days, tz) if local_days else key  # type: ignore[arg-type]
+                        starts[key] = to_us(day_key_start(key, bucket.days, tz)) if local_days else key  # type: ignore[arg-type]
                     rows.append((by_id[point_id], starts[key], value))
         return bucket_frame(rows, addresses, index)
 
@@ -505,8 +508,9 @@ class TimescaleHistorian(Historian):
             await self._ensure_catalogue(conn)
             by_id = {self._ids[a]: a for a in addresses if a in self._ids}
             cursor = await conn.execute(
-                "SELECT point_id, bucket, sample_count, value_avg, value_min, value_max, value_last, energy_kwh "
-                f"FROM {table} WHERE point_id = ANY(%s) AND bucket >= %s AND bucket < %s",
+                "SELECT point_id, (extract(epoch FROM bucket) * 1000000)::bigint, sample_count, value_avg, "
+                f"value_min, value_max, value_last, energy_kwh FROM {table} "
+                "WHERE point_id = ANY(%s) AND bucket >= %s AND bucket < %s",
                 [list(by_id), start, end],
             )
             rows = [(by_id[row[0]], *row[1:]) for row in await cursor.fetchall()]
@@ -542,22 +546,28 @@ class TimescaleHistorian(Historian):
     ) -> pd.DataFrame:
         resolution = EnergyResolution(resolution)
         async with self._connection() as conn:
-            site = await (await conn.execute("SELECT timezone FROM sites WHERE id = %s", [site_id])).fetchone()
+            site = await (
+                await conn.execute(
+                    "SELECT timezone, array(SELECT id FROM dwellings WHERE site_id = sites.id ORDER BY id) "
+                    "FROM sites WHERE id = %s",
+                    [site_id],
+                )
+            ).fetchone()
             if site is None:
                 raise KeyError(f"unknown site {site_id!r}")
             tz = ZoneInfo(site[0])
-            cursor = await conn.execute("SELECT id FROM dwellings WHERE site_id = %s ORDER BY id", [site_id])
-            wanted = list(dwellings) if dwellings is not None else [d for (d,) in await cursor.fetchall()]
+            wanted = list(dwellings) if dwellings is not None else list(site[1])
             hourly = resolution is EnergyResolution.HOUR
             table = "rollup_hourly" if hourly else "rollup_daily"
-            index = energy_index(start, end, EnergyResolution.HOUR if hourly else EnergyResolution.DAY, tz)
-            rows: list[tuple[str, datetime, float | None]] = []
-            if index:
+            index = energy_index_us(start, end, EnergyResolution.HOUR if hourly else EnergyResolution.DAY, tz)
+            rows: list[tuple[str, int, float | None]] = []
+            if len(index):
                 cursor = await conn.execute(
-                    f"SELECT d.id, r.bucket, r.energy_kwh FROM dwellings AS d JOIN {table} AS r "
+                    "SELECT d.id, (extract(epoch FROM r.bucket) * 1000000)::bigint, r.energy_kwh "
+                    f"FROM dwellings AS d JOIN {table} AS r "
                     "ON r.point_id = d.meter_point_id AND r.bucket >= %s AND r.bucket < %s "
                     "WHERE d.site_id = %s AND d.id = ANY(%s)",
-                    [index[0], local_midnight(end, tz), site_id, wanted],
+                    [from_us(int(index[0])), local_midnight(end, tz), site_id, wanted],
                 )
                 rows = await cursor.fetchall()
         return energy_frame(rows, wanted, start, end, resolution, tz)
