@@ -254,13 +254,16 @@ class ModbusEndpoint:
         """Send one request (`send` calls the pymodbus client) and return the good response.
 
         Raises ConnectionLost, DeviceTimeout, IllegalAddress, DeviceException. The lock is released
-        between retries so other units behind the same gateway get their turn.
+        between retries so other units behind the same gateway get their turn, and a unit whose last
+        request went unanswered gets one attempt, not `retries + 1`, until it answers again: retries
+        ride over a lost frame, not over a device that is gone, and its neighbours wait meanwhile.
         """
         if not self._idle.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.connect_timeout_s + 1.0):
                     await self._idle.wait()
-        for _attempt in range(retries + 1):
+        attempts = 1 if unit_id in self._silent_units else retries + 1
+        for _attempt in range(attempts):
             await self._lock.acquire(low_priority=unit_id in self._silent_units)
             try:
                 client = self._client
@@ -299,7 +302,7 @@ class ModbusEndpoint:
                 raise exception_error(getattr(response, "exception_code", 0), what, unit_id)
             return response
         raise DeviceTimeout(f"{what}: unit {unit_id} at {self.name} did not answer within {timeout_s:g} s "
-                            f"({retries + 1} attempts)")
+                            f"({attempts} attempt{'s' if attempts > 1 else ''})")
 
 
 async def read_block(endpoint: ModbusEndpoint, what: str, function: str, start: int, count: int, *,

@@ -215,6 +215,10 @@ async def test_a_silent_unit_behind_a_gateway_does_not_cut_off_its_neighbours():
             assert drivers[2].health().state is HealthState.OFFLINE
             assert drivers[0].health().state is HealthState.OK
             assert endpoint.connects == 1
+            # Known silent: one attempt per read instead of retries + 1, so it holds the connection less.
+            sent = endpoint.requests_sent
+            await drivers[2].read()
+            assert endpoint.requests_sent - sent == 1
             # The silent unit alone: its timeouts still do not close the connection under the neighbours.
             for _ in range(4):
                 await drivers[2].read()
