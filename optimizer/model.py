@@ -240,7 +240,6 @@ class _Builder:
         """Returns, per step, the charger's average power terms (for a pool limit)."""
         setpoint: list[Terms] = [[] for _ in range(self.n)]
         average: list[Terms] = [[] for _ in range(self.n)]
-        on_terms: list[Terms] = [[] for _ in range(self.n)]
         for k, sess in enumerate(a.sessions):
             pmax = a.max_power_kw if sess.max_power_kw is None else min(a.max_power_kw, sess.max_power_kw)
             hours = self.overlap_h(sess.arrival, sess.departure)
@@ -254,7 +253,6 @@ class _Builder:
                     on = self.var(binary=True)
                     self.con([(p, 1.0), (on, -pmax)], pulp.LpConstraintLE, 0.0)
                     self.con([(p, 1.0), (on, -a.min_power_kw)], pulp.LpConstraintGE, 0.0)
-                    on_terms[t].append((on, 1.0))
                     rec.on.append(on)
                 frac = hours[t] / self.dt[t]
                 self.balance[t].append((p, frac))
@@ -422,6 +420,7 @@ class _Builder:
         imp = [self.var() for _ in range(self.n)]
         exp = [self.var() for _ in range(self.n)]
         peak = self.var() if pol.peak_eur_per_kw > 0 else None
+        flex_up, flex_down = self.flex_up_kw, self.flex_down_kw
         if peak is not None:
             self.term("peak", peak, 1.0, pol.peak_eur_per_kw)
         for t in range(self.n):
@@ -441,8 +440,9 @@ class _Builder:
             if self.export_price[t] > self.import_price[t]:
                 # Importing and exporting at once would pay here: forbid it explicitly.
                 u = self.var(binary=True)
-                big = site.import_limit_kw if site.import_limit_kw is not None else 1e4
-                big_e = site.export_limit_kw if site.export_limit_kw is not None else 1e4
+                # Bounds on what the site could physically draw or inject at this step.
+                big = max(self.fixed_load[t], 0.0) + flex_up + 1.0
+                big_e = max(-self.fixed_load[t], 0.0) + flex_down + 1.0
                 self.con([(imp[t], 1.0), (u, -big)], pulp.LpConstraintLE, 0.0)
                 self.con([(exp[t], 1.0), (u, big_e)], pulp.LpConstraintLE, big_e)
                 self.switches.directions.append((u, imp[t], exp[t]))
@@ -475,6 +475,34 @@ class _Builder:
         self.term("hard_limit_relief", relief, self.dt[t], self.pol.hard_limit_eur_per_kwh * self.dt[t])
 
     # -- assembly ------------------------------------------------------------------------------------
+
+    @property
+    def flex_up_kw(self) -> float:
+        """Most the assets could add to the site's consumption at once."""
+        total = 0.0
+        for a in self.p.assets:
+            if isinstance(a, Battery):
+                total += a.max_charge_kw
+            elif isinstance(a, EVCharger):
+                total += a.max_power_kw
+            elif isinstance(a, ThermalZone):
+                total += a.heat_pump_max_power_kw
+            elif isinstance(a, DeferrableLoad):
+                total += max(a.power_profile_kw)
+            elif isinstance(a, LightingZone | PublicLightingCircuit):
+                total += a.installed_power_kw
+        return total
+
+    @property
+    def flex_down_kw(self) -> float:
+        """Most the assets could inject at once (battery discharge and curtailable PV)."""
+        total = 0.0
+        for a in self.p.assets:
+            if isinstance(a, Battery):
+                total += a.max_discharge_kw
+            elif isinstance(a, PV) and a.curtailable:
+                total += max(self.p.series(a.forecast_kw), default=0.0)
+        return total
 
     def exclusivity_steps(self) -> list[bool]:
         if self.s.battery_exclusivity == "always":

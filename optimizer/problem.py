@@ -352,4 +352,5 @@ class Settings(_Model):
     decompose_above_assets: int = Field(300, ge=1)
     group_size: int = Field(100, ge=1)
     workers: int = Field(1, ge=1)
+    coordination_passes: int = Field(1, ge=0)
 
