@@ -74,7 +74,12 @@ class PolledDevice:
 
 
 class Poller:
-    """Runs one polling task per driver until stopped."""
+    """Runs one polling task per driver until stopped.
+
+    A device's period is its `PolledDevice.period_s`, or its spec's `poll_interval_s` for a bare driver.
+    The poller connects each driver once at start; reconnecting is the driver's job, and closing the
+    drivers is the caller's.
+    """
 
     def __init__(self, devices: Iterable[PolledDevice | Driver], sink: Sink, *, clock: PollClock | None = None,
                  keep_start_times: int = 1000) -> None:
