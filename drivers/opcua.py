@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -201,13 +202,16 @@ class OpcuaDriver(Driver):
 
     async def _open(self) -> None:
         spec = self.spec
-        client = Client(spec.endpoint, timeout=spec.timeout_s, watchdog_intervall=max(spec.timeout_s, 1.0))
+        # asyncua probes the server between our requests to notice a connection that died silently;
+        # once per poll interval is enough, and a probe may take as long as any other request.
+        watchdog_s = max(1.0, spec.timeout_s, min(spec.poll_interval_s, 30.0))
+        client = Client(spec.endpoint, timeout=spec.timeout_s, watchdog_intervall=watchdog_s)
         client.name = client.description = f"gridctl {self.device_id}"
         client.application_uri = "urn:gridctl:client"
         client.product_uri = "urn:gridctl"
         # A session we abandon (crash, lost network) is freed by the server after this long.
         client.session_timeout = max(60_000, int(spec.poll_interval_s * 10_000))
-        client.connection_lost_callback = self._on_connection_lost
+        client.connection_lost_callback = functools.partial(self._on_connection_lost, client)
         try:
             await apply_security(client, spec.security, self.device_id)
             await client.connect()
@@ -243,9 +247,15 @@ class OpcuaDriver(Driver):
                 return max(0, int(value.Value.Value or 0))
         return 0
 
-    async def _on_connection_lost(self, exc: Exception) -> None:
-        _logger.info("%s: connection lost (%r)", self.device_id, exc)
-        self._last_error = ConnectionLost(f"connection lost: {exc!r}", device_id=self.device_id)
+    async def _on_connection_lost(self, client: Client, exc: Exception) -> None:
+        self._connection_ended(client, f"connection lost: {exc!r}")
+
+    def _connection_ended(self, client: Client, reason: str) -> None:
+        """Hand the connection back to the supervisor, unless it is an old one already replaced."""
+        if client is not self._client:
+            return
+        _logger.info("%s: %s", self.device_id, reason)
+        self._last_error = ConnectionLost(reason, device_id=self.device_id)
         self._lost.set()
 
     async def _discard_client(self) -> None:
@@ -455,7 +465,7 @@ class OpcuaDriver(Driver):
             PublishingEnabled=True,
             Priority=0,
         )
-        subscription = await client.create_subscription(params, _SubscriptionHandler(self))
+        subscription = await client.create_subscription(params, _SubscriptionHandler(self, client))
         by_node: dict[ua.NodeId, list[str]] = {}
         for point_id, node_id in self._node_ids.items():
             by_node.setdefault(node_id, []).append(point_id)
@@ -573,17 +583,16 @@ class OpcuaDriver(Driver):
 
 
 class _SubscriptionHandler:
-    """asyncua subscription callbacks, forwarded to the driver's cache."""
+    """asyncua subscription callbacks of one connection, forwarded to the driver's cache."""
 
-    def __init__(self, driver: OpcuaDriver) -> None:
+    def __init__(self, driver: OpcuaDriver, client: Client) -> None:
         self._driver = driver
+        self._client = client
 
     def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
-        self._driver._notified(node.nodeid, data.monitored_item.Value)
+        if self._driver._client is self._client:
+            self._driver._notified(node.nodeid, data.monitored_item.Value)
 
     def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
         # The server ended the subscription (lifetime expired, shutdown): reconnect and subscribe again.
-        driver = self._driver
-        driver._last_error = ConnectionLost(f"subscription ended: {status_name(status.Status)}",
-                                            device_id=driver.device_id)
-        driver._lost.set()
+        self._driver._connection_ended(self._client, f"subscription ended: {status_name(status.Status)}")
