@@ -304,7 +304,10 @@ class SimModbusServer:
 
     async def _listen(self) -> None:
         server = _TcpServer(self.store, (self.host, self.port))
-        await server.serve_forever(background=True)
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus's way of saying the address is taken or unusable
+            raise OSError(f"simulated Modbus server cannot listen on {self.host}:{self.port}: {exc}") from exc
         if self.port == 0:
             self.port = server.transport.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._server = server
@@ -323,7 +326,7 @@ class SimModbusServer:
             elif not offline and self._server is None:
                 try:
                     await self._listen()
-                except RuntimeError as exc:  # the port is not free yet: try again next round
+                except OSError as exc:  # the port is not free yet: try again next round
                     log.warning("simulated Modbus server %s:%s cannot listen again: %s", self.host, self.port, exc)
 
 

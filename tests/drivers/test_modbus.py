@@ -234,3 +234,10 @@ def _other_valid_value(point: ModbusPointSpec, current):
     if point.data_type in ("float32", "float64") or point.scale != 1:
         return round(value, 1)
     return round(value)
+
+
+async def test_a_taken_port_is_an_os_error():
+    device = sim_device(device_spec("meter", METER_POINTS), METER_VALUES)
+    async with SimModbusServer([device]) as server:
+        with pytest.raises(OSError, match="cannot listen"):
+            await SimModbusServer([device], port=server.port).start()
