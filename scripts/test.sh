@@ -18,6 +18,8 @@ step "PostgreSQL + TimescaleDB"
 bash scripts/setup-timescaledb.sh
 step "protocol peers"
 bash scripts/setup-peers.sh
+step "browser (Chromium)"
+bash scripts/setup-browser.sh
 step "set-up done in $((SECONDS - started)) s; ruff check"
 .venv/bin/ruff check .
 step "pytest $*"
