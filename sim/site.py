@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import socket
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +45,42 @@ def build_devices(site: Site, clock: Clock, *, site_dir: Path | None = None,
     """One SimDevice per device of the site, its ports moved by `port_offset`."""
     return {device.id: SimDevice(offset_ports(device_spec(device, site_dir), port_offset), clock)
             for device in site.devices}
+
+
+def site_ports(site: Site, port_offset: int = 0) -> list[tuple[str, int]]:
+    """("tcp" | "udp", port) of every server the site's simulation listens on."""
+    ports: set[tuple[str, int]] = set()
+    for device in site.devices:
+        spec = offset_ports(device_spec(device), port_offset)
+        if isinstance(spec, ModbusDeviceSpec):
+            ports.add(("tcp", spec.port))
+        elif isinstance(spec, BacnetDeviceSpec):
+            ports.add(("udp", int(spec.address.rpartition(":")[2])))
+        elif isinstance(spec, OpcuaDeviceSpec):
+            ports.add(("tcp", urlsplit(spec.endpoint).port or 4840))
+    return sorted(ports)
+
+
+def _port_free(kind: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_offset(site: Site, *, rng: random.Random | None = None, attempts: int = 200) -> int:
+    """An offset that moves every port of the site onto loopback ports free right now (for side-by-side
+    simulations and tests; another process may still take one before it is bound)."""
+    ports = site_ports(site)
+    lowest, highest = min(p for _, p in ports), max(p for _, p in ports)
+    rng = rng or random.Random()
+    for _ in range(attempts):
+        offset = rng.randrange(1024 - lowest, 65535 - highest)
+        if offset and all(_port_free(kind, port + offset) for kind, port in ports):
+            return offset
+    raise OSError(f"no offset puts every port of {site.id} on free loopback ports")
 
 
 class SiteSimulation:

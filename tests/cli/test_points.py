@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,9 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from drivers.specs import BacnetDeviceSpec, ModbusDeviceSpec, OpcuaDeviceSpec
 from gridctl.config import load_site
-from gridctl.fieldbus import device_specs
+from sim.site import free_port_offset, site_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 SITES = ROOT / "sites"
@@ -64,38 +61,8 @@ CASES: dict[str, Case] = {
 }
 
 
-def _site_ports(site_name: str) -> list[tuple[int, int]]:
-    """(socket type, port) of every server the site runs."""
-    ports: set[tuple[int, int]] = set()
-    for spec in device_specs(load_site(SITES / site_name)):
-        if isinstance(spec, ModbusDeviceSpec):
-            ports.add((socket.SOCK_STREAM, spec.port))
-        elif isinstance(spec, BacnetDeviceSpec):
-            ports.add((socket.SOCK_DGRAM, int(spec.address.rpartition(":")[2])))
-        elif isinstance(spec, OpcuaDeviceSpec):
-            ports.add((socket.SOCK_STREAM, urlsplit(spec.endpoint).port or 4840))
-    return sorted(ports)
-
-
-def _free(kind: int, port: int) -> bool:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_offset(site_name: str) -> int:
-    """An offset that moves every port of the site onto ports free right now."""
-    ports = _site_ports(site_name)
-    highest = max(port for _, port in ports)
-    rng = random.Random(os.getpid() ^ time.monotonic_ns())
-    for _ in range(200):
-        offset = rng.randrange(1000, 65000 - highest)
-        if all(_free(kind, port + offset) for kind, port in ports):
-            return offset
-    raise RuntimeError(f"no free port offset for {site_name}")
+def _site_ports(site_name: str) -> list[tuple[str, int]]:
+    return site_ports(load_site(SITES / site_name))
 
 
 @dataclass
@@ -117,7 +84,7 @@ class SimProcess:
 
 
 def start_sim(site: str) -> SimProcess:
-    offset = free_port_offset(site)
+    offset = free_port_offset(load_site(SITES / site))
     process = subprocess.Popen(
         [*GRIDCTL, "sim", "up", str(SITES / site), "--port-offset", str(offset), "--seed", "3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
