@@ -277,14 +277,16 @@ class ModbusEndpoint:
                 except TimeoutError:
                     self._silent_units.add(unit_id)
                     self._timeouts_in_row += 1
-                    if self._timeouts_in_row >= self.drop_after_timeouts:
+                    if self._timeouts_in_row >= self.drop_after_timeouts and client is self._client:
                         # No unit answers at all: the link is probably half-open; start afresh.
                         self._mark_lost(f"no answer to {self._timeouts_in_row} requests in a row")
                         self._disconnect()
                     continue
                 except (ConnectionException, ConnectionLost, OSError) as exc:
-                    self._mark_lost(str(exc))
-                    self._disconnect()
+                    # Only if the reconnect task has not already replaced this connection.
+                    if client is self._client:
+                        self._mark_lost(str(exc))
+                        self._disconnect()
                     raise ConnectionLost(f"{what}: {exc}") from exc
                 except ModbusIOException as exc:
                     raise DeviceException(f"{what}: {exc}") from exc

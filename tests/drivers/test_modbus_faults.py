@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 
 import pytest
 from modbus_fixtures import (
@@ -26,6 +27,7 @@ from drivers.base import (
     Quality,
 )
 from drivers.modbus import ModbusDriver
+from drivers.specs import ModbusPointSpec
 from sim.core import Fault, FaultKind
 from sim.modbus_server import SimModbusServer
 
@@ -268,6 +270,60 @@ async def test_a_device_that_hangs_up_at_once_is_not_hammered():
         assert qualities(readings) == {Quality.BAD}
         # Back-off between attempts (0.05 s doubling to 0.4 s), not a reconnect storm.
         assert 2 <= accepted <= 12, accepted
+    finally:
+        await driver.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_malformed_frames_are_typed_errors_and_the_driver_recovers():
+    """A byte-level peer (pymodbus's server cannot send broken frames) answering each read in turn."""
+    mode = {"answer": "good"}
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                transaction, _, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
+                request = await reader.readexactly(length - 1)
+                function, _, count = struct.unpack(">BHH", request[:5])
+                if mode["answer"] == "junk":
+                    body = None
+                    writer.write(b"\xde\xad\xbe\xef" * 4)
+                elif mode["answer"] == "other_function":
+                    body = bytes([0x2B, 0x00])
+                elif mode["answer"] == "truncated":
+                    body = bytes([function, count * 2, 0x00, 0x01])  # says 2×count bytes, carries 2
+                else:
+                    body = bytes([function, count * 2]) + b"\x00\x07" * count
+                if body is not None:
+                    writer.write(struct.pack(">HHHB", transaction, 0, len(body) + 1, unit) + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    points = tuple(ModbusPointSpec(id=f"r{address}", unit="", function="holding_register", register=address,
+                                   data_type="uint16") for address in (0, 5))
+    driver = ModbusDriver(device_spec("odd", points, port=port, timeout_s=0.3), pool=fast_pool())
+
+    async def good() -> bool:
+        readings = await driver.read()
+        return qualities(readings) == {Quality.GOOD} and {r.value for r in readings} == {7}
+
+    try:
+        for broken, error_type in (("junk", DeviceTimeout), ("other_function", DecodeError),
+                                   ("truncated", ConnectionLost)):
+            mode["answer"] = "good"
+            await eventually(good)
+            mode["answer"] = broken
+            readings = await driver.read()
+            assert Quality.GOOD not in qualities(readings), broken
+            assert isinstance(driver.last_errors["r0"], error_type), (broken, driver.last_errors["r0"])
+        # The connection the broken frame cost is replaced at once: the very next read is good.
+        mode["answer"] = "good"
+        assert await good()
+        assert driver.health().state is HealthState.OK
     finally:
         await driver.close()
         server.close()
