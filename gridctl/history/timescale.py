@@ -444,6 +444,8 @@ class TimescaleHistorian(Historian):
             params = {"ids": list(job.point_ids), "lo": from_us(job.start_us), "hi": from_us(job.end_us)}
             counter_ids = [p for p in job.point_ids if self._kinds.get(p) == "energy_counter"]
             async with conn.transaction():
+                # A job spans up to a week of its points' readings: sort them in memory.
+                await conn.execute("SET LOCAL work_mem = '256MB'")
                 await conn.execute(_HOURLY_MEASUREMENTS, params)
                 if counter_ids:
                     await conn.execute(_HOURLY_ENERGY, dict(params, ids=counter_ids))
