@@ -58,7 +58,8 @@ class ApiContext:
         return [s for s in (self.site(i) for i in ids) if s is not None]
 
 
-def context(request: Request) -> ApiContext:
+async def context(request: Request) -> ApiContext:
+    # A coroutine: FastAPI would run a plain function in its thread pool, a cost on every request.
     return request.app.state.context
 
 

@@ -80,8 +80,10 @@ async def dwelling_series(historian: Historian, site: Site, dwelling_id: str, st
     if not index:
         return []
     frame = await historian.rollups([meter], index[0], local_midnight(end, tz), stored)
-    by_start = {ts.to_pydatetime(): e for ts, e in zip(frame["bucket"], frame["energy_kwh"], strict=True)}
-    buckets = [Bucket(ts.astimezone(tz), _number(by_start.get(ts, math.nan))) for ts in index]
+    # Keyed by epoch seconds: hashing plain integers is much cheaper than pandas timestamps.
+    seconds = frame["bucket"].to_numpy(dtype="datetime64[s]").astype("int64").tolist()
+    by_start = dict(zip(seconds, frame["energy_kwh"].tolist(), strict=True))
+    buckets = [Bucket(ts.astimezone(tz), _number(by_start.get(int(ts.timestamp())))) for ts in index]
     if resolution is Resolution.MONTH:
         months: dict[date, list[float | None]] = {}
         for b in buckets:

@@ -17,6 +17,8 @@ from gridctl.history.base import (
     WriteOutcome,
     site_entry,
 )
+from gridctl.history.recorder import Recorder, RecorderStats
+from gridctl.history.spool import Spool, SpoolAlarm, SpoolFull
 from gridctl.history.sqlite import SQLiteHistorian
 
 
@@ -43,9 +45,14 @@ __all__ = [
     "HistorianUnavailable",
     "QuarantinePolicy",
     "QuarantinedReading",
+    "Recorder",
+    "RecorderStats",
     "RetentionOutcome",
     "SQLiteHistorian",
     "SiteEntry",
+    "Spool",
+    "SpoolAlarm",
+    "SpoolFull",
     "WriteOutcome",
     "is_postgres_dsn",
     "open_historian",

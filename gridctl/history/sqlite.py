@@ -397,6 +397,8 @@ class SQLiteHistorian(Historian):
 
     def _refresh_sync(self) -> int:
         conn = self.conn
+        # Another process may have synced the site since: kinds and time zones decide the rollups.
+        self._load_catalogue()
         max_id = conn.execute("SELECT max(id) FROM rollup_dirty").fetchone()[0]
         if max_id is None:
             return 0

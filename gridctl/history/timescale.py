@@ -421,7 +421,8 @@ class TimescaleHistorian(Historian):
 
     async def refresh_rollups(self) -> int:
         async with self._connection() as conn:
-            await self._ensure_catalogue(conn)
+            # Another process may have synced the site since: kinds and time zones decide the rollups.
+            await self._load_catalogue(conn)
             return await self._refresh(conn)
 
     async def _refresh(self, conn: psycopg.AsyncConnection) -> int:

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Protocol
 
 import optimizer as opt
-from drivers.base import DeviceHealth, Driver, HealthState, Reading
+from drivers.base import DeviceHealth, Driver, HealthState, Quality, Reading
 from gridctl.alarms import AlarmBook, AlarmKind, Severity
 from gridctl.clock import Clock
 from gridctl.config import models as m
@@ -100,6 +100,8 @@ class SiteController:
         self.is_dark = is_dark or (lambda _moment: False)
         self._optimise_lock = asyncio.Lock()
         self.replan_requested = asyncio.Event()
+        self._plug_points = {c.points["plug_state"] for a in site.assets if isinstance(a, m.EvChargerPool)
+                             for c in a.chargers}
 
     # ------------------------------------------------------------------ SiteRuntime
 
@@ -152,6 +154,9 @@ class SiteController:
 
     async def ingest(self, device_id: str, readings: list[Reading], health: DeviceHealth) -> None:
         """A device's poll: remember it, store it, raise or clear its alarms."""
+        if self._plug_ins(readings):
+            # A car just arrived: plan for it now rather than at the next scheduled optimisation.
+            self.replan_requested.set()
         self.values.update(readings)
         self._health[device_id] = health
         now = self.clock.now()
@@ -162,6 +167,19 @@ class SiteController:
             self._alarms.clear(AlarmKind.DEVICE_OFFLINE, device_id, now)
         if self.history is not None and readings:
             await self.history.record(readings)
+
+    def _plug_ins(self, readings: list[Reading]) -> bool:
+        if self.settings.kind == ControllerKind.BASELINE:
+            return False
+        for reading in readings:
+            if reading.address not in self._plug_points or reading.quality != Quality.GOOD:
+                continue
+            before = self.values.value(reading.address)
+            was_plugged = before is not None and int(before) in planner.PLUGGED_STATES
+            now_plugged = reading.value is not None and int(reading.value) in planner.PLUGGED_STATES
+            if now_plugged and not was_plugged:
+                return True
+        return False
 
     def snapshot(self) -> Snapshot:
         return self.values.snapshot(self.clock.now())

@@ -68,7 +68,7 @@ def plan(site: m.Site, planned: PlannedSchedule | None, snapshot: Snapshot, now:
             reason = f"stale input {', '.join(stale)}"
         else:
             assert planned is not None
-            requests.extend(_from_schedule(asset, planned, row, now))
+            requests.extend(_from_schedule(site, asset, planned, row, now, snapshot))
             continue
         fallbacks[asset.id] = reason
         requests.extend(defaults(site, asset, snapshot, now, is_dark, Mode.SAFE, reason))
@@ -111,7 +111,8 @@ def _get(row: pd.Series, column: str) -> float | None:
     return float(value)
 
 
-def _from_schedule(asset: m.AssetBase, planned: PlannedSchedule, row: pd.Series, now: datetime) -> list[WriteRequest]:
+def _from_schedule(site: m.Site, asset: m.AssetBase, planned: PlannedSchedule, row: pd.Series, now: datetime,
+                   snapshot: Snapshot) -> list[WriteRequest]:
     reason = f"schedule {planned.schedule_id}"
     out: list[WriteRequest] = []
     if isinstance(asset, m.BatteryAsset):
@@ -125,12 +126,24 @@ def _from_schedule(asset: m.AssetBase, planned: PlannedSchedule, row: pd.Series,
     elif isinstance(asset, m.ThermalZone):
         following = _next_row(planned.schedule.setpoints, now)
         target = _get(following if following is not None else row, f"{asset.id}.temperature_c")
+        heating = (_get(row, f"{asset.id}.power_kw") or 0.0) > 0.05
+        band = asset.comfort_occupied if in_any(now, asset.occupancy, site.tz) else asset.comfort_unoccupied
         if target is not None:
-            out.append(_request(asset.points["setpoint"], round(target, 1), reason, planned))
+            # The local controller heats to whatever it is given: when the plan coasts on free gains,
+            # give it the band's floor, not the warmer temperature the plan expects to float to.
+            setpoint = target if heating else band.min_temperature_c
+            setpoint = min(max(setpoint, band.min_temperature_c), band.max_temperature_c)
+            out.append(_request(asset.points["setpoint"], round(setpoint, 1), reason, planned))
     elif isinstance(asset, m.DeferrableAppliance):
         power = _get(row, f"{asset.id}.power_kw") or 0.0
         out.append(_request(asset.points["start"], power > 1e-6, reason, planned))
-    elif isinstance(asset, m.LightingZone | m.PublicLightingCircuit):
+    elif isinstance(asset, m.LightingZone):
+        dimming = _get(row, f"{asset.id}.dimming_pct")
+        if dimming is not None:
+            # The plan rests on a daylight forecast; the sensors say what is needed right now.
+            dimming = max(dimming, daylight_harvesting_dimming(asset, snapshot))
+            out.append(_request(asset.points["dimming"], round(dimming, 1), reason, planned))
+    elif isinstance(asset, m.PublicLightingCircuit):
         dimming = _get(row, f"{asset.id}.dimming_pct")
         if dimming is not None:
             out.append(_request(asset.points["dimming"], round(dimming, 1), reason, planned))
@@ -141,6 +154,18 @@ def _from_schedule(asset: m.AssetBase, planned: PlannedSchedule, row: pd.Series,
         limit = 100.0 if curtailed < 1e-3 else min(100.0, max(0.0, 100.0 * power / rated))
         out.append(_request(asset.points["curtailment_limit"], round(limit, 1), reason, planned))
     return out
+
+
+def daylight_harvesting_dimming(asset: m.LightingZone, snapshot: Snapshot, margin: float = 1.05) -> float:
+    """Dimming that tops the measured daylight up to the required level while someone is there."""
+    present = snapshot.value(asset.points["occupancy"])
+    illuminance = snapshot.number(asset.points["illuminance"])
+    dimming = snapshot.number(asset.points["dimming"])
+    if not present or illuminance is None or dimming is None:
+        return 0.0
+    daylight = max(illuminance - dimming / 100.0 * asset.rated_illuminance_lx, 0.0)
+    missing = asset.required_illuminance_lx * margin - daylight
+    return min(max(100.0 * missing / asset.rated_illuminance_lx, 0.0), 100.0)
 
 
 def current_for(charger: m.EvCharger, power_kw: float) -> float:

@@ -13,8 +13,11 @@ from gridctl.service.calendar import in_any, lighting_period, next_window_start
 from gridctl.service.forecasts import Forecasts
 from gridctl.service.snapshot import Snapshot
 
-# Heat from people, lighting and equipment in an occupied office or hall.
-INTERNAL_GAIN_KW_PER_M2 = 0.008
+# Heat from people, lighting and equipment, occupied and not (a calibration to refine from data).
+INTERNAL_GAIN_KW_PER_M2 = 0.003
+IDLE_GAIN_KW_PER_M2 = 0.0005
+# A tie-breaker far below any tariff difference (0.24 c€/kWh over a day).
+SOONER_EUR_PER_KWH_H = 0.0001
 
 
 @dataclass
@@ -35,12 +38,16 @@ def build_problem(site: m.Site, policy: SitePolicy, snapshot: Snapshot, forecast
     step = forecasts.step
     mids = [start + step * k + step / 2 for k in range(n)]
     grid = site.grid
+    # Between equal prices, sooner is better: forecasts are surest near, and a car may leave early.
+    hours_ahead = [(step * k).total_seconds() / 3600.0 for k in range(n)]
+    import_price = [p + SOONER_EUR_PER_KWH_H * h for p, h in zip(forecasts.import_price_eur_per_kwh, hours_ahead,
+                                                                 strict=True)]
     problem_site = opt.Site(
         import_limit_kw=policy.import_limit_kw or grid.import_limit_kw,
         export_limit_kw=grid.export_limit_kw if policy.export_limit_kw is None else policy.export_limit_kw,
         subscribed_power_kw=grid.subscribed_power_kw,
         load_kw=forecasts.base_load_kw,
-        import_price_eur_per_kwh=forecasts.import_price_eur_per_kwh,
+        import_price_eur_per_kwh=import_price,
         export_price_eur_per_kwh=forecasts.export_price_eur_per_kwh,
         carbon_kg_per_kwh=forecasts.carbon_kg_per_kwh,
     )
@@ -149,7 +156,7 @@ def _thermal_zone(asset: m.ThermalZone, snapshot: Snapshot, forecasts: Forecasts
     measured = snapshot.number(asset.points["temperature"])
     initial = measured if measured is not None else (occ[0] + occ[1]) / 2
     solar = [model.solar_aperture_m2 * g / 1000.0 for g in forecasts.irradiance_w_m2]
-    internal = [INTERNAL_GAIN_KW_PER_M2 * asset.floor_area_m2 if o else 0.0 for o in occupied]
+    internal = [(INTERNAL_GAIN_KW_PER_M2 if o else IDLE_GAIN_KW_PER_M2) * asset.floor_area_m2 for o in occupied]
     common = dict(
         id=asset.id, initial_temperature_c=initial, outdoor_temperature_c=forecasts.outdoor_temperature_c,
         solar_gain_kw=solar, internal_gain_kw=internal,

@@ -28,6 +28,8 @@ class Kpis:
     ev_unmet_kwh: float = 0.0
     under_illumination_h: float = 0.0
     grid_limit_violations: int = 0
+    # Energy left in batteries at the end minus at the start: a saving that is still to come, or a debt.
+    battery_stored_delta_kwh: float = 0.0
     simulated_s: float = 0.0
     controller_s: float = 0.0
 
@@ -58,6 +60,7 @@ class Kpis:
             "ev_unmet_kwh": round(self.ev_unmet_kwh, 3),
             "under_illumination_h": round(self.under_illumination_h, 3),
             "grid_limit_violations": self.grid_limit_violations,
+            "battery_stored_delta_kwh": round(self.battery_stored_delta_kwh, 3),
             "computational_time_ratio": round(self.time_ratio, 6),
         }
 
@@ -74,6 +77,10 @@ class KpiMeter:
         self._export = physics.grid.exported.energy_kwh
         self._zones = {a.id: a for a in site.assets if isinstance(a, m.ThermalZone)}
         self._lighting = {a.id: a for a in site.assets if isinstance(a, m.LightingZone)}
+        self._stored_at_start = self._stored_kwh()
+
+    def _stored_kwh(self) -> float:
+        return sum(b.model.capacity_kwh * b.model.soc_pct / 100.0 for b in self.physics.batteries.values())
 
     def step(self, start: datetime, end: datetime) -> None:
         """Account for [start, end), the physics having just been stepped to `end`."""
@@ -115,6 +122,7 @@ class KpiMeter:
         departed = sessions_departed(self.physics, start, end)
         self.kpis.ev_requested_kwh = sum(asked for _, asked, _ in departed)
         self.kpis.ev_unmet_kwh = sum(max(asked - got, 0.0) for _, asked, got in departed)
+        self.kpis.battery_stored_delta_kwh = self._stored_kwh() - self._stored_at_start
         return self.kpis
 
 

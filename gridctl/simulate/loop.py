@@ -11,6 +11,7 @@ import dataclasses
 import random
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,7 @@ class SimulationOptions:
     seed: int = 0
     start: datetime = datetime(2026, 1, 12, tzinfo=UTC)
     step: timedelta = timedelta(minutes=5)
+    physics_step: timedelta = timedelta(minutes=1)
     optimise_every: timedelta = timedelta(hours=1)
     horizon_hours: float = 24.0
     solver: opt.Settings = field(default_factory=lambda: opt.Settings(time_limit_s=10.0, mip_gap=0.01))
@@ -104,15 +106,20 @@ def _free(kind: str, port: int) -> bool:
     return True
 
 
-async def simulate(options: SimulationOptions) -> SimulationResult:
+StepObserver = Callable[[datetime, SiteSimulation, SiteController], None]
+
+
+async def simulate(options: SimulationOptions, on_step: StepObserver | None = None) -> SimulationResult:
+    """Run one closed loop; `on_step` sees the simulation and the controller after every step."""
     wall_started = time.perf_counter()
     site = load_site(options.site)
     site_dir = site_file(options.site).parent
     offset = options.port_offset if options.port_offset is not None else free_port_offset(site)
-    start = options.start
+    start = options.start.astimezone(UTC)
     end = start + timedelta(days=options.days)
     clock = SimClock(start)
-    simulation = SiteSimulation(site, clock, seed=options.seed, port_offset=offset)
+    # Physics sub-steps of one control step: the models sample their inputs at each sub-step's start.
+    simulation = SiteSimulation(site, clock, seed=options.seed, port_offset=offset, max_step=options.physics_step)
     # The installer sets each device's lease timeout to three control steps.
     for device in simulation.devices.values():
         for point_id in TIMEOUT_POINTS:
@@ -146,9 +153,10 @@ async def simulate(options: SimulationOptions) -> SimulationResult:
         while moment < end:
             began = time.perf_counter()
             await _poll(controller, drivers, clock)
-            if moment >= next_optimise:
+            if moment >= next_optimise or controller.replan_requested.is_set():
                 await controller.optimise()
-                next_optimise = moment + options.optimise_every
+                if moment >= next_optimise:
+                    next_optimise = moment + options.optimise_every
             if isinstance(forecaster, SignalForecaster):
                 forecaster.observe(site, controller.snapshot())
             await controller.dispatch()
@@ -159,6 +167,8 @@ async def simulate(options: SimulationOptions) -> SimulationResult:
             simulation.step(following)
             meter.step(moment, following)
             moment = following
+            if on_step is not None:
+                on_step(moment, simulation, controller)
         kpis = meter.finish(start, end)
     finally:
         await controller.shutdown()
