@@ -10,7 +10,8 @@ Faults set on a SimDevice are honoured on the wire:
 - slow: Read/Write requests touching the device are answered after `delay_s`;
 - silent: such requests are never answered (until the fault is cleared);
 - exception: the device's values carry BadDeviceFailure and its writes fail with it;
-- garbage: the device's variables read as strings, whatever their type.
+- garbage: Reads of the device's variables return strings, whatever their type (subscriptions keep
+  the last good value).
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ class OpcuaSimServer:
         # node id -> (device, point); values last pushed, to write only changes.
         self._nodes: dict[ua.NodeId, tuple[SimDevice, OpcuaPointSpec]] = {}
         self._published: dict[ua.NodeId, tuple[Any, str]] = {}
+        # Client Read/Write requests seen, and those a slow or silent fault is holding right now.
         self.requests = 0
+        self.held_requests = 0
 
     @property
     def endpoint(self) -> str:
@@ -227,13 +230,17 @@ class OpcuaSimServer:
     async def _delay_for_faults(self, devices: list[SimDevice]) -> None:
         for device in devices:
             fault = device.fault
-            if fault is None:
+            if fault is None or fault.kind not in (FaultKind.SLOW, FaultKind.SILENT):
                 continue
-            if fault.kind is FaultKind.SLOW and fault.delay_s > 0:
-                await asyncio.sleep(fault.delay_s)
-            # SimDevice.fault is a plain attribute the physics or a test sets: poll it.
-            while device.fault is not None and device.fault.kind is FaultKind.SILENT:  # noqa: ASYNC110
-                await asyncio.sleep(_FAULT_POLL_S)
+            self.held_requests += 1
+            try:
+                if fault.kind is FaultKind.SLOW and fault.delay_s > 0:
+                    await asyncio.sleep(fault.delay_s)
+                # SimDevice.fault is a plain attribute the physics or a test sets: poll it.
+                while device.fault is not None and device.fault.kind is FaultKind.SILENT:  # noqa: ASYNC110
+                    await asyncio.sleep(_FAULT_POLL_S)
+            finally:
+                self.held_requests -= 1
 
     async def _before_read(self, event: ServerItemCallback, _dispatcher: Any) -> None:
         if not event.is_external:

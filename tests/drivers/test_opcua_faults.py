@@ -56,10 +56,10 @@ async def test_server_dies_mid_poll_and_comes_back() -> None:
         try:
             good = await driver.read()
             assert all_good(good)
-            # The server goes away while a (slow) poll is in flight.
-            device.fault = Fault(FaultKind.SLOW, delay_s=0.5)
+            # The server goes away while a poll is in flight (held by the server until then).
+            device.fault = Fault(FaultKind.SILENT)
             poll = asyncio.create_task(driver.read())
-            await asyncio.sleep(0.1)
+            await eventually(lambda: server.held_requests == 1)
             device.fault = Fault(FaultKind.OFFLINE)
             await server.sync()
             assert not server.listening
