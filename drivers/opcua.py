@@ -579,7 +579,11 @@ class OpcuaDriver(Driver):
         if not same_value(point, variant, read_back):
             raise WriteMismatch(f"wrote {variant.Value!r}, read back {read_back!r}", device_id=self.device_id,
                                 point_id=point_id)
-        return WriteResult(self._address(point_id), value, variant.Value, read_back, self._now())
+        now = self._now()
+        if self.spec.subscription:
+            # Read-your-writes: don't serve the old value until the data change is published.
+            self._cache[point_id] = _Cached(read_back, Quality.GOOD, None, now)
+        return WriteResult(self._address(point_id), value, variant.Value, read_back, now)
 
 
 class _SubscriptionHandler:

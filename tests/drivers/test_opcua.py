@@ -283,7 +283,9 @@ async def test_subscription_mode_serves_the_cache(bms: tuple[SimDevice, OpcuaSim
         assert driver.read_requests == 1  # the one CreateMonitoredItems
         result = await driver.write("setpoint_c", 23.5)
         assert result.read_back == 23.5
-        await eventually_read(driver, lambda rs: rs[1].value == 23.5)
+        assert (await driver.read(["setpoint_c"]))[0].value == 23.5  # at once, not after the next publish
+        device.set("setpoint_c", 18.0)  # the device changes it on its own: the subscription follows
+        await eventually_read(driver, lambda rs: rs[1].value == 18.0)
     finally:
         await driver.close()
 
