@@ -31,6 +31,13 @@ from optimizer.thermal import carnot_cop, discretise
 
 Terms = list[tuple[pulp.LpVariable, float]]
 
+# Inputs below this are rounding noise (or subnormal floats, which solvers handle badly): read them as 0.
+_TINY = 1e-9
+
+
+def _clean(x: float) -> float:
+    return 0.0 if abs(x) < _TINY else float(x)
+
 # Unit of each objective term, in report order.
 TERM_UNITS: dict[str, str] = {
     "energy_cost": "EUR",
@@ -110,6 +117,7 @@ class Model:
     notes: list[str] = field(default_factory=list)
     switches: Switches = field(default_factory=Switches)
     binaries: list[pulp.LpVariable] = field(default_factory=list)
+    site_flows: list[tuple[pulp.LpVariable, pulp.LpVariable]] = field(default_factory=list)
 
 
 class _Builder:
@@ -139,6 +147,8 @@ class _Builder:
     # -- helpers -------------------------------------------------------------------------------------
 
     def var(self, lb: float | None = 0.0, ub: float | None = None, binary: bool = False) -> pulp.LpVariable:
+        lb = None if lb is None else _clean(lb)
+        ub = None if ub is None else _clean(ub)
         self._count += 1
         if binary:
             self.n_binaries += 1
@@ -148,7 +158,8 @@ class _Builder:
         return self.prob.add_variable(f"x{self._count}", lb, ub)
 
     def con(self, terms: Terms, sense: int, rhs: float) -> None:
-        self.prob.addConstraint(pulp.LpConstraint(pulp.LpAffineExpression(terms), sense, None, rhs))
+        kept = [(v, c) for v, c in terms if abs(c) >= _TINY]
+        self.prob.addConstraint(pulp.LpConstraint(pulp.LpAffineExpression(kept), sense, None, _clean(rhs)))
 
     def term(self, name: str, var: pulp.LpVariable, amount: float, eur: float) -> None:
         self.terms[name].append((var, amount, eur))
@@ -437,8 +448,8 @@ class _Builder:
                 self._hard_limit(imp[t], site.import_limit_kw, "import_limit", t)
             if site.export_limit_kw is not None:
                 self._hard_limit(exp[t], site.export_limit_kw, "export_limit", t)
-            if self.export_price[t] > self.import_price[t]:
-                # Importing and exporting at once would pay here: forbid it explicitly.
+            if _clean(self.export_price[t]) >= _clean(self.import_price[t]):
+                # Importing and exporting at once would pay (or tie) here: forbid it explicitly.
                 u = self.var(binary=True)
                 # Bounds on what the site could physically draw or inject at this step.
                 big = max(self.fixed_load[t], 0.0) + flex_up + 1.0
@@ -464,6 +475,7 @@ class _Builder:
                     Slack(ev.id, "dr_noncompliance", "kWh", max(ev.start, self.t0[t]),
                           min(ev.end, self.t0[t + 1]), excess, h)
                 )
+        self.site_flows = list(zip(imp, exp, strict=True))
         self.column("site.import_kw", [[(v, 1.0)] for v in imp])
         self.column("site.export_kw", [[(v, 1.0)] for v in exp])
         self.column("site.net_kw", [[(i, 1.0), (e, -1.0)] for i, e in zip(imp, exp, strict=True)])
@@ -542,10 +554,10 @@ class _Builder:
         for entries in self.terms.values():
             for v, _, eur in entries:
                 objective[v] += eur
-        self.prob.setObjective(pulp.LpAffineExpression(objective))
+        self.prob.setObjective(pulp.LpAffineExpression({v: c for v, c in objective.items() if abs(c) >= _TINY}))
         return Model(
             self.prob, self.p, dict(self.terms), self.term_constants, self.slacks, self.columns,
-            self.n_binaries, self.notes, self.switches, self.binaries,
+            self.n_binaries, self.notes, self.switches, self.binaries, self.site_flows,
         )
 
 

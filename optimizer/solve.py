@@ -94,6 +94,16 @@ def _value(v: pulp.LpVariable) -> float:
     return 0.0 if x is None else float(x)
 
 
+def _net_site_flows(model: Model) -> None:
+    """A meter cannot import and export at once. A solution within the MIP gap may still do both when it
+    costs next to nothing; netting the two never raises the cost nor breaks a limit."""
+    for imp, exp in model.site_flows:
+        both = min(_value(imp), _value(exp))
+        if both > 0:
+            imp.varValue = _value(imp) - both
+            exp.varValue = _value(exp) - both
+
+
 def _setpoints(model: Model) -> pd.DataFrame:
     idx = pd.DatetimeIndex(model.problem.step_starts()[:-1], name="time")
     data = {}
@@ -153,6 +163,7 @@ def solve(problem: Problem, settings: Settings | None = None) -> Schedule:
     t2 = time.perf_counter()
     has_solution = status in ("optimal", "time_limit")
     if has_solution:
+        _net_site_flows(model)
         setpoints = _setpoints(model)
         objective = _objective(model)
         violations = _soft_violations(model) + hard_limit_violations(problem, setpoints, settings)
