@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from fastapi import HTTPException, Request
 
+from gridctl.api.energy import RollupReader
 from gridctl.api.settings import ApiSettings
 from gridctl.api.store import ApiStore, User
 from gridctl.config.models import Site
@@ -46,6 +48,10 @@ class ApiContext:
     # Sites served without a live runtime (history and open data only).
     extra_sites: Mapping[str, Site] = field(default_factory=dict)
     token_cache: TokenCache = field(default_factory=lambda: TokenCache())
+
+    @functools.cached_property
+    def rollups(self) -> RollupReader:
+        return RollupReader(self.store.db)
 
     def site(self, site_id: str) -> Site | None:
         runtime = self.runtimes.get(site_id)

@@ -50,6 +50,10 @@ class Database(abc.ABC):
     def flag(self, value: bool) -> Any:
         return value
 
+    @abc.abstractmethod
+    def epoch_seconds(self, raw: Any) -> int:
+        """A stored timestamp as whole seconds since the epoch (cheaper than a datetime)."""
+
 
 class SQLiteDatabase(Database):
     def __init__(self, path: str) -> None:
@@ -113,6 +117,9 @@ class SQLiteDatabase(Database):
     def flag(self, value: bool) -> Any:
         return int(value)
 
+    def epoch_seconds(self, raw: Any) -> int:
+        return int(raw) // 1_000_000
+
 
 class PostgresDatabase(Database):
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8) -> None:
@@ -126,7 +133,10 @@ class PostgresDatabase(Database):
             return
         from psycopg_pool import AsyncConnectionPool
 
-        pool = AsyncConnectionPool(self.dsn, min_size=self.min_size, max_size=self.max_size, open=False)
+        # Autocommit: a single statement needs no transaction of its own, and a pooled connection left
+        # in one would cost a COMMIT round trip when it goes back (`script` opens its own).
+        pool = AsyncConnectionPool(self.dsn, min_size=self.min_size, max_size=self.max_size, open=False,
+                                   kwargs={"autocommit": True})
         try:
             await pool.open(wait=True, timeout=10)
         except Exception as exc:
@@ -166,6 +176,9 @@ class PostgresDatabase(Database):
 
     def from_ts(self, raw: Any) -> datetime | None:
         return None if raw is None else raw.astimezone(UTC)
+
+    def epoch_seconds(self, raw: Any) -> int:
+        return int(raw.timestamp())
 
 
 def open_database(target: str) -> Database:

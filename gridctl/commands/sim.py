@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from gridctl.config import SiteError
 
@@ -23,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--seed", type=int, default=0, metavar="S", help="seed of weather, occupancy, EVs and loads")
     up.add_argument("--start", type=_instant, default=None, metavar="ISO",
                     help="simulated start time (ISO 8601 with an offset; default: now)")
+    up.add_argument("--fault", action="append", default=[], metavar="DEVICE=KIND[:DELAY_S]",
+                    help="make a device misbehave: offline, slow:<s>, silent, exception or garbage (repeatable)")
     up.set_defaults(func=run_up)
 
 
@@ -33,9 +36,29 @@ def _instant(text: str) -> datetime:
     return value.astimezone(UTC)
 
 
+def _faults(texts: list[str]) -> dict[str, Any]:
+    from sim.core import Fault, FaultKind
+
+    faults: dict[str, Fault] = {}
+    for text in texts:
+        device_id, _, spec = text.partition("=")
+        kind, _, delay = spec.partition(":")
+        try:
+            faults[device_id] = Fault(FaultKind(kind), float(delay) if delay else 0.0)
+        except ValueError:
+            kinds = ", ".join(k.value for k in FaultKind)
+            raise ValueError(f"--fault {text!r}: expected DEVICE=KIND[:DELAY_S] with KIND one of {kinds}") from None
+    return faults
+
+
 def run_up(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("gridctl sim up: --speed must be positive", file=sys.stderr)
+        return 2
+    try:
+        args.faults = _faults(args.fault)
+    except ValueError as exc:
+        print(f"gridctl sim up: {exc}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(_up(args))
@@ -53,6 +76,10 @@ async def _up(args: argparse.Namespace) -> int:
 
     clock = SimClock(args.start or datetime.now(UTC), speed=args.speed)
     simulation = SiteSimulation(args.site, clock, seed=args.seed, port_offset=args.port_offset)
+    for device_id, fault in args.faults.items():
+        if device_id not in simulation.devices:
+            raise ValueError(f"--fault: {simulation.site.id} has no device {device_id!r}")
+        simulation.inject_fault(device_id, fault)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -61,6 +88,8 @@ async def _up(args: argparse.Namespace) -> int:
         listeners = await simulation.start()
         for listener in listeners:
             print(f"{listener.protocol:<7} {listener.address:<48} {' '.join(listener.device_ids)}")
+        for device_id, fault in args.faults.items():
+            print(f"fault   {device_id}: {fault.kind.value}" + (f" {fault.delay_s:g} s" if fault.delay_s else ""))
         device_count = sum(len(listener.device_ids) for listener in listeners)
         print(f"ready: {simulation.site.id}, {device_count} devices on {len(listeners)} servers, "
               f"simulated time {clock.now().isoformat(timespec='seconds')} ×{args.speed:g}; Ctrl-C stops", flush=True)

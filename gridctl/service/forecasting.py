@@ -6,6 +6,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import pandas as pd
 import pvlib
@@ -30,13 +31,23 @@ WORKPLACE_ENERGY_KWH = 19.0
 STILL_CHARGING_KWH = 5.0
 
 
+@lru_cache(maxsize=32)
+def _linke_turbidity(latitude: float, longitude: float) -> tuple[float, ...]:
+    """Monthly Linke turbidity of a place, read once from pvlib's climatology (an HDF5 file)."""
+    months = pd.DatetimeIndex([f"2020-{month:02d}-15" for month in range(1, 13)], tz="UTC")
+    values = pvlib.clearsky.lookup_linke_turbidity(months, latitude, longitude, interp_turbidity=False)
+    return tuple(float(v) for v in values)
+
+
 def solar(site: m.Site, moments: Sequence[datetime]) -> tuple[list[float], list[float]]:
     """Clear-sky global horizontal irradiance (W/m², Ineichen) and sun elevation (°) at each instant."""
     index = pd.DatetimeIndex(list(moments))
-    location = pvlib.location.Location(site.location.latitude, site.location.longitude, tz="UTC",
-                                       altitude=site.location.elevation_m)
-    position = location.get_solarposition(index)
-    clear = location.get_clearsky(index, model="ineichen", solar_position=position)
+    place = site.location
+    location = pvlib.location.Location(place.latitude, place.longitude, tz="UTC", altitude=place.elevation_m)
+    position = location.get_solarposition(index, method="ephemeris")
+    monthly = _linke_turbidity(place.latitude, place.longitude)
+    turbidity = pd.Series([monthly[t.month - 1] for t in index], index=index)
+    clear = location.get_clearsky(index, model="ineichen", solar_position=position, linke_turbidity=turbidity)
     return [max(0.0, float(v)) for v in clear["ghi"]], [float(v) for v in position["apparent_elevation"]]
 
 

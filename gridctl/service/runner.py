@@ -50,6 +50,7 @@ class ServiceOptions:
     cadence: Cadence = field(default_factory=Cadence)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     spool_capacity: int = 2_000_000
+    replan_gap_s: float = 30.0
 
 
 class SiteService:
@@ -160,3 +161,5 @@ class SiteService:
         while True:
             await self.controller.replan_requested.wait()
             await self.optimise()
+            # Several events in a row (cars arriving together) make one re-plan, not one each.
+            await asyncio.sleep(self.options.replan_gap_s)

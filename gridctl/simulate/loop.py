@@ -23,6 +23,7 @@ from drivers.factory import make_driver, offset_ports
 from gridctl.config import load_site
 from gridctl.config.loader import site_file
 from gridctl.config.models import BacnetDevice, ModbusDevice, OpcuaDevice, Site
+from gridctl.dispatch import DispatchSettings
 from gridctl.fieldbus import device_spec
 from gridctl.service.controller import ControllerKind, ControllerSettings, SiteController
 from gridctl.service.forecasting import SignalForecaster
@@ -47,6 +48,8 @@ class SimulationOptions:
     step: timedelta = timedelta(minutes=5)
     physics_step: timedelta = timedelta(minutes=1)
     optimise_every: timedelta = timedelta(hours=1)
+    # Events (a car plugging in) re-plan at once, but no more often than this.
+    replan_gap: timedelta = timedelta(minutes=15)
     horizon_hours: float = 24.0
     solver: opt.Settings = field(default_factory=lambda: opt.Settings(time_limit_s=10.0, mip_gap=0.01))
     port_offset: int | None = None
@@ -142,19 +145,24 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
 
     policy = PolicyVersion(site_id=site.id, version=1, policy=SitePolicy(horizon_hours=options.horizon_hours),
                            author="simulation", created_at=start)
-    settings = ControllerSettings(kind=kind, solver=options.solver, schedule_validity=options.optimise_every * 3)
+    # Relinquishing at the end is staggered in wall time by the arbiter; simulated devices don't need it.
+    settings = ControllerSettings(kind=kind, solver=options.solver, schedule_validity=options.optimise_every * 3,
+                                  dispatch=DispatchSettings(relinquish_stagger_s=0.0))
     controller = SiteController(site, drivers, clock, forecaster, policy=policy, settings=settings,
                                 is_dark=lambda moment: simulation.physics.weather.sample(moment).dark)
     meter = KpiMeter(site, simulation.physics)
     await simulation.start(step_interval_s=3600.0)
     try:
         next_optimise = start
+        last_optimise = start
         moment = start
         while moment < end:
             began = time.perf_counter()
             await _poll(controller, drivers, clock)
-            if moment >= next_optimise or controller.replan_requested.is_set():
+            replan = controller.replan_requested.is_set() and moment >= last_optimise + options.replan_gap
+            if moment >= next_optimise or replan:
                 await controller.optimise()
+                last_optimise = moment
                 if moment >= next_optimise:
                     next_optimise = moment + options.optimise_every
             if isinstance(forecaster, SignalForecaster):

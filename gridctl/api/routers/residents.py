@@ -88,7 +88,7 @@ async def consumption(
             403, "the hourly and 15-minute load curve needs your consent for the purpose 'load_curve'"
         )
     start, end = period(start, end, resolution, ctx.settings, _today(ctx, site))
-    buckets = await dwelling_series(ctx.historian, site, dwelling_id, start, end, resolution)
+    buckets = await dwelling_series(ctx.historian, ctx.rollups, site, dwelling_id, start, end, resolution)
     if format == "csv":
         return csv_response(
             ["start", "energy_kwh"],
@@ -125,8 +125,8 @@ async def monthly_summary(
         first = date(int(match[1]), int(match[2]), 1)
     start, end = month_bounds(first)
     # The cost needs hours (peak/off-peak); only the month's totals leave the server.
-    hourly = await dwelling_series(ctx.historian, site, dwelling_id, start, end, Resolution.HOUR)
-    daily = await dwelling_series(ctx.historian, site, dwelling_id, start, end, Resolution.DAY)
+    hourly = await dwelling_series(ctx.historian, ctx.rollups, site, dwelling_id, start, end, Resolution.HOUR)
+    daily = await dwelling_series(ctx.historian, ctx.rollups, site, dwelling_id, start, end, Resolution.DAY)
     cost = cost_of(site.tariff, hourly)
     return MonthlySummary(
         site_id=site_id, dwelling_id=dwelling_id, month=first.strftime("%Y-%m"),
@@ -198,7 +198,7 @@ async def export_all(user: User = Depends(RESIDENT), ctx: ApiContext = Depends(c
             continue
         today = _today(ctx, site)
         end = today + timedelta(days=1)
-        daily = await dwelling_series(ctx.historian, site, dwelling_id, end - timedelta(days=3650), end,
+        daily = await dwelling_series(ctx.historian, ctx.rollups, site, dwelling_id, end - timedelta(days=3650), end,
                                       Resolution.DAY)
         entry: dict[str, object] = {
             "site_id": site_id,
@@ -207,8 +207,8 @@ async def export_all(user: User = Depends(RESIDENT), ctx: ApiContext = Depends(c
                           for b in daily if b.energy_kwh is not None],
         }
         if await ctx.store.has_consent(user, site_id, dwelling_id, Purpose.LOAD_CURVE):
-            hourly = await dwelling_series(ctx.historian, site, dwelling_id, end - timedelta(days=366), end,
-                                           Resolution.HOUR)
+            hourly = await dwelling_series(ctx.historian, ctx.rollups, site, dwelling_id,
+                                           end - timedelta(days=366), end, Resolution.HOUR)
             entry["hourly_kwh"] = [{"start": b.start.isoformat(), "energy_kwh": b.energy_kwh}
                                    for b in hourly if b.energy_kwh is not None]
         dwellings.append(entry)
