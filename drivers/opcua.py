@@ -55,6 +55,9 @@ from drivers.specs import OpcuaDeviceSpec, OpcuaPointSpec
 _logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+_PLAIN_PYTHON_TYPES = frozenset({bool, int, float, str})
+
+
 @dataclass(frozen=True, slots=True)
 class _Cached:
     """The last notification of one point in subscription mode."""
@@ -107,6 +110,8 @@ class OpcuaDriver(Driver):
         self._last_error: DriverError | None = None
         self._last_good: dict[str, Reading] = {}
         self._addresses = {p.id: f"{spec.id}/{p.id}" for p in spec.points}
+        # Points whose Good value of the declared Variant type is their engineering value as is.
+        self._plain = {p.id: variant_type(p.data_type) for p in spec.points if not p.states}
         # Read requests built once per set of points and connection (node ids differ between servers).
         self._requests: dict[tuple[str, ...], list[tuple[tuple[str, ...], ua.ReadParameters]]] = {}
         self._subscription: Any = None
@@ -357,13 +362,23 @@ class OpcuaDriver(Driver):
                 return self._unavailable(points, exc)
         now = self._now()
         readings = []
+        plain, addresses, good = self._plain, self._addresses, Quality.GOOD
         for point in points:
             data_value = values.get(point.id)
             if data_value is None:
-                readings.append(Reading(self._addresses[point.id], now, None, Quality.BAD,
+                readings.append(Reading(addresses[point.id], now, None, Quality.BAD,
                                         self._unresolved.get(point.id, "not read")))
-            else:
-                readings.append(self._reading(point, data_value, now))
+                continue
+            # Fast path for the common case (Good, the declared type, nothing to convert); the
+            # general decoder handles the rest and says what is wrong.
+            status, variant = data_value.StatusCode, data_value.Value
+            if (variant is not None and (status is None or status.value == 0)
+                    and variant.VariantType is plain.get(point.id)):
+                value = variant.Value
+                if type(value) in _PLAIN_PYTHON_TYPES and (type(value) is not float or math.isfinite(value)):
+                    readings.append(Reading(addresses[point.id], now, value, good, None))
+                    continue
+            readings.append(self._reading(point, data_value, now))
         self._record(points, readings)
         return readings
 
