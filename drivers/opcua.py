@@ -2,7 +2,13 @@
 
 Each driver owns its connection, a supervisor task that (re)connects with capped exponential
 back-off, and a lock serialising its requests, so a dead, slow or silent server only ever costs its
-own device time. Namespaces are resolved by URI on every (re)connection.
+own device time. Two devices behind one endpoint get a session each rather than sharing one: servers
+answer a connection's requests in order, so a shared session would let one stuck device hold up the
+other. Namespaces are resolved by URI on every (re)connection (indexes differ between servers and
+may change across restarts).
+
+Readings are stamped with the driver's clock when the answer arrives (poll mode) or when read from
+a live subscription; stale readings keep the time their value was last known good.
 """
 
 from __future__ import annotations
