@@ -8,7 +8,7 @@ other. Namespaces are resolved by URI on every (re)connection (indexes differ be
 may change across restarts).
 
 Readings are stamped with the driver's clock when the answer arrives (poll mode) or when read from
-a live subscription; stale readings keep the time their value was last known good.
+a live subscription; stale readings carry the time their value was read or received.
 """
 
 from __future__ import annotations
