@@ -18,6 +18,7 @@ from optimizer.problem import (
     Site,
     ThermalZone,
 )
+from optimizer.rolling import roll_forward
 from optimizer.schedule import ObjectiveTerm, Schedule, Violation
 from optimizer.solve import solve
 
@@ -41,5 +42,6 @@ __all__ = [
     "Site",
     "ThermalZone",
     "Violation",
+    "roll_forward",
     "solve",
 ]

@@ -314,6 +314,7 @@ class _Builder:
         power = [self.var(0.0, a.heat_pump_max_power_kw) for _ in range(self.n)]
         prev: list[pulp.LpVariable] | None = None
         air: list[pulp.LpVariable] = []
+        mass: list[pulp.LpVariable] = []
         for t in range(self.n):
             dt = self.dt[t]
             if dt not in cache:
@@ -333,6 +334,7 @@ class _Builder:
                 self.con(terms, pulp.LpConstraintEQ, rhs)
             prev = states
             air.append(states[0])
+            mass.append(states[-1])
             low, high = a.comfort_occupied_c if occupied[t] else a.comfort_unoccupied_c
             cold, hot = self.var(), self.var()
             self.con([(states[0], 1.0), (cold, 1.0)], pulp.LpConstraintGE, low)
@@ -344,6 +346,8 @@ class _Builder:
         self.column(f"{a.id}.power_kw", [[(v, 1.0)] for v in power])
         self.column(f"{a.id}.heat_kw", [[(v, c)] for v, c in zip(power, cop, strict=True)])
         self.column(f"{a.id}.temperature_c", [[(v, 1.0)] for v in air])
+        if n_states == 2:
+            self.column(f"{a.id}.mass_temperature_c", [[(v, 1.0)] for v in mass])
 
     def deferrable(self, a: DeferrableLoad) -> None:
         prof = a.power_profile_kw
