@@ -110,7 +110,6 @@ class Model:
     problem: Problem
     # Per term: (var, amount in the term's unit, € in the objective).
     terms: dict[str, list[tuple[pulp.LpVariable, float, float]]]
-    term_constants: dict[str, tuple[float, float]]
     slacks: list[Slack]
     columns: dict[str, Column]
     n_binaries: int
@@ -131,7 +130,6 @@ class _Builder:
         self.balance: list[Terms] = [[] for _ in range(self.n)]
         self.fixed_load = problem.series(problem.site.load_kw)
         self.terms: dict[str, list[tuple[pulp.LpVariable, float, float]]] = defaultdict(list)
-        self.term_constants: dict[str, tuple[float, float]] = {}
         self.slacks: list[Slack] = []
         self.columns: dict[str, Column] = {}
         self.n_binaries = 0
@@ -560,7 +558,7 @@ class _Builder:
                 objective[v] += eur
         self.prob.setObjective(pulp.LpAffineExpression({v: c for v, c in objective.items() if abs(c) >= _TINY}))
         return Model(
-            self.prob, self.p, dict(self.terms), self.term_constants, self.slacks, self.columns,
+            self.prob, self.p, dict(self.terms), self.slacks, self.columns,
             self.n_binaries, self.notes, self.switches, self.binaries, self.site_flows,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import pandas as pd
 import pulp
@@ -25,9 +26,12 @@ def _highs(settings: Settings) -> pulp.LpSolver:
 
 
 def _cbc(settings: Settings) -> pulp.LpSolver:
-    return pulp.PULP_CBC_CMD(
-        msg=settings.msg, timeLimit=settings.time_limit_s, gapRel=settings.mip_gap, threads=settings.threads
-    )
+    with warnings.catch_warnings():
+        # PuLP 3.x warns that its bundled CBC goes away in 4.0; the pin in pyproject keeps us on 3.x.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pulp.PULP_CBC_CMD(
+            msg=settings.msg, timeLimit=settings.time_limit_s, gapRel=settings.mip_gap, threads=settings.threads
+        )
 
 
 def _highs_status(prob: pulp.LpProblem) -> tuple[str, float | None]:
