@@ -116,7 +116,8 @@ def create_app(
                     "and open data for the eco-district's sites.",
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        # FastAPI's documentation pages load their scripts from a CDN; gridctl serves nothing that does.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.context = ctx
