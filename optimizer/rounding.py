@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-import highspy
 import numpy as np
 import pulp
 
 from optimizer.model import Model, SessionVars
 from optimizer.problem import Settings
+
+if TYPE_CHECKING:
+    import highspy
 
 
 def _val(v: pulp.LpVariable) -> float:
@@ -102,10 +105,12 @@ def _objective(h: highspy.Highs) -> float:
 
 def solve_by_rounding(model: Model, settings: Settings) -> tuple[str, float | None]:
     """Returns (status, gap). Leaves the best schedule found in the PuLP variables."""
+    # Imported here so that the optimiser still loads (and falls back to CBC) without highspy.
+    import highspy
     deadline = time.perf_counter() + settings.time_limit_s
     lp = pulp.HiGHS(mip=False, msg=settings.msg, timeLimit=settings.time_limit_s, threads=settings.threads)
     model.prob.solve(lp)
-    h: highspy.Highs = model.prob.solverModel
+    h = model.prob.solverModel
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return "no_solution", None
     bound = _objective(h)

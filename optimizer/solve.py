@@ -159,11 +159,12 @@ def solve(problem: Problem, settings: Settings | None = None) -> Schedule:
     rounding = settings.strategy == "rounding" or (
         settings.strategy == "auto" and model.n_binaries > settings.rounding_above_binaries
     )
-    if rounding and settings.solver == "highs" and model.n_binaries:
+    if rounding and settings.solver == "highs" and model.n_binaries and pulp.HiGHS().available():
         solver = "highs+rounding"
         status, gap = solve_by_rounding(model, settings)
     if status not in ("optimal", "time_limit"):
-        solver, status, gap = _run(model, settings)
+        left = settings.time_limit_s - (time.perf_counter() - t1)
+        solver, status, gap = _run(model, settings.model_copy(update={"time_limit_s": max(1.0, left)}))
     t2 = time.perf_counter()
     has_solution = status in ("optimal", "time_limit")
     if has_solution:
