@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -235,10 +236,16 @@ class ModbusCodec:
         data_type = point.data_type
         if data_type in ("float32", "float64"):
             raw = float(raw)
-            if data_type == "float32" and math.isfinite(raw) and abs(raw) > FLOAT32_MAX:
+            if math.isnan(raw):
                 if not saturate:
-                    raise LimitViolation(f"{point.id}: {value} does not fit a float32", point_id=point.id)
-                raw = math.copysign(FLOAT32_MAX, raw)
+                    raise LimitViolation(f"{point.id}: {value} is not a number", point_id=point.id)
+                return raw  # meters send NaN for "not available"; simulated ones may too
+            largest = FLOAT32_MAX if data_type == "float32" else sys.float_info.max
+            if abs(raw) > largest:
+                # Unscaling can overflow too (a huge value divided by a small scale).
+                if not saturate:
+                    raise LimitViolation(f"{point.id}: {value} does not fit a {data_type}", point_id=point.id)
+                raw = math.copysign(largest, raw)
             return raw
         if isinstance(raw, float) and not math.isfinite(raw):
             raise LimitViolation(f"{point.id}: {value} is not a finite number", point_id=point.id)
