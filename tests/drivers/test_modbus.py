@@ -18,6 +18,7 @@ from modbus_fixtures import (
 )
 
 from drivers.base import (
+    DecodeError,
     HealthState,
     IllegalAddress,
     LimitViolation,
@@ -241,3 +242,13 @@ async def test_a_taken_port_is_an_os_error():
     async with SimModbusServer([device]) as server:
         with pytest.raises(OSError, match="cannot listen"):
             await SimModbusServer([device], port=server.port).start()
+
+
+async def test_a_meter_sending_not_a_number_gives_a_bad_reading(site):
+    devices, drivers, _ = site
+    devices["meter"].set("voltage_l2_v", float("nan"))
+    readings = {r.address: r for r in await drivers["meter"].read()}
+    assert readings["meter/voltage_l2_v"].quality is Quality.BAD
+    assert isinstance(drivers["meter"].last_errors["voltage_l2_v"], DecodeError)
+    assert readings["meter/voltage_l1_v"].quality is Quality.GOOD
+    assert drivers["meter"].health().state is HealthState.DEGRADED
