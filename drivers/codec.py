@@ -58,10 +58,6 @@ ORDERS = ("big", "little")
 # --------------------------------------------------------------------------- protocol-neutral
 
 
-def _label(point: PointSpec) -> str:
-    return point.id
-
-
 def is_identity(scale: float, offset: float) -> bool:
     return scale == 1.0 and offset == 0.0
 
@@ -74,17 +70,17 @@ def to_engineering(point: PointSpec, raw: Value, *, scale: float = 1.0, offset: 
     if isinstance(raw, bool | str):
         return raw
     if isinstance(raw, float) and not math.isfinite(raw):
-        raise DecodeError(f"{_label(point)}: device sent {raw}", point_id=point.id)
+        raise DecodeError(f"{point.id}: device sent {raw}", point_id=point.id)
     if point.states is not None:
         if raw != int(raw) or int(raw) not in point.states:
-            raise DecodeError(f"{_label(point)}: state {raw} is not one of {sorted(point.states)}",
+            raise DecodeError(f"{point.id}: state {raw} is not one of {sorted(point.states)}",
                               point_id=point.id)
         return int(raw)
     if is_identity(scale, offset):
         return raw
     value = raw * scale + offset
     if not math.isfinite(value):
-        raise DecodeError(f"{_label(point)}: {raw} × {scale} + {offset} overflows", point_id=point.id)
+        raise DecodeError(f"{point.id}: {raw} × {scale} + {offset} overflows", point_id=point.id)
     return value
 
 
@@ -317,8 +313,10 @@ def _decoder(point: ModbusPointSpec, raw_at: RawReader) -> Decoder:
 
 
 def decode_point(point: ModbusPointSpec, registers: Sequence[int]) -> Value:
+    """One-off decode (pollers keep a `ModbusCodec` per point instead)."""
     return ModbusCodec.for_point(point).decode(registers)
 
 
 def encode_point(point: ModbusPointSpec, value: Value, *, current: Sequence[int] | None = None) -> list[int]:
+    """One-off encode, without the limits check (see `check_write`)."""
     return ModbusCodec.for_point(point).encode(value, current=current)
