@@ -46,24 +46,26 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 class RateLimitMiddleware:
     """429 with Retry-After when a client (its bearer token, else its address) exceeds its bucket."""
 
-    def __init__(self, app: Any, limiter: RateLimiter, prefix: str) -> None:
+    def __init__(self, app: Any, limiter: RateLimiter, per_address: RateLimiter, prefix: str) -> None:
         self.app = app
         self.limiter = limiter
+        self.per_address = per_address
         self.prefix = prefix
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
             return
-        key = None
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        key = "a:" + address
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 key = "t:" + hashlib.sha256(value).hexdigest()[:32]
                 break
-        if key is None:
-            client = scope.get("client")
-            key = "a:" + (client[0] if client else "unknown")
-        wait = self.limiter.take(key)
+        wait = self.per_address.take(address)
+        if wait <= 0:
+            wait = self.limiter.take(key)
         if wait <= 0:
             await self.app(scope, receive, send)
             return
@@ -131,5 +133,6 @@ def create_app(
         return RedirectResponse("/ui/")
 
     app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
+                       per_address=RateLimiter(settings.address_rate_per_second, settings.address_rate_burst),
                        prefix=API_PREFIX)
     return app

@@ -22,6 +22,10 @@ class ApiSettings:
     # Token bucket per bearer token (or per client address without one).
     rate_per_second: float = 20.0
     rate_burst: int = 60
+    # And one per client address whatever the token, so that made-up tokens do not each get a fresh bucket.
+    # Behind a reverse proxy, run uvicorn with --proxy-headers so that the address is the client's.
+    address_rate_per_second: float = 200.0
+    address_rate_burst: int = 400
     # How long a looked-up token stays cached in the worker; a revocation takes effect within this.
     token_cache: timedelta = timedelta(seconds=10)
     # Grid carbon intensity used for the CO₂ KPI when no measured series is stored (RTE 2024 mean).

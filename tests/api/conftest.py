@@ -55,7 +55,9 @@ async def make_api(db_path: Path, site: Site, settings: ApiSettings | None = Non
     clock = ManualClock(NOW)
     historian = SQLiteHistorian(db_path, quarantine=QuarantinePolicy(max_past=timedelta(days=4000)))
     await historian.open()
-    app = create_app(historian, {}, settings or ApiSettings(rate_per_second=10_000, rate_burst=10_000),
+    unlimited = ApiSettings(rate_per_second=10_000, rate_burst=10_000, address_rate_per_second=10_000,
+                            address_rate_burst=10_000)
+    app = create_app(historian, {}, settings or unlimited,
                      sites={"small-site": small_site(site)}, clock=clock.now)
     ctx: ApiContext = app.state.context
     await ctx.store.db.open()

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from drivers.base import Quality, Reading
 from gridctl.api import API_PREFIX, ApiSettings
 from gridctl.api.csvout import escape_cell, to_csv
+from gridctl.api.models import Consumption
 from gridctl.api.store import Role
 from tests.api.conftest import Api, make_api
 from tests.api.support import dwelling_kwh_per_quarter, small_site
@@ -34,6 +35,8 @@ async def test_daily_is_the_default_and_matches_the_meter(api: Api) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["resolution"] == "day"
+    # Built without pydantic for speed, the body still has the documented shape.
+    assert Consumption.model_validate(body).total_kwh == body["total_kwh"]
     assert [b["start"] for b in body["buckets"]] == ["2026-03-10T00:00:00+01:00", "2026-03-11T00:00:00+01:00"]
     # Local midnight in Paris is 23:00 UTC the day before.
     day = datetime(2026, 3, 9, 23, tzinfo=UTC)
@@ -251,3 +254,18 @@ async def test_rate_limit_answers_429(tmp_path, history_template, site) -> None:
 
 def test_small_site_helper_keeps_nine_dwellings(site) -> None:
     assert len(small_site(site).dwellings) == 9
+
+
+async def test_made_up_tokens_share_their_address_bucket(tmp_path, history_template, site) -> None:
+    from tests.api.support import copy_history
+
+    settings = ApiSettings(rate_per_second=1000, rate_burst=1000, address_rate_per_second=0.01, address_rate_burst=4)
+    api, _app = await make_api(copy_history(history_template, tmp_path / "db.sqlite"), site, settings)
+    try:
+        codes = [(await api.client.get(f"{API_PREFIX}/me", headers={"Authorization": f"Bearer gct_guess{n}"})).status_code
+                 for n in range(6)]
+        assert codes == [401, 401, 401, 401, 429, 429]
+    finally:
+        await api.client.aclose()
+        await api.ctx.store.db.close()
+        await api.historian.close()
