@@ -164,13 +164,13 @@ class SimStore(ModbusServerContext):
             if unit_id in self.units:
                 raise ValueError(f"unit id {unit_id} used by {self.units[unit_id].device.id} and {device.id}")
             self.units[unit_id] = _Unit(device, strict_addresses)
+        # Requests received, all units together (counted by the request handler).
         self.requests = 0
 
     def device_ids(self) -> list[int]:
         return list(self.units)
 
     async def _unit(self, device_id: int) -> _Unit | ExcCodes:
-        self.requests += 1
         unit = self.units.get(device_id)
         if unit is None:
             return ExcCodes.GATEWAY_NO_RESPONSE
@@ -227,6 +227,7 @@ class _RequestHandler(ServerRequestHandler):
         """Requests are answered from `callback_data`."""
 
     async def _answer(self, request: ModbusPDU, addr: tuple | None) -> None:
+        self.server.context.requests += 1
         try:
             response = await request.datastore_update(self.server.context, request.dev_id)
         except _NoAnswer:

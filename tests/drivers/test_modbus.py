@@ -252,3 +252,14 @@ async def test_a_meter_sending_not_a_number_gives_a_bad_reading(site):
     assert isinstance(drivers["meter"].last_errors["voltage_l2_v"], DecodeError)
     assert readings["meter/voltage_l1_v"].quality is Quality.GOOD
     assert drivers["meter"].health().state is HealthState.DEGRADED
+
+
+async def test_a_write_is_one_request_and_one_read_back(site):
+    _, drivers, server = site
+    before = server.requests
+    await drivers["charger"].write("max_power_kw", 7.5)  # FC16, two registers
+    await drivers["charger"].write("charging_enabled", False)  # FC5
+    assert server.requests - before == 4
+    before = server.requests
+    await drivers["inverter"].write("curtail", True)  # a bit: read, FC6, read back
+    assert server.requests - before == 3
