@@ -48,6 +48,17 @@ class SimClock:
                 return self._start + self._offset
             return self._start + (datetime.now(UTC) - self._wall_origin) * self._speed
 
+    def set_speed(self, speed: float | None) -> None:
+        """From now on follow wall time × `speed` (None: stand still until advanced by hand)."""
+        with self._lock:
+            if self._speed is None:
+                current = self._start + self._offset
+            else:
+                current = self._start + (datetime.now(UTC) - self._wall_origin) * self._speed
+            self._start, self._offset = current, timedelta(0)
+            self._wall_origin = datetime.now(UTC)
+            self._speed = speed
+
     def advance(self, step: timedelta) -> datetime:
         if self._speed is not None:
             raise RuntimeError("an accelerated clock follows wall time; it cannot be advanced by hand")

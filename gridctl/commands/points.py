@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -59,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port-offset", type=int, default=0, metavar="N",
                         help="add N to every port of the site (as given to gridctl sim up)")
+    parser.add_argument("--timeout", type=float, default=None, metavar="S",
+                        help="seconds to wait for each answer (default: each device's timeout_s)")
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ def _load(site_path: str) -> tuple[Site, Path]:
     return load_site(site_path), site_file(site_path).parent
 
 
-def _targets(site: Site, site_dir: Path, addresses: Sequence[str], port_offset: int) -> list[_Target]:
+def _targets(site: Site, site_dir: Path, addresses: Sequence[str], port_offset: int,
+             timeout_s: float | None = None) -> list[_Target]:
     """Group the requested points by device, in the order asked, without duplicates."""
     wanted: dict[str, list[Point]] = {}
     for address in addresses:
@@ -86,8 +90,15 @@ def _targets(site: Site, site_dir: Path, addresses: Sequence[str], port_offset: 
             raise UsageError(f"device {device_id} has no point {point_id!r}; its points: {known}")
         chosen = wanted.setdefault(device_id, [])
         chosen.extend(p for p in points if p not in chosen)
-    return [_Target(offset_ports(device_spec(site.device(d), site_dir), port_offset), points)
-            for d, points in wanted.items()]
+    if timeout_s is not None and timeout_s <= 0:
+        raise UsageError("--timeout must be positive")
+    targets = []
+    for device_id, points in wanted.items():
+        spec = offset_ports(device_spec(site.device(device_id), site_dir), port_offset)
+        if timeout_s is not None:
+            spec = dataclasses.replace(spec, timeout_s=timeout_s)
+        targets.append(_Target(spec, points))
+    return targets
 
 
 def _label(point: Point, value: Value | None) -> str | None:
@@ -141,7 +152,7 @@ async def _read(targets: list[_Target]) -> list[tuple[Point, Reading]]:
 def run_read(args: argparse.Namespace) -> int:
     try:
         site, site_dir = _load(args.site)
-        targets = _targets(site, site_dir, args.addresses, args.port_offset)
+        targets = _targets(site, site_dir, args.addresses, args.port_offset, args.timeout)
     except (SiteError, UsageError, ValueError) as exc:
         print(f"gridctl points read: {exc}", file=sys.stderr)
         return 2
@@ -212,7 +223,7 @@ def run_write(args: argparse.Namespace) -> int:
         site, site_dir = _load(args.site)
         if "/" not in args.address:
             raise UsageError(f"write needs one point, device/point, not {args.address!r}")
-        (target,) = _targets(site, site_dir, [args.address], args.port_offset)
+        (target,) = _targets(site, site_dir, [args.address], args.port_offset, args.timeout)
         (point,) = target.points
         spec_point = next(p for p in target.spec.points if p.id == point.id)  # type: ignore[attr-defined]
         if not point.writable:

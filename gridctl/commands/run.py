@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 from pathlib import Path
 
 from gridctl import logs, paths
-from gridctl.service.runner import ServiceOptions, SiteService
-from gridctl.service.web import serve
+from gridctl.api.store import StoreAuditSink
+from gridctl.service.runner import ServiceHost, SiteOptions
+from gridctl.service.web import WebServer, build_app
 
 log = logging.getLogger("gridctl.run")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run the control service of a site")
-    parser.add_argument("site", type=Path, help="site folder or its site.yaml")
+    parser.add_argument("sites", type=Path, nargs="+", metavar="SITE", help="site folder or its site.yaml")
     parser.add_argument("--db", default=None,
                         help="PostgreSQL DSN or SQLite file (default: the embedded SQLite in the data directory)")
     parser.add_argument("--port-offset", type=int, default=0, help="move every device port (simulated sites)")
-    parser.add_argument("--host", default="127.0.0.1", help="address of the API and /metrics")
-    parser.add_argument("--port", type=int, default=8080, help="port of the API and /metrics (0: none)")
+    parser.add_argument("--host", default="127.0.0.1", help="address of the API, the web pages and /metrics")
+    parser.add_argument("--port", type=int, default=8080, help="port of the API, the web pages and /metrics")
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(func=run)
 
@@ -33,24 +33,32 @@ def run(args: argparse.Namespace) -> int:
     db = args.db or str(paths.default_database())
     if args.db is None:
         paths.data_dir().mkdir(parents=True, exist_ok=True)
-    options = ServiceOptions(site=args.site, db=db, spool_dir=paths.spool_dir(), port_offset=args.port_offset)
-    return asyncio.run(_main(options, args.host, args.port))
+    sites = [SiteOptions(site=path, port_offset=args.port_offset) for path in args.sites]
+    return asyncio.run(_main(sites, db, args.host, args.port))
 
 
-async def _main(options: ServiceOptions, host: str, port: int) -> int:
-    service = SiteService(options)
+async def _main(sites: list[SiteOptions], db: str, address: str, port: int) -> int:
+    host = ServiceHost(sites, db, paths.spool_dir())
+    await host.open_history()
+    app = build_app(host)
+    audit = StoreAuditSink(app.state.context.store)
+    for service in host.sites:
+        service.controller.audit = audit
+        service.controller.arbiter.audit = audit
+    await app.state.context.store.db.open()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await service.start()
-    web = asyncio.create_task(serve([service], service.historian, host, port, stop)) if port else None
+    web = WebServer(app, address, port)
+    await web.start()
+    await host.start()
+    log.info("serving on http://%s:%d", address, port)
     try:
         await stop.wait()
     finally:
         log.info("stopping")
-        if web is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await web
-        await service.stop()
+        # The service goes first: its last writes (relinquishing leases) are audited in the database.
+        await host.stop()
+        await web.stop()
     return 0

@@ -58,6 +58,8 @@ class ControllerSettings:
     schedule_validity: timedelta = timedelta(hours=2)
     # A point older than this many poll periods of its device is stale.
     stale_after_periods: float = 3.0
+    # Shortest poll period actually used (in the clock's time): an accelerated clock polls less often.
+    poll_floor_s: float = 0.0
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
 
@@ -87,8 +89,8 @@ class SiteController:
         self.audit = audit or MemoryAuditSink()
         self.policy = policy
         self._alarms = AlarmBook()
-        max_age = {d.id: timedelta(seconds=d.poll_interval_s * self.settings.stale_after_periods)
-                   for d in site.devices}
+        max_age = {d.id: timedelta(seconds=max(d.poll_interval_s, self.settings.poll_floor_s)
+                                   * self.settings.stale_after_periods) for d in site.devices}
         self.values = LatestValues(max_age)
         self._health: dict[str, DeviceHealth] = {}
         self.arbiter = Arbiter(site, self.drivers, clock, self.audit, self._alarms,

@@ -1,15 +1,21 @@
-"""`gridctl run`: one site's control loop on the wall clock, driven by APScheduler.
+"""The control service on a clock, driven by APScheduler: `gridctl run` and `gridctl demo`.
 
-Jobs: each device polls on its own period (the poller's tasks), dispatch every step, lease renewal,
-forecast + optimise every 15 minutes and at once on a policy change or a demand-response event,
-rollups and retention. Stopping relinquishes every lease, staggered, before the drivers close.
+Per site: each device polls on its own period (the poller's tasks), dispatch every step, lease
+renewal, forecast + optimise every 15 minutes and at once on a policy change, a demand-response event
+or a car plugging in. Per database: rollups and retention. Stopping relinquishes every lease,
+staggered, before the drivers close, then flushes history.
+
+Intervals are in the service clock's time; with an accelerated simulated clock (`speed` > 1) the
+scheduler runs them `speed` times more often in wall time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,13 +24,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from drivers.factory import make_driver, offset_ports
 from drivers.poller import PollBatch, PolledDevice, Poller
+from gridctl.alarms import AlarmKind, Severity
 from gridctl.clock import Clock, WallClock
 from gridctl.config import Site, load_site
 from gridctl.config.loader import site_file
+from gridctl.dispatch import AuditSink
 from gridctl.fieldbus import device_spec
 from gridctl.history import Historian, open_historian
 from gridctl.history.recorder import Recorder
-from gridctl.history.spool import Spool
+from gridctl.history.spool import Spool, SpoolAlarm
+from gridctl.policy import PolicyVersion
 from gridctl.service.controller import ControllerSettings, SiteController
 from gridctl.service.forecasting import DARK_BELOW_ELEVATION_DEG, SignalForecaster, solar
 from gridctl.service.metrics import ServiceMetrics
@@ -39,127 +48,201 @@ class Cadence:
     renew: timedelta = timedelta(seconds=5)
     rollups: timedelta = timedelta(minutes=15)
     retention: timedelta = timedelta(hours=24)
+    # Events (a car plugging in) re-plan at once, but no more often than this.
+    replan_gap: timedelta = timedelta(seconds=30)
 
 
 @dataclass
-class ServiceOptions:
+class SiteOptions:
     site: Path
-    db: str
-    spool_dir: Path
     port_offset: int = 0
     cadence: Cadence = field(default_factory=Cadence)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
-    spool_capacity: int = 2_000_000
-    replan_gap_s: float = 30.0
+    policy: PolicyVersion | None = None
 
 
 class SiteService:
-    """Everything `gridctl run` runs for one site, started and stopped as one."""
+    """One site's poller, controller and jobs."""
 
-    def __init__(self, options: ServiceOptions, clock: Clock | None = None,
-                 metrics: ServiceMetrics | None = None) -> None:
+    def __init__(self, options: SiteOptions, *, recorder: Recorder, clock: Clock, metrics: ServiceMetrics,
+                 audit: AuditSink | None = None, speed: float = 1.0, min_poll_s: float = 1.0) -> None:
         self.options = options
-        self.clock = clock or WallClock()
+        self.clock = clock
+        self.speed = speed
+        self.metrics = metrics
         self.site: Site = load_site(options.site)
-        self.metrics = metrics or ServiceMetrics()
         site_dir = site_file(options.site).parent
         specs = [offset_ports(device_spec(d, site_dir), options.port_offset) for d in self.site.devices]
         self.drivers = {spec.id: make_driver(spec) for spec in specs}
-        self.historian: Historian = open_historian(options.db)
-        options.spool_dir.mkdir(parents=True, exist_ok=True)
-        self.spool = Spool(options.spool_dir / f"{self.site.id}.spool", capacity=options.spool_capacity)
-        self.recorder = Recorder(self.historian, self.spool)
         self.forecaster = SignalForecaster()
-        self.controller = SiteController(
-            self.site, self.drivers, self.clock, self.forecaster, history=self.recorder,
-            settings=options.controller, is_dark=self._is_dark)
-        self.poller = Poller([PolledDevice(d, s.poll_interval_s) for d, s in zip(self.drivers.values(), specs,
-                                                                                   strict=True)],
+        # Relinquishing is staggered in the clock's time too.
+        dispatch = dataclasses.replace(options.controller.dispatch,
+                                       relinquish_stagger_s=options.controller.dispatch.relinquish_stagger_s / speed)
+        settings = dataclasses.replace(options.controller, poll_floor_s=min_poll_s * speed, dispatch=dispatch)
+        self.controller = SiteController(self.site, self.drivers, clock, self.forecaster, history=recorder,
+                                         audit=audit, settings=settings, policy=options.policy,
+                                         is_dark=self._is_dark)
+        periods = [max(spec.poll_interval_s / speed, min_poll_s) for spec in specs]
+        self.poller = Poller([PolledDevice(self.drivers[s.id], p) for s, p in zip(specs, periods, strict=True)],
                              self._on_poll)
-        self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._replanner: asyncio.Task[None] | None = None
-        self._started = False
+        # Jobs of one site run one at a time; stopping waits for the one under way.
+        self._busy = asyncio.Lock()
+        # A clock other than the wall clock (simulated time) re-stamps readings: drivers stamp wall time.
+        self._restamp = not isinstance(clock, WallClock)
 
-    def _is_dark(self, moment) -> bool:
+    def _is_dark(self, moment: datetime) -> bool:
         _, (elevation,) = solar(self.site, [moment])
         return elevation < DARK_BELOW_ELEVATION_DEG
 
     async def _on_poll(self, batch: PollBatch) -> None:
         self.metrics.observe_poll(self.site.id, batch.device_id, max(batch.finished - batch.due, 0.0),
                                   batch.health.state)
+        readings = batch.readings
+        if self._restamp:
+            now = self.clock.now()
+            readings = [dataclasses.replace(r, ts=now) for r in readings]
         try:
-            await self.controller.ingest(batch.device_id, batch.readings, batch.health)
+            await self.controller.ingest(batch.device_id, readings, batch.health)
         except Exception:  # a full spool or a bug must not stop the other devices' polls
             log.exception("%s: storing readings of %s failed", self.site.id, batch.device_id)
 
-    async def start(self) -> None:
-        await self.historian.open()
-        await self.historian.upgrade()
-        await self.historian.sync_site(self.site)
-        await self.recorder.start()
-        self.metrics.track_spool(self.site.id, lambda: float(len(self.spool)))
-        await self.poller.start()
+    def schedule(self, scheduler: AsyncIOScheduler) -> None:
         cadence = self.options.cadence
-        jobs = [
-            (self.dispatch, cadence.dispatch),
-            (self.optimise, cadence.optimise),
-            (self.renew, cadence.renew),
-            (self.rollups, cadence.rollups),
-            (self.retention, cadence.retention),
-        ]
-        first_run = {"optimise": datetime.now(UTC) + timedelta(seconds=2)}
+        now = datetime.now(UTC)
+        jobs = [(self.dispatch, cadence.dispatch), (self.optimise, cadence.optimise), (self.renew, cadence.renew)]
         for job, every in jobs:
-            self.scheduler.add_job(job, "interval", seconds=every.total_seconds(), max_instances=1, coalesce=True,
-                                   id=job.__name__, misfire_grace_time=int(every.total_seconds()),
-                                   next_run_time=first_run.get(job.__name__, datetime.now(UTC) + every))
-        self.scheduler.start()
+            seconds = max(every.total_seconds() / self.speed, 0.5)
+            first = now + timedelta(seconds=2 if job == self.optimise else seconds)
+            scheduler.add_job(job, "interval", seconds=seconds, max_instances=1, coalesce=True,
+                              id=f"{self.site.id}:{job.__name__}", misfire_grace_time=max(int(seconds), 1),
+                              next_run_time=first)
+
+    async def start(self) -> None:
+        await self.poller.start()
         self._replanner = asyncio.create_task(self._replan_on_request(), name=f"replan {self.site.id}")
-        self._started = True
         log.info("%s: running with %d devices", self.site.id, len(self.drivers))
 
     async def stop(self) -> None:
-        if not self._started:
-            return
-        self._started = False
-        self.scheduler.shutdown(wait=False)
         if self._replanner is not None:
             self._replanner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._replanner
-        await self.poller.stop()
-        released = await self.controller.shutdown()
+            self._replanner = None
+        async with self._busy:
+            await self.poller.stop()
+            released = await self.controller.shutdown()
         log.info("%s: relinquished %d points", self.site.id, len(released))
-        await self.recorder.close()
-        await self.historian.close()
-        self.spool.close()
 
     async def optimise(self) -> None:
+        # The solve runs outside the lock: lease renewals must not wait for it.
+        await self._optimise()
+        async with self._busy:
+            await self._dispatch()
+
+    async def dispatch(self) -> None:
+        async with self._busy:
+            await self._dispatch()
+
+    async def renew(self) -> None:
+        async with self._busy:
+            for entry in await self.controller.renew():
+                self.metrics.writes.labels(self.site.id, entry.outcome.value).inc()
+
+    async def _optimise(self) -> None:
         failures = self.controller.stats.optimiser_failures
         started = asyncio.get_running_loop().time()
         await self.controller.optimise()
         self.metrics.solve_seconds.labels(self.site.id).observe(asyncio.get_running_loop().time() - started)
         if self.controller.stats.optimiser_failures > failures:
             self.metrics.optimiser_failures.labels(self.site.id).inc()
-        await self.dispatch()
 
-    async def dispatch(self) -> None:
+    async def _dispatch(self) -> None:
         self.forecaster.observe(self.site, self.controller.snapshot())
         for entry in await self.controller.dispatch():
             self.metrics.writes.labels(self.site.id, entry.outcome.value).inc()
+        for alarm_kind in {a.kind for a in self.controller.alarms.active()}:
+            count = sum(1 for a in self.controller.alarms.active() if a.kind == alarm_kind)
+            self.metrics.active_alarms.labels(self.site.id, alarm_kind.value).set(count)
 
-    async def renew(self) -> None:
-        for entry in await self.controller.renew():
-            self.metrics.writes.labels(self.site.id, entry.outcome.value).inc()
+    async def _replan_on_request(self) -> None:
+        gap = self.options.cadence.replan_gap.total_seconds() / self.speed
+        while True:
+            await self.controller.replan_requested.wait()
+            await self.optimise()
+            # Several events in a row (cars arriving together) make one re-plan, not one each.
+            await asyncio.sleep(gap)
+
+
+class ServiceHost:
+    """The sites of one gridctl process, their shared history database, and the scheduler."""
+
+    def __init__(self, sites: Sequence[SiteOptions], db: str, spool_dir: Path, *, clock: Clock | None = None,
+                 speed: float = 1.0, min_poll_s: float = 1.0, spool_capacity: int = 2_000_000,
+                 audit: AuditSink | None = None, cadence: Cadence | None = None) -> None:
+        self.clock = clock or WallClock()
+        self.speed = speed
+        self.cadence = cadence or Cadence()
+        self.metrics = ServiceMetrics()
+        self.historian: Historian = open_historian(db)
+        self.db = db
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        self.spool = Spool(spool_dir / "readings.spool", capacity=spool_capacity, on_alarm=self._spool_alarm)
+        self.recorder = Recorder(self.historian, self.spool, clock=self.clock.now)
+        self.audit = audit
+        self.sites = [SiteService(o, recorder=self.recorder, clock=self.clock, metrics=self.metrics, audit=audit,
+                                  speed=speed, min_poll_s=min_poll_s) for o in sites]
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self._started = False
+
+    def _spool_alarm(self, alarm: SpoolAlarm) -> None:
+        now = self.clock.now()
+        for service in getattr(self, "sites", []):
+            book = service.controller.alarms
+            if alarm.active:
+                book.raise_alarm(AlarmKind.SPOOL_FILLING, service.site.id,
+                                 f"history spool {alarm.fill_ratio:.0%} full ({alarm.count}/{alarm.capacity} readings)"
+                                 f"; the database is not taking readings", now, Severity.CRITICAL)
+            else:
+                book.clear(AlarmKind.SPOOL_FILLING, service.site.id, now)
+
+    def site(self, site_id: str) -> SiteService:
+        return next(s for s in self.sites if s.site.id == site_id)
+
+    async def open_history(self) -> None:
+        await self.historian.open()
+        await self.historian.upgrade()
+        for service in self.sites:
+            await self.historian.sync_site(service.site)
+
+    async def start(self) -> None:
+        await self.recorder.start()
+        for service in self.sites:
+            self.metrics.track_spool(service.site.id, lambda: float(len(self.spool)))
+            await service.start()
+            service.schedule(self.scheduler)
+        for job, every in ((self.rollups, self.cadence.rollups), (self.retention, self.cadence.retention)):
+            seconds = max(every.total_seconds() / self.speed, 1.0)
+            self.scheduler.add_job(job, "interval", seconds=seconds, max_instances=1, coalesce=True,
+                                   id=job.__name__, next_run_time=datetime.now(UTC) + timedelta(seconds=seconds))
+        self.scheduler.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            # No new runs; runs under way finish (each site's stop waits for its own).
+            self.scheduler.pause()
+            self._started = False
+        await asyncio.gather(*(service.stop() for service in self.sites))
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await self.recorder.drain(10)
+        await self.recorder.close()
+        await self.historian.close()
+        self.spool.close()
 
     async def rollups(self) -> None:
         await self.historian.refresh_rollups()
 
     async def retention(self) -> None:
         await self.historian.apply_retention(self.clock.now())
-
-    async def _replan_on_request(self) -> None:
-        while True:
-            await self.controller.replan_requested.wait()
-            await self.optimise()
-            # Several events in a row (cars arriving together) make one re-plan, not one each.
-            await asyncio.sleep(self.options.replan_gap_s)

@@ -1,40 +1,58 @@
-"""Serve the service's HTTP side: /metrics (Prometheus) and the API and web pages."""
+"""Serve the service's HTTP side: the API and web pages, and /metrics in Prometheus' format."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import contextlib
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-if TYPE_CHECKING:
-    from gridctl.history import Historian
-    from gridctl.service.runner import SiteService
+from gridctl.api.app import create_app
+from gridctl.service.runner import ServiceHost
 
 
-def build_app(services: Sequence[SiteService], historian: Historian) -> FastAPI:
-    app = FastAPI(title="gridctl")
-    metrics = services[0].metrics if services else None
+def build_app(host: ServiceHost) -> FastAPI:
+    runtimes = {service.site.id: service.controller for service in host.sites}
+    app = create_app(host.historian, runtimes, database=host.db, clock=host.clock.now)
+    metrics = host.metrics
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
-        body = metrics.render() if metrics else b""
-        return Response(body, media_type=metrics.content_type if metrics else "text/plain")
+        return Response(metrics.render(), media_type=metrics.content_type)
 
     return app
 
 
-async def serve(services: Sequence[SiteService], historian: Historian, host: str, port: int,
-                stop: asyncio.Event) -> None:
-    """Serve until `stop` is set."""
-    config = uvicorn.Config(build_app(services, historian), host=host, port=port, log_level="warning",
-                            lifespan="off")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    await stop.wait()
-    server.should_exit = True
-    await task
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service stops it, after relinquishing its leases."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class WebServer:
+    """The HTTP server as a task: started (listening) before the caller announces its URLs."""
+
+    def __init__(self, app: FastAPI, address: str, port: int) -> None:
+        self._server = _Server(uvicorn.Config(app, host=address, port=port, log_level="warning"))
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        self._task = asyncio.create_task(self._server.serve())
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the web server stopped at start")
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the web server did not start")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task

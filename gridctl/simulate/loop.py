@@ -89,14 +89,18 @@ def site_ports(site: Site, offset: int) -> list[tuple[str, int]]:
     return ports
 
 
-def free_port_offset(site: Site, attempts: int = 50) -> int:
-    """An offset that puts every port of the site on a free loopback port."""
+def free_port_offset(*sites: Site, attempts: int = 50) -> int:
+    """An offset that puts every port of the sites on a free loopback port."""
     rng = random.Random()
     for _ in range(attempts):
         offset = rng.randrange(1000, 12000, 10)
-        if all(_free(kind, port) for kind, port in site_ports(site, offset)):
+        if ports_free(offset, *sites):
             return offset
     raise RuntimeError("no free range of ports for the simulated site")
+
+
+def ports_free(offset: int, *sites: Site) -> bool:
+    return all(_free(kind, port) for site in sites for kind, port in site_ports(site, offset))
 
 
 def _free(kind: str, port: int) -> bool:
