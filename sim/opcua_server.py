@@ -71,7 +71,8 @@ class OpcuaSimServer:
         # node id -> (device, point); values last pushed, to write only changes.
         self._nodes: dict[ua.NodeId, tuple[SimDevice, OpcuaPointSpec]] = {}
         self._published: dict[ua.NodeId, tuple[Any, str]] = {}
-        # Client Read/Write requests seen, and those a slow or silent fault is holding right now.
+        # Client Read/Write requests to the simulated devices' variables, and those a slow or silent
+        # fault is holding right now.
         self.requests = 0
         self.held_requests = 0
 
@@ -245,14 +246,17 @@ class OpcuaSimServer:
     async def _before_read(self, event: ServerItemCallback, _dispatcher: Any) -> None:
         if not event.is_external:
             return
-        self.requests += 1
-        await self._delay_for_faults(self._devices_of([r.NodeId for r in event.request_params.NodesToRead]))
+        devices = self._devices_of([r.NodeId for r in event.request_params.NodesToRead])
+        if devices:
+            self.requests += 1
+        await self._delay_for_faults(devices)
 
     async def _before_write(self, event: ServerItemCallback, _dispatcher: Any) -> None:
         if not event.is_external:
             return
-        self.requests += 1
         devices = self._devices_of([w.NodeId for w in event.request_params.NodesToWrite])
+        if devices:
+            self.requests += 1
         await self._delay_for_faults(devices)
         for device in devices:
             if device.fault is not None and device.fault.kind in (FaultKind.EXCEPTION, FaultKind.OFFLINE):

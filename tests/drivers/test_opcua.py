@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import pytest
+import pytest_asyncio
 
 from drivers.base import (
     DecodeError,
@@ -102,27 +103,54 @@ async def eventually_read(driver: OpcuaDriver, predicate: Callable[[list[Reading
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def bms() -> AsyncIterator[tuple[SimDevice, OpcuaSimServer]]:
+# Starting an asyncua server builds the whole standard address space (about a second of CPU), so
+# the tests of this module share one server, each with a device of its own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+SHARED_DEVICES = 12
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_server() -> AsyncIterator[tuple[OpcuaSimServer, list[SimDevice]]]:
+    """The module's server and the devices no test has used yet."""
+    devices = [SimDevice(bms_spec(device_id=f"bms{index}"), WallClock(), INITIAL) for index in range(SHARED_DEVICES)]
+    async with OpcuaSimServer(devices) as server:
+        yield server, list(devices)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def bms(shared_server: tuple[OpcuaSimServer, list[SimDevice]]) -> tuple[SimDevice, OpcuaSimServer]:
+    """A device nobody else in the module uses, on the shared server."""
+    server, unused = shared_server
+    assert unused, "raise SHARED_DEVICES"
+    return unused.pop(0), server
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def own_bms() -> AsyncIterator[tuple[SimDevice, OpcuaSimServer]]:
+    """A device on a server of its own, for tests that change server-wide settings."""
     device = SimDevice(bms_spec(), WallClock(), INITIAL)
     async with OpcuaSimServer([device]) as server:
         yield device, server
 
 
-@pytest.fixture
+def spec_of(bms: tuple[SimDevice, OpcuaSimServer], **changes: object) -> OpcuaDeviceSpec:
+    device, server = bms
+    return replace(device.spec, endpoint=server.endpoint, **changes)  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def driver(bms: tuple[SimDevice, OpcuaSimServer]) -> AsyncIterator[OpcuaDriver]:
-    _, server = bms
-    driver = OpcuaDriver(bms_spec(server.endpoint), backoff=fast_backoff())
+    driver = OpcuaDriver(spec_of(bms), backoff=fast_backoff())
     await driver.connect()
     yield driver
     await driver.close()
 
 
 async def test_reads_every_point_in_one_request(bms: tuple[SimDevice, OpcuaSimServer], driver: OpcuaDriver) -> None:
-    _, server = bms
+    device, server = bms
     reads_before = server.requests
     readings = await driver.read()
-    assert [r.address for r in readings] == [f"bms/{p.id}" for p in driver.spec.points]
+    assert [r.address for r in readings] == [f"{device.id}/{p.id}" for p in driver.spec.points]
     assert all(r.quality is Quality.GOOD and r.error is None for r in readings), readings
     by_point = {r.address.split("/")[1]: r for r in readings}
     for point_id, value in INITIAL.items():
@@ -146,7 +174,7 @@ async def test_writes_and_reads_back_every_writable_point(bms: tuple[SimDevice, 
     for point in writable:
         value = sample_value(point, device.get(point.id))
         result = await driver.write(point.id, value)
-        assert result.address == f"bms/{point.id}"
+        assert result.address == f"{device.id}/{point.id}"
         assert result.requested == value
         if point.data_type == "Float":
             assert result.read_back == pytest.approx(value, rel=1e-6)
@@ -166,7 +194,7 @@ async def test_physics_changes_reach_the_client(bms: tuple[SimDevice, OpcuaSimSe
     device.set("alarm_code", 17)
     await server.sync()
     readings = {r.address: r.value for r in await driver.read(["supply_temperature_c", "alarm_code"])}
-    assert readings == {"bms/supply_temperature_c": 24.75, "bms/alarm_code": 17}
+    assert readings == {f"{device.id}/supply_temperature_c": 24.75, f"{device.id}/alarm_code": 17}
 
 
 async def test_state_labels_are_written_as_raw_values(bms: tuple[SimDevice, OpcuaSimServer],
@@ -206,8 +234,7 @@ async def test_refuses_writes_outside_limits_before_sending(bms: tuple[SimDevice
 
 
 async def test_server_status_codes_become_typed_errors(bms: tuple[SimDevice, OpcuaSimServer]) -> None:
-    _, server = bms
-    spec = bms_spec(server.endpoint)
+    spec = spec_of(bms)
     # The site claims the measurement is writable, the server says it is not.
     claims_writable = tuple(replace(p, writable=True) if p.id == "alarm_code" else p for p in spec.points)
     unknown = OpcuaPointSpec(id="ghost", unit="", node_id=f"nsu={NS};s=bms.ghost", data_type="Double",
@@ -240,7 +267,7 @@ async def test_typed_variant_is_required_for_float_nodes(bms: tuple[SimDevice, O
     from asyncua import Client, ua
 
     _, server = bms
-    spec = bms_spec(server.endpoint)
+    spec = spec_of(bms)
     setpoint = next(p for p in spec.points if p.id == "setpoint_c")
     async with Client(server.endpoint) as client:
         namespace = await client.get_namespace_index(NS)
@@ -270,7 +297,7 @@ async def test_garbage_values_are_bad_with_decode_error(bms: tuple[SimDevice, Op
 
 async def test_subscription_mode_serves_the_cache(bms: tuple[SimDevice, OpcuaSimServer]) -> None:
     device, server = bms
-    driver = OpcuaDriver(bms_spec(server.endpoint, subscription=True), backoff=fast_backoff())
+    driver = OpcuaDriver(spec_of(bms, subscription=True), backoff=fast_backoff())
     await driver.connect()
     try:
         readings = await eventually_read(driver, lambda rs: all(r.quality is Quality.GOOD for r in rs))
@@ -290,14 +317,14 @@ async def test_subscription_mode_serves_the_cache(bms: tuple[SimDevice, OpcuaSim
         await driver.close()
 
 
-async def test_splits_reads_only_when_the_server_limits_demand_it(bms: tuple[SimDevice, OpcuaSimServer]) -> None:
+async def test_splits_reads_only_when_the_server_limits_demand_it(own_bms: tuple[SimDevice, OpcuaSimServer]) -> None:
     from asyncua import ua
 
-    _, server = bms
+    _, server = own_bms
     assert server._server is not None
     limit = ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead)
     await server._server.write_attribute_value(limit, ua.DataValue(ua.Variant(5, ua.VariantType.UInt32)))
-    driver = OpcuaDriver(bms_spec(server.endpoint), backoff=fast_backoff())
+    driver = OpcuaDriver(spec_of(own_bms), backoff=fast_backoff())
     await driver.connect()
     try:
         readings = await driver.read()
@@ -308,8 +335,7 @@ async def test_splits_reads_only_when_the_server_limits_demand_it(bms: tuple[Sim
 
 
 async def test_reading_without_connect_connects_in_the_background(bms: tuple[SimDevice, OpcuaSimServer]) -> None:
-    _, server = bms
-    driver = OpcuaDriver(bms_spec(server.endpoint), backoff=fast_backoff())
+    driver = OpcuaDriver(spec_of(bms), backoff=fast_backoff())
     try:
         first = await driver.read()
         assert all(r.quality is Quality.BAD and "not connected" in (r.error or "") for r in first)
@@ -325,13 +351,13 @@ async def test_reading_without_connect_connects_in_the_background(bms: tuple[Sim
 
 
 async def test_splits_reads_when_the_server_refuses_too_many_operations(
-        bms: tuple[SimDevice, OpcuaSimServer]) -> None:
+        own_bms: tuple[SimDevice, OpcuaSimServer]) -> None:
     """A server that states no limit but refuses large Reads (BadTooManyOperations) gets smaller ones."""
     from asyncua import ua
     from asyncua.common.callback import CallbackType
     from asyncua.common.utils import ServiceError
 
-    _, server = bms
+    _, server = own_bms
     assert server._server is not None
     refused = []
 
@@ -343,7 +369,7 @@ async def test_splits_reads_when_the_server_refuses_too_many_operations(
 
     # Priority 1: alongside the simulator's own PreRead listener (priority 0), not instead of it.
     server._server.iserver.callback_service.addListener(CallbackType.PreRead, at_most_five, 1)
-    driver = OpcuaDriver(bms_spec(server.endpoint), backoff=fast_backoff())
+    driver = OpcuaDriver(spec_of(own_bms), backoff=fast_backoff())
     await driver.connect()
     try:
         readings = await driver.read()

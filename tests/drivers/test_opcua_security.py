@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from asyncua import ua
 from asyncua.common.utils import ServiceError
 from test_opcua import INITIAL, bms_spec, fast_backoff
@@ -35,10 +36,16 @@ def secured(spec: OpcuaDeviceSpec, client: CertificateFiles, server_certificate:
         server_certificate=str(server_certificate) if server_certificate else None))
 
 
-@pytest.fixture
-async def secure_sim(tmp_path: Path) -> AsyncIterator[tuple[SimDevice, OpcuaSimServer, CertificateFiles]]:
-    ca = make_certificate(tmp_path / "ca", "district-ca", "urn:gridctl:test:ca", ca=True)
-    server_certificate = make_certificate(tmp_path / "server", "sim-server", SERVER_URI, issuer=ca)
+# One secured server for the module: starting an asyncua server costs about a second of CPU.
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def secure_sim(
+        tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[SimDevice, OpcuaSimServer, CertificateFiles]]:
+    directory = tmp_path_factory.mktemp("opcua-secure-sim")
+    ca = make_certificate(directory / "ca", "district-ca", "urn:gridctl:test:ca", ca=True)
+    server_certificate = make_certificate(directory / "server", "sim-server", SERVER_URI, issuer=ca)
     device = SimDevice(bms_spec(), WallClock(), INITIAL)
     server = OpcuaSimServer([device], certificate=server_certificate.certificate_path,
                             private_key=server_certificate.private_key_path, allow_unsecured=False)
@@ -46,6 +53,7 @@ async def secure_sim(tmp_path: Path) -> AsyncIterator[tuple[SimDevice, OpcuaSimS
         yield device, server, ca
 
 
+@in_module_loop
 async def test_sign_and_encrypt_with_the_simulated_server(
         secure_sim: tuple[SimDevice, OpcuaSimServer, CertificateFiles], tmp_path: Path) -> None:
     device, server, ca = secure_sim
@@ -71,6 +79,7 @@ async def test_sign_and_encrypt_with_the_simulated_server(
             await driver.close()
 
 
+@in_module_loop
 async def test_refuses_a_server_certificate_it_was_not_told_to_trust(
         secure_sim: tuple[SimDevice, OpcuaSimServer, CertificateFiles], tmp_path: Path) -> None:
     _, server, _ = secure_sim
@@ -87,6 +96,7 @@ async def test_refuses_a_server_certificate_it_was_not_told_to_trust(
         await driver.close()
 
 
+@in_module_loop
 async def test_encryption_without_a_server_certificate_to_check_is_refused(
         secure_sim: tuple[SimDevice, OpcuaSimServer, CertificateFiles], tmp_path: Path) -> None:
     _, server, _ = secure_sim
