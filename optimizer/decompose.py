@@ -224,9 +224,8 @@ def solve_decomposed(
     start = time.perf_counter()
     deadline = start + settings.time_limit_s
     groups = partition(problem, settings.group_size)
-    rounds = 1 + settings.coordination_passes
     per = settings.model_copy(
-        update={"decompose": "never", "time_limit_s": max(1.0, settings.time_limit_s / (len(groups) * rounds))}
+        update={"decompose": "never", "time_limit_s": max(1.0, settings.time_limit_s / len(groups))}
     )
     first = pro_rata(problem, groups)
     if settings.workers > 1 and len(first) > 1:
@@ -236,6 +235,14 @@ def solve_decomposed(
         subs = [solve_one(sub, per) for sub in first]
     build_s = sum(s.build_s for s in subs)
     notes = [f"decomposed into {len(groups)} sub-districts; pass 1 shares the site limits pro rata"]
+    failed = [g for g, s in enumerate(subs) if not s.has_solution]
+    if failed:
+        return Schedule(
+            setpoints=pd.DataFrame(index=pd.DatetimeIndex(problem.step_starts()[:-1], name="time")),
+            objective={}, violations=[], status="no_solution", solver="decomposed", mip_gap=None,
+            build_s=build_s, solve_s=time.perf_counter() - start - build_s,
+            notes=[*notes, f"{len(failed)} sub-district(s) found no schedule within their time limit"],
+        )
     best = combine(problem, groups, subs, _pv_columns(problem, subs), settings, notes)
     powers = [group_power(g, s.setpoints) for g, s in zip(groups, subs, strict=True)]
     passes_done = 0
@@ -247,7 +254,9 @@ def solve_decomposed(
         last: Schedule | None = None
         for g, members in enumerate(groups):
             others = sum((p for h, p in enumerate(powers) if h != g), np.zeros(problem.steps))
-            sub = solve_one(in_context(problem, members, others), per)
+            left = (deadline - time.perf_counter()) / (len(groups) - g)
+            step = per.model_copy(update={"time_limit_s": max(1.0, left)})
+            sub = solve_one(in_context(problem, members, others), step)
             build_s += sub.build_s
             if sub.has_solution:
                 subs[g], last = sub, sub
