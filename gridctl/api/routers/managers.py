@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 from fastapi import APIRouter, Depends, HTTPException
-from fastapi.responses import JSONResponse
 
 from gridctl.api.auth import MANAGER
 from gridctl.api.context import ApiContext, context, not_found, runtime_in_scope, site_in_scope
@@ -21,7 +20,7 @@ from gridctl.api.models import (
 )
 from gridctl.api.periods import period
 from gridctl.api.routers.operators import schedule_body
-from gridctl.api.store import User
+from gridctl.api.store import DemandResponseRecord, User
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 
 router = APIRouter(prefix="/sites", tags=["energy managers"])
@@ -117,9 +116,9 @@ async def kpis(site_id: str, start: date | None = None, end: date | None = None,
     return KpisOut(site_id=site_id, start=start, end=end, kpis=values)
 
 
-def _dr_out(record: object) -> DemandResponseOut:
-    return DemandResponseOut(site_id=record.site_id, event=record.event,  # type: ignore[attr-defined]
-                             created_by=record.created_by, created_at=record.created_at)  # type: ignore[attr-defined]
+def _dr_out(record: DemandResponseRecord) -> DemandResponseOut:
+    return DemandResponseOut(site_id=record.site_id, event=record.event, created_by=record.created_by,
+                             created_at=record.created_at)
 
 
 @router.get("/{site_id}/demand-response", response_model=list[DemandResponseOut])
@@ -133,7 +132,7 @@ async def demand_responses(site_id: str, user: User = Depends(MANAGER),
              summary="Announce a demand-response event (the service re-optimises at once)",
              responses={409: {"description": "an event with this id exists"}})
 async def add_demand_response(site_id: str, event: DemandResponse, user: User = Depends(MANAGER),
-                              ctx: ApiContext = Depends(context)) -> DemandResponseOut | JSONResponse:
+                              ctx: ApiContext = Depends(context)) -> DemandResponseOut:
     runtime = runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
     if not await ctx.store.add_demand_response(site_id, event, user.name, now):

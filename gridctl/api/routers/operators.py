@@ -10,7 +10,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
-from gridctl.alarms import AlarmKind
+from gridctl.alarms import Alarm, AlarmKind
 from gridctl.api.auth import OPERATOR_WRITE, STAFF_READ
 from gridctl.api.context import ApiContext, context, not_found, runtime_in_scope, site_in_scope
 from gridctl.api.csvout import csv_response
@@ -88,11 +88,11 @@ async def devices(site_id: str, user: User = Depends(STAFF_READ),
     ]
 
 
-def _alarm(a: object) -> AlarmOut:
+def _alarm(a: Alarm) -> AlarmOut:
     return AlarmOut(
-        kind=str(a.kind), subject=a.subject, message=a.message, severity=str(a.severity),  # type: ignore[attr-defined]
-        raised_at=a.raised_at, cleared_at=a.cleared_at, acknowledged_by=a.acknowledged_by,  # type: ignore[attr-defined]
-        acknowledged_at=a.acknowledged_at, active=a.active,  # type: ignore[attr-defined]
+        kind=str(a.kind), subject=a.subject, message=a.message, severity=str(a.severity), raised_at=a.raised_at,
+        cleared_at=a.cleared_at, acknowledged_by=a.acknowledged_by, acknowledged_at=a.acknowledged_at,
+        active=a.active,
     )
 
 
