@@ -140,7 +140,8 @@ class DistrictPhysics:
         self.tz = site.tz
         self.max_step = max_step
         self.time = start
-        self.weather = Weather(site.location.latitude, site.location.longitude, seed)
+        self.weather = Weather(site.location.latitude, site.location.longitude, seed,
+                               elevation_m=site.location.elevation_m)
         self.components: list[Component] = []
         self.claimed: set[str] = set()
         self.zones: dict[str, ThermalZoneComponent] = {}

@@ -1,18 +1,12 @@
-"""Solar geometry, clear-sky irradiance and transposition to a tilted plane, in compact closed forms.
-
-Solar position follows the NOAA general solar position equations (Spencer's Fourier series);
-clear-sky global horizontal irradiance is Haurwitz's model; the beam/diffuse split is Erbs';
-the plane of array uses the isotropic-sky model. Accurate to a few percent, which is plenty
-for a simulator.
-"""
+"""Irradiance on a tilted plane from global horizontal irradiance: Erbs' beam/diffuse split and the
+isotropic-sky transposition, in closed form because the simulator evaluates them at every step for
+every array (pvlib's vectorised versions cost milliseconds per call)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-SOLAR_CONSTANT_W_PER_M2 = 1367.0
 GROUND_ALBEDO = 0.2
 
 
@@ -28,46 +22,6 @@ class SolarPosition:
     @property
     def cos_zenith(self) -> float:
         return math.cos(math.radians(self.zenith_deg))
-
-
-def solar_position(ts: datetime, latitude_deg: float, longitude_deg: float) -> SolarPosition:
-    ts = ts.astimezone(UTC)
-    day_of_year = ts.timetuple().tm_yday
-    hours = ts.hour + ts.minute / 60.0 + (ts.second + ts.microsecond / 1e6) / 3600.0
-    gamma = 2.0 * math.pi / 365.0 * (day_of_year - 1 + (hours - 12.0) / 24.0)
-    equation_of_time_min = 229.18 * (
-        0.000075 + 0.001868 * math.cos(gamma) - 0.032077 * math.sin(gamma)
-        - 0.014615 * math.cos(2 * gamma) - 0.040849 * math.sin(2 * gamma)
-    )
-    declination = (
-        0.006918 - 0.399912 * math.cos(gamma) + 0.070257 * math.sin(gamma)
-        - 0.006758 * math.cos(2 * gamma) + 0.000907 * math.sin(2 * gamma)
-        - 0.002697 * math.cos(3 * gamma) + 0.00148 * math.sin(3 * gamma)
-    )
-    true_solar_time_min = hours * 60.0 + equation_of_time_min + 4.0 * longitude_deg
-    hour_angle = math.radians(true_solar_time_min / 4.0 - 180.0)
-    latitude = math.radians(latitude_deg)
-    cos_zenith = (math.sin(latitude) * math.sin(declination)
-                  + math.cos(latitude) * math.cos(declination) * math.cos(hour_angle))
-    zenith = math.acos(max(-1.0, min(1.0, cos_zenith)))
-    azimuth = math.degrees(math.atan2(
-        math.sin(hour_angle),
-        math.cos(hour_angle) * math.sin(latitude) - math.tan(declination) * math.cos(latitude),
-    )) + 180.0
-    return SolarPosition(math.degrees(zenith), azimuth % 360.0)
-
-
-def extraterrestrial_w_per_m2(ts: datetime) -> float:
-    day_of_year = ts.astimezone(UTC).timetuple().tm_yday
-    return SOLAR_CONSTANT_W_PER_M2 * (1.0 + 0.033 * math.cos(2.0 * math.pi * day_of_year / 365.0))
-
-
-def clear_sky_ghi_w_per_m2(position: SolarPosition) -> float:
-    """Haurwitz clear-sky global horizontal irradiance."""
-    cos_zenith = position.cos_zenith
-    if cos_zenith <= 0.0:
-        return 0.0
-    return 1098.0 * cos_zenith * math.exp(-0.057 / cos_zenith)
 
 
 def diffuse_fraction(clearness_index: float) -> float:

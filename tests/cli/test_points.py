@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SITES = ROOT / "sites"
 GRIDCTL = [sys.executable, "-m", "gridctl.cli"]
 READY_TIMEOUT_S = 90.0
-COMMAND_TIMEOUT_S = 90.0
+COMMAND_TIMEOUT_S = 120.0
+# Per-request timeout for the points commands: generous, so a busy test machine does not fail them.
+DEVICE_TIMEOUT = ["--timeout", "10"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Case:
     # (address, value, extra arguments): one per protocol.
     writes: list[tuple[str, str, list[str]]]
     refused: tuple[str, str]
+    # A device started with --fault, and one of its points.
+    faulty: tuple[str, str]
 
 
 CASES: dict[str, Case] = {
@@ -43,6 +47,7 @@ CASES: dict[str, Case] = {
         writes=[("battery/power-setpoint", "25", []), ("gym-controller/hall-setpoint", "20.5", ["--priority", "12"]),
                 ("heat-substation/secondary-supply-setpoint", "62", [])],
         refused=("heat-substation/secondary-supply-setpoint", "90"),
+        faulty=("meter-b-24=offline", "meter-b-24/energy"),
     ),
     "zac-union": Case(
         reads=["grid-meter/import-energy", "charger-07/plug-state", "offices-ahu/zone-setpoint",
@@ -50,6 +55,7 @@ CASES: dict[str, Case] = {
         writes=[("charger-05/current-limit", "16", []), ("offices-ahu/zone-setpoint", "22", []),
                 ("silo-bms/ventilation-speed", "60", [])],
         refused=("charger-05/current-limit", "40"),
+        faulty=("charger-24=exception", "charger-24/power"),
     ),
     "zac-haute-deule": Case(
         reads=["pv-inverter/power", "heat-pump-north/supply-setpoint", "ahu-north/return-temperature",
@@ -57,6 +63,7 @@ CASES: dict[str, Case] = {
         writes=[("pv-inverter/curtailment-limit", "50", []), ("vav-2/zone-setpoint", "21.5", []),
                 ("bms/plant-mode", "heating", [])],
         refused=("ahu-north/zone-setpoint", "30"),
+        faulty=("vav-6=exception", "vav-6/zone-temperature"),
     ),
 }
 
@@ -86,7 +93,8 @@ class SimProcess:
 def start_sim(site: str) -> SimProcess:
     offset = free_port_offset(load_site(SITES / site))
     process = subprocess.Popen(
-        [*GRIDCTL, "sim", "up", str(SITES / site), "--port-offset", str(offset), "--seed", "3"],
+        [*GRIDCTL, "sim", "up", str(SITES / site), "--port-offset", str(offset), "--seed", "3",
+         "--fault", CASES[site].faulty[0]],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     sim = SimProcess(site, offset, process)
@@ -115,6 +123,8 @@ def start_sim(site: str) -> SimProcess:
 
 
 def gridctl(*args: str) -> subprocess.CompletedProcess[str]:
+    if args[0] == "points":
+        args = (*args, *DEVICE_TIMEOUT)
     return subprocess.run([*GRIDCTL, *args], capture_output=True, text=True, cwd=ROOT, timeout=COMMAND_TIMEOUT_S)
 
 
@@ -133,12 +143,13 @@ def _read(sim: SimProcess, *addresses: str) -> list[dict]:
 
 def test_sim_up_lists_every_device_on_its_shifted_port(served: SimProcess) -> None:
     site = load_site(SITES / served.site)
-    listed = [line.split()[2:] for line in served.banner if not line.startswith("ready:")]
+    served_lines = [line for line in served.banner if not line.startswith(("ready:", "fault"))]
+    listed = [line.split()[2:] for line in served_lines]
     devices = [device for devices in listed for device in devices]
     assert sorted(devices) == sorted(d.id for d in site.devices)
     shifted = {port + served.offset for _, port in _site_ports(served.site)}
     listed_ports = {int(urlsplit(f"x://{line.split()[1].removeprefix('opc.tcp://')}").port or 0)
-                    for line in served.banner if not line.startswith("ready:")}
+                    for line in served_lines}
     assert listed_ports == shifted
 
 
@@ -205,6 +216,17 @@ def test_points_rejects_unknown_addresses_and_read_only_points(served: SimProces
     read_only = CASES[served.site].reads[0]
     refused = gridctl("points", "write", site_path, read_only, "1", "--port-offset", str(served.offset))
     assert refused.returncode == 2 and "read-only" in refused.stderr
+
+
+def test_points_read_reports_a_faulty_device_as_bad(served: SimProcess) -> None:
+    address = CASES[served.site].faulty[1]
+    healthy = CASES[served.site].reads[0]
+    result = gridctl("points", "read", str(SITES / served.site), address, healthy, "--json",
+                     "--port-offset", str(served.offset))
+    assert result.returncode == 1, "a bad reading makes the exit code non-zero"
+    faulty_reading, healthy_reading = json.loads(result.stdout)
+    assert faulty_reading["quality"] == "bad" and faulty_reading["value"] is None and faulty_reading["error"]
+    assert healthy_reading["quality"] == "good"
 
 
 def test_sim_up_stops_cleanly_on_ctrl_c(served: SimProcess) -> None:

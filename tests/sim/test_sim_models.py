@@ -246,19 +246,23 @@ def test_lease_expires_after_its_timeout() -> None:
 def test_lille_weather_is_plausible_over_a_year() -> None:
     weather = Weather(50.63, 3.06, seed=2)
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    temperatures, ghi_kwh, poa_kwh = [], 0.0, 0.0
-    for hour in range(0, 365 * 24):
-        sample = weather.sample(start + timedelta(hours=hour, minutes=30))
-        temperatures.append(sample.temperature_c)
-        ghi_kwh += sample.ghi_w_per_m2 / 1000
-        poa_kwh += sample.plane_of_array_w_per_m2(35.0, 180.0) / 1000
-    assert 10.3 < sum(temperatures) / len(temperatures) < 12.3
-    january = temperatures[: 31 * 24]
-    july = temperatures[181 * 24: 212 * 24]
+    stride_days = 4  # every fourth day of the year stands for its neighbours
+    temperatures: dict[int, list[float]] = {}
+    ghi_kwh = poa_kwh = 0.0
+    for day in range(0, 365, stride_days):
+        for hour in range(24):
+            sample = weather.sample(start + timedelta(days=day, hours=hour, minutes=30))
+            temperatures.setdefault(day, []).append(sample.temperature_c)
+            ghi_kwh += sample.ghi_w_per_m2 / 1000 * stride_days
+            poa_kwh += sample.plane_of_array_w_per_m2(35.0, 180.0) / 1000 * stride_days
+    every = [t for day in temperatures.values() for t in day]
+    assert 10.3 < sum(every) / len(every) < 12.3
+    january = [t for day, values in temperatures.items() if day < 31 for t in values]
+    july = [t for day, values in temperatures.items() if 181 <= day < 212 for t in values]
     assert sum(january) / len(january) < 7.0 < 16.0 < sum(july) / len(july)
-    assert 900 < ghi_kwh < 1250
-    # With a performance ratio of ~0.86, the yield lands near Lille's ~1,000 kWh/kWp.
-    assert 900 < poa_kwh * 0.86 < 1200
+    assert 950 < ghi_kwh < 1250, "Lille receives ~1,050-1,100 kWh/m² a year"
+    # Through the array's performance ratio and inverter, the yield lands near Lille's ~1,000 kWh/kWp.
+    assert 900 < poa_kwh * 0.86 * 0.97 < 1100
 
 
 def test_weather_is_deterministic_and_night_is_dark() -> None:
@@ -274,10 +278,10 @@ def test_weather_is_deterministic_and_night_is_dark() -> None:
 def test_households_use_about_two_and_a_half_megawatt_hours_a_year() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     totals = []
-    for n in range(6):
+    for n in range(4):
         home = Household(f"d{n}", seed=7, tz=PARIS, floor_area_m2=65.0)
-        for step in range(365 * 24 * 4):
-            home.advance(start + timedelta(minutes=15 * step), 900.0)
+        for step in range(365 * 24 * 2):
+            home.advance(start + timedelta(minutes=30 * step), 1800.0)
         totals.append(home.energy.energy_kwh)
     mean = sum(totals) / len(totals)
     assert 2000 < mean < 3000

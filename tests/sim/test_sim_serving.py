@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from drivers.base import Driver, Quality
 from drivers.factory import make_driver
@@ -18,6 +19,8 @@ from sim.core import Fault, FaultKind, SimClock
 from sim.site import SiteSimulation, free_port_offset
 
 SITES = Path(__file__).resolve().parents[2] / "sites"
+# One served site for the whole module: starting 11 servers costs seconds.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 async def eventually(condition: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
@@ -28,7 +31,7 @@ async def eventually(condition: Callable[[], Awaitable[bool]], timeout_s: float 
         await asyncio.sleep(0.1)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def union() -> AsyncIterator[SiteSimulation]:
     site = load_site(SITES / "zac-union")
     # Tuesday 10:00 in Lille, one simulated minute per wall second.
@@ -41,7 +44,7 @@ async def union() -> AsyncIterator[SiteSimulation]:
         await simulation.stop()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def drivers(union: SiteSimulation) -> AsyncIterator[dict[str, Driver]]:
     made = {device_id: make_driver(device.spec) for device_id, device in union.devices.items()}
     await asyncio.gather(*(driver.connect() for driver in made.values()))
@@ -65,6 +68,7 @@ async def test_devices_react_to_writes_through_the_physics(union: SiteSimulation
                                                           drivers: dict[str, Driver]) -> None:
     lighting = drivers["offices-lighting"]
     await lighting.write("zone-1-dimming", 30.0, priority=10)
+    assert union.devices["offices-lighting"].active_priority("zone-1-dimming") == 10
 
     async def dimmed() -> bool:
         (power,) = await lighting.read(["zone-1-power"])
