@@ -38,6 +38,7 @@ _TINY = 1e-9
 def _clean(x: float) -> float:
     return 0.0 if abs(x) < _TINY else float(x)
 
+
 # Unit of each objective term, in report order.
 TERM_UNITS: dict[str, str] = {
     "energy_cost": "EUR",
@@ -51,6 +52,7 @@ TERM_UNITS: dict[str, str] = {
     "public_lighting_shortfall": "%·h",
     "dr_noncompliance": "kWh",
     "terminal_soc_shortfall": "kWh",
+    "battery_out_of_band": "kWh·h",
     "deferrable_not_run": "runs",
     "hard_limit_relief": "kWh",
 }
@@ -212,8 +214,8 @@ class _Builder:
                 self.con([(e[t], 1.0), (below, 1.0)], pulp.LpConstraintGE, lo)
                 self.con([(e[t], 1.0), (above, -1.0)], pulp.LpConstraintLE, hi)
                 for v in (below, above):
-                    self.term("terminal_soc_shortfall", v, self.dt[t], self.pol.terminal_soc_eur_per_kwh * self.dt[t])
-                    self.slack(a.id, "energy_out_of_band", "kWh", t, v, self.dt[t])
+                    self.term("battery_out_of_band", v, self.dt[t], self.pol.terminal_soc_eur_per_kwh * self.dt[t])
+                    self.slack(a.id, "energy_out_of_band", "kWh·h", t, v, self.dt[t])
         else:
             e = [self.var(lo, hi) for _ in range(self.n)]
         prev: pulp.LpVariable | None = None

@@ -190,3 +190,14 @@ def test_cli_json_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[st
     bad.write_text('{"start": "2026-01-15T00:00:00", "n_steps": 2, "site": {}}')
     assert optimize_main([str(bad)]) == 2
     assert "timezone" in capsys.readouterr().err
+
+
+def test_deep_discharged_battery_recovers_and_reports_the_time_below() -> None:
+    # 0 kWh against a 2 kWh floor, 1 kW charger: 1 kWh short after the first hour, back in band after two.
+    p = Problem(start=T0, n_steps=3, step_minutes=60, site=Site(import_price_eur_per_kwh=0.2),
+                assets=[Battery(id="b", capacity_kwh=10, max_charge_kw=1, max_discharge_kw=1, charge_efficiency=1,
+                                discharge_efficiency=1, min_energy_kwh=2, initial_energy_kwh=0)])
+    s = solve(p)
+    assert s.status == "optimal"
+    assert [(v.kind, v.amount, v.end) for v in s.violations] == [("energy_out_of_band", pytest.approx(1.0), _hours(1))]
+    assert s.setpoints["b.energy_kwh"].tolist() == pytest.approx([1, 2, 2])
