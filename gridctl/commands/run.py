@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 from gridctl import logs, paths
 from gridctl.api.store import StoreAuditSink
-from gridctl.service.runner import ServiceHost, SiteOptions
+from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
 from gridctl.service.web import WebServer, build_app
 
 log = logging.getLogger("gridctl.run")
@@ -24,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port-offset", type=int, default=0, help="move every device port (simulated sites)")
     parser.add_argument("--host", default="127.0.0.1", help="address of the API, the web pages and /metrics")
     parser.add_argument("--port", type=int, default=8080, help="port of the API, the web pages and /metrics")
+    parser.add_argument("--dispatch-s", type=float, default=60.0, help="seconds between dispatch cycles")
+    parser.add_argument("--optimise-s", type=float, default=900.0, help="seconds between optimisations")
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(func=run)
 
@@ -33,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     db = args.db or str(paths.default_database())
     if args.db is None:
         paths.data_dir().mkdir(parents=True, exist_ok=True)
-    sites = [SiteOptions(site=path, port_offset=args.port_offset) for path in args.sites]
+    cadence = Cadence(dispatch=timedelta(seconds=args.dispatch_s), optimise=timedelta(seconds=args.optimise_s))
+    sites = [SiteOptions(site=path, port_offset=args.port_offset, cadence=cadence) for path in args.sites]
     return asyncio.run(_main(sites, db, args.host, args.port))
 
 
