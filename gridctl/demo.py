@@ -17,10 +17,10 @@ from pathlib import Path
 
 from drivers.base import Quality, Reading
 from gridctl import paths
-from gridctl.api.store import Role, StoreAuditSink
+from gridctl.api.store import Role
 from gridctl.config import load_site
 from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
-from gridctl.service.web import WebServer, build_app
+from gridctl.service.web import WebServer, attach_api
 from gridctl.simulate.loop import TIMEOUT_POINTS, free_port_offset, ports_free
 from sim.core import SimClock
 from sim.site import SiteSimulation
@@ -101,12 +101,7 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
     clock.set_speed(speed)
     for simulation in simulations:
         await simulation.start(step_interval_s=0.5)
-    app = build_app(host)
-    await app.state.context.store.db.open()
-    audit = StoreAuditSink(app.state.context.store)
-    for service in host.sites:
-        service.controller.audit = audit
-        service.controller.arbiter.audit = audit
+    app = await attach_api(host)
     resident = next((f"{s.id}/{s.dwellings[0].id}" for s in sites if s.dwellings), None)
     users = await create_users(app, [s.id for s in sites], resident, clock.now())
     stop = asyncio.Event()

@@ -10,9 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from gridctl import logs, paths
-from gridctl.api.store import StoreAuditSink
 from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
-from gridctl.service.web import WebServer, build_app
+from gridctl.service.web import WebServer, attach_api
 
 log = logging.getLogger("gridctl.run")
 
@@ -44,12 +43,7 @@ def run(args: argparse.Namespace) -> int:
 async def _main(sites: list[SiteOptions], db: str, address: str, port: int) -> int:
     host = ServiceHost(sites, db, paths.spool_dir())
     await host.open_history()
-    app = build_app(host)
-    audit = StoreAuditSink(app.state.context.store)
-    for service in host.sites:
-        service.controller.audit = audit
-        service.controller.arbiter.audit = audit
-    await app.state.context.store.db.open()
+    app = await attach_api(host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -16,28 +16,36 @@ import pandas as pd
 from gridctl.history.base import EnergyResolution
 from gridctl.history.timebuckets import HOUR_US, local_midnight, to_us
 
-# (column label, bucket start in µs, value or None)
-Row = tuple[str, int, float | None]
+# (point id, bucket start in µs, value or None)
+Row = tuple[int, int, float | None]
 
 
-def bucket_frame(rows: Sequence[Row], columns: Sequence[str], index_us: np.ndarray) -> pd.DataFrame:
-    """A frame indexed by bucket starts (UTC) with one float column per label; absent cells are NaN."""
+def bucket_frame(
+    rows: Sequence[Row], keys: Sequence[int | None], labels: Sequence[str], index_us: np.ndarray
+) -> pd.DataFrame:
+    """A frame indexed by bucket starts (UTC) with one float column per label; absent cells are NaN.
+
+    Rows carry point ids; `keys[j]` is the point id of column `labels[j]` (None: no such point).
+    """
     index_us = np.asarray(index_us, dtype=np.int64)
-    values = np.full((len(index_us), len(columns)), np.nan)
-    if rows and len(index_us):
-        if len(columns) == 1:
-            column = np.array([0 if row[0] == columns[0] else -1 for row in rows], dtype=np.int64)
-        else:
-            column_of = {label: j for j, label in enumerate(columns)}
-            column = np.array([column_of.get(row[0], -1) for row in rows], dtype=np.int64)
-        bucket = np.array([row[1] for row in rows], dtype=np.int64)
-        cell = np.array([row[2] for row in rows], dtype=float)
-        position = np.searchsorted(index_us, bucket)
-        inside = (position < len(index_us)) & (column >= 0)
-        inside[inside] &= index_us[position[inside]] == bucket[inside]
-        values[position[inside], column[inside]] = cell[inside]
+    known = np.array(sorted({k for k in keys if k is not None}), dtype=np.int64)
+    values = np.full((len(index_us), len(known)), np.nan)
+    if rows and len(index_us) and len(known):
+        # One conversion in C: point ids and microsecond buckets stay exact below 2**53.
+        table = np.array(rows, dtype=float).reshape(-1, 3)
+        key = table[:, 0].astype(np.int64)
+        bucket = table[:, 1].astype(np.int64)
+        column = np.minimum(np.searchsorted(known, key), len(known) - 1)
+        position = np.minimum(np.searchsorted(index_us, bucket), len(index_us) - 1)
+        inside = (known[column] == key) & (index_us[position] == bucket)
+        values[position[inside], column[inside]] = table[inside, 2]
+    column_of = {int(k): j for j, k in enumerate(known)}
+    picked = np.full((len(index_us), len(labels)), np.nan)
+    for j, k in enumerate(keys):
+        if k is not None:
+            picked[:, j] = values[:, column_of[k]]
     index = pd.DatetimeIndex(index_us.view("datetime64[us]"), name="bucket").tz_localize("UTC")
-    return pd.DataFrame(values, index=index, columns=pd.Index(list(columns), name="point"))
+    return pd.DataFrame(picked, index=index, columns=pd.Index(list(labels), name="point"))
 
 
 def energy_index_us(start: date, end: date, resolution: EnergyResolution, tz: ZoneInfo) -> np.ndarray:
@@ -57,16 +65,18 @@ def local_midnights_us(start: date, end: date, frequency: str, tz: ZoneInfo) -> 
     return aware.as_unit("us").asi8
 def energy_frame(
     rows: Sequence[Row],
+    meters: Sequence[int | None],
     dwellings: Sequence[str],
     start: date,
     end: date,
     resolution: EnergyResolution,
     tz: ZoneInfo,
 ) -> pd.DataFrame:
-    """Energy per dwelling from hourly (HOUR) or daily (DAY, MONTH) rollup rows, indexed in local time."""
+    """Energy per dwelling from its meter's hourly (HOUR) or daily (DAY, MONTH) rollup rows, indexed in
+    local time; `meters[j]` is the point id of the meter of `dwellings[j]`."""
     if resolution is EnergyResolution.MONTH:
         day_starts = energy_index_us(start, end, EnergyResolution.DAY, tz)
-        daily = bucket_frame(rows, dwellings, day_starts)
+        daily = bucket_frame(rows, meters, dwellings, day_starts)
         month_starts = energy_index_us(start, end, resolution, tz)
         month_of_day = np.searchsorted(month_starts, day_starts, side="right") - 1
         # A month with no daily value stays NaN instead of summing to zero.
@@ -77,7 +87,7 @@ def energy_frame(
             columns=daily.columns,
         )
     else:
-        frame = bucket_frame(rows, dwellings, energy_index_us(start, end, resolution, tz))
+        frame = bucket_frame(rows, meters, dwellings, energy_index_us(start, end, resolution, tz))
     frame.index = frame.index.tz_convert(tz)
     frame.columns.name = "dwelling"
     return frame

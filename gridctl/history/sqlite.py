@@ -465,7 +465,7 @@ class SQLiteHistorian(Historian):
         tz = ZoneInfo(timezone) if timezone else None
         index = bucket_starts_us(start, end, bucket, tz)
         by_id = self._ids_of(addresses)
-        rows: list[tuple[str, int, float | None]] = []
+        rows: list[tuple[int, int, float | None]] = []
         if by_id and len(index):
             if tz is not None and bucket % timedelta(days=1) == timedelta(0):
                 width = bucket.days * DAY_US
@@ -489,8 +489,8 @@ class SQLiteHistorian(Historian):
             for point_id, key, value, *_ in self.conn.execute(sql, [json.dumps(list(by_id)), to_us(start), to_us(end)]):
                 if key not in starts:
                     starts[key] = key_start(key)
-                rows.append((by_id[point_id], starts[key], value))
-        return bucket_frame(rows, list(addresses), index)
+                rows.append((point_id, starts[key], value))
+        return bucket_frame(rows, [self._ids.get(a) for a in addresses], list(addresses), index)
 
     async def query(
         self,
@@ -547,20 +547,23 @@ class SQLiteHistorian(Historian):
         if site is None:
             raise KeyError(f"unknown site {site_id!r}")
         tz = ZoneInfo(site[0])
-        known = [d for (d,) in self.conn.execute("SELECT id FROM dwellings WHERE site_id = ? ORDER BY id", [site_id])]
-        wanted = list(dwellings) if dwellings is not None else known
+        meter_of = dict(
+            self.conn.execute("SELECT id, meter_point_id FROM dwellings WHERE site_id = ? ORDER BY id", [site_id])
+        )
+        wanted = list(dwellings) if dwellings is not None else list(meter_of)
+        meters = [meter_of.get(d) for d in wanted]
         table = "rollup_hourly" if resolution is EnergyResolution.HOUR else "rollup_daily"
         hourly = resolution is EnergyResolution.HOUR
         index = energy_index_us(start, end, EnergyResolution.HOUR if hourly else EnergyResolution.DAY, tz)
         rows = []
         if len(index):
             rows = self.conn.execute(
-                f"SELECT d.id, r.bucket, r.energy_kwh FROM dwellings AS d JOIN {table} AS r "
-                "ON r.point_id = d.meter_point_id AND r.bucket >= ? AND r.bucket < ? "
-                "WHERE d.site_id = ? AND d.id IN (SELECT value FROM json_each(?))",
-                [int(index[0]), to_us(local_midnight(end, tz)), site_id, json.dumps(wanted)],
+                f"SELECT point_id, bucket, energy_kwh FROM {table} "
+                "WHERE point_id IN (SELECT value FROM json_each(?)) AND bucket >= ? AND bucket < ?",
+                [json.dumps(sorted({m for m in meters if m is not None})), int(index[0]),
+                 to_us(local_midnight(end, tz))],
             ).fetchall()
-        return energy_frame(rows, wanted, start, end, resolution, tz)
+        return energy_frame(rows, meters, wanted, start, end, resolution, tz)
 
     async def dwelling_energy(
         self,

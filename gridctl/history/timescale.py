@@ -476,7 +476,7 @@ class TimescaleHistorian(Historian):
         aggregate = Aggregate(aggregate)
         tz = ZoneInfo(timezone) if timezone else None
         index = bucket_starts_us(start, end, bucket, tz)
-        rows: list[tuple[str, int, float | None]] = []
+        rows: list[tuple[int, int, float | None]] = []
         async with self._connection() as conn:
             await self._ensure_catalogue(conn)
             by_id = {self._ids[a]: a for a in addresses if a in self._ids}
@@ -500,8 +500,8 @@ class TimescaleHistorian(Historian):
                 for point_id, key, value in await cursor.fetchall():
                     if key not in starts:
                         starts[key] = to_us(day_key_start(key, bucket.days, tz)) if local_days else key  # type: ignore[arg-type]
-                    rows.append((by_id[point_id], starts[key], value))
-        return bucket_frame(rows, addresses, index)
+                    rows.append((point_id, starts[key], value))
+        return bucket_frame(rows, [self._ids.get(a) for a in addresses], addresses, index)
 
     async def rollups(
         self, addresses: Sequence[str], start: datetime, end: datetime, resolution: EnergyResolution | str = "hour"
@@ -551,7 +551,8 @@ class TimescaleHistorian(Historian):
         async with self._connection() as conn:
             site = await (
                 await conn.execute(
-                    "SELECT timezone, array(SELECT id FROM dwellings WHERE site_id = sites.id ORDER BY id) "
+                    "SELECT timezone, array(SELECT id FROM dwellings WHERE site_id = sites.id ORDER BY id), "
+                    "array(SELECT meter_point_id FROM dwellings WHERE site_id = sites.id ORDER BY id) "
                     "FROM sites WHERE id = %s",
                     [site_id],
                 )
@@ -559,21 +560,21 @@ class TimescaleHistorian(Historian):
             if site is None:
                 raise KeyError(f"unknown site {site_id!r}")
             tz = ZoneInfo(site[0])
+            meter_of = dict(zip(site[1], site[2], strict=True))
             wanted = list(dwellings) if dwellings is not None else list(site[1])
+            meters = [meter_of.get(d) for d in wanted]
             hourly = resolution is EnergyResolution.HOUR
             table = "rollup_hourly" if hourly else "rollup_daily"
             index = energy_index_us(start, end, EnergyResolution.HOUR if hourly else EnergyResolution.DAY, tz)
-            rows: list[tuple[str, int, float | None]] = []
+            rows: list[tuple[int, int, float | None]] = []
             if len(index):
                 cursor = await conn.execute(
-                    "SELECT d.id, (extract(epoch FROM r.bucket) * 1000000)::bigint, r.energy_kwh "
-                    f"FROM dwellings AS d JOIN {table} AS r "
-                    "ON r.point_id = d.meter_point_id AND r.bucket >= %s AND r.bucket < %s "
-                    "WHERE d.site_id = %s AND d.id = ANY(%s)",
-                    [from_us(int(index[0])), local_midnight(end, tz), site_id, wanted],
+                    "SELECT point_id, (extract(epoch FROM bucket) * 1000000)::bigint, energy_kwh "
+                    f"FROM {table} WHERE point_id = ANY(%s) AND bucket >= %s AND bucket < %s",
+                    [sorted({m for m in meters if m is not None}), from_us(int(index[0])), local_midnight(end, tz)],
                 )
                 rows = await cursor.fetchall()
-        return energy_frame(rows, wanted, start, end, resolution, tz)
+        return energy_frame(rows, meters, wanted, start, end, resolution, tz)
 
     # --- retention and quarantine ----------------------------------------------------------------
 

@@ -11,7 +11,29 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from gridctl.api.app import create_app
+from gridctl.api.store import StoreAuditSink
 from gridctl.service.runner import ServiceHost
+
+
+async def attach_api(host: ServiceHost) -> FastAPI:
+    """The API over the host's sites, its database open, its audit log the arbiters' sink, and the
+    policies and demand-response events stored earlier back in force."""
+    app = build_app(host)
+    store = app.state.context.store
+    await store.db.open()
+    audit = StoreAuditSink(store)
+    now = host.clock.now()
+    for service in host.sites:
+        controller = service.controller
+        controller.audit = audit
+        controller.arbiter.audit = audit
+        version = await store.policy(service.site.id)
+        if version is not None:
+            controller.policy = version
+        for record in await store.demand_responses(service.site.id):
+            if record.event.end > now:
+                await controller.demand_response(record.event)
+    return app
 
 
 def build_app(host: ServiceHost) -> FastAPI:
