@@ -29,7 +29,7 @@ async def test_hypertable_without_default_index(historian: TimescaleHistorian, t
     with psycopg.connect(timescale_db) as conn:
         indexes = [row[0] for row in conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE tablename = 'readings'").fetchall()]
-        assert indexes == ["CREATE UNIQUE INDEX readings_point_ts ON public.readings USING btree (point_id, ts DESC)"]
+        assert indexes == ["CREATE UNIQUE INDEX readings_point_ts ON public.readings USING btree (point_id, ts)"]
         interval = conn.execute(
             "SELECT time_interval FROM timescaledb_information.dimensions WHERE hypertable_name = 'readings'"
         ).fetchone()[0]
