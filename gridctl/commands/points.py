@@ -14,13 +14,14 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from drivers.base import DriverError, LimitViolation, Override, Quality, Reading, Value
 from drivers.codec import check_write
 from drivers.factory import make_driver, offset_ports
-from drivers.specs import BacnetDeviceSpec, DeviceSpec, PointSpec
+from drivers.specs import BacnetDeviceSpec, DeviceSpec
 from gridctl.config import Point, Site, SiteError, load_site
 from gridctl.config.loader import site_file
 from gridctl.fieldbus import device_spec
@@ -129,8 +130,6 @@ async def _read_device(target: _Target) -> list[Reading]:
         await driver.connect()
         return list(await driver.read(point_ids))
     except DriverError as exc:
-        from datetime import UTC, datetime
-
         now = datetime.now(UTC)
         return [Reading(f"{target.spec.id}/{pid}", now, None, Quality.BAD, f"{type(exc).__name__}: {exc}")
                 for pid in point_ids]
@@ -179,7 +178,7 @@ def _reading_json(point: Point, reading: Reading) -> dict[str, Any]:
 # --------------------------------------------------------------------------- write
 
 
-def _parse_value(point: Point, spec: PointSpec, text: str) -> Value | None:
+def _parse_value(point: Point, text: str) -> Value | None:
     lowered = text.strip().lower()
     if lowered in _RELINQUISH:
         return None
@@ -233,7 +232,7 @@ def run_write(args: argparse.Namespace) -> int:
             raise UsageError("--priority applies to BACnet points only")
         if args.priority is not None and not 1 <= args.priority <= 16:
             raise UsageError(f"priority {args.priority} is outside 1..16")
-        value = _parse_value(point, spec_point, args.value)
+        value = _parse_value(point, args.value)
         if value is None and not is_bacnet:
             raise UsageError(f"only BACnet points can be relinquished; {args.address} is not one")
     except (SiteError, UsageError, ValueError) as exc:

@@ -7,6 +7,7 @@ one step, and writes its measurements back. `grid_power_kw` is what it adds to t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -275,7 +276,7 @@ class ThermalZoneComponent(Component):
         if points.water_supply_setpoint is not None:
             points.water_supply_setpoint.local_default(heat_pump.supply_temperature_c)
 
-    def _local_setpoint_c(self, tick: Tick, present: bool) -> float:
+    def _local_setpoint_c(self, tick: Tick) -> float:
         p = self.points
         occupied_mode = self.occupancy.scheduled(tick.start)
         if p.mode is not None:
@@ -289,7 +290,7 @@ class ThermalZoneComponent(Component):
         seconds = tick.duration_s
         outdoor_c = tick.weather.temperature_c
         present = self.occupancy.present(tick.start)
-        p.setpoint.local_default(p.setpoint.clamp(self._local_setpoint_c(tick, present)))
+        p.setpoint.local_default(p.setpoint.clamp(self._local_setpoint_c(tick)))
         setpoint_c = p.setpoint.read()
         if p.water_supply_setpoint is not None:
             self.heat_pump.supply_temperature_c = p.water_supply_setpoint.read()
@@ -511,7 +512,7 @@ class SubstationComponent(Component):
         if "heating-curve-offset" in refs:
             target_c += refs["heating-curve-offset"].read()
         # The mixing valve reaches the new supply temperature within a quarter of an hour or so.
-        alpha = 1.0 - pow(2.718281828, -tick.duration_s / 600.0)
+        alpha = 1.0 - math.exp(-tick.duration_s / 600.0)
         self.secondary_supply_c += (target_c - self.secondary_supply_c) * alpha
         heat_kw = self.model.advance(tick.local, tick.duration_s, tick.weather.temperature_c, self.secondary_supply_c)
         share = heat_kw / self.model.design_heat_power_kw

@@ -31,7 +31,9 @@ class RcZone:
     @property
     def loss_resistance_k_per_kw(self) -> float:
         """Steady-state resistance from the air to outdoors."""
-        return self.resistance_k_per_kw + (self.envelope_resistance_k_per_kw or 0.0) * self.two_node
+        if self.two_node and self.envelope_resistance_k_per_kw is not None:
+            return self.resistance_k_per_kw + self.envelope_resistance_k_per_kw
+        return self.resistance_k_per_kw
 
     def advance(self, duration_s: float, outdoor_c: float, heat_kw: float) -> None:
         hours = duration_s / 3600.0
