@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from drivers.codec import REGISTER_COUNT
 from gridctl.config.units import UNITS
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -80,20 +81,6 @@ ModbusDataType = Literal[
     "bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"
 ]
 ByteOrder = Literal["big", "little"]
-
-# 16-bit registers each data type occupies.
-REGISTER_COUNT: dict[str, int] = {
-    "bool": 1,
-    "int16": 1,
-    "uint16": 1,
-    "int32": 2,
-    "uint32": 2,
-    "float32": 2,
-    "int64": 4,
-    "uint64": 4,
-    "float64": 4,
-}
-
 
 class ModbusPoint(PointBase):
     function: ModbusFunction
