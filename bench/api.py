@@ -216,16 +216,27 @@ def serve(target: str, dwellings: int, port: int, ready: Any) -> None:
         await task
         await historian.close()
 
-    # uvicorn's own choice when serving: uvloop and httptools when installed (uvicorn[standard]).
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
+    asyncio.run(main())
 
 
 # --------------------------------------------------------------------------- load
+
+
+def cpu_seconds(match: Any) -> float:
+    """CPU time (user + system) of the processes whose /proc entry `match(pid, cmdline)` accepts."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if match(int(entry), cmdline):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 class Connection:
@@ -321,7 +332,7 @@ def check_values(port: int, tokens: list[tuple[str, str]], today: date) -> None:
     import urllib.request
 
     dwelling, token = tokens[min(7, len(tokens) - 1)]
-    day = today - timedelta(days=3)
+    day = today - timedelta(days=2)  # wholly inside the history (which covers at least three days)
     path = f"/api/v1/me/dwellings/{SITE_ID}/{dwelling}/consumption?start={day}&end={day + timedelta(days=1)}"
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -349,6 +360,8 @@ def main() -> int:
                         help="requests/s the clients offer together in the paced run (the goal's rate)")
     parser.add_argument("--db", choices=["timescale", "sqlite"], default="timescale")
     args = parser.parse_args()
+    if args.days < 3:
+        parser.error("--days must be at least 3")
 
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     minutes = args.days * 1440
@@ -392,8 +405,21 @@ def main() -> int:
                 today = now.astimezone(site.tz).date()
                 check_values(port, tokens, today)
                 log(f"{args.clients} clients as fast as answered, {args.duration:.0f} s")
-                result["as_fast_as_answered"] = asyncio.run(drive(
+                # CPU spent per request by the API workers and the database: what the machine's other load
+                # does not change, unlike the rates (this benchmark shares its two cores with everything else).
+                worker_pids = {p.pid for p in workers}
+                in_api = lambda pid, _cmd: pid in worker_pids  # noqa: E731
+                in_db = lambda _pid, cmd: cmd.startswith("postgres: ") and " bench_api " in cmd  # noqa: E731
+                before = cpu_seconds(in_api), cpu_seconds(in_db), time.process_time()
+                closed = asyncio.run(drive(
                     port, tokens, args.clients, args.duration, args.warmup, today, args.hourly_days, 0.0))
+                after = cpu_seconds(in_api), cpu_seconds(in_db), time.process_time()
+                total = closed["requests"] * (args.duration + args.warmup) / args.duration
+                closed["api_cpu_ms_per_request"] = round((after[0] - before[0]) / total * 1000, 2)
+                closed["db_cpu_ms_per_request"] = round((after[1] - before[1]) / total * 1000, 2)
+                closed["client_cpu_ms_per_request"] = round((after[2] - before[2]) / total * 1000, 2)
+                result["as_fast_as_answered"] = closed
+                result["load_average_1min"] = os.getloadavg()[0]
                 log(f"{args.clients} clients offering {args.rate:.0f} requests/s, {args.duration:.0f} s")
                 paced = asyncio.run(drive(
                     port, tokens, args.clients, args.duration, args.warmup, today, args.hourly_days, args.rate))
