@@ -10,6 +10,7 @@ terms, violations and hard limits are computed again on it. Pools stay whole wit
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -229,7 +230,8 @@ def solve_decomposed(
     )
     first = pro_rata(problem, groups)
     if settings.workers > 1 and len(first) > 1:
-        with ProcessPoolExecutor(max_workers=settings.workers) as pool:
+        # Spawned, not forked: the solver's worker threads in this process must not be copied mid-flight.
+        with ProcessPoolExecutor(max_workers=settings.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             subs = list(pool.map(solve_one, first, [per] * len(first)))
     else:
         subs = [solve_one(sub, per) for sub in first]

@@ -151,6 +151,9 @@ def test_decomposed_district_stays_whole_and_close_to_the_joint_optimum() -> Non
     assert joint.objective_eur - 1e-6 <= split.objective_eur <= joint.objective_eur + 0.02 * abs(joint.objective_eur)
     terms = sum(t.eur for t in split.objective.values())
     assert terms == pytest.approx(split.objective_eur)
+    # Sub-districts solved in worker processes give the same schedule.
+    parallel = solve(p, Settings(mip_gap=1e-3, decompose="always", group_size=12, workers=2))
+    assert parallel.objective_eur == pytest.approx(split.objective_eur, rel=1e-6)
 
 
 def test_cbc_gives_the_same_optimum() -> None:
