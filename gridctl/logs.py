@@ -31,6 +31,6 @@ def configure(level: str = "info", json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The protocol stacks log every retry at INFO; keep them to warnings.
+    # The protocol stacks log every retry at INFO; keep them to warnings at most.
     for noisy in ("pymodbus", "bacpypes3", "asyncua", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
