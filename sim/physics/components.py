@@ -264,13 +264,16 @@ class ThermalZoneComponent(Component):
 
     def __init__(self, zone: RcZone, heat_pump: HeatPump, points: ZonePoints, occupancy: Occupancy, *,
                  floor_area_m2: float, solar_aperture_m2: float, occupied_setpoint_c: float,
-                 unoccupied_setpoint_c: float, vavs: Sequence[VavBox] = ()) -> None:
+                 unoccupied_setpoint_c: float, free_cooling_above_c: float = 23.0,
+                 vavs: Sequence[VavBox] = ()) -> None:
         self.zone, self.heat_pump, self.points, self.occupancy = zone, heat_pump, points, occupancy
         self.floor_area_m2, self.solar_aperture_m2 = floor_area_m2, solar_aperture_m2
         self.occupied_setpoint_c, self.unoccupied_setpoint_c = occupied_setpoint_c, unoccupied_setpoint_c
         self.vavs = list(vavs)
+        self.free_cooling_above_c = free_cooling_above_c
         self.energy = EnergyCounter()
         self.nominal_airflow_m3_per_h = 3.0 * floor_area_m2
+        self.free_cooling = False
         if points.enable is not None:
             points.enable.local_default(True)
         if points.water_supply_setpoint is not None:
@@ -298,7 +301,15 @@ class ThermalZoneComponent(Component):
         heat_kw = self.heat_pump.control(seconds, setpoint_c, self.zone.air_temperature_c, outdoor_c, enabled)
         internal_kw = (3.0 if present else 0.5) * self.floor_area_m2 / 1000.0
         solar_kw = self.solar_aperture_m2 * tick.weather.ghi_w_per_m2 / 1000.0
-        self.zone.advance(seconds, outdoor_c, heat_kw + internal_kw + solar_kw)
+        zone_before_c = self.zone.air_temperature_c
+        # An air handler bypasses its heat recovery when the zone runs warm (2 K over its setpoint and near the
+        # top of the comfort band) and outdoor air is cooler (free cooling): full fresh-air flow, 0.34 Wh/(m³·K).
+        threshold_c = max(setpoint_c + 2.0, self.free_cooling_above_c)
+        self.free_cooling = (p.airflow is not None and zone_before_c > threshold_c
+                             and outdoor_c < zone_before_c - 1.0)
+        cooling_kw = (0.34e-3 * self.nominal_airflow_m3_per_h * (zone_before_c - outdoor_c)
+                      if self.free_cooling else 0.0)
+        self.zone.advance(seconds, outdoor_c, heat_kw + internal_kw + solar_kw - cooling_kw)
         self.grid_power_kw = self.heat_pump.electric_power_kw
         self.energy.add(self.grid_power_kw, seconds)
         zone_c = self.zone.air_temperature_c
@@ -313,14 +324,14 @@ class ThermalZoneComponent(Component):
         _set(p.water_supply_temperature, self.heat_pump.supply_temperature_c if running else zone_c + 3.0)
         _set(p.status, 1 if running else 0)
         _set(p.compressor_running, running)
-        _set(p.air_supply_temperature, zone_c + (12.0 * load if running else -1.0))
+        _set(p.air_supply_temperature, outdoor_c if self.free_cooling else zone_c + (12.0 * load if running else -1.0))
         _set(p.heating_valve, 100.0 * load)
         if p.fan_speed is not None:
             p.fan_speed.local_default(70.0 if self.occupancy.scheduled(tick.start) else 30.0)
             fan_pct = p.fan_speed.read()
         else:
             fan_pct = 50.0
-        _set(p.airflow, fan_pct / 100.0 * self.nominal_airflow_m3_per_h)
+        _set(p.airflow, (100.0 if self.free_cooling else fan_pct) / 100.0 * self.nominal_airflow_m3_per_h)
         _set(p.fan_status, fan_pct > 0)
         for vav in self.vavs:
             vav.advance(tick, zone_c, setpoint_c)

@@ -319,6 +319,7 @@ class DistrictPhysics:
             zone, heat_pump, zone_points, self._occupancy(occupancy_key, asset.occupancy),
             floor_area_m2=asset.floor_area_m2, solar_aperture_m2=model.solar_aperture_m2,
             occupied_setpoint_c=occupied_c, unoccupied_setpoint_c=unoccupied_c,
+            free_cooling_above_c=asset.comfort_occupied.max_temperature_c - 1.0,
         )
         self.zones[asset.id] = component
         self.components.append(component)

@@ -209,13 +209,17 @@ def test_points_write_refuses_a_value_outside_the_limits(served: SimProcess) -> 
     assert after["value"] == before["value"]
 
 
-def test_points_rejects_unknown_addresses_and_read_only_points(served: SimProcess) -> None:
-    site_path = str(SITES / served.site)
+def test_points_rejects_unknown_addresses_and_read_only_points_before_any_io() -> None:
+    # No simulator runs for this one: every refusal comes before anything is sent.
+    site_path = str(SITES / "zac-union")
     missing = gridctl("points", "read", site_path, "no-such-device/power")
     assert missing.returncode == 2 and "no device 'no-such-device'" in missing.stderr
-    read_only = CASES[served.site].reads[0]
-    refused = gridctl("points", "write", site_path, read_only, "1", "--port-offset", str(served.offset))
-    assert refused.returncode == 2 and "read-only" in refused.stderr
+    unknown_point = gridctl("points", "read", site_path, "charger-01/voltage")
+    assert unknown_point.returncode == 2 and "has no point 'voltage'" in unknown_point.stderr
+    read_only = gridctl("points", "write", site_path, "grid-meter/power", "1")
+    assert read_only.returncode == 2 and "read-only" in read_only.stderr
+    priority = gridctl("points", "write", site_path, "charger-01/current-limit", "10", "--priority", "10")
+    assert priority.returncode == 2 and "BACnet points only" in priority.stderr
 
 
 def test_points_read_reports_a_faulty_device_as_bad(served: SimProcess) -> None:

@@ -232,3 +232,17 @@ def test_simulation_is_deterministic_for_a_seed(name: str) -> None:
         runs.append((simulation.state(), {d.id: dict(d.values) for d in simulation.devices.values()}))
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
+
+
+def test_air_handler_free_cools_a_zone_running_warm() -> None:
+    # A June evening: 21:00 in Lille, the south wing overheated by the afternoon sun.
+    simulation, clock = _simulation("zac-haute-deule", start=datetime(2026, 6, 16, 19, 0, tzinfo=UTC))
+    zone = simulation.physics.zones["south-wing"]
+    zone.zone.air_temperature_c = zone.zone.envelope_temperature_c = 28.0
+    ahu = simulation.devices["ahu-south"]
+    _run(simulation, clock, timedelta(minutes=1))
+    assert zone.free_cooling
+    assert ahu.get("supply-airflow") == pytest.approx(3.0 * 2000.0)
+    assert ahu.get("supply-temperature") == pytest.approx(ahu.get("outdoor-temperature"))
+    _run(simulation, clock, timedelta(hours=1))
+    assert ahu.get("return-temperature") < 27.5
