@@ -3,6 +3,8 @@
 `read` takes addresses `device/point` or whole devices; `write` takes one address and a value, refuses
 a value outside the point's limits before any I/O, writes with read-back verification and prints
 the read-back. `--port-offset` reaches a site served by `gridctl sim up --port-offset`.
+Exit codes: 0 done (every reading good), 1 a device fault or a bad reading, 2 refused before any I/O
+(unknown address, read-only point, value outside the limits).
 """
 
 from __future__ import annotations
@@ -39,14 +41,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("points", help="read and write points over their protocol")
     commands = parser.add_subparsers(dest="points_command", metavar="ACTION", required=True)
 
-    read = commands.add_parser("read", help="read points (device/point) or whole devices")
+    read = commands.add_parser("read", help="read points (device/point) or whole devices",
+                               epilog="exit code 0 when every reading is good, 1 otherwise, 2 for a usage error")
     read.add_argument("site", metavar="SITE", help="site folder or its site.yaml")
     read.add_argument("addresses", nargs="+", metavar="ADDRESS", help="device/point, or device for all its points")
     read.add_argument("--json", action="store_true", help="print the readings as JSON")
     _common(read)
     read.set_defaults(func=run_read)
 
-    write = commands.add_parser("write", help="write one point, verify by reading back")
+    write = commands.add_parser("write", help="write one point, verify by reading back",
+                                epilog="exit code 0 when written and read back, 1 on a device error, "
+                                       "2 when refused before any I/O (e.g. outside the point's limits)")
     write.add_argument("site", metavar="SITE", help="site folder or its site.yaml")
     write.add_argument("address", metavar="ADDRESS", help="device/point")
     write.add_argument("value", metavar="VALUE",
