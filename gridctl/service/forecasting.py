@@ -11,6 +11,7 @@ from functools import lru_cache
 import pandas as pd
 import pvlib
 
+from gridctl import forecast
 from gridctl.config import models as m
 from gridctl.service.calendar import tariff_prices
 from gridctl.service.forecasts import EvSessionForecast, Forecasts
@@ -52,16 +53,9 @@ def solar(site: m.Site, moments: Sequence[datetime]) -> tuple[list[float], list[
 
 
 def carbon_intensity(moments: Sequence[datetime], tz) -> list[float]:
-    """French grid carbon intensity (kg/kWh): ~32 g mean, higher at the evening peak and in winter."""
-    out = []
-    for moment in moments:
-        local = moment.astimezone(tz)
-        hour = local.hour + local.minute / 60.0
-        evening = math.exp(-((hour - 19.0) ** 2) / 4.0)
-        morning = 0.5 * math.exp(-((hour - 8.5) ** 2) / 3.0)
-        winter = 1.0 + 0.4 * math.cos(2 * math.pi * (local.timetuple().tm_yday - 15) / 365.0)
-        out.append(0.032 * winter * (0.75 + 0.6 * evening + 0.3 * morning))
-    return out
+    """Grid carbon intensity (kg/kWh) at each instant: the forecast library's daily shape."""
+    index = pd.DatetimeIndex(list(moments))
+    return [float(v) for v in forecast.carbon_intensity(index, tz=str(tz))]
 
 
 def controlled_power_kw(site: m.Site, snapshot: Snapshot) -> float:
@@ -152,7 +146,7 @@ class SignalForecaster:
                     for a in site.assets if isinstance(a, m.LightingZone)}
         spot = self.spot(mids) if self.spot else None
         return Forecasts(
-            start=start, step=step, n_steps=n_steps, base_load_kw=self._base_load(mids, snapshot.taken_at),
+            start=start, step=step, n_steps=n_steps, base_load_kw=self._base_load(mids, snapshot.taken_at, tz),
             outdoor_temperature_c=temperature, irradiance_w_m2=ghi,
             import_price_eur_per_kwh=tariff_prices(site.tariff, mids, tz, self.tempo_colours, spot),
             export_price_eur_per_kwh=[site.tariff.export_price_eur_per_kwh] * n_steps,
@@ -203,32 +197,17 @@ class SignalForecaster:
         offset = now_c - swing(snapshot.taken_at)
         return [offset + swing(t) for t in mids]
 
-    def _base_load(self, mids: list[datetime], now: datetime) -> list[float]:
+    def _base_load(self, mids: list[datetime], now: datetime, tz) -> list[float]:
         if not self._load:
             return [0.0] * len(mids)
-        recent = [v for t, v in self._load if now - t <= timedelta(hours=1)] or [self._load[-1][1]]
-        level = sum(recent) / len(recent)
-        series = pd.Series([v for _, v in self._load], index=pd.DatetimeIndex([t for t, _ in self._load]))
-        out = []
-        for moment in mids:
-            past = [self._near(series, moment - timedelta(days=d)) for d in (1, 7)]
-            past = [p for p in past if p is not None]
-            if not past:
-                out.append(level)
-                continue
-            profile = sum(past) / len(past)
-            # Correct yesterday's profile toward today's level, less so further ahead.
-            weight = math.exp(-(moment - now).total_seconds() / 10800.0)
-            reference = self._near(series, now - timedelta(days=1))
-            correction = (level - reference) if reference is not None else 0.0
-            out.append(max(0.0, profile + weight * correction))
-        return out
-
-    @staticmethod
-    def _near(series: pd.Series, moment: datetime) -> float | None:
-        margin = timedelta(minutes=10)
-        window = series[(series.index >= moment - margin) & (series.index <= moment + margin)]
-        return float(window.mean()) if len(window) else None
+        history = pd.Series([v for _, v in self._load], index=pd.DatetimeIndex([t for t, _ in self._load]))
+        step = mids[1] - mids[0] if len(mids) > 1 else timedelta(minutes=15)
+        index = pd.DatetimeIndex([t - step / 2 for t in mids])
+        # Weekday × time-of-day profile of what was measured, corrected toward the last hours' level.
+        predicted = forecast.load_forecast(history, index, weeks=1, recent_hours=3.0, correction_decay_hours=3.0,
+                                           tz=str(tz))
+        fallback = self._load[-1][1]
+        return [fallback if math.isnan(v) else max(float(v), 0.0) for v in predicted]
 
     def _sessions(self, site: m.Site, snapshot: Snapshot) -> list[EvSessionForecast]:
         sessions = []
