@@ -7,9 +7,7 @@ the API and the web pages, until Ctrl-C.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +18,7 @@ from gridctl import paths
 from gridctl.api.store import Role
 from gridctl.config import load_site
 from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
-from gridctl.service.web import WebServer, attach_api
+from gridctl.service.web import attach_api, serve_until_stopped
 from gridctl.simulate.loop import TIMEOUT_POINTS, free_port_offset, ports_free
 from sim.core import SimClock
 from sim.site import SiteSimulation
@@ -104,33 +102,31 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
     app = await attach_api(host)
     resident = next((f"{s.id}/{s.dwellings[0].id}" for s in sites if s.dwellings), None)
     users = await create_users(app, [s.id for s in sites], resident, clock.now())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    web = WebServer(app, address, port)
-    await web.start()
-    await host.start()
     base = f"http://{address}:{port}"
-    print(f"\ngridctl demo: {', '.join(s.id for s in sites)} on simulated devices, "
-          f"{speed:g}× real time (one simulated hour every {3600 / speed:.0f} s)")
-    for simulation in simulations:
-        for listener in simulation.listeners:
-            print(f"  {simulation.site.id:<20} {listener.protocol:<7} {listener.address}  ({len(listener.device_ids)} "
-                  f"device{'s' if len(listener.device_ids) > 1 else ''})")
-    print(f"\n  web pages   {base}/ui/")
-    print(f"  API         {base}/api/v1/docs")
-    print(f"  metrics     {base}/metrics")
-    print("\n  demo users (paste the token on the page):")
-    for user in users:
-        print(f"    {user.role:<9} {', '.join(user.scope):<45} {base}{user.page}\n              token {user.token}")
-    print("\nCtrl-C stops.", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        print("stopping: relinquishing setpoints, flushing history ...", flush=True)
-        await host.stop()
+
+    def announce() -> None:
+        print(f"\ngridctl demo: {', '.join(s.id for s in sites)} on simulated devices, "
+              f"{speed:g}× real time (one simulated hour every {3600 / speed:.0f} s)")
+        for simulation in simulations:
+            for listener in simulation.listeners:
+                count = len(listener.device_ids)
+                print(f"  {simulation.site.id:<20} {listener.protocol:<7} {listener.address}  "
+                      f"({count} device{'s' if count > 1 else ''})")
+        print(f"\n  web pages   {base}/ui/")
+        print(f"  API         {base}/api/v1/docs")
+        print(f"  metrics     {base}/metrics")
+        print("\n  demo users (paste the token on the page):")
+        for user in users:
+            print(f"    {user.role:<9} {', '.join(user.scope):<45} {base}{user.page}\n"
+                  f"              token {user.token}")
+        print("\nCtrl-C stops.", flush=True)
+
+    async def after_stop() -> None:
         for simulation in simulations:
             await simulation.stop()
-        await web.stop()
+
+    try:
+        await serve_until_stopped(host, app, address, port, announce=announce, after_stop=after_stop)
+    finally:
+        print("stopped: setpoints relinquished, history flushed.", flush=True)
     return 0

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from datetime import timedelta
 from pathlib import Path
 
 from gridctl import logs, paths
 from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
-from gridctl.service.web import WebServer, attach_api
+from gridctl.service.web import attach_api, serve_until_stopped
 
 log = logging.getLogger("gridctl.run")
 
@@ -44,19 +43,6 @@ async def _main(sites: list[SiteOptions], db: str, address: str, port: int) -> i
     host = ServiceHost(sites, db, paths.spool_dir())
     await host.open_history()
     app = await attach_api(host)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    web = WebServer(app, address, port)
-    await web.start()
-    await host.start()
-    log.info("serving on http://%s:%d", address, port)
-    try:
-        await stop.wait()
-    finally:
-        log.info("stopping")
-        # The service goes first: its last writes (relinquishing leases) are audited in the database.
-        await host.stop()
-        await web.stop()
+    await serve_until_stopped(host, app, address, port,
+                              announce=lambda: log.info("serving on http://%s:%d", address, port))
     return 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -13,6 +15,8 @@ from fastapi.responses import Response
 from gridctl.api.app import create_app
 from gridctl.api.store import StoreAuditSink
 from gridctl.service.runner import ServiceHost
+
+log = logging.getLogger(__name__)
 
 
 async def attach_api(host: ServiceHost) -> FastAPI:
@@ -78,3 +82,26 @@ class WebServer:
         self._server.should_exit = True
         if self._task is not None:
             await self._task
+
+
+async def serve_until_stopped(host: ServiceHost, app: FastAPI, address: str, port: int, *,
+                              announce: Callable[[], None] = lambda: None,
+                              after_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Serve the API and run the service until SIGINT or SIGTERM, then stop in order: the service first
+    (its last writes, relinquishing leases, are audited in the database), then the web server."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    web = WebServer(app, address, port)
+    await web.start()
+    await host.start()
+    announce()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await host.stop()
+        if after_stop is not None:
+            await after_stop()
+        await web.stop()

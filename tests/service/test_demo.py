@@ -67,7 +67,7 @@ def test_demo_serves_the_demonstrators_and_stops_cleanly(tmp_path: Path) -> None
         process.send_signal(signal.SIGINT)
         remainder, _ = process.communicate(timeout=90)
         assert process.returncode == 0, remainder
-        assert "stopping" in remainder
+        assert "stopped: setpoints relinquished" in remainder
         assert "Traceback" not in remainder, remainder
     finally:
         if process.poll() is None:
