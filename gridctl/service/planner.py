@@ -146,6 +146,9 @@ def _from_schedule(site: m.Site, asset: m.AssetBase, planned: PlannedSchedule, r
     elif isinstance(asset, m.PublicLightingCircuit):
         dimming = _get(row, f"{asset.id}.dimming_pct")
         if dimming is not None:
+            # The plan's darkness comes from the sun's position; the cabinet's photocell sees the sky.
+            if photocell_dark(site, asset, snapshot):
+                dimming = max(dimming, street_level(asset, now, site.tz))
             out.append(_request(asset.points["dimming"], round(dimming, 1), reason, planned))
     elif isinstance(asset, m.PvArray) and "curtailment_limit" in asset.points:
         power = _get(row, f"{asset.id}.power_kw") or 0.0
@@ -166,6 +169,23 @@ def daylight_harvesting_dimming(asset: m.LightingZone, snapshot: Snapshot, margi
     daylight = max(illuminance - dimming / 100.0 * asset.rated_illuminance_lx, 0.0)
     missing = asset.required_illuminance_lx * margin - daylight
     return min(max(100.0 * missing / asset.rated_illuminance_lx, 0.0), 100.0)
+
+
+def photocell_dark(site: m.Site, asset: m.PublicLightingCircuit, snapshot: Snapshot) -> bool:
+    device_id = asset.points["dimming"].partition("/")[0]
+    device = site.device(device_id)
+    if not any(p.id == "photocell-dark" for p in device.points):
+        return False
+    return bool(snapshot.value(f"{device_id}/photocell-dark"))
+
+
+def street_level(asset: m.PublicLightingCircuit, now: datetime, tz) -> float:
+    """The level the circuit's lighting class asks for now (the commune's periods and curfew)."""
+    period = lighting_period(now, asset.periods, tz)
+    level = period.dimming_pct if period else 100.0
+    if asset.curfew is not None and in_window(now, asset.curfew, tz):
+        level = min(level, asset.minimum_dimming_pct)
+    return level
 
 
 def current_for(charger: m.EvCharger, power_kw: float) -> float:
@@ -222,13 +242,9 @@ def defaults(site: m.Site, asset: m.AssetBase, snapshot: Snapshot, now: datetime
     if isinstance(asset, m.LightingZone):
         return [req(asset.points["dimming"], 100.0 if in_any(now, asset.occupancy, tz) else 0.0)]
     if isinstance(asset, m.PublicLightingCircuit):
-        if not is_dark(now):
+        if not (is_dark(now) or photocell_dark(site, asset, snapshot)):
             return [req(asset.points["dimming"], 0.0)]
-        period = lighting_period(now, asset.periods, tz)
-        level = period.dimming_pct if period else 100.0
-        if asset.curfew is not None and in_window(now, asset.curfew, tz):
-            level = min(level, asset.minimum_dimming_pct)
-        return [req(asset.points["dimming"], level)]
+        return [req(asset.points["dimming"], street_level(asset, now, tz))]
     if isinstance(asset, m.PvArray) and "curtailment_limit" in asset.points:
         return [req(asset.points["curtailment_limit"], 100.0)]
     return []

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from gridctl.config import models as m
 from gridctl.service.calendar import in_any, tariff_prices
 from gridctl.service.forecasting import carbon_intensity
+from gridctl.service.planner import street_level
 from sim.physics.district import DistrictPhysics
 
 # Below this share of the required illuminance an occupied zone counts as under-lit.
@@ -26,7 +27,9 @@ class Kpis:
     discomfort_k_h: dict[str, float] = field(default_factory=dict)
     ev_requested_kwh: float = 0.0
     ev_unmet_kwh: float = 0.0
+    # Indoor zones occupied but under-lit, plus street circuits dark but below their class's level.
     under_illumination_h: float = 0.0
+    street_under_lit_h: float = 0.0
     grid_limit_violations: int = 0
     # Energy left in batteries at the end minus at the start: a saving that is still to come, or a debt.
     battery_stored_delta_kwh: float = 0.0
@@ -59,6 +62,7 @@ class Kpis:
             "ev_requested_kwh": round(self.ev_requested_kwh, 3),
             "ev_unmet_kwh": round(self.ev_unmet_kwh, 3),
             "under_illumination_h": round(self.under_illumination_h, 3),
+            "street_under_lit_h": round(self.street_under_lit_h, 3),
             "grid_limit_violations": self.grid_limit_violations,
             "battery_stored_delta_kwh": round(self.battery_stored_delta_kwh, 3),
             "computational_time_ratio": round(self.time_ratio, 6),
@@ -77,6 +81,7 @@ class KpiMeter:
         self._export = physics.grid.exported.energy_kwh
         self._zones = {a.id: a for a in site.assets if isinstance(a, m.ThermalZone)}
         self._lighting = {a.id: a for a in site.assets if isinstance(a, m.LightingZone)}
+        self._streets = {a.id: a for a in site.assets if isinstance(a, m.PublicLightingCircuit)}
         self._stored_at_start = self._stored_kwh()
 
     def _stored_kwh(self) -> float:
@@ -110,6 +115,12 @@ class KpiMeter:
             band = asset.comfort_occupied if in_any(middle, asset.occupancy, site.tz) else asset.comfort_unoccupied
             deviation = max(band.min_temperature_c - temperature, temperature - band.max_temperature_c, 0.0)
             kpis.discomfort_k_h[zone_id] += deviation * hours
+        weather = physics.weather.sample(middle)
+        for circuit_id, asset in self._streets.items():
+            if weather.dark and physics.public_lighting[circuit_id].dimming.read() < (
+                    ILLUMINANCE_TOLERANCE * street_level(asset, middle, site.tz)):
+                kpis.street_under_lit_h += hours
+                kpis.under_illumination_h += hours
         for zone_id, asset in self._lighting.items():
             component = physics.lighting[zone_id]
             if component.occupancy.present(middle) and (
