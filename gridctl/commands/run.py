@@ -9,8 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from gridctl import logs, paths
-from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
-from gridctl.service.web import attach_api, serve_until_stopped
 
 log = logging.getLogger("gridctl.run")
 
@@ -30,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: the service pulls in every protocol stack, the optimiser and the API.
+    from gridctl.service.runner import Cadence, SiteOptions
+
     logs.configure(args.log_level)
     db = args.db or str(paths.default_database())
     if args.db is None:
@@ -39,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_main(sites, db, args.host, args.port))
 
 
-async def _main(sites: list[SiteOptions], db: str, address: str, port: int) -> int:
+async def _main(sites: list, db: str, address: str, port: int) -> int:
+    from gridctl.service.runner import ServiceHost
+    from gridctl.service.web import attach_api, serve_until_stopped
+
     host = ServiceHost(sites, db, paths.spool_dir())
     await host.open_history()
     app = await attach_api(host)

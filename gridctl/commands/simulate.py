@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from gridctl import logs
-from gridctl.simulate.loop import SimulationOptions, simulate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gridctl.simulate.loop import SimulationOptions, simulate
+
     logs.configure("warning")
     if args.start.tzinfo is None:
         raise SystemExit("--start needs a UTC offset, e.g. 2026-07-06T00:00+02:00")
