@@ -113,7 +113,7 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
                 print(f"  {simulation.site.id:<20} {listener.protocol:<7} {listener.address}  "
                       f"({count} device{'s' if count > 1 else ''})")
         print(f"\n  web pages   {base}/ui/")
-        print(f"  API         {base}/api/v1/docs")
+        print(f"  API         {base}/api/v1/openapi.json")
         print(f"  metrics     {base}/metrics")
         print("\n  demo users (paste the token on the page):")
         for user in users:
