@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -51,9 +52,10 @@ AlarmListener = Callable[[Alarm], None]
 class AlarmBook:
     """The site's alarms. One active alarm per (kind, subject); listeners see every change."""
 
-    def __init__(self) -> None:
+    def __init__(self, history_size: int = 1000) -> None:
         self._active: dict[tuple[AlarmKind, str], Alarm] = {}
-        self._history: list[Alarm] = []
+        # Cleared alarms, newest last; bounded so a long-running service does not grow.
+        self._history: deque[Alarm] = deque(maxlen=history_size)
         self._listeners: list[AlarmListener] = []
 
     def subscribe(self, listener: AlarmListener) -> None:

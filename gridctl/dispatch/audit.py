@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -47,10 +48,13 @@ class AuditSink(Protocol):
 
 
 class MemoryAuditSink:
-    """Keeps entries in memory: the audit of a closed-loop simulation, and tests."""
+    """Keeps the latest entries in memory (the audit of a closed-loop simulation, and tests) and counts
+    all of them by outcome."""
 
-    def __init__(self) -> None:
-        self.entries: list[AuditEntry] = []
+    def __init__(self, keep: int = 10_000) -> None:
+        self.entries: deque[AuditEntry] = deque(maxlen=keep)
+        self.counts: Counter[Outcome] = Counter()
 
     async def record(self, entry: AuditEntry) -> None:
         self.entries.append(entry)
+        self.counts[entry.outcome] += 1
