@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import queue as queue_module
 import statistics
 import sys
 import tempfile
@@ -199,6 +200,16 @@ def build_sqlite(path: str, meters: int, start_us: int, minutes: int, result: di
 
 def _from_us(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+def _wait_for_worker(worker: multiprocessing.Process, queue: multiprocessing.Queue) -> dict:
+    """The worker's result; an error if it died without one (killed from outside, out of memory)."""
+    while True:
+        try:
+            return queue.get(timeout=5)
+        except queue_module.Empty:
+            if not worker.is_alive():
+                return {"error": f"the SQLite build process died (exit code {worker.exitcode})"}
 
 
 def _sqlite_worker(path: str, meters: int, start_us: int, minutes: int, queue: multiprocessing.Queue) -> None:
@@ -412,7 +423,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
             conn.execute("VACUUM ANALYZE rollup_hourly")
             conn.execute("VACUUM ANALYZE rollup_daily")
         log(f"TimescaleDB built: {timescale_build}; waiting for SQLite")
-        sqlite_build = await asyncio.to_thread(queue.get)
+        sqlite_build = await asyncio.to_thread(_wait_for_worker, worker, queue)
         worker.join()
         if "error" in sqlite_build:
             raise RuntimeError(f"SQLite build failed: {sqlite_build['error']}")
