@@ -216,12 +216,21 @@ class Arbiter:
         raise AssertionError("unreachable")
 
     async def _relinquish_all(self, addresses: list[str], actor: str, reason: str) -> list[AuditEntry]:
-        entries = []
-        for index, address in enumerate(addresses):
-            if index:
-                await self.sleep(self.settings.relinquish_stagger_s)
-            entries.append(await self._relinquish(address, actor, reason))
-        return entries
+        # Staggered within a device; devices in parallel, so one dead device can't hold the others up.
+        by_device: dict[str, list[str]] = {}
+        for address in addresses:
+            by_device.setdefault(address.partition("/")[0], []).append(address)
+
+        async def one_device(targets: list[str]) -> list[AuditEntry]:
+            entries = []
+            for index, address in enumerate(targets):
+                if index:
+                    await self.sleep(self.settings.relinquish_stagger_s)
+                entries.append(await self._relinquish(address, actor, reason))
+            return entries
+
+        results = await asyncio.gather(*(one_device(t) for t in by_device.values()))
+        return [entry for entries in results for entry in entries]
 
     async def _relinquish(self, address: str, actor: str, reason: str) -> AuditEntry:
         device_id, _, point_id = address.partition("/")

@@ -58,6 +58,8 @@ class ControllerSettings:
     schedule_validity: timedelta = timedelta(hours=2)
     # A point older than this many poll periods of its device is stale.
     stale_after_periods: float = 3.0
+    # Longest a shutdown waits for relinquishing to finish.
+    shutdown_timeout_s: float = 60.0
     # Shortest poll period actually used (in the clock's time): an accelerated clock polls less often.
     poll_floor_s: float = 0.0
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
@@ -245,8 +247,14 @@ class SiteController:
         return entries
 
     async def shutdown(self) -> list[AuditEntry]:
-        """Relinquish every lease (staggered) and close the drivers."""
-        entries = await self.arbiter.release_all()
+        """Relinquish every lease (staggered) and close the drivers, within a bounded time: devices that
+        don't answer fall back on their own when their lease runs out."""
+        try:
+            entries = await asyncio.wait_for(self.arbiter.release_all(), self.settings.shutdown_timeout_s)
+        except TimeoutError:
+            log.warning("%s: relinquishing took over %.0f s; unanswered devices will fall back on their leases",
+                        self._site.id, self.settings.shutdown_timeout_s)
+            entries = []
         for driver in self.drivers.values():
             try:
                 await driver.close()

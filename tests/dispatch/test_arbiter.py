@@ -210,7 +210,8 @@ async def test_shutdown_releases_every_point_the_protocol_way(saint_sauveur: Sit
     assert entries["gym-controller/hall-setpoint"].written_value is None  # BACnet relinquish
     assert rig.devices["gym-controller"].priority_array("hall-setpoint")[9] is None
     assert rig.arbiter.held() == {}
-    assert len(rig.sleeps) == 2
+    # Three devices are released side by side; only points of one device wait for each other.
+    assert rig.sleeps == []
     # A leased point with no relinquish value: gridctl stops renewing and the charger falls back itself.
     charger_rig = Rig(union, ["charger-01"])
     await charger_rig.write("charger-01/current-limit", 16.0)

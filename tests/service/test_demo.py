@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -35,16 +36,20 @@ def test_demo_serves_the_demonstrators_and_stops_cleanly(tmp_path: Path) -> None
         [sys.executable, "-m", "gridctl.cli", "demo", "--port", str(port), "--backfill-days", "0.25"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 240
+    ready = threading.Event()
+
+    def drain() -> None:
+        # Keep reading, so the demo never blocks on a full pipe while the test is busy.
         assert process.stdout is not None
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
+        for line in process.stdout:
             lines.append(line)
             if line.startswith("Ctrl-C stops."):
-                break
+                ready.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        ready.wait(timeout=240)
         output = "".join(lines)
         assert "Ctrl-C stops." in output, output
         tokens = dict(re.findall(r"^\s+(resident|operator|manager)\s.*\n\s+token (\S+)", output, re.M))
@@ -65,7 +70,9 @@ def test_demo_serves_the_demonstrators_and_stops_cleanly(tmp_path: Path) -> None
             time.sleep(2)
         assert b'gridctl_device_health{device="charger-01",site="zac-union"} 0.0' in body
         process.send_signal(signal.SIGINT)
-        remainder, _ = process.communicate(timeout=90)
+        process.wait(timeout=90)
+        reader.join(timeout=10)
+        remainder = "".join(lines)
         assert process.returncode == 0, remainder
         assert "stopped: setpoints relinquished" in remainder
         assert "Traceback" not in remainder, remainder
