@@ -19,9 +19,9 @@ from gridctl.api.store import Role
 from gridctl.config import load_site
 from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
 from gridctl.service.web import attach_api, serve_until_stopped
-from gridctl.simulate.loop import TIMEOUT_POINTS, free_port_offset, ports_free
+from gridctl.simulate.loop import TIMEOUT_POINTS
 from sim.core import SimClock
-from sim.site import SiteSimulation
+from sim.site import SiteSimulation, free_port_offset, ports_free
 
 log = logging.getLogger("gridctl.demo")
 

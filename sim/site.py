@@ -70,17 +70,22 @@ def _port_free(kind: str, port: int) -> bool:
     return True
 
 
-def free_port_offset(site: Site, *, rng: random.Random | None = None, attempts: int = 200) -> int:
-    """An offset that moves every port of the site onto loopback ports free right now (for side-by-side
+def ports_free(offset: int, *sites: Site) -> bool:
+    """Whether every port of the sites, moved by `offset`, is free on loopback right now."""
+    return all(_port_free(kind, port + offset) for site in sites for kind, port in site_ports(site))
+
+
+def free_port_offset(*sites: Site, rng: random.Random | None = None, attempts: int = 200) -> int:
+    """An offset that moves every port of the sites onto loopback ports free right now (for side-by-side
     simulations and tests; another process may still take one before it is bound)."""
-    ports = site_ports(site)
-    lowest, highest = min(p for _, p in ports), max(p for _, p in ports)
+    ports = [p for site in sites for _, p in site_ports(site)]
+    lowest, highest = min(ports), max(ports)
     rng = rng or random.Random()
     for _ in range(attempts):
         offset = rng.randrange(1024 - lowest, 65535 - highest)
-        if offset and all(_port_free(kind, port + offset) for kind, port in ports):
+        if offset and ports_free(offset, *sites):
             return offset
-    raise OSError(f"no offset puts every port of {site.id} on free loopback ports")
+    raise OSError(f"no offset puts every port of {', '.join(s.id for s in sites)} on free loopback ports")
 
 
 class SiteSimulation:

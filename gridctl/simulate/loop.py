@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +20,6 @@ from drivers.base import Reading
 from drivers.factory import make_driver, offset_ports
 from gridctl.config import load_site
 from gridctl.config.loader import site_file
-from gridctl.config.models import BacnetDevice, ModbusDevice, OpcuaDevice, Site
 from gridctl.dispatch import DispatchSettings
 from gridctl.fieldbus import device_spec
 from gridctl.service.controller import ControllerKind, ControllerSettings, SiteController
@@ -31,7 +28,7 @@ from gridctl.simulate.kpi import KpiMeter, Kpis
 from gridctl.simulate.oracle import OracleForecaster
 from gridctl.simulate.trace import record_trace
 from sim.core import SimClock
-from sim.site import SiteSimulation
+from sim.site import SiteSimulation, free_port_offset
 
 Controller = Literal["baseline", "gridctl", "oracle"]
 # Device points holding the device's own lease timeout (it falls back when no rewrite comes in time).
@@ -75,42 +72,6 @@ class SimulationResult:
             "wall_s": round(self.wall_s, 2), "optimisations": self.optimisations,
             "optimiser_failures": self.optimiser_failures, "writes": self.writes,
         }
-
-
-def site_ports(site: Site, offset: int) -> list[tuple[str, int]]:
-    ports = []
-    for device in site.devices:
-        if isinstance(device, ModbusDevice):
-            ports.append(("tcp", device.port + offset))
-        elif isinstance(device, BacnetDevice):
-            ports.append(("udp", int(device.address.rpartition(":")[2] or 47808) + offset))
-        elif isinstance(device, OpcuaDevice):
-            ports.append(("tcp", int(device.endpoint.split(":")[2].split("/")[0]) + offset))
-    return ports
-
-
-def free_port_offset(*sites: Site, attempts: int = 50) -> int:
-    """An offset that puts every port of the sites on a free loopback port."""
-    rng = random.Random()
-    for _ in range(attempts):
-        offset = rng.randrange(1000, 12000, 10)
-        if ports_free(offset, *sites):
-            return offset
-    raise RuntimeError("no free range of ports for the simulated site")
-
-
-def ports_free(offset: int, *sites: Site) -> bool:
-    return all(_free(kind, port) for site in sites for kind, port in site_ports(site, offset))
-
-
-def _free(kind: str, port: int) -> bool:
-    family = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, family) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 StepObserver = Callable[[datetime, SiteSimulation, SiteController], None]
