@@ -35,6 +35,10 @@ ROLES: dict[str, dict[str, Role]] = {
         "plug_state": Role(Quantity.DIMENSIONLESS, STATE, required=True),
         "session_energy": Role(Quantity.ENERGY, COUNTER),
         "energy": Role(Quantity.ENERGY, COUNTER),
+        # The car's or driver's declared needs (ISO 15118 / OCPP 2.0.1 charging needs, a charging app):
+        # time left until the announced departure and energy asked for this session, 0 when undeclared.
+        "time_to_departure": Role(Quantity.DURATION, MEASURED),
+        "energy_request": Role(Quantity.ENERGY, MEASURED),
     },
     "ev_charger_pool": {
         "power": Role(Quantity.POWER, MEASURED),

@@ -137,8 +137,10 @@ class ChargerComponent(Component):
                  session_energy: PointRef | None = None, energy: PointRef | None = None,
                  fallback_current: PointRef | None = None, communication_timeout: PointRef | None = None,
                  phase_currents: Sequence[PointRef] = (), fallback_default_a: float = 6.0,
-                 timeout_default_s: float = 60.0) -> None:
+                 timeout_default_s: float = 60.0, time_to_departure: PointRef | None = None,
+                 energy_request: PointRef | None = None) -> None:
         self.model = model
+        self.time_to_departure, self.energy_request = time_to_departure, energy_request
         self.current_limit, self.power, self.plug_state = current_limit, power, plug_state
         self.session_energy, self.energy = session_energy, energy
         self.fallback_current, self.communication_timeout = fallback_current, communication_timeout
@@ -176,6 +178,11 @@ class ChargerComponent(Component):
         self.plug_state.set(int(self.model.state))
         _set(self.session_energy, self.model.session_energy_kwh)
         _set(self.energy, self.model.energy.energy_kwh)
+        # What the car or driver declared at plug-in; 0 when nothing was declared.
+        session = self.model.current(tick.end)
+        departure = session.declared_departure if session is not None else None
+        _set(self.time_to_departure, max((departure - tick.end).total_seconds(), 0.0) if departure else 0.0)
+        _set(self.energy_request, (session.declared_energy_kwh or 0.0) if session is not None else 0.0)
         phase_current = self.grid_power_kw * 1000.0 / (self.model.phases * self.model.voltage_v)
         for index, ref in enumerate(self.phase_currents):
             ref.set(phase_current if index < self.model.phases else 0.0)

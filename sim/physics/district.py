@@ -276,6 +276,8 @@ class DistrictPhysics:
                 fallback_current=self._on_device(current_limit, "fallback-current"),
                 communication_timeout=self._on_device(current_limit, "communication-timeout"),
                 phase_currents=[r for r in (self._on_device(current_limit, f"current-l{n}") for n in (1, 2, 3)) if r],
+                time_to_departure=self.ref(points.get("time_to_departure")),
+                energy_request=self.ref(points.get("energy_request")),
             )
             self.chargers[charger.id] = component
             members.append(component)

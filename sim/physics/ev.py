@@ -8,7 +8,9 @@ current, and never more than the car still needs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import random
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import IntEnum
@@ -35,6 +37,10 @@ class Session:
     arrival: datetime
     departure: datetime
     energy_kwh: float
+    # What the car (ISO 15118 charging needs) or its driver (the site's charging app) declared at
+    # plug-in, or None: the departure they announced and the energy the car asked for.
+    declared_departure: datetime | None = None
+    declared_energy_kwh: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,12 @@ STATISTICS: dict[str, _Statistics] = {
     "home": _Statistics(0.65, 0.55, 18.25, 1.5, 11.0, 19.4),
     "public": _Statistics(0.7, 0.6, 13.0, 3.5, 2.5, 10.0),
 }
+# Share of sessions whose car or driver declares its needs (an app on a workplace or residential
+# site is used by most regulars; passing visitors at public points rarely bother).
+DECLARED_SHARE: dict[str, float] = {"workplace": 0.6, "home": 0.6, "public": 0.3}
+# Of those, the share who leave before the time they announced, and by up to how much.
+EARLY_LEAVER_SHARE = 0.2
+EARLY_LEAVE_MAX = timedelta(minutes=40)
 
 
 class SessionSchedule:
@@ -85,7 +97,17 @@ class SessionSchedule:
             if second_arrival.astimezone(self.tz).hour < 17:
                 sessions.append(Session(second_arrival, second_arrival + timedelta(hours=second_hours),
                                         min(max(6.0 * math.exp(rng.gauss(0.0, 0.5)), 1.0), 40.0)))
-        return tuple(sessions)
+        # A stream of its own, so declarations leave the sessions themselves as they were drawn.
+        declaring = noise.generator(self.seed, "ev-declared", self.charger_id, day.isoformat())
+        return tuple(self._declare(session, declaring) for session in sessions)
+
+    def _declare(self, session: Session, rng: random.Random) -> Session:
+        if rng.random() >= DECLARED_SHARE[self.kind]:
+            return session
+        announced = session.departure
+        if rng.random() < EARLY_LEAVER_SHARE:
+            announced += EARLY_LEAVE_MAX * rng.random()
+        return dataclasses.replace(session, declared_departure=announced, declared_energy_kwh=session.energy_kwh)
 
     def around(self, ts: datetime) -> list[Session]:
         """Sessions of the day before, the day of and the day after `ts` (long stays cross midnight)."""
@@ -134,6 +156,10 @@ class Charger:
     def plug_in(self, session: Session) -> None:
         self.session = session
         self.session_energy_kwh = 0.0
+
+    def current(self, ts: datetime) -> Session | None:
+        """The session plugged in at `ts`, if any."""
+        return self._session_at(ts)
 
     def _session_at(self, ts: datetime) -> Session | None:
         if self.schedule is not None:

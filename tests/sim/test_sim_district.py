@@ -89,6 +89,29 @@ def test_charger_power_follows_the_current_limit_and_falls_back_after_the_timeou
     assert charger.get("current-limit") == charger.get("fallback-current") == 6.0
 
 
+def test_chargers_show_what_the_car_or_driver_declared() -> None:
+    simulation, clock = _simulation("zac-union", start=datetime(2026, 1, 13, 6, 0, tzinfo=UTC))
+    seen_declared = seen_undeclared = 0
+    for _ in range(6 * 12):  # six hours in 5-minute steps
+        clock.advance(timedelta(minutes=5))
+        simulation.step()
+        now = clock.now()
+        for charger_id, component in simulation.physics.chargers.items():
+            device = simulation.devices[charger_id]
+            session = component.model.current(now)
+            if session is None:
+                assert device.get("time-to-departure") == 0 and device.get("energy-request") == 0
+            elif session.declared_departure is None:
+                seen_undeclared += 1
+                assert device.get("time-to-departure") == 0 and device.get("energy-request") == 0
+            else:
+                seen_declared += 1
+                left = (session.declared_departure - now).total_seconds()
+                assert device.get("time-to-departure") == pytest.approx(left)
+                assert device.get("energy-request") == pytest.approx(session.declared_energy_kwh)
+    assert seen_declared > 0 and seen_undeclared > 0
+
+
 def test_charger_counters_integrate_power_exactly() -> None:
     simulation, clock = _simulation("zac-union", start=datetime(2026, 1, 13, 6, 0, tzinfo=UTC))
     device_ids = list(simulation.physics.chargers)
