@@ -6,7 +6,7 @@ Indexes are timezone-aware; results are indexed like the requested horizon.
 
 from gridctl.forecast.accuracy import accuracy
 from gridctl.forecast.load import horizon_index, load_forecast, load_forecasts
-from gridctl.forecast.pv import clear_sky_index, pv_forecast
+from gridctl.forecast.pv import clear_sky_index, pv_forecast, pv_power_kw
 from gridctl.forecast.tariffs import (
     EDF_BASE_2025_08,
     EDF_HPHC_2025_08,
@@ -32,6 +32,7 @@ __all__ = [
     "load_forecast",
     "load_forecasts",
     "pv_forecast",
+    "pv_power_kw",
     "spot_price",
     "tempo_colour",
     "tempo_price",

@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,15 +31,17 @@ from gridctl.config import Site, load_site
 from gridctl.config.loader import site_file
 from gridctl.dispatch import AuditSink
 from gridctl.fieldbus import device_spec
-from gridctl.history import Historian, open_historian
+from gridctl.history import Historian, HistorianUnavailable, open_historian
 from gridctl.history.recorder import Recorder
 from gridctl.history.spool import Spool, SpoolAlarm
 from gridctl.policy import PolicyVersion
 from gridctl.service.controller import ControllerSettings, SiteController
-from gridctl.service.forecasting import DARK_BELOW_ELEVATION_DEG, SignalForecaster, solar
+from gridctl.service.forecasting import DARK_BELOW_ELEVATION_DEG, SignalForecaster, observed_points, solar
 from gridctl.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
+# Stored history reaches the forecaster as quarter-hour means.
+WARM_UP_BUCKET = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,22 @@ class SiteService:
                               id=f"{self.site.id}:{job.__name__}", misfire_grace_time=max(int(seconds), 1),
                               next_run_time=first)
 
+    async def warm_up(self, historian: Historian) -> int:
+        """Feed the forecaster the stored history of the last days (a restart keeps its forecasts)."""
+        end = self.clock.now()
+        start = end - timedelta(days=self.forecaster.history_days)
+        try:
+            frame = await historian.query(observed_points(self.site), start, end, WARM_UP_BUCKET)
+        except HistorianUnavailable as error:
+            log.warning("%s: no stored history for the forecasts (%s); they start from scratch", self.site.id, error)
+            return 0
+        frame = frame.dropna(how="all")
+        rows = ((ts.to_pydatetime() + WARM_UP_BUCKET / 2, _row_numbers(values))
+                for ts, values in zip(frame.index, frame.to_dict("records"), strict=True))
+        used = self.forecaster.warm_up(self.site, rows)
+        log.info("%s: forecasts learnt from %d stored quarter-hours", self.site.id, used)
+        return used
+
     async def start(self) -> None:
         await self.poller.start()
         self._replanner = asyncio.create_task(self._replan_on_request(), name=f"replan {self.site.id}")
@@ -174,6 +193,13 @@ class SiteService:
             await asyncio.sleep(gap)
 
 
+def _row_numbers(values: dict[str, float]) -> Callable[[str], float | None]:
+    def number(address: str) -> float | None:
+        value = values.get(address)
+        return None if value is None or math.isnan(value) else float(value)
+    return number
+
+
 class ServiceHost:
     """The sites of one gridctl process, their shared history database, and the scheduler."""
 
@@ -219,6 +245,7 @@ class ServiceHost:
         await self.recorder.start()
         for service in self.sites:
             self.metrics.track_spool(service.site.id, lambda: float(len(self.spool)))
+            await service.warm_up(self.historian)
             await service.start()
             service.schedule(self.scheduler)
         for job, every in ((self.rollups, self.cadence.rollups), (self.retention, self.cadence.retention)):

@@ -26,7 +26,7 @@ from gridctl.service.controller import ControllerKind, ControllerSettings, SiteC
 from gridctl.service.forecasting import SignalForecaster
 from gridctl.simulate.kpi import KpiMeter, Kpis
 from gridctl.simulate.oracle import OracleForecaster
-from gridctl.simulate.trace import record_trace
+from gridctl.simulate.trace import measured_history, record_trace
 from sim.core import SimClock
 from sim.site import SiteSimulation, free_port_offset
 
@@ -48,6 +48,9 @@ class SimulationOptions:
     # Events (a car plugging in) re-plan at once, but no more often than this.
     replan_gap: timedelta = timedelta(minutes=15)
     horizon_hours: float = 24.0
+    # Days of history the service holds at the start (its forecasts learn from them), as after a
+    # warm-up period; the physics of the run itself starts fresh at `start`.
+    history_days: float = 7.0
     solver: opt.Settings = field(default_factory=lambda: opt.Settings(time_limit_s=10.0, mip_gap=0.01))
     port_offset: int | None = None
 
@@ -106,6 +109,9 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
         forecaster: Any = OracleForecaster(trace, delivered)
     else:
         forecaster = SignalForecaster()
+    if isinstance(forecaster, SignalForecaster) and options.history_days > 0:
+        forecaster.warm_up(site, measured_history(site, options.seed, start - timedelta(days=options.history_days),
+                                                  start, options.step))
     from gridctl.policy import PolicyVersion, SitePolicy
 
     policy = PolicyVersion(site_id=site.id, version=1, policy=SitePolicy(horizon_hours=options.horizon_hours),

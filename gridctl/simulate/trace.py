@@ -7,6 +7,7 @@ this trace (perfect foresight); the KPIs read comfort bands and prices at the sa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -90,3 +91,20 @@ def record_trace(site: Site, seed: int, start: datetime, end: datetime, step: ti
                                                         session.energy_kwh))
             day += timedelta(days=1)
     return trace
+
+
+def measured_history(site: Site, seed: int, start: datetime, end: datetime,
+                     step: timedelta) -> Iterator[tuple[datetime, Callable[[str], float | None]]]:
+    """What the site's devices showed every `step` from `start` to `end`, the physics running alone:
+    the history a service that had been running before `start` would hold."""
+    clock = SimClock(start)
+    devices = build_devices(site, clock)
+    physics = DistrictPhysics(site, devices, start, seed=seed, max_step=step)
+    moment = start
+    while moment < end:
+        moment += step
+        clock.advance(step)
+        physics.step(moment)
+        values = {f"{device_id}/{point_id}": float(value) for device_id, device in devices.items()
+                  for point_id, value in device.values.items() if isinstance(value, int | float)}
+        yield moment, values.get

@@ -1,0 +1,177 @@
+"""The service's own forecasts: clear-sky index, PV calibration, load learnt from history, EV needs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gridctl.config import load_site
+from gridctl.config import models as m
+from gridctl.service.cloud import PRIOR_INDEX, CloudIndexHistory
+from gridctl.service.forecasting import (
+    STILL_CHARGING_KWH,
+    WORKPLACE_ENERGY_KWH,
+    WORKPLACE_PLUG_IN,
+    SignalForecaster,
+    ev_session,
+    observed_points,
+    solar,
+)
+from gridctl.service.snapshot import Snapshot
+
+PARIS = ZoneInfo("Europe/Paris")
+SITES = Path(__file__).resolve().parents[2] / "sites"
+STEP = timedelta(minutes=15)
+
+
+def _daylight_samples(history: CloudIndexHistory, day: datetime, index: float, until_hour: int = 18) -> None:
+    moment = day.replace(hour=8)
+    while moment.hour < until_hour:
+        history.record(moment.astimezone(UTC), index)
+        moment += STEP
+
+
+def test_cloud_index_starts_at_the_last_value_relaxes_to_today_and_uses_the_recent_days_after() -> None:
+    history = CloudIndexHistory(PARIS)
+    for days_ago in (3, 2, 1):
+        _daylight_samples(history, datetime(2026, 7, 10 - days_ago, tzinfo=PARIS), 0.9)
+    today = datetime(2026, 7, 10, tzinfo=PARIS)
+    _daylight_samples(history, today, 0.3, until_hour=12)
+    now = today.replace(hour=12).astimezone(UTC)
+    climate = (3 * 0.9 + PRIOR_INDEX) / 4
+    assert history.climate(now) == pytest.approx(climate)
+    # Four hours of today observed (08:00-11:45) weigh against one hour at the climate.
+    level = (3.75 * 0.3 + climate) / 4.75
+    assert history.today_level(now) == pytest.approx(level)
+    soon, afternoon, tomorrow = now + timedelta(minutes=5), now + timedelta(hours=5), now + timedelta(days=1)
+    forecast = history.forecast(now, [soon, afternoon, tomorrow])
+    assert forecast[0] == pytest.approx(0.3 + (level - 0.3) * (1 - 2.718281828 ** (-5 / 60)), rel=1e-6)
+    assert forecast[1] == pytest.approx(level, abs=0.01)
+    assert forecast[2] == pytest.approx(climate)
+
+
+def test_cloud_index_without_any_history_is_the_prior() -> None:
+    history = CloudIndexHistory(PARIS)
+    now = datetime(2026, 7, 10, 10, tzinfo=UTC)
+    assert history.forecast(now, [now + timedelta(hours=h) for h in (1, 30)]) == [PRIOR_INDEX, PRIOR_INDEX]
+
+
+def _rows(site: m.Site, start: datetime, days: int, values) -> list:
+    rows = []
+    moment = start
+    while moment < start + timedelta(days=days):
+        current = values(moment)
+        rows.append((moment, current.get))
+        moment += STEP
+    return rows
+
+
+def _empty_snapshot(now: datetime) -> Snapshot:
+    return Snapshot(now, MappingProxyType({}), MappingProxyType({}))
+
+
+async def test_warm_up_from_history_gives_the_load_profile_from_the_first_forecast() -> None:
+    site = load_site(SITES / "zac-saint-sauveur")
+    grid = site.grid.points["power"]
+
+    def values(moment: datetime) -> dict[str, float]:
+        local = moment.astimezone(site.tz)
+        return {grid: 40.0 if 7 <= local.hour < 19 else 10.0}  # nothing controlled draws: all is base load
+
+    start = datetime(2026, 7, 6, tzinfo=PARIS).astimezone(UTC)
+    forecaster = SignalForecaster()
+    assert forecaster.warm_up(site, _rows(site, start - timedelta(days=7), 7, values)) == 7 * 96
+    forecasts = await forecaster.forecast(site, _empty_snapshot(start), start, 96, STEP)
+    by_hour = {(start + STEP * k).astimezone(site.tz).hour: v for k, v in enumerate(forecasts.base_load_kw)}
+    assert by_hour[3] == pytest.approx(10.0, abs=0.5)
+    assert by_hour[12] == pytest.approx(40.0, abs=0.5)
+    assert grid in observed_points(site)
+
+
+async def test_pv_forecast_follows_the_measured_sky_and_learns_the_arrays_yield() -> None:
+    site = load_site(SITES / "zac-haute-deule")
+    array = next(a for a in site.assets if isinstance(a, m.PvArray))
+    sensor = array.points["irradiance"]
+    start = datetime(2026, 7, 6, tzinfo=PARIS).astimezone(UTC)
+    moments = [start - timedelta(days=3) + STEP * k for k in range(3 * 96)]
+    clear, _ = solar(site, moments)
+    # The sky gives 60 % of clear-sky irradiance; the array makes 90 % of what the model says for it.
+    modelled = SignalForecaster._pv_model(site, array, moments, [0.6] * len(moments), [12.0] * len(moments))
+    rows = []
+    for moment, ghi, model_kw in zip(moments, clear, modelled, strict=True):
+        point_values = {sensor: 0.6 * ghi, array.points["power"]: 0.9 * model_kw}
+        if "curtailment_limit" in array.points:
+            point_values[array.points["curtailment_limit"]] = 100.0
+        rows.append((moment, point_values.get))
+    forecaster = SignalForecaster()
+    forecaster.warm_up(site, rows)
+    assert forecaster.pv_calibration(array.id) == pytest.approx(0.9, rel=0.01)
+    noon = start.replace(hour=10)  # 12:00 in Lille
+    forecasts = await forecaster.forecast(site, _empty_snapshot(start), start, 96, STEP)
+    k = int((noon - start) / STEP)
+    expected = 0.9 * SignalForecaster._pv_model(site, array, [noon + STEP / 2], [(3 * 0.6 + PRIOR_INDEX) / 4],
+                                                [forecasts.outdoor_temperature_c[k]])[0]
+    assert forecasts.pv_kw[array.id][k] == pytest.approx(min(expected, array.inverter_max_power_kw or expected),
+                                                        rel=0.01)
+
+
+def test_a_curtailed_array_does_not_teach_its_yield() -> None:
+    site = load_site(SITES / "zac-haute-deule")
+    array = next(a for a in site.assets if isinstance(a, m.PvArray))
+    assert "curtailment_limit" in array.points
+    start = datetime(2026, 7, 6, 6, tzinfo=UTC)
+    moments = [start + STEP * k for k in range(24)]
+    clear, _ = solar(site, moments)
+    rows = [(t, {array.points["irradiance"]: g, array.points["power"]: 1.0,
+                 array.points["curtailment_limit"]: 10.0}.get) for t, g in zip(moments, clear, strict=True)]
+    forecaster = SignalForecaster()
+    forecaster.warm_up(site, rows)
+    assert forecaster.pv_calibration(array.id) == 1.0
+
+
+def test_ev_needs_declared_by_the_car_or_driver_are_planned_with_a_margin() -> None:
+    charger = m.EvCharger(id="c1", max_current_a=32, points={})
+    plugged = datetime(2026, 7, 6, 7, tzinfo=UTC)
+    now = plugged + timedelta(minutes=30)
+    declared = ev_session(charger, plugged, now, delivered_kwh=2.0, time_to_departure_s=4 * 3600,
+                          energy_request_kwh=10.0)
+    assert declared.departure == now + timedelta(hours=3)
+    assert declared.energy_needed_kwh == 8.0
+    undeclared = ev_session(charger, plugged, now, delivered_kwh=2.0, time_to_departure_s=0.0,
+                            energy_request_kwh=0.0)
+    assert undeclared.departure == plugged + WORKPLACE_PLUG_IN
+    assert undeclared.energy_needed_kwh == WORKPLACE_ENERGY_KWH - 2.0
+    # Past the declared need while still drawing: keep asking for a share.
+    more = ev_session(charger, plugged, now, delivered_kwh=12.0, time_to_departure_s=600.0, energy_request_kwh=10.0)
+    assert more.energy_needed_kwh == STILL_CHARGING_KWH
+    assert more.departure == now + timedelta(minutes=30)
+
+
+async def test_a_starting_service_learns_its_forecasts_from_the_stored_history(tmp_path: Path) -> None:
+    from drivers.base import Quality, Reading
+    from gridctl.service.runner import ServiceHost, SiteOptions
+    from sim.core import SimClock
+
+    now = datetime(2026, 7, 6, 12, tzinfo=UTC)
+    host = ServiceHost([SiteOptions(site=SITES / "zac-saint-sauveur")], f"sqlite:///{tmp_path / 'h.db'}",
+                       tmp_path / "spool", clock=SimClock(now))
+    service = host.sites[0]
+    grid = service.site.grid.points["power"]
+    await host.open_history()
+    try:
+        # Two days of one-minute grid readings: 30 kW by day, 12 kW at night.
+        readings = [Reading(grid, moment, 30.0 if 6 <= moment.hour < 18 else 12.0, Quality.GOOD)
+                    for moment in (now - timedelta(days=2) + timedelta(minutes=k) for k in range(2 * 1440))]
+        await host.historian.write(readings, received_at=now)
+        assert await service.warm_up(host.historian) == 2 * 96
+        forecasts = await service.forecaster.forecast(service.site, _empty_snapshot(now), now, 96, STEP)
+    finally:
+        await host.historian.close()
+        host.spool.close()
+    by_hour = {(now + STEP * k).hour: v for k, v in enumerate(forecasts.base_load_kw)}
+    assert by_hour[14] == pytest.approx(30.0, abs=0.5)
+    assert by_hour[2] == pytest.approx(12.0, abs=0.5)
