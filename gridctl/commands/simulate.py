@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="local start, ISO 8601 with offset (default: a winter Monday)")
     parser.add_argument("--step-min", type=float, default=5.0, help="control step in minutes")
     parser.add_argument("--optimise-every-min", type=float, default=60.0)
+    parser.add_argument("--history-days", type=float, default=7.0,
+                        help="days of history gridctl's forecasts hold at the start (a warm-up)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
@@ -34,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--start needs a UTC offset, e.g. 2026-07-06T00:00+02:00")
     options = SimulationOptions(site=args.site, controller=args.controller, days=args.days, seed=args.seed,
                                 start=args.start, step=timedelta(minutes=args.step_min),
-                                optimise_every=timedelta(minutes=args.optimise_every_min))
+                                optimise_every=timedelta(minutes=args.optimise_every_min),
+                                history_days=args.history_days)
     result = asyncio.run(simulate(options))
     if args.json:
         print(json.dumps(result.as_dict()))

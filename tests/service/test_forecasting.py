@@ -157,7 +157,7 @@ async def test_a_starting_service_learns_its_forecasts_from_the_stored_history(t
     from sim.core import SimClock
 
     now = datetime(2026, 7, 6, 12, tzinfo=UTC)
-    host = ServiceHost([SiteOptions(site=SITES / "zac-saint-sauveur")], f"sqlite:///{tmp_path / 'h.db'}",
+    host = ServiceHost([SiteOptions(site=SITES / "zac-saint-sauveur")], str(tmp_path / "h.db"),
                        tmp_path / "spool", clock=SimClock(now))
     service = host.sites[0]
     grid = service.site.grid.points["power"]
