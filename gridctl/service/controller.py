@@ -185,6 +185,15 @@ class SiteController:
                 return True
         return False
 
+    def _import_limit_kw(self, now: datetime) -> float:
+        """Import allowed now: the connection, the policy's own limit, and any demand-response event."""
+        policy = self.policy.policy if self.policy else SitePolicy()
+        limits = [self._site.grid.import_limit_kw]
+        if policy.import_limit_kw is not None:
+            limits.append(policy.import_limit_kw)
+        limits += [e.max_import_kw for e in policy.demand_response if e.start <= now < e.end]
+        return min(limits)
+
     def snapshot(self) -> Snapshot:
         return self.values.snapshot(self.clock.now())
 
@@ -226,7 +235,8 @@ class SiteController:
             requests = planner.baseline(self._site, snapshot, now, self.is_dark)
             self.last_fallbacks = {}
         else:
-            result = planner.plan(self._site, self.planned, snapshot, now, self.is_dark)
+            result = planner.plan(self._site, self.planned, snapshot, now, self.is_dark,
+                                  import_limit_kw=self._import_limit_kw(now))
             requests = result.requests
             self._fallback_alarms(result.fallbacks, now)
             self.last_fallbacks = result.fallbacks

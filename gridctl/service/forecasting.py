@@ -36,6 +36,7 @@ STILL_CHARGING_KWH = 5.0
 # Drivers who declare a departure often leave a little before it.
 DECLARED_DEPARTURE_MARGIN = timedelta(hours=1)
 MIN_PLANNED_STAY = timedelta(minutes=30)
+MIN_DECLARED_STAY = timedelta(minutes=15)
 # Below this clear-sky irradiance the sky's state can't be read from a sensor.
 MIN_CLEAR_SKY_W_M2 = 50.0
 
@@ -363,11 +364,12 @@ def ev_session(charger: m.EvCharger, plugged_since: datetime, now: datetime, del
     """What to plan for a car still wanting energy. A declared departure (ISO 15118 or the driver's app,
     0 when none) is planned a margin early, since drivers leave early; a declared energy is the car's
     own need. Without them: an early departure and a large need, so the car is served first."""
-    soonest = now + MIN_PLANNED_STAY
     if time_to_departure_s is not None and time_to_departure_s > 0:
-        departure = max(now + timedelta(seconds=time_to_departure_s) - DECLARED_DEPARTURE_MARGIN, soonest)
+        # Inside the margin the car may leave any minute: what it still needs is wanted now.
+        departure = max(now + timedelta(seconds=time_to_departure_s) - DECLARED_DEPARTURE_MARGIN,
+                        now + MIN_DECLARED_STAY)
     else:
-        departure = max(plugged_since + WORKPLACE_PLUG_IN, soonest)
+        departure = max(plugged_since + WORKPLACE_PLUG_IN, now + MIN_PLANNED_STAY)
     if energy_request_kwh is not None and energy_request_kwh > 0:
         needed = energy_request_kwh - delivered_kwh
     else:

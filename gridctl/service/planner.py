@@ -31,6 +31,7 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "pv": ("power",),
 }
 PLUGGED_STATES = {1, 2, 3}
+WANTING_STATES = {1, 2}
 
 
 class Mode(StrEnum):
@@ -54,8 +55,9 @@ def stale_inputs(asset: m.AssetBase, snapshot: Snapshot) -> list[str]:
 
 
 def plan(site: m.Site, planned: PlannedSchedule | None, snapshot: Snapshot, now: datetime,
-         is_dark: IsDark) -> Plan:
-    """Commands for this cycle from the schedule, with per-asset fallbacks."""
+         is_dark: IsDark, import_limit_kw: float | None = None) -> Plan:
+    """Commands for this cycle from the schedule, with per-asset fallbacks. `import_limit_kw` is the
+    import allowed now (policy, demand response), the site's connection limit when None."""
     requests: list[WriteRequest] = []
     fallbacks: dict[str, str] = {}
     valid = planned is not None and planned.created_at <= now < planned.valid_until
@@ -68,7 +70,8 @@ def plan(site: m.Site, planned: PlannedSchedule | None, snapshot: Snapshot, now:
             reason = f"stale input {', '.join(stale)}"
         else:
             assert planned is not None
-            requests.extend(_from_schedule(site, asset, planned, row, now, snapshot))
+            requests.extend(_from_schedule(site, asset, planned, row, now, snapshot,
+                                           import_limit_kw or site.grid.import_limit_kw))
             continue
         fallbacks[asset.id] = reason
         requests.extend(defaults(site, asset, snapshot, now, is_dark, Mode.SAFE, reason))
@@ -112,7 +115,7 @@ def _get(row: pd.Series, column: str) -> float | None:
 
 
 def _from_schedule(site: m.Site, asset: m.AssetBase, planned: PlannedSchedule, row: pd.Series, now: datetime,
-                   snapshot: Snapshot) -> list[WriteRequest]:
+                   snapshot: Snapshot, import_limit_kw: float) -> list[WriteRequest]:
     reason = f"schedule {planned.schedule_id}"
     out: list[WriteRequest] = []
     if isinstance(asset, m.BatteryAsset):
@@ -120,9 +123,10 @@ def _from_schedule(site: m.Site, asset: m.AssetBase, planned: PlannedSchedule, r
         if power is not None:
             out.append(_request(asset.points["power_setpoint"], round(power, 1), reason, planned))
     elif isinstance(asset, m.EvChargerPool):
+        power_kw = _serve_unplanned_cars(asset, planned, row, snapshot, import_limit_kw)
         for charger in asset.chargers:
-            power = _get(row, f"{charger.id}.power_kw") or 0.0
-            out.append(_request(charger.points["current_limit"], current_for(charger, power), reason, planned))
+            out.append(_request(charger.points["current_limit"], current_for(charger, power_kw[charger.id]), reason,
+                                planned))
     elif isinstance(asset, m.ThermalZone):
         following = _next_row(planned.schedule.setpoints, now)
         target = _get(following if following is not None else row, f"{asset.id}.temperature_c")
@@ -198,6 +202,29 @@ def current_for(charger: m.EvCharger, power_kw: float) -> float:
     return round(min(amps, charger.max_current_a), 1)
 
 
+def _serve_unplanned_cars(pool: m.EvChargerPool, planned: PlannedSchedule, row: pd.Series, snapshot: Snapshot,
+                          import_limit_kw: float) -> dict[str, float]:
+    """Each charger's power this step: the plan's, except that a car still wanting energy which the
+    plan gives nothing from now on (it arrived after the plan was made, or stays past the departure
+    the plan assumed) charges as it would without gridctl, within what the plan leaves of the pool's
+    and the site's limits."""
+    power_kw = {c.id: _get(row, f"{c.id}.power_kw") or 0.0 for c in pool.chargers}
+    frame = planned.schedule.setpoints
+    ahead = frame[frame.index >= row.name]
+    unplanned = [c for c in pool.chargers if _wanting(snapshot, c) and power_kw[c.id] < 1e-6
+                 and float(ahead.get(f"{c.id}.power_kw", pd.Series(dtype=float)).fillna(0.0).sum()) < 1e-6]
+    if not unplanned:
+        return power_kw
+    headroom_kw = pool.pool_limit_kw - sum(power_kw.values())
+    planned_import = _get(row, "site.import_kw")
+    if planned_import is not None:
+        headroom_kw = min(headroom_kw, import_limit_kw - planned_import)
+    share_kw = max(headroom_kw, 0.0) / len(unplanned)
+    for charger in unplanned:
+        power_kw[charger.id] = min(share_kw, charger.max_power_kw)
+    return power_kw
+
+
 def defaults(site: m.Site, asset: m.AssetBase, snapshot: Snapshot, now: datetime, is_dark: IsDark, mode: Mode,
              reason: str) -> list[WriteRequest]:
     """The asset's commands without a schedule: safe defaults, or today's baseline behaviour."""
@@ -248,6 +275,12 @@ def defaults(site: m.Site, asset: m.AssetBase, snapshot: Snapshot, now: datetime
     if isinstance(asset, m.PvArray) and "curtailment_limit" in asset.points:
         return [req(asset.points["curtailment_limit"], 100.0)]
     return []
+
+
+def _wanting(snapshot: Snapshot, charger: m.EvCharger) -> bool:
+    """A car is plugged in and not full (plugged but held at 0 A, or charging)."""
+    state = snapshot.number(charger.points["plug_state"])
+    return state is not None and int(state) in WANTING_STATES
 
 
 def _plugged(snapshot: Snapshot, charger: m.EvCharger) -> bool:

@@ -148,7 +148,7 @@ def test_ev_needs_declared_by_the_car_or_driver_are_planned_with_a_margin() -> N
     # Past the declared need while still drawing: keep asking for a share.
     more = ev_session(charger, plugged, now, delivered_kwh=12.0, time_to_departure_s=600.0, energy_request_kwh=10.0)
     assert more.energy_needed_kwh == STILL_CHARGING_KWH
-    assert more.departure == now + timedelta(minutes=30)
+    assert more.departure == now + timedelta(minutes=15)
 
 
 async def test_a_starting_service_learns_its_forecasts_from_the_stored_history(tmp_path: Path) -> None:

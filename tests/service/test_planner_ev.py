@@ -1,0 +1,89 @@
+"""EV chargers between plans: a car the schedule does not serve is charged within the limits left."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+
+import pandas as pd
+import pytest
+
+import optimizer as opt
+from drivers.base import Quality, Reading
+from gridctl.config import load_site
+from gridctl.config import models as m
+from gridctl.runtime import PlannedSchedule
+from gridctl.service import planner
+from gridctl.service.snapshot import Snapshot
+
+SITES = Path(__file__).resolve().parents[2] / "sites"
+NOW = datetime(2026, 7, 8, 9, 0, tzinfo=UTC)
+STEP = timedelta(minutes=15)
+
+
+@pytest.fixture(scope="module")
+def site() -> m.Site:
+    return load_site(SITES / "zac-union")
+
+
+def _pool(site: m.Site) -> m.EvChargerPool:
+    return next(a for a in site.assets if isinstance(a, m.EvChargerPool))
+
+
+def _planned(site: m.Site, columns: dict[str, list[float]]) -> PlannedSchedule:
+    index = pd.DatetimeIndex([NOW + STEP * k for k in range(4)])
+    frame = pd.DataFrame({f"{c.id}.power_kw": [0.0] * 4 for c in _pool(site).chargers}, index=index)
+    for column, values in columns.items():
+        frame[column] = values
+    schedule = opt.Schedule(setpoints=frame, objective={}, violations=[], status="Optimal", solver="test",
+                            mip_gap=0.0, build_s=0.0, solve_s=0.0)
+    return PlannedSchedule("s1", site.id, NOW - STEP, NOW + timedelta(hours=2), 1, schedule)
+
+
+def _snapshot(site: m.Site, states: dict[str, int]) -> Snapshot:
+    readings = {}
+    for charger in _pool(site).chargers:
+        address = charger.points["plug_state"]
+        readings[address] = Reading(address, NOW, states.get(charger.id, 0), Quality.GOOD)
+    return Snapshot(NOW, MappingProxyType(readings), MappingProxyType({}))
+
+
+def _charger_powers(site: m.Site, result: planner.Plan) -> dict[str, float]:
+    pool = _pool(site)
+    by_address = {r.address: r.value for r in result.requests}
+    return {c.id: round(by_address[c.points["current_limit"]] * c.voltage_v * c.phases / 1000.0, 1)
+            for c in pool.chargers}
+
+
+def test_a_car_the_plan_does_not_serve_charges_within_the_pools_headroom(site: m.Site) -> None:
+    pool = _pool(site)
+    planned = _planned(site, {
+        "charger-01.power_kw": [22.0, 22.0, 0.0, 0.0],     # planned now
+        "charger-03.power_kw": [0.0, 0.0, 11.0, 11.0],     # planned later: left waiting on purpose
+        "site.import_kw": [60.0] * 4,
+    })
+    # 02 arrived after the plan; 04 is full; 05 is empty.
+    snapshot = _snapshot(site, {"charger-01": 2, "charger-02": 1, "charger-03": 1, "charger-04": 3})
+    result = planner.plan(site, planned, snapshot, NOW, lambda _t: False)
+    powers = _charger_powers(site, result)
+    charger_02 = next(c for c in pool.chargers if c.id == "charger-02")
+    assert powers["charger-01"] == pytest.approx(22.0, abs=0.1)
+    assert powers["charger-02"] == pytest.approx(charger_02.max_power_kw, abs=0.1)
+    assert powers["charger-03"] == 0.0
+    assert powers["charger-04"] == powers["charger-05"] == 0.0
+
+
+def test_unplanned_cars_share_what_the_import_limit_leaves(site: m.Site) -> None:
+    planned = _planned(site, {"charger-01.power_kw": [22.0] * 4, "site.import_kw": [90.0] * 4})
+    snapshot = _snapshot(site, {"charger-01": 2, "charger-02": 1, "charger-06": 2})
+    # A demand-response event caps import at 100 kW: 10 kW are left for the two cars the plan ignores.
+    result = planner.plan(site, planned, snapshot, NOW, lambda _t: False, import_limit_kw=100.0)
+    powers = _charger_powers(site, result)
+    assert powers["charger-02"] == pytest.approx(5.0, abs=0.1)
+    assert powers["charger-06"] == pytest.approx(5.0, abs=0.1)
+    assert powers["charger-01"] == pytest.approx(22.0, abs=0.1)
+    # 6 kW left for two: 3 kW each is below the chargers' 6 A minimum, so neither is started.
+    result = planner.plan(site, planned, snapshot, NOW, lambda _t: False, import_limit_kw=96.0)
+    powers = _charger_powers(site, result)
+    assert powers["charger-02"] == powers["charger-06"] == 0.0
