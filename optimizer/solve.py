@@ -10,6 +10,7 @@ import pulp
 
 from optimizer.checks import hard_limit_violations
 from optimizer.decompose import solve_decomposed
+from optimizer.memory import release_freed_memory
 from optimizer.model import TERM_UNITS, Model, build
 from optimizer.problem import PV, EVPool, Problem, Settings
 from optimizer.rounding import solve_by_rounding
@@ -146,7 +147,15 @@ def _soft_violations(model: Model) -> list[Violation]:
 
 def solve(problem: Problem, settings: Settings | None = None) -> Schedule:
     """Schedule the problem's assets. Never raises for an over-constrained problem: violations say why."""
-    settings = settings or Settings()
+    try:
+        return _solve(problem, settings or Settings())
+    finally:
+        # The model and the solver's copy of it are freed by now; without this a long-running service
+        # keeps their pages and grows with every larger solve (see optimizer.memory).
+        release_freed_memory()
+
+
+def _solve(problem: Problem, settings: Settings) -> Schedule:
     n_assets = sum(1 for a in problem.assets if not isinstance(a, PV | EVPool))
     if settings.decompose == "always" or (
         settings.decompose == "auto" and n_assets > settings.decompose_above_assets
