@@ -9,6 +9,7 @@ never depend on sleeping.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,8 @@ from drivers.base import Value
 from drivers.specs import BacnetDeviceSpec, DeviceSpec, ModbusDeviceSpec, OpcuaDeviceSpec, PointSpec
 
 PRIORITY_LEVELS = 16
+# Writes a device remembers (newest last): enough to inspect, bounded so a simulated month does not grow.
+WRITE_LOG_SIZE = 256
 
 
 class Clock(Protocol):
@@ -104,7 +107,7 @@ class SimDevice:
             for pid, value in initial.items():
                 self.set(pid, value)
         self.fault: Fault | None = None
-        self.writes: list[tuple[datetime, str, Value | None, int | None]] = []
+        self.writes: deque[tuple[datetime, str, Value | None, int | None]] = deque(maxlen=WRITE_LOG_SIZE)
         self._commanded: dict[str, _Commanded] = {}
         self._listeners: list[WriteListener] = []
 
@@ -138,6 +141,10 @@ class SimDevice:
             raise KeyError(f"{self.id}/{point_id}")
         if not spec.writable:
             raise PermissionError(f"{self.id}/{point_id} is read-only")
+        if priority is not None:
+            # A plain int: the protocol stack's own integer type (bacpypes3's Integer) is several times larger
+            # and would be kept in the write log.
+            priority = int(priority)
         if priority is None:
             if value is None:
                 raise ValueError("relinquish needs a priority")

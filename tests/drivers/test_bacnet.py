@@ -100,6 +100,8 @@ async def test_priority_comes_from_the_call_then_the_point_then_the_device() -> 
             assert device.priority_array("outdoor_air_damper")[13] == 30.0
             assert (await driver.write("outdoor_air_damper", 35.0, priority=9)).priority == 9
             assert device.priority_array("outdoor_air_damper")[8] == 35.0
+            # The device logs plain ints, not the protocol stack's heavier integer objects.
+            assert [(w[3], type(w[3])) for w in device.writes] == [(12, int), (14, int), (9, int)]
 
 
 async def test_operator_override_at_priority_8_is_detected() -> None:

@@ -130,7 +130,7 @@ async def test_values_outside_the_limits_are_refused_before_sending(site):
     with pytest.raises(WriteRejected):
         await charger.write("current_limit_a", None)
     assert server.requests == before
-    assert devices["charger"].writes == []
+    assert not devices["charger"].writes
 
 
 async def test_a_device_that_refuses_a_value_raises_write_rejected(site):

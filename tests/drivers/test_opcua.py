@@ -230,7 +230,7 @@ async def test_refuses_writes_outside_limits_before_sending(bms: tuple[SimDevice
     with pytest.raises(WriteRejected):
         await driver.write("setpoint_c", None)
     assert server.requests == requests
-    assert device.writes == []
+    assert not device.writes
 
 
 async def test_server_status_codes_become_typed_errors(bms: tuple[SimDevice, OpcuaSimServer]) -> None:

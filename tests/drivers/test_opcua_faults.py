@@ -97,7 +97,7 @@ async def test_bad_status_codes_are_bad_readings_and_typed_write_errors() -> Non
             assert driver.health().state is HealthState.DEGRADED
             with pytest.raises(DeviceException, match="BadDeviceFailure"):
                 await driver.write("setpoint_c", 20.0)
-            assert device.writes == []
+            assert not device.writes
             device.fault = None
             await server.sync()
             assert all_good(await driver.read())
