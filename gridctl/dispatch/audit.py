@@ -21,7 +21,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # the device did not take it (timeout, exception, ...)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     ts: datetime
     site_id: str
@@ -49,9 +49,10 @@ class AuditSink(Protocol):
 
 class MemoryAuditSink:
     """Keeps the latest entries in memory (the audit of a closed-loop simulation, and tests) and counts
-    all of them by outcome."""
+    all of them by outcome. The durable audit is the database's; this one only shows the recent writes,
+    so it stays small (a parking silo's chargers alone write a few thousand times a day)."""
 
-    def __init__(self, keep: int = 10_000) -> None:
+    def __init__(self, keep: int = 1_000) -> None:
         self.entries: deque[AuditEntry] = deque(maxlen=keep)
         self.counts: Counter[Outcome] = Counter()
 
