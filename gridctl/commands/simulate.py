@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--optimise-every-min", type=float, default=60.0)
     parser.add_argument("--history-days", type=float, default=7.0,
                         help="days of history gridctl's forecasts hold at the start (a warm-up)")
+    parser.add_argument("--no-weather-forecast", action="store_true",
+                        help="forecast the sky from the site's own measurements only, without a weather service")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     options = SimulationOptions(site=args.site, controller=args.controller, days=args.days, seed=args.seed,
                                 start=args.start, step=timedelta(minutes=args.step_min),
                                 optimise_every=timedelta(minutes=args.optimise_every_min),
-                                history_days=args.history_days)
+                                history_days=args.history_days, weather_forecast=not args.no_weather_forecast)
     result = asyncio.run(simulate(options))
     if args.json:
         print(json.dumps(result.as_dict()))

@@ -4,7 +4,7 @@ The clear-sky index (measured / clear-sky global irradiance) holds for a while (
 tens of minutes), a day has a level of its own (overcast or sunny), and beyond today nothing
 measured here says more than the recent climate. So the forecast starts at the last measurement,
 relaxes to today's level as estimated so far, and uses the mean of the recent days from tomorrow on.
-A weather service's cloud forecast would beat this past the first hours; none is reachable here.
+A weather service's forecast, when the site has one, replaces today's level and the climate.
 """
 
 from __future__ import annotations
@@ -68,20 +68,25 @@ class CloudIndexHistory:
         mean = sum(v for _, v in todays) / len(todays)
         return (observed_h * mean + PRIOR_WEIGHT_H * climate) / (observed_h + PRIOR_WEIGHT_H)
 
-    def forecast(self, now: datetime, moments: Sequence[datetime]) -> list[float]:
-        """The expected clear-sky index at each of `moments` (after `now`)."""
+    def forecast(self, now: datetime, moments: Sequence[datetime],
+                 weather_service: Sequence[float | None] | None = None) -> list[float]:
+        """The expected clear-sky index at each of `moments` (after `now`). `weather_service` is a weather
+        service's index at the same moments (None where it says nothing); it replaces today's level and
+        the climate, the last measurement still holding for the first hour."""
         today = now.astimezone(self.tz).date()
         climate = self.climate(now)
         level = self.today_level(now)
         last = self.latest(now)
         out = []
-        for moment in moments:
-            if moment.astimezone(self.tz).date() != today:
-                out.append(climate)
-                continue
-            if last is None:
-                out.append(level)
+        for i, moment in enumerate(moments):
+            predicted = weather_service[i] if weather_service is not None else None
+            if predicted is not None:
+                base = min(max(predicted, MIN_INDEX), MAX_INDEX)
+            else:
+                base = level if moment.astimezone(self.tz).date() == today else climate
+            if last is None or (predicted is None and moment.astimezone(self.tz).date() != today):
+                out.append(base)
                 continue
             weight = math.exp(-max((moment - now) / PERSISTENCE, 0.0))
-            out.append(weight * last + (1.0 - weight) * level)
+            out.append(weight * last + (1.0 - weight) * base)
         return out

@@ -19,6 +19,7 @@ from gridctl.service.calendar import tariff_prices
 from gridctl.service.cloud import MAX_INDEX, MIN_INDEX, CloudIndexHistory
 from gridctl.service.forecasts import EvSessionForecast, Forecasts
 from gridctl.service.snapshot import Snapshot
+from gridctl.service.weather import WeatherService
 
 # Indoor daylight at the work plane per W/m² of outdoor global irradiance: ~110 lm/W luminous
 # efficacy of daylight × a 2.5 % daylight factor (a well-glazed office).
@@ -140,11 +141,14 @@ class SignalForecaster:
     """Forecasts from the service's own measurements. Load: weekday × time-of-day profile of the
     recent days, corrected to the current level. Sun: clear sky × a clear-sky index forecast
     (`gridctl.service.cloud`), transposed onto each array and calibrated on its measured output.
-    Outdoor temperature: persistence with a daily swing. Prices: the tariff calendar. EV sessions:
+    A weather service's forecast, when given, sets the sky and the temperature past the first hour.
+    Outdoor temperature otherwise: persistence with a daily swing. Prices: the tariff calendar. EV sessions:
     what the car or its driver declared through the charger, else a prudent workplace guess."""
 
     def __init__(self, history_days: int = 8, tempo_colours: dict[str, str] | None = None,
-                 spot_eur_per_kwh: Callable[[Sequence[datetime]], list[float]] | None = None) -> None:
+                 spot_eur_per_kwh: Callable[[Sequence[datetime]], list[float]] | None = None,
+                 weather_service: WeatherService | None = None) -> None:
+        self.weather_service = weather_service
         self.tempo_colours = tempo_colours or {}
         self.spot = spot_eur_per_kwh
         self.history_days = history_days
@@ -296,9 +300,13 @@ class SignalForecaster:
         now = snapshot.taken_at
         mids = [start + step * k + step / 2 for k in range(n_steps)]
         ghi_clear, elevation = solar(site, mids)
-        cloud = self._cloud.forecast(now, mids)
+        published = await self.weather_service.forecast(now, mids) if self.weather_service else None
+        published_index = None if published is None else [
+            ghi / clear if clear >= MIN_CLEAR_SKY_W_M2 else None
+            for ghi, clear in zip(published.ghi_w_m2, ghi_clear, strict=True)]
+        cloud = self._cloud.forecast(now, mids, published_index)
         ghi = [g * k for g, k in zip(ghi_clear, cloud, strict=True)]
-        temperature = self._temperature(site, snapshot, mids, tz)
+        temperature = published.temperature_c if published else self._temperature(site, snapshot, mids, tz)
         pv = {}
         for array in site.assets:
             if isinstance(array, m.PvArray):

@@ -27,6 +27,7 @@ from gridctl.service.forecasting import SignalForecaster
 from gridctl.simulate.kpi import KpiMeter, Kpis
 from gridctl.simulate.oracle import OracleForecaster
 from gridctl.simulate.trace import measured_history, record_trace
+from gridctl.simulate.weather_service import SimulatedWeatherService
 from sim.core import SimClock
 from sim.site import SiteSimulation, free_port_offset
 
@@ -51,6 +52,9 @@ class SimulationOptions:
     # Days of history the service holds at the start (its forecasts learn from them), as after a
     # warm-up period; the physics of the run itself starts fresh at `start`.
     history_days: float = 7.0
+    # gridctl reads a weather service's forecast (with errors growing with lead time), as a deployed
+    # service would; without it the sky is forecast from the site's own measurements only.
+    weather_forecast: bool = True
     solver: opt.Settings = field(default_factory=lambda: opt.Settings(time_limit_s=10.0, mip_gap=0.01))
     port_offset: int | None = None
 
@@ -108,7 +112,8 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
 
         forecaster: Any = OracleForecaster(trace, delivered)
     else:
-        forecaster = SignalForecaster()
+        service = SimulatedWeatherService(simulation.physics.weather) if options.weather_forecast else None
+        forecaster = SignalForecaster(weather_service=service)
     if isinstance(forecaster, SignalForecaster) and options.history_days > 0:
         forecaster.warm_up(site, measured_history(site, options.seed, start - timedelta(days=options.history_days),
                                                   start, options.step))

@@ -175,3 +175,16 @@ async def test_a_starting_service_learns_its_forecasts_from_the_stored_history(t
     by_hour = {(now + STEP * k).hour: v for k, v in enumerate(forecasts.base_load_kw)}
     assert by_hour[14] == pytest.approx(30.0, abs=0.5)
     assert by_hour[2] == pytest.approx(12.0, abs=0.5)
+
+
+def test_a_weather_services_forecast_replaces_the_days_level_and_the_climate() -> None:
+    history = CloudIndexHistory(PARIS)
+    today = datetime(2026, 7, 10, tzinfo=PARIS)
+    _daylight_samples(history, today, 0.3, until_hour=12)
+    now = today.replace(hour=12).astimezone(UTC)
+    moments = [now + timedelta(minutes=5), now + timedelta(hours=5), now + timedelta(days=1), now + timedelta(hours=14)]
+    forecast = history.forecast(now, moments, [0.9, 0.9, 0.8, None])
+    assert forecast[0] == pytest.approx(0.3 + (0.9 - 0.3) * (1 - 2.718281828 ** (-5 / 60)), rel=1e-6)
+    assert forecast[1] == pytest.approx(0.9, abs=0.01)
+    assert forecast[2] == pytest.approx(0.8)
+    assert forecast[3] == pytest.approx(history.climate(now))  # the service says nothing: the climate
