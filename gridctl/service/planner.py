@@ -121,6 +121,7 @@ def _from_schedule(site: m.Site, asset: m.AssetBase, planned: PlannedSchedule, r
     if isinstance(asset, m.BatteryAsset):
         power = _get(row, f"{asset.id}.power_kw")
         if power is not None:
+            power = _track_planned_exchange(site, asset, power, row, snapshot, len(_batteries(site)))
             out.append(_request(asset.points["power_setpoint"], round(power, 1), reason, planned))
     elif isinstance(asset, m.EvChargerPool):
         power_kw = _serve_unplanned_cars(asset, planned, row, snapshot, import_limit_kw)
@@ -200,6 +201,34 @@ def current_for(charger: m.EvCharger, power_kw: float) -> float:
     if amps < charger.min_current_a - 1e-6:
         return 0.0
     return round(min(amps, charger.max_current_a), 1)
+
+
+def _batteries(site: m.Site) -> list[m.BatteryAsset]:
+    return [a for a in site.assets if isinstance(a, m.BatteryAsset)]
+
+
+def _track_planned_exchange(site: m.Site, battery: m.BatteryAsset, planned_kw: float, row: pd.Series,
+                            snapshot: Snapshot, batteries: int) -> float:
+    """The battery's power this cycle: the plan's, trimmed so the site does not exchange more with the
+    grid than the plan expected. When load or PV differ from their forecasts, a battery that discharged
+    as planned would export (worth little) or one that charged as planned would import (at full
+    price); trimming keeps that energy for when the plan needs it, and the next plan starts from the
+    state of charge actually reached. The battery never goes past what the plan asked, nor turns."""
+    planned_net = _get(row, "site.net_kw")
+    address = site.grid.points.get("power")
+    grid = snapshot.number(address) if address else None
+    measured = snapshot.number(battery.points["power"])
+    if planned_net is None or grid is None or measured is None or not snapshot.is_fresh(address or ""):
+        return planned_kw
+    if site.point(battery.points["power"]).unit == "W":
+        measured /= 1000.0
+    # What the site draws without this battery, and the battery power that makes it draw the plan's net.
+    tracking_kw = measured + (planned_net - grid) / batteries
+    if planned_kw < 0.0:
+        return min(max(tracking_kw, planned_kw), 0.0)
+    if planned_kw > 0.0:
+        return max(min(tracking_kw, planned_kw), 0.0)
+    return 0.0
 
 
 def _serve_unplanned_cars(pool: m.EvChargerPool, planned: PlannedSchedule, row: pd.Series, snapshot: Snapshot,

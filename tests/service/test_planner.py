@@ -1,4 +1,4 @@
-"""EV chargers between plans: a car the schedule does not serve is charged within the limits left."""
+"""Between plans: a car the schedule does not serve, and a battery trimmed to the planned grid exchange."""
 
 from __future__ import annotations
 
@@ -87,3 +87,30 @@ def test_unplanned_cars_share_what_the_import_limit_leaves(site: m.Site) -> None
     result = planner.plan(site, planned, snapshot, NOW, lambda _t: False, import_limit_kw=96.0)
     powers = _charger_powers(site, result)
     assert powers["charger-02"] == powers["charger-06"] == 0.0
+
+
+def _battery_plan(site: m.Site, battery_kw: float, net_kw: float) -> PlannedSchedule:
+    index = pd.DatetimeIndex([NOW + STEP * k for k in range(4)])
+    frame = pd.DataFrame({"shared-battery.power_kw": [battery_kw] * 4, "site.net_kw": [net_kw] * 4}, index=index)
+    schedule = opt.Schedule(setpoints=frame, objective={}, violations=[], status="Optimal", solver="test",
+                            mip_gap=0.0, build_s=0.0, solve_s=0.0)
+    return PlannedSchedule("s2", site.id, NOW - STEP, NOW + timedelta(hours=2), 1, schedule)
+
+
+@pytest.mark.parametrize(("planned_kw", "planned_net_kw", "grid_kw", "battery_kw", "expected_kw"), [
+    (-50.0, 10.0, -10.0, -50.0, -30.0),   # less load than forecast: discharge less rather than export
+    (-50.0, 10.0, 30.0, -50.0, -50.0),    # more load: never discharge past the plan
+    (-50.0, 10.0, -80.0, -50.0, 0.0),     # far less: stop, never turn to charging
+    (40.0, -20.0, 10.0, 40.0, 10.0),      # less PV than forecast: charge less rather than import
+    (40.0, -20.0, -60.0, 40.0, 40.0),     # more PV: charge as planned
+])
+def test_the_battery_trims_its_plan_to_keep_the_planned_grid_exchange(
+        planned_kw: float, planned_net_kw: float, grid_kw: float, battery_kw: float, expected_kw: float) -> None:
+    site = load_site(SITES / "zac-saint-sauveur")
+    battery = next(a for a in site.assets if isinstance(a, m.BatteryAsset))
+    readings = {address: Reading(address, NOW, value, Quality.GOOD) for address, value in (
+        (site.grid.points["power"], grid_kw), (battery.points["power"], battery_kw), (battery.points["soc"], 50.0))}
+    snapshot = Snapshot(NOW, MappingProxyType(readings), MappingProxyType({}))
+    result = planner.plan(site, _battery_plan(site, planned_kw, planned_net_kw), snapshot, NOW, lambda _t: False)
+    setpoint = next(r.value for r in result.requests if r.address == battery.points["power_setpoint"])
+    assert setpoint == pytest.approx(expected_kw)
