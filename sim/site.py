@@ -194,7 +194,12 @@ class SiteSimulation:
     async def _run_physics(self, step_interval_s: float) -> None:
         while True:
             try:
-                self.step()
+                target = self.clock.now()
+                # One physics step at a time, yielding in between: on a slow or busy machine the
+                # catching up must not starve the service sharing this event loop.
+                while self.physics.time < target:
+                    self.step(min(target, self.physics.time + self.physics.max_step))
+                    await asyncio.sleep(0)
             except Exception:
                 log.exception("simulation step of %s failed", self.site.id)
                 raise
