@@ -192,6 +192,9 @@ class SignalForecaster:
         load = base_load_kw(site, number)
         if load is not None:
             self._load.append((ts, load))
+            # The deque's length bounds memory whatever the cycle; age bounds what the profile learns from.
+            while self._load and ts - self._load[0][0] > timedelta(days=self.history_days):
+                self._load.popleft()
         irradiance = irradiance_point(site)
         temperature = outdoor_temperature_point(site)
         pv: dict[str, float] = {}

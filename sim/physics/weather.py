@@ -70,7 +70,8 @@ class Weather:
         self.daily_amplitude_k = daily_amplitude_k
         self.mean_clear_sky_index = mean_clear_sky_index
         self._location = pvlib.location.Location(latitude_deg, longitude_deg, altitude=elevation_m)
-        self._day_tables = lru_cache(maxsize=8)(self._compute_day)
+        # Today, tomorrow (forecasts) and yesterday (long steps across midnight) are all that is ever asked.
+        self._day_tables = lru_cache(maxsize=4)(self._compute_day)
         self._linke = lru_cache(maxsize=2)(self._compute_linke)
 
     def _compute_linke(self, year: int) -> dict[date, float]:
