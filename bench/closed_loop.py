@@ -67,6 +67,10 @@ def adjusted_cost(run: dict, mean_price: float) -> float:
     return kpis["cost_eur"] - kpis["battery_stored_delta_kwh"] * mean_price
 
 
+def _growth(daily: list[float]) -> float | None:
+    return round(daily[-1] - daily[0], 1) if len(daily) >= 2 else None
+
+
 def summarise(runs: list[dict]) -> dict:
     cases = {}
     for run in runs:
@@ -98,6 +102,7 @@ def summarise(runs: list[dict]) -> dict:
             },
             "gridctl_peak_rss_mb": gridctl["peak_rss_mb"],
             "gridctl_daily_rss_mb": gridctl["daily_rss_mb"],
+            "gridctl_rss_growth_first_to_last_day_mb": _growth(gridctl["daily_rss_mb"]),
         })
     return {"cases": summary}
 

@@ -63,6 +63,8 @@ class ControllerSettings:
     # Shortest poll period actually used (in the clock's time): an accelerated clock polls less often.
     poll_floor_s: float = 0.0
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    # Trim batteries to the plan's grid exchange when load or PV stray from their forecasts.
+    track_planned_exchange: bool = True
 
 
 @dataclass
@@ -236,7 +238,8 @@ class SiteController:
             self.last_fallbacks = {}
         else:
             result = planner.plan(self._site, self.planned, snapshot, now, self.is_dark,
-                                  import_limit_kw=self._import_limit_kw(now))
+                                  import_limit_kw=self._import_limit_kw(now),
+                                  track_exchange=self.settings.track_planned_exchange)
             requests = result.requests
             self._fallback_alarms(result.fallbacks, now)
             self.last_fallbacks = result.fallbacks

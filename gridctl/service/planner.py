@@ -55,7 +55,7 @@ def stale_inputs(asset: m.AssetBase, snapshot: Snapshot) -> list[str]:
 
 
 def plan(site: m.Site, planned: PlannedSchedule | None, snapshot: Snapshot, now: datetime,
-         is_dark: IsDark, import_limit_kw: float | None = None) -> Plan:
+         is_dark: IsDark, import_limit_kw: float | None = None, track_exchange: bool = True) -> Plan:
     """Commands for this cycle from the schedule, with per-asset fallbacks. `import_limit_kw` is the
     import allowed now (policy, demand response), the site's connection limit when None."""
     requests: list[WriteRequest] = []
@@ -71,7 +71,7 @@ def plan(site: m.Site, planned: PlannedSchedule | None, snapshot: Snapshot, now:
         else:
             assert planned is not None
             requests.extend(_from_schedule(site, asset, planned, row, now, snapshot,
-                                           import_limit_kw or site.grid.import_limit_kw))
+                                           import_limit_kw or site.grid.import_limit_kw, track_exchange))
             continue
         fallbacks[asset.id] = reason
         requests.extend(defaults(site, asset, snapshot, now, is_dark, Mode.SAFE, reason))
@@ -115,13 +115,14 @@ def _get(row: pd.Series, column: str) -> float | None:
 
 
 def _from_schedule(site: m.Site, asset: m.AssetBase, planned: PlannedSchedule, row: pd.Series, now: datetime,
-                   snapshot: Snapshot, import_limit_kw: float) -> list[WriteRequest]:
+                   snapshot: Snapshot, import_limit_kw: float, track_exchange: bool) -> list[WriteRequest]:
     reason = f"schedule {planned.schedule_id}"
     out: list[WriteRequest] = []
     if isinstance(asset, m.BatteryAsset):
         power = _get(row, f"{asset.id}.power_kw")
-        if power is not None:
+        if power is not None and track_exchange:
             power = _track_planned_exchange(site, asset, power, row, snapshot, len(_batteries(site)))
+        if power is not None:
             out.append(_request(asset.points["power_setpoint"], round(power, 1), reason, planned))
     elif isinstance(asset, m.EvChargerPool):
         power_kw = _serve_unplanned_cars(asset, planned, row, snapshot, import_limit_kw)

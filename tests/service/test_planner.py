@@ -114,3 +114,14 @@ def test_the_battery_trims_its_plan_to_keep_the_planned_grid_exchange(
     result = planner.plan(site, _battery_plan(site, planned_kw, planned_net_kw), snapshot, NOW, lambda _t: False)
     setpoint = next(r.value for r in result.requests if r.address == battery.points["power_setpoint"])
     assert setpoint == pytest.approx(expected_kw)
+
+
+def test_a_plan_made_on_a_known_future_is_followed_untrimmed() -> None:
+    site = load_site(SITES / "zac-saint-sauveur")
+    battery = next(a for a in site.assets if isinstance(a, m.BatteryAsset))
+    readings = {address: Reading(address, NOW, value, Quality.GOOD) for address, value in (
+        (site.grid.points["power"], -10.0), (battery.points["power"], -50.0), (battery.points["soc"], 50.0))}
+    snapshot = Snapshot(NOW, MappingProxyType(readings), MappingProxyType({}))
+    result = planner.plan(site, _battery_plan(site, -50.0, 10.0), snapshot, NOW, lambda _t: False,
+                          track_exchange=False)
+    assert next(r.value for r in result.requests if r.address == battery.points["power_setpoint"]) == -50.0
