@@ -385,5 +385,8 @@ def ev_session(charger: m.EvCharger, plugged_since: datetime, now: datetime, del
         needed = energy_request_kwh - delivered_kwh
     else:
         needed = WORKPLACE_ENERGY_KWH - delivered_kwh
-    # A car that still draws after the expected need wants more: keep asking for a share.
-    return EvSessionForecast(charger.id, now, departure, max(needed, STILL_CHARGING_KWH))
+    # A car still drawing after the expected need, or past the expected stay, may leave any minute
+    # wanting more: it gets what the charger can give until then.
+    still = charger.max_power_kw * (departure - now).total_seconds() / 3600.0 if needed <= 0 or \
+        departure <= now + MIN_PLANNED_STAY else STILL_CHARGING_KWH
+    return EvSessionForecast(charger.id, now, departure, max(needed, still))

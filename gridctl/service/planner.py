@@ -236,22 +236,26 @@ def _serve_unplanned_cars(pool: m.EvChargerPool, planned: PlannedSchedule, row: 
                           import_limit_kw: float) -> dict[str, float]:
     """Each charger's power this step: the plan's, except that a car still wanting energy which the
     plan gives nothing from now on (it arrived after the plan was made, or stays past the departure
-    the plan assumed) charges as it would without gridctl, within what the plan leaves of the pool's
-    and the site's limits."""
+    the plan assumed) charges as it would without gridctl, and an empty charger offers what is left,
+    so a car arriving before the next plan starts at once. Both only within what the plan leaves of
+    the pool's and the site's limits, cars already there first."""
     power_kw = {c.id: _get(row, f"{c.id}.power_kw") or 0.0 for c in pool.chargers}
     frame = planned.schedule.setpoints
     ahead = frame[frame.index >= row.name]
     unplanned = [c for c in pool.chargers if _wanting(snapshot, c) and power_kw[c.id] < 1e-6
                  and float(ahead.get(f"{c.id}.power_kw", pd.Series(dtype=float)).fillna(0.0).sum()) < 1e-6]
-    if not unplanned:
-        return power_kw
+    empty = [c for c in pool.chargers if snapshot.number(c.points["plug_state"]) == 0 and power_kw[c.id] < 1e-6]
     headroom_kw = pool.pool_limit_kw - sum(power_kw.values())
     planned_import = _get(row, "site.import_kw")
     if planned_import is not None:
         headroom_kw = min(headroom_kw, import_limit_kw - planned_import)
-    share_kw = max(headroom_kw, 0.0) / len(unplanned)
-    for charger in unplanned:
-        power_kw[charger.id] = min(share_kw, charger.max_power_kw)
+    for group in (unplanned, empty):
+        if not group or headroom_kw <= 0.0:
+            continue
+        share_kw = headroom_kw / len(group)
+        for charger in group:
+            power_kw[charger.id] = min(share_kw, charger.max_power_kw)
+            headroom_kw -= power_kw[charger.id]
     return power_kw
 
 

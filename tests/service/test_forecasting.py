@@ -145,10 +145,18 @@ def test_ev_needs_declared_by_the_car_or_driver_are_planned_with_a_margin() -> N
                             energy_request_kwh=0.0)
     assert undeclared.departure == plugged + WORKPLACE_PLUG_IN
     assert undeclared.energy_needed_kwh == WORKPLACE_ENERGY_KWH - 2.0
-    # Past the declared need while still drawing: keep asking for a share.
+    # Past the declared need while still drawing: all the charger can give until the car may leave.
     more = ev_session(charger, plugged, now, delivered_kwh=12.0, time_to_departure_s=600.0, energy_request_kwh=10.0)
-    assert more.energy_needed_kwh == STILL_CHARGING_KWH
     assert more.departure == now + timedelta(minutes=15)
+    assert more.energy_needed_kwh == pytest.approx(charger.max_power_kw * 0.25)
+    # Past the expected stay without a declaration: the same, for the half hour planned.
+    later = plugged + WORKPLACE_PLUG_IN + timedelta(minutes=20)
+    overstay = ev_session(charger, plugged, later, delivered_kwh=18.0, time_to_departure_s=None, energy_request_kwh=None)
+    assert overstay.departure == later + timedelta(minutes=30)
+    assert overstay.energy_needed_kwh == pytest.approx(charger.max_power_kw * 0.5)
+    # Early in a stay the share asked of a car beyond its expected need stays small.
+    early = ev_session(charger, plugged, now, delivered_kwh=18.0, time_to_departure_s=None, energy_request_kwh=None)
+    assert early.energy_needed_kwh == STILL_CHARGING_KWH
 
 
 async def test_a_starting_service_learns_its_forecasts_from_the_stored_history(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_a_car_the_plan_does_not_serve_charges_within_the_pools_headroom(site: m
         "charger-03.power_kw": [0.0, 0.0, 11.0, 11.0],     # planned later: left waiting on purpose
         "site.import_kw": [60.0] * 4,
     })
-    # 02 arrived after the plan; 04 is full; 05 is empty.
+    # 02 arrived after the plan; 04 is full; 05 to 24 are empty.
     snapshot = _snapshot(site, {"charger-01": 2, "charger-02": 1, "charger-03": 1, "charger-04": 3})
     result = planner.plan(site, planned, snapshot, NOW, lambda _t: False)
     powers = _charger_powers(site, result)
@@ -71,7 +71,12 @@ def test_a_car_the_plan_does_not_serve_charges_within_the_pools_headroom(site: m
     assert powers["charger-01"] == pytest.approx(22.0, abs=0.1)
     assert powers["charger-02"] == pytest.approx(charger_02.max_power_kw, abs=0.1)
     assert powers["charger-03"] == 0.0
-    assert powers["charger-04"] == powers["charger-05"] == 0.0
+    assert powers["charger-04"] == 0.0
+    # The 20 empty chargers share what is left of the 200 kW pool, so an arriving car starts at once.
+    left_kw = pool.pool_limit_kw - 22.0 - charger_02.max_power_kw
+    empty = [f"charger-{n:02d}" for n in range(5, 25)]
+    assert all(powers[c] == pytest.approx(left_kw / 20, abs=0.1) for c in empty)
+    assert sum(powers.values()) <= pool.pool_limit_kw + 0.5
 
 
 def test_unplanned_cars_share_what_the_import_limit_leaves(site: m.Site) -> None:
