@@ -63,8 +63,9 @@ class ControllerSettings:
     # Shortest poll period actually used (in the clock's time): an accelerated clock polls less often.
     poll_floor_s: float = 0.0
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
-    # Trim batteries to the plan's grid exchange when load or PV stray from their forecasts.
-    track_planned_exchange: bool = True
+    # Absorb forecast errors between plans: batteries trimmed to the plan's grid exchange, empty chargers
+    # offering what the plan leaves so an arriving car starts at once.
+    correct_between_plans: bool = True
 
 
 @dataclass
@@ -239,7 +240,7 @@ class SiteController:
         else:
             result = planner.plan(self._site, self.planned, snapshot, now, self.is_dark,
                                   import_limit_kw=self._import_limit_kw(now),
-                                  track_exchange=self.settings.track_planned_exchange)
+                                  correct=self.settings.correct_between_plans)
             requests = result.requests
             self._fallback_alarms(result.fallbacks, now)
             self.last_fallbacks = result.fallbacks

@@ -55,7 +55,7 @@ def stale_inputs(asset: m.AssetBase, snapshot: Snapshot) -> list[str]:
 
 
 def plan(site: m.Site, planned: PlannedSchedule | None, snapshot: Snapshot, now: datetime,
-         is_dark: IsDark, import_limit_kw: float | None = None, track_exchange: bool = True) -> Plan:
+         is_dark: IsDark, import_limit_kw: float | None = None, correct: bool = True) -> Plan:
     """Commands for this cycle from the schedule, with per-asset fallbacks. `import_limit_kw` is the
     import allowed now (policy, demand response), the site's connection limit when None."""
     requests: list[WriteRequest] = []
@@ -71,7 +71,7 @@ def plan(site: m.Site, planned: PlannedSchedule | None, snapshot: Snapshot, now:
         else:
             assert planned is not None
             requests.extend(_from_schedule(site, asset, planned, row, now, snapshot,
-                                           import_limit_kw or site.grid.import_limit_kw, track_exchange))
+                                           import_limit_kw or site.grid.import_limit_kw, correct))
             continue
         fallbacks[asset.id] = reason
         requests.extend(defaults(site, asset, snapshot, now, is_dark, Mode.SAFE, reason))
@@ -115,17 +115,17 @@ def _get(row: pd.Series, column: str) -> float | None:
 
 
 def _from_schedule(site: m.Site, asset: m.AssetBase, planned: PlannedSchedule, row: pd.Series, now: datetime,
-                   snapshot: Snapshot, import_limit_kw: float, track_exchange: bool) -> list[WriteRequest]:
+                   snapshot: Snapshot, import_limit_kw: float, correct: bool) -> list[WriteRequest]:
     reason = f"schedule {planned.schedule_id}"
     out: list[WriteRequest] = []
     if isinstance(asset, m.BatteryAsset):
         power = _get(row, f"{asset.id}.power_kw")
-        if power is not None and track_exchange:
+        if power is not None and correct:
             power = _track_planned_exchange(site, asset, power, row, snapshot, len(_batteries(site)))
         if power is not None:
             out.append(_request(asset.points["power_setpoint"], round(power, 1), reason, planned))
     elif isinstance(asset, m.EvChargerPool):
-        power_kw = _serve_unplanned_cars(asset, planned, row, snapshot, import_limit_kw)
+        power_kw = _serve_unplanned_cars(asset, planned, row, snapshot, import_limit_kw, offer_empty=correct)
         for charger in asset.chargers:
             out.append(_request(charger.points["current_limit"], current_for(charger, power_kw[charger.id]), reason,
                                 planned))
@@ -233,7 +233,7 @@ def _track_planned_exchange(site: m.Site, battery: m.BatteryAsset, planned_kw: f
 
 
 def _serve_unplanned_cars(pool: m.EvChargerPool, planned: PlannedSchedule, row: pd.Series, snapshot: Snapshot,
-                          import_limit_kw: float) -> dict[str, float]:
+                          import_limit_kw: float, offer_empty: bool = True) -> dict[str, float]:
     """Each charger's power this step: the plan's, except that a car still wanting energy which the
     plan gives nothing from now on (it arrived after the plan was made, or stays past the departure
     the plan assumed) charges as it would without gridctl, and an empty charger offers what is left,
@@ -244,7 +244,8 @@ def _serve_unplanned_cars(pool: m.EvChargerPool, planned: PlannedSchedule, row: 
     ahead = frame[frame.index >= row.name]
     unplanned = [c for c in pool.chargers if _wanting(snapshot, c) and power_kw[c.id] < 1e-6
                  and float(ahead.get(f"{c.id}.power_kw", pd.Series(dtype=float)).fillna(0.0).sum()) < 1e-6]
-    empty = [c for c in pool.chargers if snapshot.number(c.points["plug_state"]) == 0 and power_kw[c.id] < 1e-6]
+    empty = [c for c in pool.chargers if offer_empty and snapshot.number(c.points["plug_state"]) == 0
+             and power_kw[c.id] < 1e-6]
     headroom_kw = pool.pool_limit_kw - sum(power_kw.values())
     planned_import = _get(row, "site.import_kw")
     if planned_import is not None:

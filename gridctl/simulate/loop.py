@@ -122,10 +122,10 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
     policy = PolicyVersion(site_id=site.id, version=1, policy=SitePolicy(horizon_hours=options.horizon_hours),
                            author="simulation", created_at=start)
     # Relinquishing at the end is staggered in wall time by the arbiter; simulated devices don't need it.
-    # The oracle's plan is exact: it is followed as planned, not trimmed to noisy measurements.
+    # The oracle's plan is exact (it knows every arrival): it is followed as made, not corrected.
     settings = ControllerSettings(kind=kind, solver=options.solver, schedule_validity=options.optimise_every * 3,
                                   dispatch=DispatchSettings(relinquish_stagger_s=0.0),
-                                  track_planned_exchange=options.controller != "oracle")
+                                  correct_between_plans=options.controller != "oracle")
     controller = SiteController(site, drivers, clock, forecaster, policy=policy, settings=settings,
                                 is_dark=lambda moment: simulation.physics.weather.sample(moment).dark)
     meter = KpiMeter(site, simulation.physics)

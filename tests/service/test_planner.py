@@ -128,5 +128,13 @@ def test_a_plan_made_on_a_known_future_is_followed_untrimmed() -> None:
         (site.grid.points["power"], -10.0), (battery.points["power"], -50.0), (battery.points["soc"], 50.0))}
     snapshot = Snapshot(NOW, MappingProxyType(readings), MappingProxyType({}))
     result = planner.plan(site, _battery_plan(site, -50.0, 10.0), snapshot, NOW, lambda _t: False,
-                          track_exchange=False)
+                          correct=False)
     assert next(r.value for r in result.requests if r.address == battery.points["power_setpoint"]) == -50.0
+
+
+def test_empty_chargers_offer_nothing_under_a_plan_that_knows_every_arrival(site: m.Site) -> None:
+    planned = _planned(site, {"charger-01.power_kw": [22.0] * 4, "site.import_kw": [60.0] * 4})
+    snapshot = _snapshot(site, {"charger-01": 2, "charger-02": 1})
+    powers = _charger_powers(site, planner.plan(site, planned, snapshot, NOW, lambda _t: False, correct=False))
+    assert powers["charger-02"] > 0.0  # a car the plan ignores is still served
+    assert all(powers[f"charger-{n:02d}"] == 0.0 for n in range(3, 25))
