@@ -10,7 +10,6 @@ Each finished poll is handed to the sink (a callback, sync or async, or an async
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import math
@@ -105,13 +104,22 @@ class Poller:
                        for device in self.devices]
         return self
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Cancel every poll and wait for them, at most `timeout_s`: a poll stuck in a protocol stack
+        that ignores cancellation is left behind (and logged, with where it is stuck)."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("poll task %s ended with %r", task.get_name(), task.exception())
+        for task in pending:
+            where = " < ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(task.get_stack(limit=8)))
+            log.warning("poll task %s did not stop within %.0f s, left behind at %s", task.get_name(), timeout_s,
+                        where)
 
     async def __aenter__(self) -> Poller:
         return await self.start()

@@ -42,6 +42,8 @@ from gridctl.service.metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 # Stored history reaches the forecaster as quarter-hour means.
 WARM_UP_BUCKET = timedelta(minutes=15)
+# Longest a stopping site waits for its job under way before relinquishing anyway.
+STOP_WAIT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,21 @@ class SiteService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._replanner
             self._replanner = None
-        async with self._busy:
+        # Wait for the job under way, but not forever: a job stuck on a device must not keep the other
+        # leases from being relinquished. What is still running then is logged for the operator.
+        try:
+            await asyncio.wait_for(self._busy.acquire(), STOP_WAIT_S)
+            acquired = True
+        except TimeoutError:
+            acquired = False
+            log.warning("%s: a job still runs after %.0f s; stopping without it:\n%s", self.site.id, STOP_WAIT_S,
+                        _running_tasks())
+        try:
             await self.poller.stop()
             released = await self.controller.shutdown()
+        finally:
+            if acquired:
+                self._busy.release()
         log.info("%s: relinquished %d points", self.site.id, len(released))
 
     async def optimise(self) -> None:
@@ -191,6 +205,15 @@ class SiteService:
             await self.optimise()
             # Several events in a row (cars arriving together) make one re-plan, not one each.
             await asyncio.sleep(gap)
+
+
+def _running_tasks() -> str:
+    lines = []
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=6)
+        where = " < ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+        lines.append(f"  {task.get_name()}: {where}")
+    return "\n".join(lines)
 
 
 def _row_numbers(values: dict[str, float]) -> Callable[[str], float | None]:
