@@ -40,6 +40,8 @@ MIN_PLANNED_STAY = timedelta(minutes=30)
 MIN_DECLARED_STAY = timedelta(minutes=15)
 # Below this clear-sky irradiance the sky's state can't be read from a sensor.
 MIN_CLEAR_SKY_W_M2 = 50.0
+# Observations are learnt from in batches of at most this many.
+MAX_PENDING = 96
 
 
 @lru_cache(maxsize=32)
@@ -215,6 +217,9 @@ class SignalForecaster:
                     lighting[zone.id] = (illuminance, dimming)
         self._pending.append(_Observation(ts, number(irradiance) if irradiance else None,
                                           number(temperature) if temperature else None, pv, lighting))
+        # A service that observes without forecasting (optimiser down, baseline) must not pile them up.
+        if len(self._pending) >= MAX_PENDING:
+            self._process(site)
 
     def _process(self, site: m.Site) -> None:
         """Turn pending observations into clear-sky index, PV calibration and daylight samples."""

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from drivers.base import Quality, Reading
 from gridctl.config import load_site
 from gridctl.config import models as m
 from gridctl.service.cloud import PRIOR_INDEX, CloudIndexHistory
@@ -160,7 +161,6 @@ def test_ev_needs_declared_by_the_car_or_driver_are_planned_with_a_margin() -> N
 
 
 async def test_a_starting_service_learns_its_forecasts_from_the_stored_history(tmp_path: Path) -> None:
-    from drivers.base import Quality, Reading
     from gridctl.service.runner import ServiceHost, SiteOptions
     from sim.core import SimClock
 
@@ -196,3 +196,16 @@ def test_a_weather_services_forecast_replaces_the_days_level_and_the_climate() -
     assert forecast[1] == pytest.approx(0.9, abs=0.01)
     assert forecast[2] == pytest.approx(0.8)
     assert forecast[3] == pytest.approx(history.climate(now))  # the service says nothing: the climate
+
+
+def test_observing_without_forecasting_learns_in_bounded_batches() -> None:
+    site = load_site(SITES / "zac-haute-deule")
+    sensor = next(a for a in site.assets if isinstance(a, m.PvArray)).points["irradiance"]
+    forecaster = SignalForecaster()
+    start = datetime(2026, 7, 6, 4, tzinfo=UTC)
+    for k in range(300):
+        moment = start + STEP * k
+        readings = {sensor: Reading(sensor, moment, 400.0, Quality.GOOD)}
+        forecaster.observe(site, Snapshot(moment, MappingProxyType(readings), MappingProxyType({})))
+    assert len(forecaster._pending) < 96
+    assert forecaster._cloud is not None and len(forecaster._cloud) > 0
