@@ -3,7 +3,6 @@ web pages under `/ui/`."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -17,8 +16,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from gridctl.api.context import ApiContext
-from gridctl.api.db import Database, open_database
-from gridctl.api.ratelimit import RateLimiter
+from gridctl.api.db import Busy, Conflict, Database, open_database
+from gridctl.api.ratelimit import RateLimiter, client_keys
+from gridctl.api.responses import AUTHENTICATED, COMMON
 from gridctl.api.routers import managers, opendata, operators, residents
 from gridctl.api.settings import ApiSettings
 from gridctl.api.store import ApiStore
@@ -44,7 +44,8 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 class RateLimitMiddleware:
-    """429 with Retry-After when a client (its bearer token, else its address) exceeds its bucket."""
+    """429 with Retry-After when a client exceeds its bucket: one per token (else per address), and one per
+    address whatever the token."""
 
     def __init__(self, app: Any, limiter: RateLimiter, per_address: RateLimiter, prefix: str) -> None:
         self.app = app
@@ -56,13 +57,7 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        address = client[0] if client else "unknown"
-        key = "a:" + address
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                key = "t:" + hashlib.sha256(value).hexdigest()[:32]
-                break
+        address, key = client_keys(scope)
         wait = self.per_address.take(address)
         if wait <= 0:
             wait = self.limiter.take(key)
@@ -77,6 +72,15 @@ class RateLimitMiddleware:
                         (b"content-length", str(len(body)).encode())],
         })
         await send({"type": "http.response.body", "body": body})
+
+
+async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
+    return JSONResponse({"detail": f"conflicts with what is stored: {exc}"}, status_code=409)
+
+
+async def _busy(_request: Request, exc: Busy) -> JSONResponse:
+    return JSONResponse({"detail": f"the database is busy ({exc}); try again"}, status_code=503,
+                        headers={"Retry-After": "1"})
 
 
 def create_app(
@@ -124,8 +128,11 @@ def create_app(
     )
     app.state.context = ctx
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    for router in (residents.router, operators.router, managers.router, opendata.router):
-        app.include_router(router, prefix=API_PREFIX)
+    app.add_exception_handler(Conflict, _conflict)  # type: ignore[arg-type]
+    app.add_exception_handler(Busy, _busy)  # type: ignore[arg-type]
+    for router in (residents.router, operators.router, managers.router):
+        app.include_router(router, prefix=API_PREFIX, responses={**COMMON, **AUTHENTICATED})
+    app.include_router(opendata.router, prefix=API_PREFIX, responses=COMMON)
     app.mount("/ui", StaticFiles(directory=str(files("gridctl.api") / "static"), html=True), name="ui")
 
     @app.get("/", include_in_schema=False)

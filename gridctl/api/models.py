@@ -113,6 +113,8 @@ class LivePoint(BaseModel):
     ts: datetime
     age_s: float
     error: str | None = None
+    note: str | None = Field(default=None, description="for a building's dwellings: what the total covers, or why "
+                                                          "it is withheld")
 
 
 class DeviceHealthOut(BaseModel):
@@ -189,10 +191,22 @@ class HandsOffOut(BaseModel):
 class PolicyChange(Body):
     policy: SitePolicy
     comment: str = Field(default="", max_length=1000)
+    base_version: int | None = Field(
+        default=None, ge=0, le=2**31 - 1,
+        description="The version this change was made from (0: the site defaults). When given, the change is "
+                    "refused (409) if another version was stored since.")
 
 
 class PolicyPreviewRequest(Body):
     policy: SitePolicy
+
+
+class RejectedVersionOut(BaseModel):
+    version: int
+    author: str
+    comment: str
+    created_at: datetime
+    problem: str = Field(description="why this stored version no longer validates")
 
 
 class PolicyVersionOut(BaseModel):
@@ -203,13 +217,32 @@ class PolicyVersionOut(BaseModel):
     created_at: datetime | None
     policy: SitePolicy
     changed: list[str]
+    rejected: list[RejectedVersionOut] = Field(
+        default_factory=list,
+        description="Stored versions newer than this one that no longer validate: this one is in force instead.")
+
+
+class StoredVersionOut(BaseModel):
+    site_id: str
+    version: int
+    author: str
+    comment: str
+    created_at: datetime
+    policy: SitePolicy | None = Field(description="null when the version no longer validates")
+    changed: list[str]
+    problem: str | None = Field(default=None, description="why the version no longer validates")
 
 
 class DemandResponseOut(BaseModel):
     site_id: str
-    event: DemandResponse
+    event_id: str
+    event: DemandResponse | None = Field(description="null when the stored event no longer validates")
+    problem: str | None = Field(default=None, description="why the stored event no longer validates")
     created_by: str
     created_at: datetime
+    cancelled_at: datetime | None = None
+    cancelled_by: str | None = None
+    cancel_reason: str | None = None
 
 
 class Kpi(BaseModel):
@@ -229,6 +262,7 @@ class OpenDay(BaseModel):
     day: date
     energy_kwh: float | None
     dwellings_reporting: int
+    note: str | None = Field(default=None, description="why the day's figure is withheld")
 
 
 class OpenDaily(BaseModel):

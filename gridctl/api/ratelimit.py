@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -37,3 +39,23 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self.rate
+
+
+def bearer_token(authorization: bytes) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; the scheme's case and spacing don't matter."""
+    scheme, _, credentials = authorization.decode("latin-1").strip().partition(" ")
+    token = credentials.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def client_keys(scope: dict[str, Any]) -> tuple[str, str]:
+    """(the client's address, the bucket of its token or, without one, of its address)."""
+    client = scope.get("client")
+    address = client[0] if client else "unknown"
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            token = bearer_token(value)
+            if token is not None:
+                return address, "t:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+            break
+    return address, "a:" + address

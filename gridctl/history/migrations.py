@@ -395,3 +395,23 @@ POSTGRES_MIGRATIONS.extend([
         ],
     ),
 ])
+
+# Managers cancel demand-response events: who, when and why stay with the event.
+SQLITE_MIGRATIONS.append(Migration(
+    110,
+    "demand-response cancellation",
+    [
+        "ALTER TABLE demand_response_events ADD COLUMN cancelled_at INTEGER",
+        "ALTER TABLE demand_response_events ADD COLUMN cancelled_by TEXT",
+        "ALTER TABLE demand_response_events ADD COLUMN cancel_reason TEXT",
+    ],
+))
+POSTGRES_MIGRATIONS.append(Migration(
+    110,
+    "demand-response cancellation",
+    [
+        "ALTER TABLE demand_response_events ADD COLUMN cancelled_at timestamptz",
+        "ALTER TABLE demand_response_events ADD COLUMN cancelled_by text",
+        "ALTER TABLE demand_response_events ADD COLUMN cancel_reason text",
+    ],
+))

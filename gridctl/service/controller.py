@@ -93,6 +93,8 @@ class SiteController:
         self.history = history
         self.audit = audit or MemoryAuditSink()
         self.policy = policy
+        # Demand-response events announced apart from the policy versions, by id.
+        self.events: dict[str, DemandResponse] = {}
         self._alarms = AlarmBook()
         max_age = {d.id: timedelta(seconds=max(d.poll_interval_s, self.settings.poll_floor_s)
                                    * self.settings.stale_after_periods) for d in site.devices}
@@ -140,7 +142,7 @@ class SiteController:
         log.info("%s: hands on %s by %s", self._site.id, scope, actor)
 
     async def preview(self, policy: SitePolicy) -> opt.Schedule:
-        problem = await self._problem(policy, self.clock.now())
+        problem = await self._problem(self._with_events(policy), self.clock.now())
         return await asyncio.to_thread(opt.solve, problem, self.settings.solver)
 
     async def policy_changed(self, version: PolicyVersion) -> None:
@@ -148,14 +150,23 @@ class SiteController:
         self.replan_requested.set()
 
     async def demand_response(self, event: DemandResponse) -> None:
-        current = self.policy.policy if self.policy else SitePolicy()
-        events = [e for e in current.demand_response if e.id != event.id] + [event]
-        policy = current.model_copy(update={"demand_response": events})
-        version = (self.policy.version + 1) if self.policy else 1
-        self.policy = PolicyVersion(site_id=self._site.id, version=version, policy=policy,
-                                    author="demand-response", comment=f"event {event.id}",
-                                    created_at=self.clock.now())
+        self.events[event.id] = event
         self.replan_requested.set()
+
+    async def demand_response_cancelled(self, event_id: str) -> None:
+        # The dispatch stops limiting import at once; the re-plan drops the event from the schedule.
+        if self.events.pop(event_id, None) is not None:
+            self.replan_requested.set()
+
+    def policy_in_force(self) -> SitePolicy:
+        """The policy version in force with the announced demand-response events."""
+        return self._with_events(self.policy.policy if self.policy else SitePolicy())
+
+    def _with_events(self, policy: SitePolicy) -> SitePolicy:
+        if not self.events:
+            return policy
+        events = [e for e in policy.demand_response if e.id not in self.events] + list(self.events.values())
+        return policy.model_copy(update={"demand_response": events})
 
     # ------------------------------------------------------------------ the cycle
 
@@ -190,7 +201,7 @@ class SiteController:
 
     def _import_limit_kw(self, now: datetime) -> float:
         """Import allowed now: the connection, the policy's own limit, and any demand-response event."""
-        policy = self.policy.policy if self.policy else SitePolicy()
+        policy = self.policy_in_force()
         limits = [self._site.grid.import_limit_kw]
         if policy.import_limit_kw is not None:
             limits.append(policy.import_limit_kw)
@@ -207,7 +218,8 @@ class SiteController:
         async with self._optimise_lock:
             self.replan_requested.clear()
             now = self.clock.now()
-            policy = self.policy.policy if self.policy else SitePolicy()
+            self.events = {i: e for i, e in self.events.items() if e.end > now}
+            policy = self.policy_in_force()
             started = time.perf_counter()
             try:
                 schedule = await asyncio.wait_for(self._forecast_and_solve(policy, now),

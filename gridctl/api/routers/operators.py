@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
 from gridctl.alarms import Alarm, AlarmKind
+from gridctl.api import privacy
 from gridctl.api.auth import OPERATOR_WRITE, STAFF_READ
 from gridctl.api.context import ApiContext, context, not_found, runtime_in_scope, site_in_scope
 from gridctl.api.csvout import csv_response
@@ -26,6 +27,7 @@ from gridctl.api.models import (
     SiteSummary,
 )
 from gridctl.api.periods import field_error, instant_bounds
+from gridctl.api.responses import csv_or_json, errors
 from gridctl.api.store import AuditFilter, User
 from gridctl.config.models import Site
 from gridctl.dispatch.audit import Outcome
@@ -63,61 +65,81 @@ def _json_value(value: object) -> float | str | bool | None:
     return str(value)
 
 
-@router.get("/{site_id}/live", response_model=list[LivePoint], summary="Latest value of every polled point")
+@router.get("/{site_id}/live", response_model=list[LivePoint], responses=errors(404, 503),
+            summary="Latest value of every polled point; dwellings only as building totals (`dwellings:<building>/…`)")
 async def live(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> list[LivePoint]:
     runtime = runtime_in_scope(ctx, user, site_id)
+    site = runtime.site
     now = ctx.clock()
-    units = {address: point.unit for address, _d, point in runtime.site.all_points()}
-    return [
+    units = {address: point.unit for address, _d, point in site.all_points()}
+    latest = runtime.latest()
+    private = privacy.dwelling_devices(site)
+    points = [
         LivePoint(address=address, value=_json_value(r.value), unit=units.get(address, ""), quality=str(r.quality),
                   ts=r.ts, age_s=round((now - r.ts).total_seconds(), 3), error=r.error)
-        for address, r in sorted(runtime.latest().items())
+        for address, r in sorted(latest.items()) if not privacy.is_private(site, address, private)
     ]
+    for total in privacy.building_aggregates(site, latest, ctx.settings.minimum_aggregate_dwellings, now):
+        points.append(LivePoint(address=total.address, value=total.value, unit=total.unit,
+                                quality="good" if total.value is not None else "withheld", ts=total.ts,
+                                age_s=round((now - total.ts).total_seconds(), 3), error=None, note=total.note))
+    return points
 
 
-@router.get("/{site_id}/devices", response_model=list[DeviceHealthOut], summary="Health of every device")
+@router.get("/{site_id}/devices", response_model=list[DeviceHealthOut], responses=errors(404, 503),
+            summary="Health of every device")
 async def devices(site_id: str, user: User = Depends(STAFF_READ),
                   ctx: ApiContext = Depends(context)) -> list[DeviceHealthOut]:
     runtime = runtime_in_scope(ctx, user, site_id)
     protocols = {d.id: d.protocol for d in runtime.site.devices}
+    private = privacy.dwelling_devices(runtime.site)
     return [
         DeviceHealthOut(device_id=h.device_id, protocol=protocols.get(h.device_id, ""), state=str(h.state),
-                        last_success=h.last_success, last_error=h.last_error, last_error_at=h.last_error_at,
-                        consecutive_failures=h.consecutive_failures)
+                        last_success=h.last_success,
+                        last_error=privacy.redacted_error(h.last_error) if h.device_id in private else h.last_error,
+                        last_error_at=h.last_error_at, consecutive_failures=h.consecutive_failures)
         for _id, h in sorted(runtime.device_health().items())
     ]
 
 
-def _alarm(a: Alarm) -> AlarmOut:
+def _alarm(a: Alarm, site: Site) -> AlarmOut:
+    message = a.message
+    if privacy.private_subject(site, a.subject):
+        message = f"{a.kind} on a dwelling's meter (details withheld)"
     return AlarmOut(
-        kind=str(a.kind), subject=a.subject, message=a.message, severity=str(a.severity), raised_at=a.raised_at,
+        kind=str(a.kind), subject=a.subject, message=message, severity=str(a.severity), raised_at=a.raised_at,
         cleared_at=a.cleared_at, acknowledged_by=a.acknowledged_by, acknowledged_at=a.acknowledged_at,
         active=a.active,
     )
 
 
-@router.get("/{site_id}/alarms", response_model=list[AlarmOut], summary="Active alarms, and cleared ones on request")
+@router.get("/{site_id}/alarms", response_model=list[AlarmOut], responses=errors(404, 503),
+            summary="Active alarms, and cleared ones on request")
 async def alarms(site_id: str, include_cleared: bool = False, user: User = Depends(STAFF_READ),
                  ctx: ApiContext = Depends(context)) -> list[AlarmOut]:
-    book = runtime_in_scope(ctx, user, site_id).alarms
+    runtime = runtime_in_scope(ctx, user, site_id)
+    book = runtime.alarms
     found = book.active() + (book.history() if include_cleared else [])
-    return [_alarm(a) for a in found]
+    return [_alarm(a, runtime.site) for a in found]
 
 
-@router.post("/{site_id}/alarms/acknowledge", response_model=AlarmOut, summary="Acknowledge an active alarm")
+@router.post("/{site_id}/alarms/acknowledge", response_model=AlarmOut, responses=errors(404, 503),
+             summary="Acknowledge an active alarm")
 async def acknowledge(site_id: str, ack: AlarmAck, user: User = Depends(OPERATOR_WRITE),
                       ctx: ApiContext = Depends(context)) -> AlarmOut:
-    book = runtime_in_scope(ctx, user, site_id).alarms
+    runtime = runtime_in_scope(ctx, user, site_id)
+    book = runtime.alarms
     try:
         kind = AlarmKind(ack.kind)
     except ValueError:
         field_error("body", "kind", f"unknown alarm kind; one of {', '.join(k.value for k in AlarmKind)}", ack.kind)
     if not book.is_active(kind, ack.subject):
         raise not_found(f"active alarm {ack.kind} on {ack.subject!r}")
-    return _alarm(book.acknowledge(kind, ack.subject, user.name, ctx.clock()))
+    return _alarm(book.acknowledge(kind, ack.subject, user.name, ctx.clock()), runtime.site)
 
 
-@router.get("/{site_id}/audit", response_model=list[AuditOut], summary="The write audit log, newest first")
+@router.get("/{site_id}/audit", response_model=list[AuditOut], responses={**errors(404), **csv_or_json()},
+            summary="The write audit log, newest first")
 async def audit(
     site_id: str,
     device: str | None = Query(None, max_length=64),
@@ -131,9 +153,13 @@ async def audit(
     user: User = Depends(STAFF_READ),
     ctx: ApiContext = Depends(context),
 ) -> list[AuditOut] | Response:
-    site_in_scope(ctx, user, site_id)
+    site = site_in_scope(ctx, user, site_id)
     instant_bounds(start, end)
-    entries = await ctx.store.audit_entries(AuditFilter(site_id, device, point, actor, outcome, start, end, limit))
+    private = tuple(sorted(privacy.dwelling_devices(site)))
+    entries = []
+    if not any(privacy.is_private(site, wanted) for wanted in (device, point) if wanted):
+        entries = await ctx.store.audit_entries(AuditFilter(site_id, device, point, actor, outcome, start, end, limit,
+                                                            hidden_devices=private))
     rows = [
         AuditOut(ts=e.ts, address=e.address, actor=e.actor, reason=e.reason, outcome=str(e.outcome),
                  old_value=e.old_value, requested_value=e.requested_value, written_value=e.written_value,
@@ -147,17 +173,20 @@ async def audit(
     return rows
 
 
-def schedule_body(site_id: str, schedule: Schedule, **meta: object) -> ScheduleOut:
+def schedule_body(site_id: str, schedule: Schedule, hidden_assets: set[str] = frozenset(),  # type: ignore[assignment]
+                  **meta: object) -> ScheduleOut:
+    """A schedule's series and violations, without those of `hidden_assets` (a dwelling's own)."""
     frame = schedule.setpoints
     summary = schedule.summary()
     series = {
         str(column): [None if not math.isfinite(float(v)) else float(v) for v in frame[column]]
         for column in frame.columns
-        if frame[column].dtype.kind in "fiub"
+        if frame[column].dtype.kind in "fiub" and str(column).partition(".")[0] not in hidden_assets
     }
+    violations = [v for v in summary["violations"] if v.get("asset_id") not in hidden_assets]
     return ScheduleOut(
         site_id=site_id, status=schedule.status, objective_eur=summary["objective_eur"],
-        objective=summary["objective"], violations=summary["violations"],
+        objective=summary["objective"], violations=violations,
         steps=[ts.to_pydatetime() if hasattr(ts, "to_pydatetime") else ts for ts in frame.index],
         series=series, **meta,  # type: ignore[arg-type]
     )
@@ -166,10 +195,12 @@ def schedule_body(site_id: str, schedule: Schedule, **meta: object) -> ScheduleO
 @router.get("/{site_id}/schedule", response_model=ScheduleOut, summary="The schedule in force")
 async def current_schedule(site_id: str, user: User = Depends(STAFF_READ),
                            ctx: ApiContext = Depends(context)) -> ScheduleOut:
-    planned = runtime_in_scope(ctx, user, site_id).current_schedule()
+    runtime = runtime_in_scope(ctx, user, site_id)
+    planned = runtime.current_schedule()
     if planned is None:
         raise not_found(f"schedule of site {site_id!r}")
-    return schedule_body(site_id, planned.schedule, schedule_id=planned.schedule_id, created_at=planned.created_at,
+    return schedule_body(site_id, planned.schedule, privacy.private_assets(runtime.site),
+                         schedule_id=planned.schedule_id, created_at=planned.created_at,
                          valid_until=planned.valid_until, policy_version=planned.policy_version)
 
 
