@@ -10,12 +10,12 @@ would differ by that one dwelling's power.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from drivers.base import Quality, Reading
-from gridctl.config.models import Site
+from gridctl.config.models import Dwelling, PointKind, Site
 from gridctl.config.units import UNITS, Quantity
 
 AGGREGATE_PREFIX = "dwellings:"
@@ -72,36 +72,37 @@ class BuildingAggregate:
     note: str
 
 
-def _quantity_points(site: Site, device_id: str, quantity: Quantity, kind: str) -> list[tuple[str, float]]:
+def _power_points(site: Site, device_id: str) -> list[tuple[str, float]]:
+    """The power measurements of a meter device, with their factor to kW."""
     device = site.device(device_id)
     return [(f"{device_id}/{p.id}", UNITS[p.unit][1]) for p in device.points
-            if p.unit in UNITS and UNITS[p.unit][0] is quantity and str(p.kind) == kind]
+            if p.unit in UNITS and UNITS[p.unit][0] is Quantity.POWER and p.kind == PointKind.MEASUREMENT]
 
 
 def building_aggregates(site: Site, latest: Mapping[str, Reading], minimum: int,
                         now: datetime) -> list[BuildingAggregate]:
     """Per building with dwellings: total power (kW) and total metered energy (kWh) of its dwellings."""
-    members: dict[str, list[str]] = {}
+    by_building: dict[str, list[Dwelling]] = {}
     for dwelling in site.dwellings:
-        members.setdefault(dwelling.building, []).append(dwelling.meter.partition("/")[0])
+        by_building.setdefault(dwelling.building, []).append(dwelling)
     out = []
-    for building, devices in sorted(members.items()):
-        for name, quantity, kind, unit in (("power", Quantity.POWER, "measurement", "kW"),
-                                           ("energy", Quantity.ENERGY, "energy_counter", "kWh")):
-            out.append(_aggregate(site, building, sorted(set(devices)), name, quantity, kind, unit, latest,
-                                  minimum, now))
+    for building, dwellings in sorted(by_building.items()):
+        power = [_power_points(site, d.meter.partition("/")[0]) for d in dwellings]
+        energy = [[(d.meter, UNITS[site.point(d.meter).unit][1])] for d in dwellings]
+        out.append(_aggregate(f"{AGGREGATE_PREFIX}{building}/power", "kW", power, latest, minimum, now))
+        out.append(_aggregate(f"{AGGREGATE_PREFIX}{building}/energy", "kWh", energy, latest, minimum, now))
     return out
 
 
-def _aggregate(site: Site, building: str, devices: list[str], name: str, quantity: Quantity, kind: str, unit: str,
-               latest: Mapping[str, Reading], minimum: int, now: datetime) -> BuildingAggregate:
-    address = f"{AGGREGATE_PREFIX}{building}/{name}"
-    count = len(devices)
+def _aggregate(address: str, unit: str, members: list[list[tuple[str, float]]], latest: Mapping[str, Reading],
+               minimum: int, now: datetime) -> BuildingAggregate:
+    """The sum over members (each: its points and their factors), published only over every member."""
+    count = len(members)
     total = 0.0
     reporting = 0
     newest: datetime | None = None
-    for device_id in devices:
-        readings = [(latest.get(a), factor) for a, factor in _quantity_points(site, device_id, quantity, kind)]
+    for points in members:
+        readings = [(latest.get(a), factor) for a, factor in points]
         good = [(r, f) for r, f in readings if r is not None and r.quality == Quality.GOOD
                 and isinstance(r.value, int | float) and not isinstance(r.value, bool)]
         if not readings or len(good) < len(readings):
@@ -112,14 +113,9 @@ def _aggregate(site: Site, building: str, devices: list[str], name: str, quantit
             newest = reading.ts if newest is None or reading.ts > newest else newest
     if count < minimum:
         return BuildingAggregate(address, None, unit, now, count, reporting,
-                                 f"withheld: a building aggregate covers at least {minimum} dwellings; "
+                                 f"withheld: a building total covers at least {minimum} dwellings; "
                                  f"this building has {count}")
     if reporting < count:
         return BuildingAggregate(address, None, unit, now, count, reporting,
                                  f"withheld until every dwelling reports: {reporting} of {count} do")
     return BuildingAggregate(address, total, unit, newest or now, count, reporting, f"sum of {count} dwellings")
-
-
-def without_private(site: Site, addresses: Iterable[str]) -> list[str]:
-    devices = dwelling_devices(site)
-    return [a for a in addresses if not is_private(site, a, devices)]
