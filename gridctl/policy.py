@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     WithJsonSchema,
     create_model,
@@ -36,7 +37,8 @@ MAX_POWER_KW = 100_000.0
 MAX_PRICE_EUR_PER_KWH = 1_000.0
 MAX_ILLUMINANCE_LX = 2_000.0
 MAX_EV_ENERGY_KWH = 200.0
-MAX_EVENTS = 100
+# A policy lists the events it knows of: a season of Tempo red days (22 a year) fits.
+MAX_EVENTS = 30
 # A demand-response event lasts hours (EcoWatt, Tempo red days); a few days at most.
 MAX_EVENT_DURATION = timedelta(days=3)
 # Events are announced for the coming year at most.
@@ -55,13 +57,23 @@ def _wall_clock(value: Any) -> Any:
         if not _WALL_CLOCK.match(value):
             raise ValueError("must be a local wall-clock time HH:MM or HH:MM:SS, without an offset (e.g. 22:00)")
         return time.fromisoformat(value)
-    if isinstance(value, time) and value.tzinfo is not None:
-        raise ValueError("must be a local wall-clock time without an offset (e.g. 22:00)")
+    if not isinstance(value, time) or value.tzinfo is not None:
+        raise ValueError("must be a local wall-clock time HH:MM or HH:MM:SS, without an offset (e.g. 22:00)")
+    return value
+
+
+def _instant(value: Any) -> Any:
+    # A number would be read as seconds since 1970: an instant is written out, with its offset.
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 date and time with an offset (e.g. 2026-01-15T17:00:00Z)")
     return value
 
 
 WallClock = Annotated[time, BeforeValidator(_wall_clock),
                       WithJsonSchema({"type": "string", "pattern": WALL_CLOCK_PATTERN, "examples": ["22:00"]})]
+Instant = Annotated[AwareDatetime, BeforeValidator(_instant)]
+# A number, never a boolean or a numeric string read as one.
+Number = Annotated[float, Strict()]
 
 
 class _Model(BaseModel):
@@ -73,7 +85,7 @@ def _bounded_weights() -> type[Weights]:
     config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     base = type("FiniteWeights", (Weights,), {"model_config": config, "__module__": __name__})
     fields: dict[str, Any] = {
-        name: (float, Field(info.default, ge=0, le=MAX_WEIGHT, description=info.description))
+        name: (Number, Field(info.default, ge=0, le=MAX_WEIGHT, description=info.description))
         for name, info in Weights.model_fields.items()
     }
     return create_model("PolicyWeights", __base__=base, __doc__=Weights.__doc__, **fields)
@@ -91,8 +103,8 @@ class CurfewWindow(TimeWindow):
 
 
 class ComfortBandC(_Model):
-    min_temperature_c: float = Field(ge=5, le=35)
-    max_temperature_c: float = Field(ge=5, le=35)
+    min_temperature_c: Number = Field(ge=5, le=35)
+    max_temperature_c: Number = Field(ge=5, le=35)
 
     @model_validator(mode="after")
     def _ordered(self) -> ComfortBandC:
@@ -108,10 +120,10 @@ class ZoneComfort(_Model):
 
 class DemandResponse(_Model):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
-    start: AwareDatetime
-    end: AwareDatetime
-    max_import_kw: float = Field(ge=0, le=MAX_POWER_KW)
-    value_eur_per_kwh: float = Field(ge=0, le=MAX_PRICE_EUR_PER_KWH)
+    start: Instant
+    end: Instant
+    max_import_kw: Number = Field(ge=0, le=MAX_POWER_KW)
+    value_eur_per_kwh: Number = Field(ge=0, le=MAX_PRICE_EUR_PER_KWH)
 
     @model_validator(mode="after")
     def _ordered(self) -> DemandResponse:
@@ -134,21 +146,21 @@ class SitePolicy(_Model):
     """The policy in force for a site. Limits left unset take the site description's values."""
 
     weights: PolicyWeights = PolicyWeights()  # type: ignore[valid-type]
-    import_limit_kw: float | None = Field(default=None, gt=0, le=MAX_POWER_KW)
-    export_limit_kw: float | None = Field(default=None, ge=0, le=MAX_POWER_KW)
+    import_limit_kw: Number | None = Field(default=None, gt=0, le=MAX_POWER_KW)
+    export_limit_kw: Number | None = Field(default=None, ge=0, le=MAX_POWER_KW)
     # Thermal zone id -> comfort bands replacing the site description's.
     comfort: dict[ZoneId, ZoneComfort] = Field(default_factory=dict)
     # Lighting zone id -> required illuminance while occupied (EN 12464-1: 500 lx for offices).
-    lighting_required_lx: dict[ZoneId, Annotated[float, Field(ge=0, le=MAX_ILLUMINANCE_LX)]] = Field(
+    lighting_required_lx: dict[ZoneId, Annotated[Number, Field(ge=0, le=MAX_ILLUMINANCE_LX)]] = Field(
         default_factory=dict)
     # The commune's curfew for public lighting, and the level allowed during it.
     public_lighting_curfew: CurfewWindow | None = None
-    public_lighting_curfew_level_pct: float = Field(default=0.0, ge=0, le=100)
+    public_lighting_curfew_level_pct: Number = Field(default=0.0, ge=0, le=100)
     # Energy every EV session gets before its departure when the car asks for at least that much.
-    ev_minimum_energy_kwh: float = Field(default=0.0, ge=0, le=MAX_EV_ENERGY_KWH)
+    ev_minimum_energy_kwh: Number = Field(default=0.0, ge=0, le=MAX_EV_ENERGY_KWH)
     demand_response: list[DemandResponse] = Field(default_factory=list, max_length=MAX_EVENTS)
-    horizon_hours: float = Field(default=24.0, ge=1, le=48)
-    step_minutes: float = Field(default=15.0, ge=5, le=60)
+    horizon_hours: Number = Field(default=24.0, ge=1, le=48)
+    step_minutes: Number = Field(default=15.0, ge=5, le=60)
 
 
 class PolicyVersion(_Model):

@@ -4,6 +4,7 @@ web pages under `/ui/`."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -11,14 +12,16 @@ from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridctl.api.context import ApiContext
 from gridctl.api.db import Busy, Conflict, Database, open_database
 from gridctl.api.ratelimit import RateLimiter, client_keys
-from gridctl.api.responses import AUTHENTICATED, COMMON
+from gridctl.api.responses import AUTHENTICATED, COMMON, with_validation_errors_as_answered
 from gridctl.api.routers import managers, opendata, operators, residents
 from gridctl.api.settings import ApiSettings
 from gridctl.api.store import ApiStore
@@ -74,6 +77,31 @@ class RateLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode: a problem with the body like any other, so a 422.
+        detail = [{"type": "body_invalid", "loc": ["body"], "msg": str(exc.detail)}]
+        return JSONResponse({"detail": detail, "message": f"body: {exc.detail}"}, status_code=422)
+    if exc.status_code == 405:
+        # The router names the methods of the one route it tried; the path may have others.
+        allowed = _methods_of(request.app, request.url.path)
+        headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)} if allowed else exc.headers
+        return JSONResponse({"detail": exc.detail}, status_code=405, headers=headers)
+    return await http_exception_handler(request, exc)
+
+
+def _methods_of(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI schema documents for a concrete path (its `{parameters}` matching a segment)."""
+    table = getattr(app.state, "methods_by_path", None)
+    if table is None:
+        table = app.state.methods_by_path = [
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"),
+             {m.upper() for m in operations})
+            for template, operations in app.openapi()["paths"].items()
+        ]
+    return sorted(set().union(*(methods for pattern, methods in table if pattern.match(path))))
+
+
 async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
     return JSONResponse({"detail": f"conflicts with what is stored: {exc}"}, status_code=409)
 
@@ -127,7 +155,16 @@ def create_app(
         redoc_url=None,
     )
     app.state.context = ctx
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_validation_errors_as_answered(plain_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Conflict, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(Busy, _busy)  # type: ignore[arg-type]
     for router in (residents.router, operators.router, managers.router):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
+from gridctl.alarms import AlarmKind
 from gridctl.api.energy import Resolution
 from gridctl.api.store import Purpose, Role
 from gridctl.policy import DemandResponse, SitePolicy
@@ -83,7 +84,7 @@ class ConsentState(BaseModel):
 
 
 class ConsentChange(Body):
-    granted: bool
+    granted: Annotated[bool, Strict()]
 
 
 class ErasureOut(BaseModel):
@@ -140,7 +141,7 @@ class AlarmOut(BaseModel):
 
 
 class AlarmAck(Body):
-    kind: str = Field(max_length=64)
+    kind: AlarmKind
     subject: str = Field(max_length=200)
 
 
@@ -178,8 +179,13 @@ class ScheduleOut(BaseModel):
     series: dict[str, list[float | None]]
 
 
+# `site`, `device:<id>` or `point:<device>/<point>`.
+SCOPE_PATTERN = r"^(site|device:[^/]+|point:[^/]+/[^/]+)$"
+
+
 class HandsOffRequest(Body):
-    scope: str = Field(max_length=200, description="`site`, `device:<id>` or `point:<device>/<point>`")
+    scope: str = Field(max_length=200, pattern=SCOPE_PATTERN,
+                       description="`site`, `device:<id>` or `point:<device>/<point>`")
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -191,7 +197,7 @@ class HandsOffOut(BaseModel):
 class PolicyChange(Body):
     policy: SitePolicy
     comment: str = Field(default="", max_length=1000)
-    base_version: int | None = Field(
+    base_version: Annotated[int, Strict()] | None = Field(
         default=None, ge=0, le=2**31 - 1,
         description="The version this change was made from (0: the site defaults). When given, the change is "
                     "refused (409) if another version was stored since.")

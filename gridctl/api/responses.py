@@ -58,3 +58,19 @@ def csv_or_json(description: str = "JSON, or CSV with `format=csv`") -> dict[int
 COMMON = errors(429)
 # Operations that need a token.
 AUTHENTICATED = errors(401, 403)
+
+
+def with_validation_errors_as_answered(schema: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents its own 422 body; gridctl answers `ValidationErrorOut` (the same items and a one-line
+    `message`, see `gridctl.api.app`): document that one everywhere."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    if "ValidationErrorOut" not in components:
+        return schema
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            content = operation.get("responses", {}).get("422", {}).get("content", {}).get("application/json")
+            if content is not None:
+                content["schema"] = {"$ref": "#/components/schemas/ValidationErrorOut"}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema

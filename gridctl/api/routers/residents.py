@@ -112,7 +112,8 @@ async def consumption(
 async def monthly_summary(
     site_id: str,
     dwelling_id: str,
-    month: str | None = Query(None, description="YYYY-MM (default: the current month)", max_length=7),
+    month: str | None = Query(None, description="YYYY-MM (default: the current month)",
+                              pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$"),
     user: User = Depends(RESIDENT),
     ctx: ApiContext = Depends(context),
 ) -> MonthlySummary:
