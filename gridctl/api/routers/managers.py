@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import date
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -33,10 +34,12 @@ from gridctl.api.store import DemandResponseRecord, User
 from gridctl.policy import (
     DemandResponse,
     PolicyProblem,
+    PolicyState,
     PolicyVersion,
     RejectedPolicy,
     SitePolicy,
     event_problems,
+    policy_state,
     submission_problems,
 )
 
@@ -67,7 +70,7 @@ def _rejected_out(rejected: RejectedPolicy) -> RejectedVersionOut:
 
 
 def _version_out(site_id: str, version: PolicyVersion | None, previous: PolicyVersion | None,
-                 rejected: list[RejectedPolicy] = ()) -> PolicyVersionOut:  # type: ignore[assignment]
+                 rejected: Sequence[RejectedPolicy] = ()) -> PolicyVersionOut:
     rejected_out = [_rejected_out(r) for r in rejected]
     if version is None:
         return PolicyVersionOut(site_id=site_id, version=None, author=None, comment="site defaults",
@@ -108,13 +111,21 @@ def _refuse(location: tuple[str, ...], problems: list[PolicyProblem]) -> None:
 async def current_policy(site_id: str, user: User = Depends(MANAGER),
                          ctx: ApiContext = Depends(context)) -> PolicyVersionOut:
     site = site_in_scope(ctx, user, site_id)
-    state = await current_state(ctx.store, site)
+    stored = await ctx.store.policies(site_id)
+    state = policy_state(stored, site)
     previous = None
     if state.in_force is not None:
-        earlier = [v for v in await ctx.store.policies(site_id)
+        earlier = [v for v in _with_site_verdicts(stored, state)
                    if isinstance(v, PolicyVersion) and v.version < state.in_force.version]
         previous = earlier[-1] if earlier else None
     return _version_out(site_id, state.in_force, previous, state.rejected)
+
+
+def _with_site_verdicts(stored: list[PolicyVersion | RejectedPolicy],
+                        state: PolicyState) -> list[PolicyVersion | RejectedPolicy]:
+    """Stored versions, those the site rejects (a zone since removed) shown as rejected."""
+    rejected = {r.version: r for r in state.rejected}
+    return [rejected.get(v.version, v) for v in stored]
 
 
 @router.get("/{site_id}/policy/versions", response_model=list[StoredVersionOut], responses=errors(404),
@@ -122,11 +133,8 @@ async def current_policy(site_id: str, user: User = Depends(MANAGER),
 async def policy_versions(site_id: str, user: User = Depends(MANAGER),
                           ctx: ApiContext = Depends(context)) -> list[StoredVersionOut]:
     site = site_in_scope(ctx, user, site_id)
-    state = await current_state(ctx.store, site)
     stored = await ctx.store.policies(site_id)
-    # Versions the site itself rejects (a zone since removed) are shown as rejected too.
-    rejected = {r.version: r for r in state.rejected}
-    return _stored_out(site_id, [rejected.get(v.version, v) for v in stored])
+    return _stored_out(site_id, _with_site_verdicts(stored, policy_state(stored, site)))
 
 
 @router.get("/{site_id}/policy/versions/{version}", response_model=StoredVersionOut, responses=errors(404))
