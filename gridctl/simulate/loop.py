@@ -71,13 +71,15 @@ class SimulationResult:
     optimisations: int
     optimiser_failures: int
     writes: int
+    # Per asset, each physical parameter as the site file documents it and as the simulated plant has it.
+    plant: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "site": self.site_id, "controller": self.controller, "start": self.start.isoformat(),
             "end": self.end.isoformat(), "seed": self.seed, "kpis": self.kpis.as_dict(),
             "wall_s": round(self.wall_s, 2), "optimisations": self.optimisations,
-            "optimiser_failures": self.optimiser_failures, "writes": self.writes,
+            "optimiser_failures": self.optimiser_failures, "writes": self.writes, "plant": self.plant,
         }
 
 
@@ -161,7 +163,8 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
         await simulation.stop()
     return SimulationResult(site.id, options.controller, start, end, options.seed, kpis,
                             time.perf_counter() - wall_started, controller.stats.optimisations,
-                            controller.stats.optimiser_failures, controller.stats.writes)
+                            controller.stats.optimiser_failures, controller.stats.writes,
+                            plant=simulation.physics.plant.as_dict())
 
 
 async def _poll(controller: SiteController, drivers: dict[str, Any], clock: SimClock) -> None:

@@ -95,24 +95,6 @@ def test_workplace_sessions_follow_the_statistics() -> None:
     assert 7.5 < median(energies) < 10.0
 
 
-def test_declared_needs_come_from_a_share_of_drivers_and_some_leave_early() -> None:
-    schedule = SessionSchedule(seed=3, charger_id="x", kind="workplace", tz=PARIS)
-    day = datetime(2026, 1, 5, tzinfo=PARIS).date()
-    sessions = [s for n in range(400) for s in schedule._draw_day(day + timedelta(days=n))]
-    declared = [s for s in sessions if s.declared_departure is not None]
-    assert 0.5 < len(declared) / len(sessions) < 0.7
-    assert all(s.declared_energy_kwh == s.energy_kwh for s in declared)
-    early = [s.declared_departure - s.departure for s in declared if s.declared_departure > s.departure]
-    assert all(timedelta(0) < e <= timedelta(minutes=40) for e in early)
-    assert 0.1 < len(early) / len(declared) < 0.3
-    assert all(s.declared_departure >= s.departure for s in declared)
-    undeclared = [s for s in sessions if s.declared_departure is None]
-    assert all(s.declared_energy_kwh is None for s in undeclared)
-    # Declaring draws from its own stream: the sessions themselves are those drawn without it.
-    assert {(s.arrival, s.departure, s.energy_kwh) for s in sessions} == {
-        (s.arrival, s.departure, s.energy_kwh) for n in range(400) for s in schedule._draw_day(day + timedelta(days=n))}
-
-
 def test_sessions_are_a_function_of_seed_and_day() -> None:
     a = SessionSchedule(seed=9, charger_id="c", kind="home", tz=PARIS)
     b = SessionSchedule(seed=9, charger_id="c", kind="home", tz=PARIS)
