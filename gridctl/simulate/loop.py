@@ -28,7 +28,7 @@ from gridctl.forecast.openmeteo import OpenMeteoClient
 from gridctl.service.controller import ControllerKind, ControllerSettings, SiteController
 from gridctl.service.forecasting import SignalForecaster
 from gridctl.simulate.kpi import KpiMeter, Kpis
-from gridctl.simulate.oracle import OracleForecaster
+from gridctl.simulate.oracle import OracleForecaster, OraclePlan, plan_whole_run
 from gridctl.simulate.trace import measured_history, record_trace
 from sim.core import Fault, FaultKind, SimClock
 from sim.physics.nwp import NumericalForecast
@@ -60,6 +60,8 @@ class SimulationOptions:
     # errors grow with lead time), as a deployed service would; without it, only its own measurements.
     weather_forecast: bool = True
     solver: opt.Settings = field(default_factory=lambda: opt.Settings(time_limit_s=10.0, mip_gap=0.01))
+    # The oracle solves the whole run at once: a bigger problem, given more time and a tighter gap.
+    oracle_solver: opt.Settings = field(default_factory=lambda: opt.Settings(time_limit_s=600.0, mip_gap=0.002))
     port_offset: int | None = None
 
 
@@ -77,6 +79,8 @@ class SimulationResult:
     writes: int
     # Per asset, each physical parameter as the site file documents it and as the simulated plant has it.
     plant: dict[str, Any] = field(default_factory=dict)
+    # The oracle's whole-run plan: its objective and the solver's proven gap.
+    oracle: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +88,7 @@ class SimulationResult:
             "end": self.end.isoformat(), "seed": self.seed, "kpis": self.kpis.as_dict(),
             "wall_s": round(self.wall_s, 2), "optimisations": self.optimisations,
             "optimiser_failures": self.optimiser_failures, "writes": self.writes, "plant": self.plant,
+            **({"oracle": self.oracle} if self.oracle is not None else {}),
         }
 
 
@@ -141,8 +146,11 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
                                   dispatch=DispatchSettings(relinquish_stagger_s=0.0),
                                   correct_between_plans=options.controller != "oracle")
     # Darkness as in `gridctl run`: the sun's elevation, and the cabinets' photocells (read by the planner).
-    controller = SiteController(site, drivers, clock, forecaster, policy=policy, settings=settings,
+    # The oracle plans with the plant as it really is; gridctl and the baseline know only the site file.
+    planned_site = simulation.physics.plant.true_site(site) if options.controller == "oracle" else site
+    controller = SiteController(planned_site, drivers, clock, forecaster, policy=policy, settings=settings,
                                 is_dark=dark_by_sun(site))
+    oracle_plan: OraclePlan | None = None
     meter = KpiMeter(site, simulation.physics)
     await simulation.start(step_interval_s=3600.0)
     try:
@@ -153,8 +161,15 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
             began = time.perf_counter()
             _outages(simulation, moment)
             await _poll(controller, drivers, clock)
+            if isinstance(forecaster, OracleForecaster):
+                if oracle_plan is None:
+                    oracle_plan = await plan_whole_run(planned_site, simulation.physics.plant, forecaster, policy,
+                                                       controller.snapshot(), start, end, options.oracle_solver)
+                    controller.planned = oracle_plan.planned
+                next_optimise = end
             replan = controller.replan_requested.is_set() and moment >= last_optimise + options.replan_gap
-            if moment >= next_optimise or replan:
+            if kind == ControllerKind.GRIDCTL and not isinstance(forecaster, OracleForecaster) and (
+                    moment >= next_optimise or replan):
                 await controller.optimise()
                 if weather is not None:
                     weather.report(controller.alarms, site.id, moment)
@@ -182,7 +197,11 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
     return SimulationResult(site.id, options.controller, start, end, options.seed, kpis,
                             time.perf_counter() - wall_started, controller.stats.optimisations,
                             controller.stats.optimiser_failures, controller.stats.writes,
-                            plant=simulation.physics.plant.as_dict())
+                            plant=simulation.physics.plant.as_dict(),
+                            oracle=None if oracle_plan is None else {
+                                "objective_eur": round(oracle_plan.objective_eur, 3), "mip_gap": oracle_plan.mip_gap,
+                                "lower_bound_eur": round(oracle_plan.lower_bound_eur, 3),
+                                "steps": oracle_plan.steps})
 
 
 def _outages(simulation: SiteSimulation, moment: datetime) -> None:
