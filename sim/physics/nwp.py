@@ -24,7 +24,7 @@ PUBLICATION_DELAY = timedelta(hours=4)
 # Clear-sky index error (standard deviation) at lead times 0, 24, 48 and 72 h, interpolated between:
 # calibrated so hourly GHI RMSE / mean GHI is ~30 % in the first hours, ~38 %, ~42 % and ~46 % on
 # days 1, 2 and 3 over a year at Lille (tests/sim/test_nwp.py measures it).
-INDEX_ERROR_SD = (0.13, 0.17, 0.19, 0.21)
+INDEX_ERROR_SD = (0.18, 0.25, 0.29, 0.33)
 # Cloudy skies are forecast a little too bright (modelling choice, sim/PLANT.md).
 INDEX_BIAS = 0.02
 # Air temperature error (standard deviation, K) at the same lead times, and the share of the daily
