@@ -59,6 +59,9 @@ class SimulationOptions:
     # gridctl reads a weather provider's forecasts over its API (a simulated provider on loopback whose
     # errors grow with lead time), as a deployed service would; without it, only its own measurements.
     weather_forecast: bool = True
+    # Instruments that err within their class and devices that drop out now and then (sim/PLANT.md);
+    # off, devices report the physics' true values and always answer.
+    instruments: bool = True
     solver: opt.Settings = field(default_factory=lambda: opt.Settings(time_limit_s=10.0, mip_gap=0.01))
     # The oracle solves the whole run at once: a bigger problem, given more time and a tighter gap.
     oracle_solver: opt.Settings = field(default_factory=lambda: opt.Settings(time_limit_s=600.0, mip_gap=0.002))
@@ -105,7 +108,8 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
     end = start + timedelta(days=options.days)
     clock = SimClock(start)
     # Physics sub-steps of one control step: the models sample their inputs at each sub-step's start.
-    simulation = SiteSimulation(site, clock, seed=options.seed, port_offset=offset, max_step=options.physics_step)
+    simulation = SiteSimulation(site, clock, seed=options.seed, port_offset=offset, max_step=options.physics_step,
+                                instruments=options.instruments)
     # The installer sets each device's lease timeout to three control steps.
     for device in simulation.devices.values():
         for point_id in TIMEOUT_POINTS:
@@ -135,7 +139,7 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
         forecaster = SignalForecaster(weather_service=weather)
     if isinstance(forecaster, SignalForecaster) and options.history_days > 0:
         forecaster.warm_up(site, measured_history(site, options.seed, start - timedelta(days=options.history_days),
-                                                  start, options.step))
+                                                  start, options.step, options.instruments))
     from gridctl.policy import PolicyVersion, SitePolicy
 
     policy = PolicyVersion(site_id=site.id, version=1, policy=SitePolicy(horizon_hours=options.horizon_hours),
