@@ -50,7 +50,7 @@ async def test_forecast_is_read_cached_and_interpolated() -> None:
 
 async def test_a_provider_down_keeps_the_last_forecast_a_while_then_none_and_an_alarm(
         caplog: pytest.LogCaptureFixture) -> None:
-    clock, _weather, server = _setup()
+    _clock, _weather, server = _setup()
     alarms = AlarmBook()
     async with server:
         client = _client(server, max_age_h=3.0)
