@@ -99,7 +99,7 @@ def test_provider_errors_and_bad_answers_are_named() -> None:
     _clock, _weather, server = _setup()
     status, body = server.answer({"latitude": ["50.7"], "longitude": ["3.1"], "hourly": ["temperature_2m,bogus"]})
     assert status == 400 and body["error"] is True and "bogus" in body["reason"]
-    with pytest.raises(ProviderError, match="provider error: .*bogus"):
+    with pytest.raises(ProviderError, match=r"provider error: .*bogus"):
         parse(__import__("json").dumps(body).encode(), NOON)
     with pytest.raises(ProviderError, match="not JSON"):
         parse(b"<html>bad gateway</html>", NOON)
