@@ -244,3 +244,19 @@ class OpenSite(BaseModel):
     name: str
     dwellings: int
     buildings: list[str]
+
+
+class LoginRequest(Body):
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class ActivationRequest(Body):
+    token: str = Field(min_length=10, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SessionOut(BaseModel):
+    name: str
+    role: Role
+    home: str = Field(description="the page this role starts on")

@@ -231,6 +231,7 @@ async def export_all(user: User = Depends(RESIDENT), ctx: ApiContext = Depends(c
 async def erasure(user: User = Depends(RESIDENT), ctx: ApiContext = Depends(context)) -> ErasureOut:
     history = await ctx.store.consent_history(user)
     await ctx.store.erase(user, ctx.clock())
+    await ctx.signin.end_sessions(user)
     ctx.token_cache.forget(user.id)
     return ErasureOut(
         erased=True, dwellings_unlinked=len(user.scope), consents_removed=len(history),
