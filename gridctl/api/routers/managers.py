@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -17,10 +18,12 @@ from gridctl.api.models import (
     PolicyPreviewRequest,
     PolicyVersionOut,
     ScheduleOut,
+    WhatIfOut,
 )
 from gridctl.api.periods import period
 from gridctl.api.routers.operators import schedule_body
 from gridctl.api.store import DemandResponseRecord, User
+from gridctl.api.whatif import figures
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 
 router = APIRouter(prefix="/sites", tags=["energy managers"])
@@ -102,6 +105,27 @@ async def preview(site_id: str, draft: PolicyPreviewRequest, user: User = Depend
     schedule = await runtime.preview(draft.policy)
     return schedule_body(site_id, schedule, schedule_id=None, created_at=ctx.clock(), valid_until=None,
                          policy_version=None)
+
+
+@router.post("/{site_id}/policy/what-if", response_model=WhatIfOut,
+             summary="The policy in force and a draft side by side on the same horizon; nothing is written",
+             responses={503: {"description": "the site is not running in this service"}})
+async def what_if(site_id: str, draft: PolicyPreviewRequest, user: User = Depends(MANAGER),
+                  ctx: ApiContext = Depends(context)) -> WhatIfOut:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    current = await ctx.store.policy(site_id)
+    in_force = current.policy if current else SitePolicy()
+    # Both on the draft's horizon and step, so that their figures compare.
+    same = in_force.model_copy(update={"horizon_hours": draft.policy.horizon_hours,
+                                       "step_minutes": draft.policy.step_minutes})
+    before, after = await asyncio.gather(runtime.preview(same), runtime.preview(draft.policy))
+    steps = list(after.setpoints.index)
+    return WhatIfOut(
+        site_id=site_id, current_version=current.version if current else None,
+        horizon_start=steps[0].to_pydatetime() if steps else None, horizon_hours=draft.policy.horizon_hours,
+        current=figures(before, runtime.site.tz), proposed=figures(after, runtime.site.tz),
+        changed=changed_fields(in_force, draft.policy),
+    )
 
 
 @router.get("/{site_id}/kpis", response_model=KpisOut,

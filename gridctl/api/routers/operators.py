@@ -22,9 +22,12 @@ from gridctl.api.models import (
     HandsOffOut,
     HandsOffRequest,
     LivePoint,
+    OverviewOut,
+    PowerFlowOut,
     ScheduleOut,
     SiteSummary,
 )
+from gridctl.api.overview import power_flows
 from gridctl.api.periods import field_error, instant_bounds
 from gridctl.api.store import AuditFilter, User
 from gridctl.config.models import Site
@@ -216,3 +219,26 @@ async def hands_on(site_id: str, scope: str = Query(..., max_length=200), user: 
         raise HTTPException(404, f"{scope!r} is not hands off")
     await runtime.hands_on(scope, user.name)
     return HandsOffOut(scopes=sorted(runtime.hands_off_scopes()))
+
+
+@router.get("/{site_id}/overview", response_model=OverviewOut,
+            summary="The site at a glance: power flows now, alarms, devices by health, hands off, schedule",
+            responses={503: {"description": "the site is not running in this service"}})
+async def overview(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> OverviewOut:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    now = ctx.clock()
+    active = runtime.alarms.active()
+    states: dict[str, int] = {}
+    for health in runtime.device_health().values():
+        states[str(health.state)] = states.get(str(health.state), 0) + 1
+    planned = runtime.current_schedule()
+    return OverviewOut(
+        site_id=site_id, name=runtime.site.name, at=now,
+        flows=[PowerFlowOut(kind=f.kind, power_kw=f.power_kw, points=f.points, missing=f.missing, latest=f.latest)
+               for f in power_flows(runtime.site, runtime.latest(), now)],
+        active_alarms=len(active), unacknowledged_alarms=sum(1 for a in active if a.acknowledged_by is None),
+        critical_alarms=sum(1 for a in active if str(a.severity) == "critical"), devices_by_state=states,
+        hands_off=sorted(runtime.hands_off_scopes()),
+        schedule_id=planned.schedule_id if planned else None,
+        schedule_valid_until=planned.valid_until if planned else None,
+    )
