@@ -123,12 +123,14 @@ def create_app(
     database: str | Database | None = None,
     sites: Mapping[str, Site] | None = None,
     clock: Callable[[], datetime] = utc_now,
+    clock_speed: Callable[[], float] = lambda: 1.0,
 ) -> FastAPI:
     """The API over an open historian and the live runtimes per site.
 
     `database` is where the API keeps its own tables (users, consent, audit, policies): by default the
     historian's own database (its SQLite path or PostgreSQL DSN), already upgraded by `gridctl db upgrade`.
-    `sites` adds sites served from history only, without a live runtime.
+    `sites` adds sites served from history only, without a live runtime. `clock_speed` is how many of
+    `clock`'s seconds pass per wall-clock second (a simulation runs faster), so ages can be told in wall time.
     """
     settings = settings or ApiSettings()
     if database is None:
@@ -137,7 +139,7 @@ def create_app(
             raise ValueError("pass `database`: the historian does not say where it stores its data")
     db = open_database(database) if isinstance(database, str) else database
     ctx = ApiContext(historian=historian, store=ApiStore(db), runtimes=runtimes, settings=settings, clock=clock,
-                     extra_sites=dict(sites or {}))
+                     extra_sites=dict(sites or {}), clock_speed=clock_speed)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

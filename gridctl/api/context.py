@@ -52,6 +52,8 @@ class ApiContext:
     token_cache: TokenCache = field(default_factory=lambda: TokenCache())
     # Sessions and sign-in back-off run on the wall clock even when the service runs on simulated time.
     wall_clock: Callable[[], datetime] = utc_now
+    # The service clock's seconds per wall-clock second (above 1 in an accelerated simulation).
+    clock_speed: Callable[[], float] = lambda: 1.0
 
     @functools.cached_property
     def rollups(self) -> RollupReader:

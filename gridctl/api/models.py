@@ -112,6 +112,8 @@ class LivePoint(BaseModel):
     quality: str
     ts: datetime
     age_s: float
+    age_wall_s: float = Field(description="the age in wall-clock seconds (differs from age_s in a simulation "
+                                          "running faster than real time)")
     error: str | None = None
 
 
@@ -174,6 +176,8 @@ class ScheduleOut(BaseModel):
     violations: list[dict[str, Any]]
     steps: list[datetime]
     series: dict[str, list[float | None]]
+    asset_names: dict[str, str] = Field(default_factory=dict,
+                                        description="asset (and charger) id -> its name, for the series' labels")
 
 
 class HandsOffRequest(Body):
@@ -351,3 +355,27 @@ class ResidentAdvice(BaseModel):
     cost_eur: float | None
     tariff: TariffOut
     advice: list[AdviceItem]
+
+
+class ZoneValues(BaseModel):
+    id: str
+    name: str
+    building: str | None
+    occupied: tuple[float, float]
+    unoccupied: tuple[float, float]
+    occupied_hours: list[str] = Field(description="local 'HH:MM-HH:MM' windows of the site description")
+
+
+class SiteValuesOut(BaseModel):
+    """What the site description sets, which a policy may override: the policy form's defaults."""
+
+    site_id: str
+    timezone: str
+    zones: list[ZoneValues]
+    chargers: int
+    charger_max_power_kw: float | None
+    import_limit_kw: float
+    subscribed_power_kw: float
+    public_lighting: list[str]
+    curfew: str | None
+    buildings: list[str]

@@ -94,6 +94,7 @@ ENDPOINTS = [
              body=lambda: {"policy": {"horizon_hours": 4}}),
     Endpoint("POST", "/sites/{site_id}/policy/what-if", "/sites/{target}/policy/what-if", MANAGERS,
              body=lambda: {"policy": {"horizon_hours": 2}}),
+    Endpoint("GET", "/sites/{site_id}/policy/site-values", "/sites/{target}/policy/site-values", MANAGERS),
     Endpoint("GET", "/sites/{site_id}/overview", "/sites/{target}/overview", STAFF),
     Endpoint("GET", "/me/dwellings/{site_id}/{dwelling_id}/advice", "/me/dwellings/{target}/advice", RESIDENT),
     Endpoint("GET", "/sites/{site_id}/kpis", "/sites/{target}/kpis", MANAGERS),

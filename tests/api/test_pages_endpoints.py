@@ -105,3 +105,15 @@ async def test_a_household_with_a_high_night_base_load_is_told_what_it_costs(api
     assert night["own"] > night["building"] + 0.1
     # At least the extra 0.1 kW all year at the cheapest price.
     assert night["yearly_eur"] >= 0.1 * 8760 * 0.1635
+
+
+async def test_site_values_give_the_policy_form_its_defaults(api: Api) -> None:
+    response = await api.client.get(f"/api/v1/sites/{SITE}/policy/site-values", headers=api.auth("manager"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    zones = [a for a in api.site.assets if a.type == "thermal_zone"]
+    assert [z["id"] for z in body["zones"]] == [z.id for z in zones]
+    zone = body["zones"][0]
+    assert zone["occupied"] == [zones[0].comfort_occupied.min_temperature_c, zones[0].comfort_occupied.max_temperature_c]
+    assert body["subscribed_power_kw"] == api.site.grid.subscribed_power_kw
+    assert body["timezone"] == "Europe/Paris"

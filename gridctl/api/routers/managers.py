@@ -18,12 +18,15 @@ from gridctl.api.models import (
     PolicyPreviewRequest,
     PolicyVersionOut,
     ScheduleOut,
+    SiteValuesOut,
     WhatIfOut,
+    ZoneValues,
 )
 from gridctl.api.periods import period
-from gridctl.api.routers.operators import schedule_body
+from gridctl.api.routers.operators import asset_names, schedule_body
 from gridctl.api.store import DemandResponseRecord, User
 from gridctl.api.whatif import figures
+from gridctl.config.models import EvChargerPool, PublicLightingCircuit, ThermalZone, TimeWindow
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 
 router = APIRouter(prefix="/sites", tags=["energy managers"])
@@ -66,6 +69,31 @@ async def current_policy(site_id: str, user: User = Depends(MANAGER),
     return _version_out(site_id, current, previous)
 
 
+def _window(w: TimeWindow) -> str:
+    return f"{w.start:%H:%M}-{w.end:%H:%M}"
+
+
+@router.get("/{site_id}/policy/site-values", response_model=SiteValuesOut,
+            summary="What the site description sets and a policy may override (the policy form's defaults)")
+async def site_values(site_id: str, user: User = Depends(MANAGER), ctx: ApiContext = Depends(context)) -> SiteValuesOut:
+    site = site_in_scope(ctx, user, site_id)
+    zones = [a for a in site.assets if isinstance(a, ThermalZone)]
+    chargers = [c for a in site.assets if isinstance(a, EvChargerPool) for c in a.chargers]
+    lights = [a for a in site.assets if isinstance(a, PublicLightingCircuit)]
+    curfew = next((a.curfew for a in lights if a.curfew is not None), None)
+    return SiteValuesOut(
+        site_id=site.id, timezone=site.timezone,
+        zones=[ZoneValues(id=z.id, name=z.name or z.id, building=z.building,
+                          occupied=(z.comfort_occupied.min_temperature_c, z.comfort_occupied.max_temperature_c),
+                          unoccupied=(z.comfort_unoccupied.min_temperature_c, z.comfort_unoccupied.max_temperature_c),
+                          occupied_hours=[_window(w) for w in z.occupancy]) for z in zones],
+        chargers=len(chargers), charger_max_power_kw=max((c.max_power_kw for c in chargers), default=None),
+        import_limit_kw=site.grid.import_limit_kw, subscribed_power_kw=site.grid.subscribed_power_kw,
+        public_lighting=[a.name or a.id for a in lights], curfew=_window(curfew) if curfew else None,
+        buildings=[b.id for b in site.buildings],
+    )
+
+
 @router.get("/{site_id}/policy/versions", response_model=list[PolicyVersionOut],
             summary="Every version: who changed what, when")
 async def policy_versions(site_id: str, user: User = Depends(MANAGER),
@@ -104,7 +132,7 @@ async def preview(site_id: str, draft: PolicyPreviewRequest, user: User = Depend
     runtime = runtime_in_scope(ctx, user, site_id)
     schedule = await runtime.preview(draft.policy)
     return schedule_body(site_id, schedule, schedule_id=None, created_at=ctx.clock(), valid_until=None,
-                         policy_version=None)
+                         policy_version=None, asset_names=asset_names(runtime.site))
 
 
 @router.post("/{site_id}/policy/what-if", response_model=WhatIfOut,

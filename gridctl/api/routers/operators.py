@@ -70,10 +70,12 @@ def _json_value(value: object) -> float | str | bool | None:
 async def live(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> list[LivePoint]:
     runtime = runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
+    speed = ctx.clock_speed() or 1.0
     units = {address: point.unit for address, _d, point in runtime.site.all_points()}
     return [
         LivePoint(address=address, value=_json_value(r.value), unit=units.get(address, ""), quality=str(r.quality),
-                  ts=r.ts, age_s=round((now - r.ts).total_seconds(), 3), error=r.error)
+                  ts=r.ts, age_s=round((now - r.ts).total_seconds(), 3),
+                  age_wall_s=round((now - r.ts).total_seconds() / speed, 3), error=r.error)
         for address, r in sorted(runtime.latest().items())
     ]
 
@@ -150,6 +152,15 @@ async def audit(
     return rows
 
 
+def asset_names(site: Site) -> dict[str, str]:
+    names = {"site": site.name}
+    for asset in site.assets:
+        names[asset.id] = asset.name or asset.id
+        for charger in getattr(asset, "chargers", ()):
+            names[charger.id] = getattr(charger, "name", None) or charger.id
+    return names
+
+
 def schedule_body(site_id: str, schedule: Schedule, **meta: object) -> ScheduleOut:
     frame = schedule.setpoints
     summary = schedule.summary()
@@ -169,11 +180,13 @@ def schedule_body(site_id: str, schedule: Schedule, **meta: object) -> ScheduleO
 @router.get("/{site_id}/schedule", response_model=ScheduleOut, summary="The schedule in force")
 async def current_schedule(site_id: str, user: User = Depends(STAFF_READ),
                            ctx: ApiContext = Depends(context)) -> ScheduleOut:
-    planned = runtime_in_scope(ctx, user, site_id).current_schedule()
+    runtime = runtime_in_scope(ctx, user, site_id)
+    planned = runtime.current_schedule()
     if planned is None:
         raise not_found(f"schedule of site {site_id!r}")
     return schedule_body(site_id, planned.schedule, schedule_id=planned.schedule_id, created_at=planned.created_at,
-                         valid_until=planned.valid_until, policy_version=planned.policy_version)
+                         valid_until=planned.valid_until, policy_version=planned.policy_version,
+                         asset_names=asset_names(runtime.site))
 
 
 @router.get("/{site_id}/hands-off", response_model=HandsOffOut, summary="Scopes gridctl is not commanding")
