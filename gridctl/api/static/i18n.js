@@ -103,7 +103,7 @@ const i18n = (() => {
       "flow.no_reading": "pas de mesure récente",
       "flow.missing": "{missing} point(s) sur {points} sans mesure récente",
       "operator.alarms_summary": "{active} alarme(s) active(s), dont {unack} non acquittée(s)",
-      "operator.devices_summary": "Équipements par état",
+      "operator.devices_summary": "Équipements par état :",
       "state.ok": "en service", "state.degraded": "dégradé", "state.offline": "hors ligne", "state.unknown": "inconnu",
       "operator.alarms": "Alarmes actives",
       "operator.no_alarm": "Aucune alarme active.",
@@ -193,6 +193,10 @@ const i18n = (() => {
       "manager.restore": "Rétablir",
       "manager.restore_confirm": "Remettre en vigueur la version {version} ? Une nouvelle version sera créée.",
       "manager.restored": "Version {version} rétablie (nouvelle version {new}).",
+      "manager.restored_defaults": "Valeurs du site rétablies (nouvelle version {new}).",
+      "manager.restore_comment": "Retour à la version {version}",
+      "manager.restore_defaults_comment": "Retour aux valeurs du site",
+      "manager.defaults_row": "valeurs du site",
       "manager.kpis": "Indicateurs",
       "manager.period": "Période",
       "period.day": "Jour", "period.week": "Semaine", "period.month": "Mois",
@@ -326,7 +330,7 @@ const i18n = (() => {
       "flow.no_reading": "no recent reading",
       "flow.missing": "{missing} of {points} point(s) without a recent reading",
       "operator.alarms_summary": "{active} active alarm(s), {unack} not acknowledged",
-      "operator.devices_summary": "Devices by health",
+      "operator.devices_summary": "Devices by health:",
       "state.ok": "ok", "state.degraded": "degraded", "state.offline": "offline", "state.unknown": "unknown",
       "operator.alarms": "Active alarms",
       "operator.no_alarm": "No active alarm.",
@@ -415,6 +419,10 @@ const i18n = (() => {
       "manager.restore": "Restore",
       "manager.restore_confirm": "Put version {version} back in force? A new version is created.",
       "manager.restored": "Version {version} restored (new version {new}).",
+      "manager.restored_defaults": "The site's defaults restored (new version {new}).",
+      "manager.restore_comment": "Back to version {version}",
+      "manager.restore_defaults_comment": "Back to the site's defaults",
+      "manager.defaults_row": "site defaults",
       "manager.kpis": "KPIs",
       "manager.period": "Period",
       "period.day": "Day", "period.week": "Week", "period.month": "Month",
@@ -545,6 +553,7 @@ const i18n = (() => {
     const span = document.createElement("span");
     span.className = "visually-hidden";
     span.dataset.i18n = "lang.label";
+    span.textContent = t("lang.label");
     const select = document.createElement("select");
     select.id = "lang";
     for (const [code, name] of [["fr", "Français"], ["en", "English"]]) {

@@ -74,8 +74,8 @@
     $("hands-off-scopes").replaceChildren(...state.scopes.map((scope) => g.el("li", {},
       scopeName(scope), " ",
       g.el("button", { type: "button", className: "secondary", text: t("operator.hands_on"),
-                       "aria-label": `${t("operator.hands_on")} : ${scopeName(scope)}`, onclick: () => handsOn(scope) }))));
-    $("site-hands-off").textContent = `${t("operator.hands_off")} : ${t("operator.whole_site")}`;
+                       "aria-label": `${t("operator.hands_on")} — ${scopeName(scope)}`, onclick: () => handsOn(scope) }))));
+    $("site-hands-off").textContent = `${t("operator.hands_off")} — ${t("operator.whole_site")}`;
     $("site-hands-off").hidden = state.scopes.includes("site");
   }
 
@@ -140,7 +140,7 @@
         g.el("div", { className: "body" },
           g.el("div", { className: "table-wrap" }, table),
           off ? null : g.el("button", { type: "button", className: "danger", text: t("operator.hands_off"),
-                                        "aria-label": `${t("operator.hands_off")} : ${d.device_id}`,
+                                        "aria-label": `${t("operator.hands_off")} — ${d.device_id}`,
                                         onclick: () => askHandsOff("device:" + d.device_id) })));
     }));
   }
