@@ -117,36 +117,43 @@ const gridctl = (() => {
   const charts = new Map();
   const COLOURS = ["#0b6e4f", "#b54708", "#1d4ed8", "#7c3aed", "#a16207", "#be123c", "#0e7490", "#4d7c0f"];
 
-  // x: epoch seconds; series: [{label, values, bars, unit, digits}]. The legend shows the values under the
-  // cursor, and the last values before anyone points at the chart.
+  // An x-axis tick: a day ("7 mars") at midnight or on daily charts, else the time ("06:00").
+  function tick(seconds, daily) {
+    const d = new Date(seconds * 1000);
+    return daily || (d.getHours() === 0 && d.getMinutes() === 0) ? i18n.shortDay(d) : i18n.time(d);
+  }
+
+  // x: epoch seconds; series: [{label, values, bars, digits}]. The legend shows the values under the cursor,
+  // and those of the last point with data while nobody points at the chart (never "--").
   function chart(node, x, series, options = {}) {
     if (charts.has(node)) charts.get(node).destroy();
     node.replaceChildren();
     const width = Math.max(240, Math.min(node.clientWidth || 520, window.innerWidth - 48));
     const unit = options.unit || "";
-    const fmtValue = (digits) => (_u, v) => (v === null || v === undefined ? "—" : i18n.num(v, digits, unit));
-    const names = i18n.dateNames();
+    const daily = Boolean(options.daily);
+    let last = x.length - 1;
+    while (last > 0 && series.every((s) => s.values[last] === null || s.values[last] === undefined)) last--;
+    const at = (idx) => (idx === null || idx === undefined ? last : idx);
     const plot = new uPlot({
       width, height: options.height || 240,
-      fmtDate: (tpl) => uPlot.fmtDate(tpl, names),
-      scales: { x: { time: true }, y: series.some((s) => s.bars) ? { range: (_u, min, max) => [Math.min(0, min), max * 1.05 || 1] } : {} },
-      axes: [{}, { label: unit, values: (_u, ticks) => ticks.map((v) => i18n.num(v, Math.abs(v) < 10 && v % 1 ? 1 : 0)) }],
-      legend: { live: true },
+      // Daily bars: x at local midnight, half a day of room on each side so the end bars are whole.
+      scales: { x: daily ? { time: true, range: (_u, min, max) => [min - 43200, max + 43200] } : { time: true }, y: series.some((s) => s.bars) ? { range: (_u, min, max) => [Math.min(0, min), max * 1.05 || 1] } : {} },
+      axes: [
+        daily ? { incrs: [86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400], values: (_u, ticks) => ticks.map((v) => tick(v, true)) }
+              : { values: (_u, ticks) => ticks.map((v) => tick(v, false)) },
+        { label: unit, values: (_u, ticks) => ticks.map((v) => i18n.num(v, Math.abs(v) < 10 && v % 1 ? 1 : 0)) },
+      ],
       series: [{ label: options.xLabel || t("common.date"),
-                 value: options.daily ? (_u, v) => (v ? i18n.shortDay(new Date(v * 1000)) : "—")
-                                      : (_u, v) => (v ? i18n.dateTime(new Date(v * 1000)) : "—") }]
+                 value: (_u, _v, _s, idx) => (x.length ? (daily ? i18n.shortDay(new Date(x[at(idx)] * 1000)) : i18n.dateTime(new Date(x[at(idx)] * 1000))) : "—") }]
         .concat(series.map((s, i) => ({
           label: s.label, stroke: COLOURS[i % COLOURS.length],
           fill: s.bars ? COLOURS[i % COLOURS.length] + "99" : undefined,
           width: s.bars ? 0 : 2,
           paths: s.bars ? uPlot.paths.bars({ size: [0.7, 60] }) : undefined,
           points: { show: false },
-          value: fmtValue(s.digits ?? 1),
+          value: (_u, _v, _s, idx) => { const v = s.values[at(idx)]; return v === null || v === undefined ? "—" : i18n.num(v, s.digits ?? 1, unit); },
         }))),
     }, [x].concat(series.map((s) => s.values)), node);
-    // Show the latest values in the legend rather than dashes.
-    const last = x.length - 1;
-    if (last >= 0) plot.setLegend({ idx: last });
     charts.set(node, plot);
     node.dataset.drawn = String(x.length);
     return plot;

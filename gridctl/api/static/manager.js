@@ -249,7 +249,7 @@
     if (!before) {
       // The first version: what it set, against the site's defaults.
       return Object.keys(b).filter((k) => changed.some((c) => k === c || k.startsWith(c + ".")))
-        .map((k) => `${k} → ${show(b[k])}`).join("\n") || changedWords(changed);
+        .filter((k) => b[k] !== null).map((k) => `${k} → ${show(b[k])}`).join("\n") || changedWords(changed);
     }
     return lines.map((k) => `${k} : ${show(a[k])} → ${show(b[k])}`).join("\n") || "—";
   }
@@ -315,17 +315,16 @@
   function renderKpis() {
     if (!kpiBody) return;
     $("kpis").replaceChildren(...Object.entries(kpiBody.kpis).map(([name, k]) => g.el("div", { className: "kpi", title: k.note || undefined },
-      g.el("small", { text: i18n.has("kpi." + name) ? t("kpi." + name) : name }), g.el("b", { text: kpiText(k) }),
-      k.note && name === "forecast_accuracy" ? g.el("small", { text: k.note }) : null)));
+      g.el("small", { text: i18n.has("kpi." + name) ? t("kpi." + name) : name }), g.el("b", { text: kpiText(k) }))));
     g.say("kpi-status", t("manager.kpi_range", { start: i18n.day(kpiBody.start), end: i18n.day(kpiBody.end) }));
     if (kpiDaily) {
-      g.chart($("kpi-chart"), kpiDaily.days.map((d) => Date.parse(d + "T12:00:00") / 1000), [
+      g.chart($("kpi-chart"), kpiDaily.days.map((d) => Date.parse(d + "T00:00:00") / 1000), [
         { label: `${t("kpi.import_energy")} (kWh)`, values: kpiDaily.values.map((k) => k.kpis.import_energy.value), bars: true },
         { label: `${t("kpi.export_energy")} (kWh)`, values: kpiDaily.values.map((k) => k.kpis.export_energy.value), bars: true },
       ], { unit: "kWh", height: 220, daily: true });
     }
     if (buildingRows) {
-      g.table($("buildings"), [t("col.subject"), "kWh"], buildingRows.map(([b, v]) => [b, { text: v === null ? "—" : i18n.kwh(v, 0), className: "num" }]));
+      g.table($("buildings"), [t("col.building"), t("col.energy")], buildingRows.map(([b, v]) => [b, v === null ? "—" : i18n.kwh(v, 0)]), [1]);
     }
   }
 

@@ -136,7 +136,7 @@
         g.el("summary", {}, g.el("b", { text: d.device_id }),
           g.el("span", { className: "state-" + d.state, text: word("state.", d.state) }),
           g.el("span", { className: "muted", text: t("operator.device_line", { points: points.length, protocol: d.protocol, failures: d.consecutive_failures }) }),
-          off ? g.el("span", { className: "muted", text: "✋ " + t("operator.hands_off") }) : null),
+          off ? g.el("span", { className: "error", text: t("operator.not_commanded") }) : null),
         g.el("div", { className: "body" },
           g.el("div", { className: "table-wrap" }, table),
           off ? null : g.el("button", { type: "button", className: "danger", text: t("operator.hands_off"),

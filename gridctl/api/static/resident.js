@@ -74,7 +74,7 @@
         g.api(`/me/dwellings/${dwelling}/consumption?start=${start}&end=${end}`),
         g.api(`/me/dwellings/${dwelling}/comparison?start=${start}&end=${end}`).catch(() => null),
       ]);
-      const x = consumption.buckets.map((b) => Date.parse(b.start.slice(0, 10) + "T12:00:00") / 1000);
+      const x = consumption.buckets.map((b) => Date.parse(b.start.slice(0, 10) + "T00:00:00") / 1000);
       const series = [{ label: t("resident.daily_series"), values: consumption.buckets.map((b) => b.energy_kwh), bars: true }];
       if (comparison) series.push({ label: t("resident.median_series"), values: comparison.days.map((d) => d.median_kwh) });
       g.chart($("daily-chart"), x, series, { unit: "kWh", daily: true });
