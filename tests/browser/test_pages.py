@@ -231,3 +231,23 @@ async def test_a_manager_changes_a_comfort_band_compares_puts_it_in_force_and_ro
     versions = await store.policies(SITE)
     assert len(versions) == 2 and versions[-1].policy == SitePolicy()
     assert float(await field.input_value()) == zone.comfort_occupied.min_temperature_c
+
+
+async def test_an_activation_link_sets_the_password_and_signs_in(page, served: Served, axe_source: str) -> None:
+    from gridctl.api.store import Role
+    from gridctl.history.base import utc_now
+
+    await served.api.user("claire@lille.fr", Role.RESIDENT, [f"{SITE}/a-02"])
+    user = await served.api.ctx.store.user("claire@lille.fr")
+    token = await served.api.ctx.signin.new_activation(user, utc_now())
+    await page.goto(f"{served.base_url}/ui/activate#token={token}")
+    await page.fill("#password", "Place-du-Concert-1")
+    await page.fill("#confirm", "Place-du-Concert-2")
+    await page.click("button[type=submit]")
+    await page.get_by_text("Les deux mots de passe ne sont pas identiques.").wait_for(timeout=TIMEOUT_MS)
+    await check_page(page, "activate", axe_source)
+    await page.fill("#confirm", "Place-du-Concert-1")
+    await page.click("button[type=submit]")
+    await page.wait_for_url("**/ui/resident", timeout=TIMEOUT_MS)
+    assert await served.api.ctx.signin.authenticate("claire@lille.fr", "Place-du-Concert-1", "127.0.0.1",
+                                                    utc_now(), served.api.clock.now()) is not None

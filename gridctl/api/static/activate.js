@@ -4,9 +4,7 @@
 (() => {
   const t = i18n.t;
   const $ = (id) => document.getElementById(id);
-  i18n.apply();
-  document.title = "gridctl — " + t("activate.title");
-  $("account").append(i18n.switcher(() => { document.title = "gridctl — " + t("activate.title"); }));
+  gridctl.publicPage("activate.title");
   const token = new URLSearchParams(window.location.hash.slice(1)).get("token");
   if (!token) gridctl.say("status", t("activate.no_token"), true);
 

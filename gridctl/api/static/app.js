@@ -187,7 +187,15 @@ const gridctl = (() => {
     return session;
   }
 
+  // A page for people not signed in (sign-in, activation): its words and the language switch.
+  function publicPage(titleKey) {
+    i18n.apply();
+    const title = () => { document.title = "gridctl — " + t(titleKey); };
+    title();
+    document.getElementById("account").append(i18n.switcher(title));
+  }
+
   function fail(id) { return (error) => say(id, t("common.error", { message: error.message }), true); }
 
-  return { api, request, download, el, say, table, pager, chart, seconds, start, fail, cookie, ApiError };
+  return { api, request, download, el, say, table, pager, chart, seconds, start, publicPage, fail, cookie, ApiError };
 })();

@@ -4,9 +4,7 @@
 (() => {
   const t = i18n.t;
   const $ = (id) => document.getElementById(id);
-  i18n.apply();
-  document.title = "gridctl — " + t("login.title");
-  $("account").append(i18n.switcher(() => { document.title = "gridctl — " + t("login.title"); }));
+  gridctl.publicPage("login.title");
 
   function next(home) {
     const wanted = new URLSearchParams(window.location.search).get("next");
