@@ -60,7 +60,7 @@ class Weather:
 
     def __init__(self, latitude_deg: float = 50.63, longitude_deg: float = 3.06, seed: int = 0, *,
                  elevation_m: float = 20.0, mean_temperature_c: float = 11.3, seasonal_amplitude_k: float = 7.2,
-                 daily_amplitude_k: float = 3.5, mean_clear_sky_index: float = 0.62) -> None:
+                 daily_amplitude_k: float = 3.5, mean_clear_sky_index: float = 0.64) -> None:
         self.latitude_deg = latitude_deg
         self.longitude_deg = longitude_deg
         self.seed = seed

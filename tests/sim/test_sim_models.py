@@ -296,25 +296,3 @@ def test_household_profile_peaks_in_the_evening() -> None:
         hourly.append(sum(home.demand_kw(day + timedelta(hours=hour, minutes=m)) for m in range(0, 60, 5)))
     assert max(range(24), key=hourly.__getitem__) in (18, 19, 20, 21)
     assert hourly[8] > hourly[3] and hourly[19] > hourly[14]
-
-
-def test_the_weather_services_forecast_errs_more_the_further_ahead() -> None:
-    weather = Weather(seed=4)
-    errors: dict[int, list[float]] = {0: [], 1: []}
-    for day in range(120):
-        issued = datetime(2026, 4, 1, 5, tzinfo=UTC) + timedelta(days=day)
-        for lead in (0, 1):
-            noon = issued.replace(hour=11) + timedelta(days=lead)
-            ghi, temperature = weather.forecast(issued, [noon])
-            truth = weather.sample(noon)
-            clear = truth.ghi_w_per_m2 / truth.clear_sky_index
-            errors[lead].append(ghi[0] / clear - weather._day_cloudiness(math.floor(
-                (noon - datetime(2000, 1, 1, tzinfo=UTC)).total_seconds() / 86400)))
-            assert abs(temperature[0] - truth.temperature_c) < 5.0
-    rms = {lead: math.sqrt(sum(e * e for e in errors[lead]) / len(errors[lead])) for lead in errors}
-    assert 0.03 < rms[0] < rms[1] < 0.2
-    # One run of the service gives one answer; the next run (six hours later) may differ.
-    issued = datetime(2026, 4, 1, 1, tzinfo=UTC)
-    target = [issued + timedelta(hours=30)]
-    assert weather.forecast(issued, target) == weather.forecast(issued + timedelta(hours=1), target)
-    assert weather.forecast(issued, target) != weather.forecast(issued + timedelta(hours=6), target)
