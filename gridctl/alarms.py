@@ -19,6 +19,7 @@ class AlarmKind(StrEnum):
     OPTIMIZER_FAILED = "optimizer_failed"
     # A stored policy version or demand-response event no longer validates; an earlier one is in force.
     POLICY_INVALID = "policy_invalid"
+    WEATHER_PROVIDER = "weather_provider"
 
 
 class Severity(StrEnum):

@@ -94,7 +94,7 @@ def _bounded_weights() -> type[Weights]:
 PolicyWeights = _bounded_weights()
 
 
-class CurfewWindow(TimeWindow):
+class LocalWindow(TimeWindow):
     """A daily window in the site's local time, given as wall-clock times without an offset."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -116,6 +116,8 @@ class ComfortBandC(_Model):
 class ZoneComfort(_Model):
     occupied: ComfortBandC | None = None
     unoccupied: ComfortBandC | None = None
+    # Local hours when the zone counts as occupied, replacing the site description's (and any learnt) ones.
+    occupied_hours: list[LocalWindow] | None = Field(default=None, max_length=14)
 
 
 class DemandResponse(_Model):
@@ -154,11 +156,18 @@ class SitePolicy(_Model):
     lighting_required_lx: dict[ZoneId, Annotated[Number, Field(ge=0, le=MAX_ILLUMINANCE_LX)]] = Field(
         default_factory=dict)
     # The commune's curfew for public lighting, and the level allowed during it.
-    public_lighting_curfew: CurfewWindow | None = None
+    public_lighting_curfew: LocalWindow | None = None
     public_lighting_curfew_level_pct: Number = Field(default=0.0, ge=0, le=100)
     # Energy every EV session gets before its departure when the car asks for at least that much.
     ev_minimum_energy_kwh: Number = Field(default=0.0, ge=0, le=MAX_EV_ENERGY_KWH)
     demand_response: list[DemandResponse] = Field(default_factory=list, max_length=MAX_EVENTS)
+    # Highest power any one charger may give a car (the charger's own rating when unset or higher).
+    ev_max_power_kw: Number | None = Field(default=None, gt=0, le=MAX_POWER_KW)
+    # The connection's subscribed power replacing the site description's; above it each kW·h costs the
+    # weights' overshoot price.
+    subscribed_power_kw: Number | None = Field(default=None, gt=0, le=MAX_POWER_KW)
+    # False: demand-response events are recorded but the site does not take part in them.
+    demand_response_participation: Annotated[bool, Strict()] = True
     horizon_hours: Number = Field(default=24.0, ge=1, le=48)
     step_minutes: Number = Field(default=15.0, ge=5, le=60)
 

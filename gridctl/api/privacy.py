@@ -119,3 +119,9 @@ def _aggregate(address: str, unit: str, members: list[list[tuple[str, float]]], 
         return BuildingAggregate(address, None, unit, now, count, reporting,
                                  f"withheld until every dwelling reports: {reporting} of {count} do")
     return BuildingAggregate(address, total, unit, newest or now, count, reporting, f"sum of {count} dwellings")
+
+
+def without_private(site: Site, latest: Mapping[str, Reading]) -> dict[str, Reading]:
+    """The readings of everything but the dwellings' meter devices."""
+    devices = dwelling_devices(site)
+    return {a: r for a, r in latest.items() if not is_private(site, a, devices)}

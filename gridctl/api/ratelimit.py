@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.cookies
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,14 +50,26 @@ def bearer_token(authorization: bytes) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def client_keys(scope: dict[str, Any]) -> tuple[str, str]:
-    """(the client's address, the bucket of its token or, without one, of its address)."""
+def client_keys(scope: dict[str, Any], session_cookie: str | None = None) -> tuple[str, str]:
+    """(the client's address, the bucket of its bearer token, else of its session cookie, else of its address)."""
     client = scope.get("client")
     address = client[0] if client else "unknown"
+    session = None
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             token = bearer_token(value)
             if token is not None:
-                return address, "t:" + hashlib.sha256(token.encode()).hexdigest()[:32]
-            break
+                return address, "t:" + _digest(token)
+        elif name == b"cookie" and session_cookie is not None:
+            cookies = http.cookies.SimpleCookie()
+            with contextlib.suppress(http.cookies.CookieError):
+                cookies.load(value.decode("latin-1"))
+            if session_cookie in cookies and cookies[session_cookie].value:
+                session = cookies[session_cookie].value
+    if session is not None:
+        return address, "s:" + _digest(session)
     return address, "a:" + address
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:32]

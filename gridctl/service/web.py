@@ -58,7 +58,8 @@ async def attach_api(host: ServiceHost, metrics: MetricsAccess | None = None) ->
 
 def build_app(host: ServiceHost, metrics: MetricsAccess | None = None) -> FastAPI:
     runtimes = {service.site.id: service.controller for service in host.sites}
-    app = create_app(host.historian, runtimes, database=host.db, clock=host.clock.now)
+    app = create_app(host.historian, runtimes, database=host.db, clock=host.clock.now,
+                     clock_speed=lambda: getattr(host.clock, "speed", None) or 1.0)
     access = metrics or MetricsAccess()
     if access.listen is None:
         add_metrics(app, host, access.token)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 
 from gridctl.alarms import AlarmKind
+from gridctl.api import privacy
 from gridctl.api.auth import MANAGER
 from gridctl.api.context import ApiContext, context, not_found, runtime_in_scope, site_in_scope
 from gridctl.api.db import Conflict
@@ -24,13 +27,18 @@ from gridctl.api.models import (
     PolicyVersionOut,
     RejectedVersionOut,
     ScheduleOut,
+    SiteValuesOut,
     StoredVersionOut,
+    WhatIfOut,
+    ZoneValues,
 )
 from gridctl.api.periods import period
 from gridctl.api.policies import current_state, event_subject, policy_replaced
 from gridctl.api.responses import errors
-from gridctl.api.routers.operators import schedule_body
+from gridctl.api.routers.operators import asset_names, schedule_body
 from gridctl.api.store import DemandResponseRecord, User
+from gridctl.api.whatif import figures
+from gridctl.config.models import EvChargerPool, PublicLightingCircuit, ThermalZone, TimeWindow
 from gridctl.policy import (
     DemandResponse,
     PolicyProblem,
@@ -121,6 +129,31 @@ async def current_policy(site_id: str, user: User = Depends(MANAGER),
     return _version_out(site_id, state.in_force, previous, state.rejected)
 
 
+def _window(w: TimeWindow) -> str:
+    return f"{w.start:%H:%M}-{w.end:%H:%M}"
+
+
+@router.get("/{site_id}/policy/site-values", response_model=SiteValuesOut, responses=errors(404),
+            summary="What the site description sets and a policy may override (the policy form's defaults)")
+async def site_values(site_id: str, user: User = Depends(MANAGER), ctx: ApiContext = Depends(context)) -> SiteValuesOut:
+    site = site_in_scope(ctx, user, site_id)
+    zones = [a for a in site.assets if isinstance(a, ThermalZone)]
+    chargers = [c for a in site.assets if isinstance(a, EvChargerPool) for c in a.chargers]
+    lights = [a for a in site.assets if isinstance(a, PublicLightingCircuit)]
+    curfew = next((a.curfew for a in lights if a.curfew is not None), None)
+    return SiteValuesOut(
+        site_id=site.id, timezone=site.timezone,
+        zones=[ZoneValues(id=z.id, name=z.name or z.id, building=z.building,
+                          occupied=(z.comfort_occupied.min_temperature_c, z.comfort_occupied.max_temperature_c),
+                          unoccupied=(z.comfort_unoccupied.min_temperature_c, z.comfort_unoccupied.max_temperature_c),
+                          occupied_hours=[_window(w) for w in z.occupancy]) for z in zones],
+        chargers=len(chargers), charger_max_power_kw=max((c.max_power_kw for c in chargers), default=None),
+        import_limit_kw=site.grid.import_limit_kw, subscribed_power_kw=site.grid.subscribed_power_kw,
+        public_lighting=[a.name or a.id for a in lights], curfew=_window(curfew) if curfew else None,
+        buildings=[b.id for b in site.buildings],
+    )
+
+
 def _with_site_verdicts(stored: list[PolicyVersion | RejectedPolicy],
                         state: PolicyState) -> list[PolicyVersion | RejectedPolicy]:
     """Stored versions, those the site rejects (a zone since removed) shown as rejected."""
@@ -178,16 +211,46 @@ async def preview(site_id: str, draft: PolicyPreviewRequest, user: User = Depend
     runtime = runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
     _refuse(("body", "policy"), submission_problems(draft.policy, runtime.site, now))
+    async with _solving(ctx, site_id):
+        schedule = await runtime.preview(draft.policy)
+    hidden = privacy.private_assets(runtime.site)
+    return schedule_body(site_id, schedule, hidden, schedule_id=None, created_at=now, valid_until=None,
+                         policy_version=None, asset_names=asset_names(runtime.site, hidden))
+
+
+@router.post("/{site_id}/policy/what-if", response_model=WhatIfOut, responses=errors(404, 503),
+             summary="The policy in force and a draft side by side on the same horizon; nothing is written")
+async def what_if(site_id: str, draft: PolicyPreviewRequest, user: User = Depends(MANAGER),
+                  ctx: ApiContext = Depends(context)) -> WhatIfOut:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    _refuse(("body", "policy"), submission_problems(draft.policy, runtime.site, ctx.clock()))
+    current = (await current_state(ctx.store, runtime.site)).in_force
+    in_force = current.policy if current else SitePolicy()
+    # Both on the draft's horizon and step, so that their figures compare.
+    same = in_force.model_copy(update={"horizon_hours": draft.policy.horizon_hours,
+                                       "step_minutes": draft.policy.step_minutes})
+    async with _solving(ctx, site_id):
+        before, after = await asyncio.gather(runtime.preview(same), runtime.preview(draft.policy))
+    steps = list(after.setpoints.index)
+    return WhatIfOut(
+        site_id=site_id, current_version=current.version if current else None,
+        horizon_start=steps[0].to_pydatetime() if steps else None, horizon_hours=draft.policy.horizon_hours,
+        current=figures(before, runtime.site.tz), proposed=figures(after, runtime.site.tz),
+        changed=changed_fields(in_force, draft.policy),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _solving(ctx: ApiContext, site_id: str) -> AsyncIterator[None]:
+    """Solves for previews, one at a time per site: 429 with Retry-After while one runs."""
     previews = ctx.previews
     if previews.busy(site_id):
         raise HTTPException(429, f"a preview of site {site_id!r} is running; one runs at a time",
                             headers={"Retry-After": str(previews.retry_after_s(site_id))})
     with previews.running(site_id):
         started = time.monotonic()
-        schedule = await runtime.preview(draft.policy)
+        yield
         previews.took(site_id, time.monotonic() - started)
-    return schedule_body(site_id, schedule, schedule_id=None, created_at=now, valid_until=None,
-                         policy_version=None)
 
 
 @router.get("/{site_id}/kpis", response_model=KpisOut, responses=errors(404),

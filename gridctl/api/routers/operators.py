@@ -24,9 +24,12 @@ from gridctl.api.models import (
     HandsOffOut,
     HandsOffRequest,
     LivePoint,
+    OverviewOut,
+    PowerFlowOut,
     ScheduleOut,
     SiteSummary,
 )
+from gridctl.api.overview import power_flows
 from gridctl.api.periods import field_error, instant_bounds
 from gridctl.api.responses import csv_or_json, errors
 from gridctl.api.store import AuditFilter, User
@@ -72,18 +75,22 @@ async def live(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext =
     runtime = runtime_in_scope(ctx, user, site_id)
     site = runtime.site
     now = ctx.clock()
+    speed = ctx.clock_speed() or 1.0
     units = {address: point.unit for address, _d, point in site.all_points()}
     latest = runtime.latest()
     private = privacy.dwelling_devices(site)
     points = [
         LivePoint(address=address, value=_json_value(r.value), unit=units.get(address, ""), quality=str(r.quality),
-                  ts=r.ts, age_s=round((now - r.ts).total_seconds(), 3), error=r.error)
+                  ts=r.ts, age_s=round((now - r.ts).total_seconds(), 3),
+                  age_wall_s=round((now - r.ts).total_seconds() / speed, 3), error=r.error)
         for address, r in sorted(latest.items()) if not privacy.is_private(site, address, private)
     ]
     for total in privacy.building_aggregates(site, latest, ctx.settings.minimum_aggregate_dwellings, now):
+        age_s = (now - total.ts).total_seconds()
         points.append(LivePoint(address=total.address, value=total.value, unit=total.unit,
                                 quality="good" if total.value is not None else "withheld", ts=total.ts,
-                                age_s=round((now - total.ts).total_seconds(), 3), error=None, note=total.note))
+                                age_s=round(age_s, 3), age_wall_s=round(age_s / speed, 3), error=None,
+                                note=total.note))
     return points
 
 
@@ -170,6 +177,17 @@ async def audit(
     return rows
 
 
+def asset_names(site: Site, hidden: set[str] = frozenset()) -> dict[str, str]:  # type: ignore[assignment]
+    names = {"site": site.name}
+    for asset in site.assets:
+        if asset.id in hidden:
+            continue
+        names[asset.id] = asset.name or asset.id
+        for charger in getattr(asset, "chargers", ()):
+            names[charger.id] = getattr(charger, "name", None) or charger.id
+    return names
+
+
 def schedule_body(site_id: str, schedule: Schedule, hidden_assets: set[str] = frozenset(),  # type: ignore[assignment]
                   **meta: object) -> ScheduleOut:
     """A schedule's series and violations, without those of `hidden_assets` (a dwelling's own)."""
@@ -197,9 +215,10 @@ async def current_schedule(site_id: str, user: User = Depends(STAFF_READ),
     planned = runtime.current_schedule()
     if planned is None:
         raise not_found(f"schedule of site {site_id!r}")
-    return schedule_body(site_id, planned.schedule, privacy.private_assets(runtime.site),
-                         schedule_id=planned.schedule_id, created_at=planned.created_at,
-                         valid_until=planned.valid_until, policy_version=planned.policy_version)
+    hidden = privacy.private_assets(runtime.site)
+    return schedule_body(site_id, planned.schedule, hidden, schedule_id=planned.schedule_id,
+                         created_at=planned.created_at, valid_until=planned.valid_until,
+                         policy_version=planned.policy_version, asset_names=asset_names(runtime.site, hidden))
 
 
 @router.get("/{site_id}/hands-off", response_model=HandsOffOut, responses=errors(404, 503),
@@ -248,3 +267,25 @@ async def hands_on(site_id: str, scope: str = Query(..., max_length=200, pattern
         raise HTTPException(404, f"{scope!r} is not hands off")
     await runtime.hands_on(scope, user.name)
     return HandsOffOut(scopes=sorted(runtime.hands_off_scopes()))
+
+
+@router.get("/{site_id}/overview", response_model=OverviewOut, responses=errors(404, 503),
+            summary="The site at a glance: power flows now, alarms, devices by health, hands off, schedule")
+async def overview(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> OverviewOut:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    now = ctx.clock()
+    active = runtime.alarms.active()
+    states: dict[str, int] = {}
+    for health in runtime.device_health().values():
+        states[str(health.state)] = states.get(str(health.state), 0) + 1
+    planned = runtime.current_schedule()
+    return OverviewOut(
+        site_id=site_id, name=runtime.site.name, at=now,
+        flows=[PowerFlowOut(kind=f.kind, power_kw=f.power_kw, points=f.points, missing=f.missing, latest=f.latest)
+               for f in power_flows(runtime.site, privacy.without_private(runtime.site, runtime.latest()), now)],
+        active_alarms=len(active), unacknowledged_alarms=sum(1 for a in active if a.acknowledged_by is None),
+        critical_alarms=sum(1 for a in active if str(a.severity) == "critical"), devices_by_state=states,
+        hands_off=sorted(runtime.hands_off_scopes()),
+        schedule_id=planned.schedule_id if planned else None,
+        schedule_valid_until=planned.valid_until if planned else None,
+    )
