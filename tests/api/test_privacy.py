@@ -147,5 +147,10 @@ async def test_the_schedule_of_an_asset_metered_by_a_dwelling_is_withheld(api: A
                                      headers=api.auth("ops-home"))).json()
     assert schedule["series"] and not [s for s in schedule["series"] if s.startswith("shared-battery.")]
     assert all(v.get("asset_id") != "shared-battery" for v in schedule["violations"])
+    assert "shared-battery" not in schedule["asset_names"]
     live = (await api.client.get(f"{API_PREFIX}/sites/home-battery/live", headers=api.auth("ops-home"))).json()
     assert not [p for p in live if p["address"].startswith("battery/")]
+    # The site at a glance counts the battery's power as not known rather than show the dwelling's.
+    overview = (await api.client.get(f"{API_PREFIX}/sites/home-battery/overview", headers=api.auth("ops-home"))).json()
+    battery = next(f for f in overview["flows"] if f["kind"] == "battery")
+    assert battery["power_kw"] is None and battery["missing"] == 1
