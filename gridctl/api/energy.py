@@ -77,12 +77,13 @@ class RollupReader:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def energy(self, address: str, lo: datetime, hi: datetime, resolution: EnergyResolution) -> dict[int, float]:
+    async def energy(self, site_id: str, address: str, lo: datetime, hi: datetime,
+                     resolution: EnergyResolution) -> dict[int, float]:
         table = "rollup_hourly" if resolution is EnergyResolution.HOUR else "rollup_daily"
         rows = await self.db.fetch(
             f"SELECT r.bucket, r.energy_kwh FROM {table} AS r JOIN points AS p ON p.id = r.point_id "
-            "WHERE p.address = ? AND r.bucket >= ? AND r.bucket < ?",
-            [address, self.db.ts(lo), self.db.ts(hi)],
+            "WHERE p.site_id = ? AND p.address = ? AND r.bucket >= ? AND r.bucket < ?",
+            [site_id, address, self.db.ts(lo), self.db.ts(hi)],
         )
         return {self.db.epoch_seconds(bucket): energy for bucket, energy in rows if energy is not None}
 
@@ -109,7 +110,7 @@ async def dwelling_series(historian: Historian, reader: RollupReader, site: Site
     index = _local_buckets(start, end, stored, site.timezone)
     if not index:
         return []
-    by_start = await reader.energy(meter, local_midnight(start, tz), local_midnight(end, tz), stored)
+    by_start = await reader.energy(site.id, meter, local_midnight(start, tz), local_midnight(end, tz), stored)
     buckets = [Bucket(local, by_start.get(seconds)) for seconds, local in index]
     if resolution is Resolution.MONTH:
         months: dict[date, list[float | None]] = {}
@@ -130,7 +131,7 @@ async def _quarter_hours(historian: Historian, site: Site, meter: str, start: da
     point = site.point(meter)
     factor = UNITS[point.unit][1]
     # The last counter value of each quarter hour; a quarter's consumption is the rise since the previous one.
-    frame = await historian.query([meter], lo - step, hi, step, "last")
+    frame = await historian.query(site.id, [meter], lo - step, hi, step, "last")
     values = [_number(v) for v in frame[meter]]
     starts = list(frame.index)
     out = []

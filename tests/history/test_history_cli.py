@@ -17,7 +17,8 @@ def test_db_commands(backend: str, tmp_path, capsys):
 
     assert main(["db", "upgrade", "--db", backend, "--site", str(site_dir)]) == 0
     out = capsys.readouterr().out
-    assert "applied 1, 2" in out and "test-site: 6 points, 2 dwellings" in out
+    assert "applied 1, 2, 3, 4, 100, 101, 102" in out and "test-site: 6 points, 2 dwellings" in out
+    assert "no series was shared by several sites" in out
 
     assert main(["db", "upgrade", "--db", backend]) == 0
     assert "applied" not in capsys.readouterr().out

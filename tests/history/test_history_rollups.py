@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from drivers.base import Quality, Reading
-from gridctl.history import Historian
+from gridctl.history import Historian, SiteReadings
 
 PARIS = ZoneInfo("Europe/Paris")
+SITE = "test-site"
 D1 = "meters/d1_energy"  # Wh, resets
 D2 = "meters/d2_energy"  # kWh, wraps at 100,000
 PV = "meters/pv_power"
@@ -41,7 +42,7 @@ def counter_readings(start: datetime, end: datetime, reset_at: datetime) -> list
 
 
 async def write(h: Historian, readings: list[Reading]) -> None:
-    await h.write(readings, received_at=max(r.ts for r in readings))
+    await h.write([SiteReadings(SITE, readings)], received_at=max(r.ts for r in readings))
 
 
 async def test_counter_energy_across_reset_wrap_and_spring_dst(historian: Historian):
@@ -145,13 +146,13 @@ FIELDS = ["sample_count", "value_avg", "value_min", "value_max", "value_last"]
 
 
 async def _hourly(h: Historian, address: str, t0: datetime, hours: int) -> list[tuple]:
-    frame = await h.rollups([address], t0, t0 + timedelta(hours=hours), "hour")
+    frame = await h.rollups(SITE, [address], t0, t0 + timedelta(hours=hours), "hour")
     assert frame["bucket"].tolist() == [pd.Timestamp(t0 + timedelta(hours=i)) for i in range(hours)]
     return [tuple(row) for row in frame[FIELDS].itertuples(index=False)]
 
 
 async def _daily(h: Historian, address: str, day: date) -> tuple:
     start = local(day)
-    frame = await h.rollups([address], start, start + timedelta(days=1), "day")
+    frame = await h.rollups(SITE, [address], start, start + timedelta(days=1), "day")
     assert frame["bucket"].tolist() == [pd.Timestamp(start)]
     return tuple(frame[FIELDS].iloc[0])
