@@ -148,16 +148,19 @@ def _attribute_orphans(context: UpgradeContext) -> list[str]:
 def _record_shared_series(context: UpgradeContext) -> list[str]:
     """Series that several sites wrote into while points were keyed by address alone cannot be split:
     they stay with the site that owned the point last, and are recorded here for the operator."""
-    claims = [f"SELECT {literal(site)}, {literal(address)}" for site, address in sorted(set(context.claims))]
-    sources = [
-        *claims,
-        "SELECT site_id, address FROM points",
-        "SELECT d.site_id, p.address FROM dwellings AS d JOIN points AS p ON p.id = d.meter_point_id",
-    ]
-    union = " UNION ".join(sources)
+    values = ", ".join(f"({literal(site)}, {literal(address)})" for site, address in sorted(set(context.claims)))
+    # The claims of the site descriptions at hand, as a VALUES list of its own: SQLite limits how many
+    # SELECTs a compound may join, but not a VALUES list's rows.
+    given = f"VALUES {values}" if values else "SELECT site_id, address FROM points WHERE false"
     concat = context.dialect.types["group_concat"]
     return [
-        f"""WITH claims (site_id, address) AS ({union}),
+        f"""WITH given (site_id, address) AS ({given}),
+        claims (site_id, address) AS (
+            -- Only sites the database knows can have written.
+            SELECT g.site_id, g.address FROM given AS g JOIN sites AS s ON s.id = g.site_id
+            UNION SELECT site_id, address FROM points
+            UNION SELECT d.site_id, p.address FROM dwellings AS d JOIN points AS p ON p.id = d.meter_point_id
+        ),
         shared AS (
             SELECT address, {concat}(site_id, ',') AS claimed_by FROM claims
             GROUP BY address HAVING count(DISTINCT site_id) > 1
