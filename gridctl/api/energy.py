@@ -17,6 +17,7 @@ from gridctl.api.db import Database
 from gridctl.config.models import Site, Tariff, TimeWindow
 from gridctl.config.units import UNITS
 from gridctl.history import EnergyResolution, Historian
+from gridctl.history.rollups import counter_rise
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -139,11 +140,7 @@ async def _quarter_hours(historian: Historian, site: Site, meter: str, start: da
         now, before = values[i], values[i - 1]
         energy = None
         if now is not None and before is not None:
-            delta = now - before
-            if delta < 0:
-                # A wrap past the counter's maximum, otherwise a reset: the new value is what was used since.
-                delta = (point.max - before + now) if point.max is not None and before > point.max / 2 else now
-            energy = delta * factor
+            energy = counter_rise(before, now, point.max) * factor
         out.append(Bucket(starts[i].to_pydatetime().astimezone(tz), energy))
     return out
 

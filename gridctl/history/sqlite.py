@@ -88,14 +88,18 @@ ON CONFLICT (point_id, bucket) DO UPDATE SET
     value_max = excluded.value_max, value_last = excluded.value_last
 """
 
-# Consumption between consecutive good readings: a drop is a wrap-around when the counter was in the
-# upper half of its range (it passed its maximum), otherwise a reset to zero (meter replaced or
-# cleared), after which the new value is what was consumed since.
+# Consumption between consecutive good readings (as `counter_rise` in rollups.py): a drop from the
+# upper half of the counter's range into the lower half is a wrap-around (it passed its maximum); a drop
+# below half the previous value is a reset (meter replaced or cleared), after which the new value is
+# what was consumed since; a smaller step back is the same count read back with less precision (a
+# float32 register, a coarser scale), and nothing was consumed.
 COUNTER_DELTA = """CASE
     WHEN prev IS NULL THEN NULL
     WHEN value >= prev THEN value - prev
-    WHEN counter_max IS NOT NULL AND prev > counter_max / 2 THEN counter_max - prev + value
-    ELSE value
+    WHEN counter_max IS NOT NULL AND prev > counter_max / 2 AND value < counter_max / 2
+        THEN counter_max - prev + value
+    WHEN value < prev / 2 THEN value
+    ELSE 0
 END"""
 
 _HOURLY_ENERGY = f"""
