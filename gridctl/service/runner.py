@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -263,6 +264,9 @@ class ServiceHost:
             else:
                 book.clear(AlarmKind.SPOOL_FILLING, service.site.id, now)
 
+    def _spooled(self, site_id: str) -> float:
+        return float(self.spool.count(site_id))
+
     def site(self, site_id: str) -> SiteService:
         return next(s for s in self.sites if s.site.id == site_id)
 
@@ -280,7 +284,7 @@ class ServiceHost:
     async def start(self) -> None:
         await self.recorder.start()
         for service in self.sites:
-            self.metrics.track_spool(service.site.id, lambda site_id=service.site.id: float(self.spool.count(site_id)))
+            self.metrics.track_spool(service.site.id, functools.partial(self._spooled, service.site.id))
             await service.warm_up(self.historian)
             await service.start()
             service.schedule(self.scheduler)
