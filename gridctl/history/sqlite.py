@@ -8,9 +8,10 @@ thread, one at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,10 +48,6 @@ from gridctl.history.timebuckets import (
 )
 
 T = TypeVar("T")
-
-
-class _AlreadyApplied(Exception):
-    """Another process applied the migration first."""
 
 
 GOOD = QUALITY_CODES[Quality.GOOD]
@@ -223,20 +220,20 @@ class SQLiteHistorian(SqlHistorian):
             conn, self._conn = self._conn, None
             await self._run(conn.close)
 
-    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            result = work(conn)
+            yield conn
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return result
 
     def _execute_sync(self, batch: Sequence[Statement]) -> list[list[Row]]:
-        def run(conn: sqlite3.Connection) -> list[list[Row]]:
-            out: list[list[Row]] = []
+        out: list[list[Row]] = []
+        with self._transaction() as conn:
             for statement in batch:
                 if statement.many is None:
                     out.append(conn.execute(statement.sql, list(statement.params)).fetchall())
@@ -244,9 +241,7 @@ class SQLiteHistorian(SqlHistorian):
                     if statement.many:
                         conn.executemany(statement.sql, statement.many)
                     out.append([])
-            return out
-
-        return self._transaction(run)
+        return out
 
     async def _execute(self, batch: Sequence[Statement]) -> list[list[Row]]:
         return await self._run(self._execute_sync, batch)
@@ -283,25 +278,22 @@ class SQLiteHistorian(SqlHistorian):
         if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", [migration.version]).fetchone():
             return False
 
-        def run(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", [migration.version]).fetchone():
-                raise _AlreadyApplied
-            for statement in sql:
-                conn.execute(statement)
-            if migration.rebuilds_tables:
-                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
-                if broken:
-                    raise RuntimeError(f"migration {migration.version} would break foreign keys: {broken[:5]}")
-            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                         [migration.version, migration.name, utc_now().isoformat()])
-
         # Foreign keys cannot be switched inside a transaction: a rebuild turns them off around it.
         if migration.rebuilds_tables:
             conn.execute("PRAGMA foreign_keys = OFF")
         try:
-            self._transaction(run)
-        except _AlreadyApplied:
-            return False
+            with self._transaction():
+                # Another process may have applied it meanwhile.
+                if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", [migration.version]).fetchone():
+                    return False
+                for statement in sql:
+                    conn.execute(statement)
+                if migration.rebuilds_tables:
+                    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration {migration.version} would break foreign keys: {broken[:5]}")
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                             [migration.version, migration.name, utc_now().isoformat()])
         finally:
             if migration.rebuilds_tables:
                 conn.execute("PRAGMA foreign_keys = ON")
@@ -325,7 +317,7 @@ class SQLiteHistorian(SqlHistorian):
     # --- ingest ----------------------------------------------------------------------------------
 
     def _store_sync(self, prepared: PreparedWrite) -> int:
-        def run(conn: sqlite3.Connection) -> int:
+        with self._transaction() as conn:
             before = conn.total_changes
             conn.executemany("INSERT OR IGNORE INTO readings (point_id, ts, value, quality) VALUES (?, ?, ?, ?)",
                              prepared.rows)
@@ -335,9 +327,7 @@ class SQLiteHistorian(SqlHistorian):
                 [(point_id, lo, hi) for point_id, (lo, hi) in prepared.spans.items()],
             )
             conn.executemany(QUARANTINE_INSERT, prepared.held)
-            return stored
-
-        return self._transaction(run)
+        return stored
 
     async def _store(self, prepared: PreparedWrite) -> int:
         return await self._run(self._store_sync, prepared)
@@ -369,16 +359,11 @@ class SQLiteHistorian(SqlHistorian):
         recomputed = 0
         for job in rollups.hour_jobs(ranges):
             counters = [p for p in job.point_ids if self.catalogue.kinds.get(p) == "energy_counter"]
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 params = {"ids": json.dumps(job.point_ids), "lo": job.start_us, "hi": job.end_us}
                 conn.execute(_HOURLY_MEASUREMENTS, params)
                 if counters:
                     conn.execute(_HOURLY_ENERGY, dict(params, ids=json.dumps(counters)))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             recomputed += len(job.point_ids) * (job.end_us - job.start_us) // HOUR_US
         for day_job in rollups.day_jobs(ranges, self.catalogue.timezones):
             tz = ZoneInfo(day_job.timezone)
@@ -386,16 +371,11 @@ class SQLiteHistorian(SqlHistorian):
             for start_us in day_job.day_starts_us:
                 day = from_us(start_us).astimezone(tz).date()
                 day_map.append((start_us, to_us(local_midnight(day + timedelta(days=1), tz))))
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 conn.execute("CREATE TEMP TABLE IF NOT EXISTS day_map (day_start INTEGER PRIMARY KEY, day_end INTEGER)")
                 conn.execute("DELETE FROM temp.day_map")
                 conn.executemany("INSERT INTO temp.day_map VALUES (?, ?)", day_map)
                 conn.execute(_DAILY, {"ids": json.dumps(day_job.point_ids)})
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         conn.execute("DELETE FROM rollup_dirty WHERE id <= ?", [max_id])
         return recomputed
 
@@ -532,10 +512,8 @@ class SQLiteHistorian(SqlHistorian):
 
     def _retention_sync(self, now: datetime) -> RetentionOutcome:
         self._refresh_sync()
-        conn = self.conn
         outcome = RetentionOutcome()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             sites = conn.execute("SELECT id, raw_retention_days FROM sites").fetchall()
             for site_id, days in sites:
                 cutoff = now - timedelta(days=days)
@@ -551,10 +529,6 @@ class SQLiteHistorian(SqlHistorian):
                     [to_us(now - timedelta(days=self.hourly_retention_days))],
                 )
                 outcome.hourly_rows_deleted = cursor.rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return outcome
 
     async def apply_retention(self, now: datetime | None = None) -> RetentionOutcome:
