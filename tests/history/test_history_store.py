@@ -69,6 +69,25 @@ async def test_unknown_points_are_kept(historian: Historian):
     assert latest["newdevice/power_kw"].value == 4.5
 
 
+async def test_one_write_carries_several_sites_each_with_its_receive_time(historian: Historian):
+    """The same address under two sites is two points; a site no description named yet is registered;
+    readings of no known site are set aside, not filed under a guess."""
+    outcome = await historian.write([
+        SiteReadings(SITE, [good(PV, T0, 1.0)]),
+        SiteReadings("other-site", [good(PV, T0, 2.0), good(PV, T0 + timedelta(minutes=1), 3.0)]),
+        # Received a month later, as a spool flush would deliver it: judged against its own receive time.
+        SiteReadings(SITE, [good(TEMP, T0, 20.0)], received_at=T0 + timedelta(days=30)),
+        SiteReadings(None, [good(PV, T0, 9.0)]),
+    ], received_at=T0 + timedelta(minutes=1))
+    assert (outcome.received, outcome.stored, outcome.quarantined) == (5, 3, 2)
+    assert (await historian.latest(SITE, [PV]))[PV].value == 1.0
+    assert (await historian.latest("other-site", [PV]))[PV].value == 3.0
+    assert await historian.latest(SITE, [TEMP]) == {}
+    held = await historian.quarantined()
+    assert [(q.site_id, q.address, q.value, q.reason) for q in held] == [
+        (SITE, TEMP, 20.0, "past"), (None, PV, 9.0, "no-site")]
+
+
 async def test_far_timestamps_are_quarantined_not_dropped(historian: Historian):
     received = T0
     readings = [
