@@ -198,8 +198,8 @@ def shared_series_rows(rows: Iterable[Row]) -> list[SharedSeries]:
 
 
 class SqlHistorian(Historian):
-    """The historian's logic over two primitives each back end provides: run statements in one
-    transaction, and store a prepared write."""
+    """The historian's shared logic over what each back end provides: run statements in one transaction,
+    store a prepared write, apply a migration, and its timestamp form."""
 
     dialect: Dialect
 
