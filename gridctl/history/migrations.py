@@ -14,7 +14,7 @@ schema upgrades from every earlier version on both back ends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -372,6 +372,43 @@ MIGRATIONS.extend([
 ])
 
 
-def pending(applied: Iterable[int]) -> list[Migration]:
-    done = set(applied)
-    return [m for m in MIGRATIONS if m.version not in done]
+# --- Sign-in for people (version 103): passwords, sessions, activation links, login attempts. ----------
+# Passwords are argon2id hashes; session ids and activation tokens are stored only as their SHA-256
+# digest, like bearer tokens.
+
+MIGRATIONS.append(Migration(
+    103,
+    "sign-in: passwords, sessions, activation links, login attempts",
+    [
+        """CREATE TABLE api_passwords (
+            user_id {int} PRIMARY KEY REFERENCES api_users (id) ON DELETE CASCADE,
+            hash {text} NOT NULL,
+            updated_at {ts} NOT NULL
+        )""",
+        """CREATE TABLE api_sessions (
+            id_hash {text} PRIMARY KEY,
+            user_id {int} NOT NULL REFERENCES api_users (id) ON DELETE CASCADE,
+            csrf {text} NOT NULL,
+            created_at {ts} NOT NULL,
+            last_seen_at {ts} NOT NULL,
+            expires_at {ts} NOT NULL
+        )""",
+        "CREATE INDEX api_sessions_user ON api_sessions (user_id)",
+        """CREATE TABLE api_activations (
+            token_hash {text} PRIMARY KEY,
+            user_id {int} NOT NULL REFERENCES api_users (id) ON DELETE CASCADE,
+            created_at {ts} NOT NULL,
+            expires_at {ts} NOT NULL,
+            used_at {ts}
+        )""",
+        """CREATE TABLE api_login_attempts (
+            id {bigserial_pk},
+            name {text} NOT NULL,
+            address {text} NOT NULL,
+            at {ts} NOT NULL,
+            success {bool} NOT NULL
+        )""",
+        "CREATE INDEX api_login_attempts_name ON api_login_attempts (name, at)",
+        "CREATE INDEX api_login_attempts_address ON api_login_attempts (address, at)",
+    ],
+))

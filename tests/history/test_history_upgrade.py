@@ -139,7 +139,9 @@ async def test_upgrade_keeps_every_row_and_names_the_shared_series(backend: str,
         assert await h.schema_version() == 102
         applied = await h.upgrade(sites)
         # SQLite never had version 3 (compression): it is recorded now, with nothing to do.
-        assert applied == ([3] if h.kind == "sqlite" else []) + [SITE_KEYED_VERSION]
+        landed = {1, 2, 100, 101, 102} | ({3} if h.kind == "timescale" else set())
+        assert applied == [m.version for m in MIGRATIONS if m.version not in landed]
+        assert SITE_KEYED_VERSION in applied
         assert await h.schema_version() == max(m.version for m in MIGRATIONS)
 
         after = counts(backend)
@@ -182,7 +184,7 @@ def test_db_upgrade_prints_the_shared_series(tmp_path, capsys):
             str(REPO / "sites" / DEULE)]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert f"(applied 3, {SITE_KEYED_VERSION})" in out
+    assert f"(applied 3, {SITE_KEYED_VERSION}" in out
     assert "3 series had been written by several sites" in out
     rows = [line.split() for line in out.splitlines() if line.startswith(f"  {DEULE}")]
     assert rows == [[DEULE, address, str(READINGS_PER_POINT), f"{DEULE},", UNION]
