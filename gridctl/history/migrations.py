@@ -414,21 +414,12 @@ MIGRATIONS.append(Migration(
 ))
 
 # Managers cancel demand-response events: who, when and why stay with the event.
-SQLITE_MIGRATIONS.append(Migration(
-    110,
+MIGRATIONS.append(Migration(
+    104,
     "demand-response cancellation",
     [
-        "ALTER TABLE demand_response_events ADD COLUMN cancelled_at INTEGER",
-        "ALTER TABLE demand_response_events ADD COLUMN cancelled_by TEXT",
-        "ALTER TABLE demand_response_events ADD COLUMN cancel_reason TEXT",
-    ],
-))
-POSTGRES_MIGRATIONS.append(Migration(
-    110,
-    "demand-response cancellation",
-    [
-        "ALTER TABLE demand_response_events ADD COLUMN cancelled_at timestamptz",
-        "ALTER TABLE demand_response_events ADD COLUMN cancelled_by text",
-        "ALTER TABLE demand_response_events ADD COLUMN cancel_reason text",
+        "ALTER TABLE demand_response_events ADD COLUMN cancelled_at {ts}",
+        "ALTER TABLE demand_response_events ADD COLUMN cancelled_by {text}",
+        "ALTER TABLE demand_response_events ADD COLUMN cancel_reason {text}",
     ],
 ))

@@ -17,7 +17,7 @@ import pytest
 from gridctl.api import API_PREFIX, ApiSettings, create_app
 from gridctl.api.store import ApiStore, Role
 from gridctl.clock import ManualClock
-from gridctl.history import QuarantinePolicy
+from gridctl.history import QuarantinePolicy, SiteReadings
 from gridctl.history.timescale import TimescaleHistorian
 from gridctl.policy import PolicyVersion
 from tests.api.conftest import Api
@@ -82,7 +82,8 @@ async def _timescale_api(dsn: str, site) -> AsyncIterator[tuple[httpx.AsyncClien
     try:
         await historian.upgrade()
         await historian.sync_site(site)
-        await historian.write(history_readings(site, NOW - timedelta(hours=2), NOW), received_at=NOW)
+        await historian.write([SiteReadings(site.id, history_readings(site, NOW - timedelta(hours=2), NOW))],
+                              received_at=NOW)
         clock = ManualClock(NOW)
         app = create_app(historian, {}, UNLIMITED, clock=clock.now)
         store: ApiStore = app.state.context.store

@@ -8,18 +8,20 @@ from datetime import UTC, datetime, timedelta
 from drivers.base import Quality, Reading
 from gridctl.api import API_PREFIX
 from gridctl.config.models import Site
+from gridctl.history import SiteReadings
 from tests.api.conftest import Api
+from tests.api.support import NOW, history_readings
 
 SITE = "zac-saint-sauveur"
 MINIMUM = 10
 
 
-async def _report_on(api: Api, day: int, dwellings: list) -> None:
+async def _report_on(api: Api, site: Site, day: int, dwellings: list) -> None:
     """These dwellings' meters (and no others) count through local day `day` of March 2026."""
     hours = [datetime(2026, 3, day - 1, 23, tzinfo=UTC) + timedelta(hours=h) for h in range(25)]
     readings = [Reading(d.meter, t, 6000.0 + 100 * day + 0.1 * n + 0.25 * i, Quality.GOOD)
                 for n, d in enumerate(dwellings) for i, t in enumerate(hours)]
-    await api.historian.write(readings, received_at=hours[-1])
+    await api.historian.write([SiteReadings(site.id, readings)], received_at=hours[-1])
     await api.historian.refresh_rollups()
 
 
@@ -59,9 +61,9 @@ async def test_a_building_withheld_is_not_revealed_by_the_site_total(api: Api) -
     block_b = [d for d in site.dwellings if d.building == "block-b"]
     assert (len(block_a), len(block_b)) == (24, 24)
     # A day apart, so that each day's figures are that day's meters only.
-    await _report_on(api, 22, block_a + block_b[:5])  # block-b: 5 reporting
-    await _report_on(api, 24, block_a + block_b[:12])  # block-b: 12 reporting
-    await _report_on(api, 26, block_a)  # block-b: none
+    await _report_on(api, site, 22, block_a + block_b[:5])  # block-b: 5 reporting
+    await _report_on(api, site, 24, block_a + block_b[:12])  # block-b: 12 reporting
+    await _report_on(api, site, 26, block_a)  # block-b: none
     figures = await _open(api, site, "2026-03-18", "2026-03-27")
     _assert_no_differencing(figures)
 
@@ -86,12 +88,15 @@ async def test_a_building_withheld_is_not_revealed_by_the_site_total(api: Api) -
 async def test_twenty_five_is_twenty_four_plus_one(api: Api) -> None:
     site = api.site.model_copy(update={"id": "twenty-five", "dwellings": api.site.dwellings[:25]})
     await api.historian.sync_site(site)
+    # Its own meters' history (a site's series are its own), the days before those below.
+    await api.historian.write([SiteReadings(site.id, history_readings(site, NOW - timedelta(days=3), NOW))],
+                              received_at=NOW)
     api.ctx.extra_sites = {**api.ctx.extra_sites, "twenty-five": site}
     lone = site.dwellings[24]
     assert lone.building == "block-b"
     block_a = site.dwellings[:24]
-    await _report_on(api, 22, [*block_a[:9], lone])  # ten in all
-    await _report_on(api, 24, block_a[:9])  # nine in all
+    await _report_on(api, site, 22, [*block_a[:9], lone])  # ten in all
+    await _report_on(api, site, 24, block_a[:9])  # nine in all
     figures = await _open(api, site, "2026-03-18", "2026-03-25")
     # Block A is never published: the site total minus it would be the lone dwelling of block B.
     assert set(figures) == {None}

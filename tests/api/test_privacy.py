@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 from drivers.base import Quality, Reading
 from gridctl.alarms import AlarmKind, Severity
@@ -12,9 +13,10 @@ from gridctl.api import API_PREFIX
 from gridctl.api.store import Role
 from gridctl.config.models import Dwelling, Site
 from gridctl.dispatch.audit import AuditEntry, Outcome
+from gridctl.history import SiteReadings
 from gridctl.policy import PolicyVersion, SitePolicy
 from tests.api.conftest import Api
-from tests.api.support import NOW, HistoryRuntime
+from tests.api.support import NOW, HistoryRuntime, history_readings
 
 SITE = "zac-saint-sauveur"
 SITES = f"{API_PREFIX}/sites/{SITE}"
@@ -35,8 +37,18 @@ async def _dwellings_report(api: Api, site: Site, bad: set[str] = frozenset()) -
         readings += [Reading(f"{device}/power", NOW, powers[device], quality),
                      Reading(f"{device}/current", NOW, round(powers[device] / 230, 2), Quality.GOOD),
                      Reading(f"{device}/voltage", NOW, 231.4, Quality.GOOD)]
-    await api.historian.write(readings, received_at=NOW)
+    await api.historian.write([SiteReadings(site.id, readings)], received_at=NOW)
     return powers
+
+
+async def _variant(api: Api, site: Site) -> HistoryRuntime:
+    """A variant of the site with its own recent history, served live by the API."""
+    await api.historian.sync_site(site)
+    await api.historian.write([SiteReadings(site.id, history_readings(site, NOW - timedelta(hours=1), NOW))],
+                              received_at=NOW)
+    runtime = HistoryRuntime(site, api.historian, api.ctx.store, api.clock)
+    api.ctx.runtimes = {**api.ctx.runtimes, site.id: runtime}
+    return runtime
 
 
 async def _live(api: Api, site_id: str = SITE) -> dict[str, dict]:
@@ -79,8 +91,7 @@ async def test_a_building_total_waits_for_every_dwelling(api: Api) -> None:
 async def test_a_building_under_ten_dwellings_has_no_total(api: Api) -> None:
     # 25 = 24 + 1: block-b holds a single dwelling.
     site = api.site.model_copy(update={"id": "twenty-five", "dwellings": api.site.dwellings[:25]})
-    runtime = HistoryRuntime(site, api.historian, api.ctx.store, api.clock)
-    api.ctx.runtimes = {**api.ctx.runtimes, "twenty-five": runtime}
+    runtime = await _variant(api, site)
     await api.user("ops-25", Role.OPERATOR, ["twenty-five"])
     powers = await _dwellings_report(api, site)
     await runtime.refresh()
@@ -136,9 +147,9 @@ async def test_the_schedule_of_an_asset_metered_by_a_dwelling_is_withheld(api: A
     # A battery behind a dwelling's own meter (a home battery): its points and plan are the dwelling's.
     home = Dwelling(id="a-99", building="block-a", floor_area_m2=60, meter="battery/charged-energy")
     site = api.site.model_copy(update={"id": "home-battery", "dwellings": [*api.site.dwellings, home]})
-    runtime = HistoryRuntime(site, api.historian, api.ctx.store, api.clock)
+    runtime = await _variant(api, site)
     await runtime.refresh()
-    api.ctx.runtimes = {**api.ctx.runtimes, "home-battery": runtime}
+    assert "battery/power" in runtime.latest()
     await api.user("ops-home", Role.OPERATOR, ["home-battery"])
     await runtime.policy_changed(PolicyVersion(site_id="home-battery", version=1, policy=SitePolicy(horizon_hours=4),
                                                author="m", created_at=NOW))
