@@ -77,7 +77,8 @@ class SiteService:
         self.metrics = metrics
         self.site: Site = load_site(options.site)
         site_dir = site_file(options.site).parent
-        specs = [offset_ports(device_spec(d, site_dir), options.port_offset) for d in self.site.devices]
+        specs = [offset_ports(device_spec(d, site_dir, bacnet=self.site.bacnet), options.port_offset)
+                 for d in self.site.devices]
         self.drivers = {spec.id: make_driver(spec) for spec in specs}
         self.forecaster = SignalForecaster()
         # Relinquishing is staggered in the clock's time too.
