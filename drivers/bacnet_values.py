@@ -41,6 +41,7 @@ from drivers.base import (
     WriteRejected,
 )
 from drivers.codec import check_write, to_engineering
+from drivers.codec import shortest_float32 as shortest_real
 from drivers.specs import BacnetPointSpec
 
 PRIORITY_LEVELS = 16
@@ -132,17 +133,6 @@ def chunk_plans(plans: Sequence[PointPlan], budget_bytes: int, max_items: int | 
     if current:
         chunks.append(current)
     return chunks
-
-
-def shortest_real(value: float) -> float:
-    """A BACnet Real is a float32: give back the shortest decimal that is the same float32 (21.3, not
-    21.299999237060547)."""
-    packed = struct.pack("<f", value)
-    for digits in (7, 8, 9):
-        candidate = float(f"{value:.{digits}g}")
-        if struct.pack("<f", candidate) == packed:
-            return candidate
-    return float(value)
 
 
 def to_python(value: Any, kind: str) -> Value | None:
