@@ -47,6 +47,7 @@ from drivers.bacnet_values import (
     DEFAULT_PRIORITY,
     MAX_APDU,
     PRIORITY_ARRAY,
+    PRIORITY_ARRAY_NAME,
     PRIORITY_LEVELS,
     PROPERTY_LIST,
     RELINQUISH_DEFAULT,
@@ -542,51 +543,46 @@ class BacnetDriver(Driver):
         if known is not None:
             return known
         try:
-            properties = await self._read_properties(plan, (PROPERTY_LIST,))
-        except DeviceTimeout as exc:
-            self._mark_down(exc)
+            listed = (await self._object_properties(plan, (PROPERTY_LIST,)))[PROPERTY_LIST]
+        except DeviceTimeout:
             raise
-        listed = properties[PROPERTY_LIST]
-        if isinstance(listed, IllegalAddress) and "unknown-property" in str(listed):
-            # Devices older than protocol revision 14 have no property-list: ask for the array itself.
-            try:
-                probe = await self._read_properties(plan, (PRIORITY_ARRAY,))
-            except DeviceTimeout as exc:
-                self._mark_down(exc)
-                raise
-            slots = probe[PRIORITY_ARRAY]
+        except DriverError as exc:
+            listed = exc
+        if isinstance(listed, frozenset):
+            commandable = PRIORITY_ARRAY_NAME in listed
+        elif isinstance(listed, IllegalAddress) and "unknown-object" in str(listed):
+            raise listed
+        else:
+            # No property-list (devices older than protocol revision 14), or one too long to come back
+            # unsegmented: ask for the priority array itself.
+            slots = (await self._object_properties(plan, (PRIORITY_ARRAY,)))[PRIORITY_ARRAY]
             if isinstance(slots, IllegalAddress) and "unknown-property" in str(slots):
                 commandable = False
             elif isinstance(slots, DriverError) and not isinstance(slots, DecodeError):
                 raise slots
             else:
                 commandable = True
-        elif isinstance(listed, DriverError):
-            raise listed
-        else:
-            commandable = "priority-array" in listed
         self._commandable[plan.object_id] = commandable
         return commandable
 
-    async def _read_present(self, plan: PointPlan) -> Value | None:
-        """The point's value read back after a plain write."""
+    async def _object_properties(self, plan: PointPlan, properties: Sequence[PropertyIdentifier]) -> dict[Any, Any]:
+        """`_read_properties`, marking the device down when it does not answer."""
         try:
-            values = await self._read_properties(plan, (plan.property_id,))
+            return await self._read_properties(plan, properties)
         except DeviceTimeout as exc:
             self._mark_down(exc)
             raise
-        present = values[plan.property_id]
+
+    async def _read_present(self, plan: PointPlan) -> Value | None:
+        """The point's value read back after a plain write."""
+        present = (await self._object_properties(plan, (plan.property_id,)))[plan.property_id]
         if isinstance(present, DriverError):
             raise present
         return present
 
     async def _read_back(self, plan: PointPlan) -> tuple[Value | None, PriorityArrayState]:
         """Present value, priority array and relinquish default of a commandable point."""
-        try:
-            values = await self._read_properties(plan, (plan.property_id, PRIORITY_ARRAY, RELINQUISH_DEFAULT))
-        except DeviceTimeout as exc:
-            self._mark_down(exc)
-            raise
+        values = await self._object_properties(plan, (plan.property_id, PRIORITY_ARRAY, RELINQUISH_DEFAULT))
         present = values[plan.property_id]
         if isinstance(present, DriverError):
             raise present
@@ -607,11 +603,7 @@ class BacnetDriver(Driver):
                 raise NotCommandable(f"{self.device_id}/{point_id}: {plan.point.object_type} {plan.point.instance} "
                                      f"is not commandable: it has no priority array", device_id=self.device_id,
                                      point_id=point_id)
-            try:
-                values = await self._read_properties(plan, (PRIORITY_ARRAY, RELINQUISH_DEFAULT))
-            except DeviceTimeout as exc:
-                self._mark_down(exc)
-                raise
+            values = await self._object_properties(plan, (PRIORITY_ARRAY, RELINQUISH_DEFAULT))
         slots = values[PRIORITY_ARRAY]
         if isinstance(slots, DriverError):
             raise slots

@@ -67,7 +67,8 @@ _WRITE_REJECTED_CODES = {
 TOO_LONG_ABORTS = {AbortReason.segmentationNotSupported, AbortReason.bufferOverflow, AbortReason.apduTooLong}
 
 _ASHRAE = get_vendor_info(0)
-PRIORITY_ARRAY = PropertyIdentifier("priority-array")
+PRIORITY_ARRAY_NAME = "priority-array"
+PRIORITY_ARRAY = PropertyIdentifier(PRIORITY_ARRAY_NAME)
 RELINQUISH_DEFAULT = PropertyIdentifier("relinquish-default")
 PROPERTY_LIST = PropertyIdentifier("property-list")
 # "Whichever device answers": the device object of the device the request reaches.

@@ -10,7 +10,7 @@ answers with a BACnet error, garbage answers present-value reads with a value of
 Outputs and writable values are commandable unless named in `plain_objects`: those have no priority array
 and take plain writes, and, like some real devices, take a NULL too and are left with an uninitialised
 (NaN) present-value. `null_priority_array` answers an empty priority array with a single NULL, as some
-devices do.
+devices do; `old_revision` has no property-list, as devices older than protocol revision 14.
 
 Run it in another process with ``python -m sim.bacnet_server --profile ahu --instance 1001`` (or ``--site
 DIR --device ID``): it prints one JSON line with its address once it serves, and stops on SIGTERM/SIGINT or
@@ -149,6 +149,8 @@ class _SimPoint:
 
     async def read_property(self, attr: int | str, index: int | None = None) -> Any:
         name = self._attr_name(attr)
+        if name == "propertyList" and self._server.old_revision:
+            raise PropertyError("unknownProperty")
         if name not in self._live or (name != "presentValue" and not self._commandable):
             return await super().read_property(attr, index)  # type: ignore[misc]
         point_id = self._point.id
@@ -339,7 +341,7 @@ class BacnetSimServer:
     def __init__(self, device: SimDevice, *, host: str = "127.0.0.1", port: int = 0, bbmd: bool = False,
                  foreign: str | None = None, ttl_s: int = 30, refuse_rpm: bool = False, max_apdu: int = 1476,
                  vendor_identifier: int = 999, plain_objects: Collection[str] = (),
-                 null_priority_array: bool = False) -> None:
+                 null_priority_array: bool = False, old_revision: bool = False) -> None:
         if not isinstance(device.spec, BacnetDeviceSpec):
             raise TypeError(f"{device.id} is not a BACnet device")
         if bbmd and foreign:
@@ -361,6 +363,7 @@ class BacnetSimServer:
         if outputs:
             raise ValueError(f"outputs are always commandable in BACnet: {', '.join(outputs)}")
         self.null_priority_array = null_priority_array
+        self.old_revision = old_revision
         self.requests: dict[str, int] = dict.fromkeys(
             ("read-property", "read-property-multiple", "write-property", "aborted-too-long"), 0)
         # Every datagram that reached the device, answered or not (tests wait on it), and where from.

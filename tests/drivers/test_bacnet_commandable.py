@@ -21,14 +21,17 @@ def _requests(server) -> int:
         server.requests["write-property"]
 
 
-async def test_a_non_commandable_value_takes_plain_writes_and_is_never_sent_a_null() -> None:
-    async with served(vav_device(), plain_objects={"zone_setpoint"}) as (device, server, spec):
+@pytest.mark.parametrize("old_revision", [False, True], ids=["property-list", "no-property-list"])
+async def test_a_non_commandable_value_takes_plain_writes_and_is_never_sent_a_null(old_revision: bool) -> None:
+    # A device older than protocol revision 14 has no property-list: the priority array is asked for instead.
+    async with served(vav_device(), plain_objects={"zone_setpoint"}, old_revision=old_revision) as (device, server,
+                                                                                                   spec):
         async with connected(spec) as driver:
             await driver.connect()
             before = _requests(server)
             result = await driver.write("zone_setpoint", 21.5)
-            # Property-list once, the write, the read-back of present-value.
-            assert _requests(server) - before == 3
+            # Property-list (or priority-array) once, the write, the read-back of present-value.
+            assert _requests(server) - before == (4 if old_revision else 3)
             assert result.priority is None and result.read_back == 21.5
             # Written without a priority: the device has no array to put it in.
             assert device.writes[-1][1:] == ("zone_setpoint", 21.5, None)
