@@ -474,15 +474,19 @@ class BacnetDriver(Driver):
             raise ValueError(f"priority {chosen} outside 1..16")
         return chosen
 
+    def _plan(self, point_id: str) -> PointPlan:
+        plan = self._plans.get(point_id)
+        if plan is None:
+            raise KeyError(f"{self.device_id} has no point {point_id}")
+        return plan
+
     async def write(self, point_id: str, value: Value | None, *, priority: int | None = None) -> WriteResult:
         """Write at a priority (a commandable object) or plainly (any other), read back and verify.
 
         `None` relinquishes the priority; a non-commandable object cannot be relinquished (NotCommandable,
         raised before anything is written). The result's `priority` is None for a plain write.
         """
-        plan = self._plans.get(point_id)
-        if plan is None:
-            raise KeyError(f"{self.device_id} has no point {point_id}")
+        plan = self._plan(point_id)
         address = f"{self.device_id}/{point_id}"
         if not plan.point.writable:
             raise WriteRejected(f"{address} is not writable", device_id=self.device_id, point_id=point_id)
@@ -531,9 +535,7 @@ class BacnetDriver(Driver):
 
     async def is_commandable(self, point_id: str) -> bool:
         """Whether the point's object has a priority array (asked once per object, then remembered)."""
-        plan = self._plans.get(point_id)
-        if plan is None:
-            raise KeyError(f"{self.device_id} has no point {point_id}")
+        plan = self._plan(point_id)
         async with self._lock:
             await self._ensure_connected()
             return await self._is_commandable(plan)
@@ -594,9 +596,7 @@ class BacnetDriver(Driver):
 
     async def read_priority_array(self, point_id: str) -> PriorityArrayState:
         """The point's priority array and relinquish default; NotCommandable if it has none."""
-        plan = self._plans.get(point_id)
-        if plan is None:
-            raise KeyError(f"{self.device_id} has no point {point_id}")
+        plan = self._plan(point_id)
         async with self._lock:
             await self._ensure_connected()
             if not await self._is_commandable(plan):
