@@ -225,9 +225,11 @@ def run_read(args: argparse.Namespace) -> int:
     except (DriverError, OSError) as exc:
         return _fail("read", f"{type(exc).__name__}: {exc}", 1, args.json)
     if args.json:
-        print(json.dumps([_reading_json(point, reading) for point, reading in results], indent=2))
+        print(json.dumps([_reading_json(site.id, point, reading) for point, reading in results], indent=2))
     else:
         values = [_format(reading.value, point, _label(point, reading.value)) for point, reading in results]
+        # Addresses are unique within a site only: say which site they are of.
+        print(f"site {site.id}")
         width = max(len(reading.address) for _, reading in results)
         value_width = max(24, *(len(value) for value in values))
         for (_, reading), value in zip(results, values, strict=True):
@@ -239,10 +241,10 @@ def run_read(args: argparse.Namespace) -> int:
     return 0 if all(r.quality is Quality.GOOD for _, r in results) else 1
 
 
-def _reading_json(point: Point, reading: Reading) -> dict[str, Any]:
-    return {"address": reading.address, "value": reading.value, "label": _label(point, reading.value),
-            "unit": point.unit, "quality": reading.quality.value, "ts": reading.ts.isoformat(),
-            "error": reading.error}
+def _reading_json(site_id: str, point: Point, reading: Reading) -> dict[str, Any]:
+    return {"site_id": site_id, "address": reading.address, "value": reading.value,
+            "label": _label(point, reading.value), "unit": point.unit, "quality": reading.quality.value,
+            "ts": reading.ts.isoformat(), "error": reading.error}
 
 
 # --------------------------------------------------------------------------- write
@@ -433,10 +435,10 @@ def _finish(write: _Write, store: str | None, outcome: Outcome, error: str | Non
     assert result is not None
     point = write.point
     if as_json:
-        print(json.dumps({"address": result.address, "requested": result.requested, "written": result.written,
-                          "read_back": result.read_back, "label": _label(point, result.read_back),
-                          "unit": point.unit, "priority": result.priority, "ts": result.ts.isoformat(),
-                          "audit": audit_out}))
+        print(json.dumps({"site_id": write.site.id, "address": result.address, "requested": result.requested,
+                          "written": result.written, "read_back": result.read_back,
+                          "label": _label(point, result.read_back), "unit": point.unit, "priority": result.priority,
+                          "ts": result.ts.isoformat(), "audit": audit_out}))
         return code
     if result.priority is not None:
         at = f" at priority {result.priority}"
@@ -445,7 +447,7 @@ def _finish(write: _Write, store: str | None, outcome: Outcome, error: str | Non
     else:
         at = ""
     done = "relinquished" if result.written is None else f":= {_format(result.written, point)}"
-    print(f"{result.address} {done}{at}; read back "
+    print(f"{write.site.id} {result.address} {done}{at}; read back "
           f"{_format(result.read_back, point, _label(point, result.read_back))} at {result.ts.isoformat()}")
     print(audit_line)
     return code

@@ -122,7 +122,8 @@ def _audit_rows(db: Path) -> list[dict]:
 async def test_tables_keep_every_digit_of_a_large_counter(rig: Rig) -> None:
     code, out, err = await rig.points("read", "meter/import-energy", "meter/power")
     assert code == 0, err
-    energy, power = out.splitlines()
+    header, energy, power = out.splitlines()
+    assert header == "site audit-test"
     assert "9876543.21 kWh" in energy and "e+" not in energy
     assert "12.5 kW" in power
     code, out, _ = await rig.points("read", "meter/import-energy", "--json")
@@ -177,7 +178,7 @@ async def test_every_write_is_audited_in_the_output_and_the_default_database(rig
     code, out, err = await rig.points("write", "meter/export-limit", "30")
     assert code == 0, err
     result, audit_line = out.splitlines()
-    assert result.startswith("meter/export-limit := 30 kW; read back 30 kW")
+    assert result.startswith("audit-test meter/export-limit := 30 kW; read back 30 kW")
     assert audit_line.startswith(f"audit: written by {getpass.getuser()} at ")
     assert audit_line.endswith("reason: manual write from the command line")
     assert "not recorded in a database" in audit_line
