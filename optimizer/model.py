@@ -406,13 +406,13 @@ class _Builder:
         design = LIGHTING_CLASS_LEVELS[a.design_class]
         dim: list[pulp.LpVariable] = []
         for t in range(self.n):
+            cap = a.curfew_level_pct if curfew[t] else 100.0
             if not dark[t] or classes[t] == "off":
-                need, cap = 0.0, 100.0
-            elif curfew[t]:
-                need = cap = a.curfew_level_pct
+                need = 0.0
             else:
                 need = max(min(100.0, 100.0 * LIGHTING_CLASS_LEVELS[classes[t]] / design), a.min_safety_pct)
-                cap = 100.0
+            # The curfew caps the level; what it cuts below the class's level is the commune's choice.
+            need = min(need, cap)
             d = self.var(0.0, cap)
             dim.append(d)
             if need > 0:

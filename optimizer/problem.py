@@ -213,8 +213,9 @@ class LightingZone(_Model):
 class PublicLightingCircuit(_Model):
     """Street lighting: the level follows the EN 13201 class of each period, relative to the design class.
 
-    Lit when `dark`; during the commune's `curfew` the level is capped at `curfew_level_pct`; otherwise
-    it never goes below `min_safety_pct`.
+    Lit when `dark`, at the class's level and never below `min_safety_pct`. During the commune's `curfew`
+    the level is at most `curfew_level_pct`: a cap, never a requirement (below the class's level it is
+    the commune's choice, not a shortfall).
     """
 
     type: Literal["public_lighting"] = "public_lighting"
