@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pulp
 
+from optimizer.banner import silence_highs_banner
 from optimizer.model import Model, SessionVars, TankSwitches
 from optimizer.problem import Settings
 
@@ -182,6 +183,8 @@ def solve_by_rounding(model: Model, settings: Settings) -> tuple[str, float | No
     """Returns (status, gap). Leaves the best schedule found in the PuLP variables."""
     # Imported here so that the optimiser still loads (and falls back to CBC) without highspy.
     import highspy
+
+    silence_highs_banner()
     deadline = time.perf_counter() + settings.time_limit_s
     lp = pulp.HiGHS(mip=False, msg=settings.msg, timeLimit=settings.time_limit_s, threads=settings.threads)
     model.prob.solve(lp)

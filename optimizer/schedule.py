@@ -56,6 +56,9 @@ class Schedule:
 
     @property
     def objective_eur(self) -> float:
+        """The objective in €; NaN when there is no schedule (an objective of 0 would read as a free plan)."""
+        if not self.has_solution:
+            return float("nan")
         return sum(t.eur for t in self.objective.values())
 
     @property
@@ -74,7 +77,7 @@ class Schedule:
             "mip_gap": self.mip_gap,
             "build_s": round(self.build_s, 4),
             "solve_s": round(self.solve_s, 4),
-            "objective_eur": self.objective_eur,
+            "objective_eur": self.objective_eur if self.has_solution else None,
             "objective": {k: asdict(v) for k, v in self.objective.items()},
             "violations": [
                 {**asdict(v), "start": v.start.isoformat(), "end": v.end.isoformat()} for v in self.violations
@@ -93,8 +96,12 @@ class Schedule:
         lines = [
             f"status: {self.status} (solver {self.solver}, gap {gap}, "
             f"build {self.build_s:.2f} s, solve {self.solve_s:.2f} s)",
-            f"objective: {self.objective_eur:.4f} EUR",
         ]
+        if not self.has_solution:
+            lines.append("no schedule: no objective and no violations to report")
+            lines.extend("note: " + n for n in self.notes)
+            return "\n".join(lines)
+        lines.append(f"objective: {self.objective_eur:.4f} EUR")
         for t in self.objective.values():
             lines.append(f"  {t.name:<28} {t.value:>12.4f} {t.unit:<6} {t.eur:>12.4f} EUR")
         lines.append(f"violations: {len(self.violations)}")
