@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import expm
 
 from optimizer.problem import ThermalZone
-
-
-def expm(m: np.ndarray) -> np.ndarray:
-    """Matrix exponential by scaling and squaring a Taylor series (the matrices here are at most 4×4)."""
-    norm = float(np.abs(m).sum(axis=1).max()) if m.size else 0.0
-    squarings = max(0, int(np.ceil(np.log2(norm))) + 1) if norm > 0.5 else 0
-    a = m / (2.0**squarings)
-    term = np.eye(m.shape[0])
-    out = term.copy()
-    for k in range(1, 20):
-        term = term @ a / k
-        out = out + term
-    for _ in range(squarings):
-        out = out @ out
-    return out
 
 
 def continuous_matrices(zone: ThermalZone) -> tuple[np.ndarray, np.ndarray]:
