@@ -51,6 +51,11 @@ class SimClock:
                 return self._start + self._offset
             return self._start + (datetime.now(UTC) - self._wall_origin) * self._speed
 
+    @property
+    def speed(self) -> float | None:
+        """Simulated seconds per wall-clock second (None: standing still)."""
+        return self._speed
+
     def set_speed(self, speed: float | None) -> None:
         """From now on follow wall time × `speed` (None: stand still until advanced by hand)."""
         with self._lock:

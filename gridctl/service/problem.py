@@ -45,7 +45,7 @@ def build_problem(site: m.Site, policy: SitePolicy, snapshot: Snapshot, forecast
     problem_site = opt.Site(
         import_limit_kw=policy.import_limit_kw or grid.import_limit_kw,
         export_limit_kw=grid.export_limit_kw if policy.export_limit_kw is None else policy.export_limit_kw,
-        subscribed_power_kw=grid.subscribed_power_kw,
+        subscribed_power_kw=policy.subscribed_power_kw or grid.subscribed_power_kw,
         load_kw=forecasts.base_load_kw,
         import_price_eur_per_kwh=import_price,
         export_price_eur_per_kwh=forecasts.export_price_eur_per_kwh,
@@ -74,7 +74,7 @@ def build_problem(site: m.Site, policy: SitePolicy, snapshot: Snapshot, forecast
         opt.DemandResponseEvent(id=e.id, start=e.start, end=e.end, max_import_kw=e.max_import_kw,
                                 value_eur_per_kwh=e.value_eur_per_kwh)
         for e in policy.demand_response
-        if e.end > start and e.start < start + step * n
+        if e.end > start and e.start < start + step * n and policy.demand_response_participation
     ]
     return opt.Problem(start=start, n_steps=n, step_minutes=step.total_seconds() / 60.0, site=problem_site,
                        policy=policy.weights, assets=assets, dr_events=events)
@@ -122,7 +122,7 @@ def _ev_pool(asset: m.EvChargerPool, forecasts: Forecasts, policy: SitePolicy) -
                 continue
             kept.append(session)
         out.append(opt.EVCharger(
-            id=charger.id, max_power_kw=charger.max_power_kw,
+            id=charger.id, max_power_kw=min(charger.max_power_kw, policy.ev_max_power_kw or charger.max_power_kw),
             min_power_kw=charger_power_kw(charger, charger.min_current_a), sessions=kept))
     out.append(opt.EVPool(id=asset.id, max_power_kw=asset.pool_limit_kw, charger_ids=[c.id for c in asset.chargers]))
     return out
@@ -151,7 +151,11 @@ def occupancy_series(asset_id: str, windows: list[m.TimeWindow], forecasts: Fore
 def _thermal_zone(asset: m.ThermalZone, snapshot: Snapshot, forecasts: Forecasts, policy: SitePolicy,
                   mids: list[datetime], tz) -> opt.ThermalZone:
     model = asset.thermal_model
-    occupied = occupancy_series(asset.id, asset.occupancy, forecasts, mids, tz)
+    override = policy.comfort.get(asset.id)
+    if override is not None and override.occupied_hours is not None:
+        occupied = [in_any(t, override.occupied_hours, tz) for t in mids]
+    else:
+        occupied = occupancy_series(asset.id, asset.occupancy, forecasts, mids, tz)
     occ, unocc = _comfort(asset, policy)
     measured = snapshot.number(asset.points["temperature"])
     initial = measured if measured is not None else (occ[0] + occ[1]) / 2
