@@ -57,13 +57,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _describe(exc: ValidationError, data: Any) -> str:
-    lines = []
+    """One line per field. A series is a number or a list, so pydantic reports a bad value once per
+    branch: keep the deepest error, and the first one for each field."""
+    found: dict[tuple, str] = {}
     for detail in exc.errors(include_url=False):
-        path = format_path(data_path(data, detail["loc"]))
+        path = data_path(data, detail["loc"])
         got = detail.get("input")
         shown = "" if isinstance(got, dict | list) else f" (got {json.dumps(got, default=str)})"
-        lines.append(f"  {path}: {detail['msg']}{shown}")
-    return "\n".join(dict.fromkeys(lines))
+        found.setdefault(path, f"  {format_path(path)}: {detail['msg']}{shown}")
+    deeper = {p[:k] for p in found for k in range(len(p))}
+    return "\n".join(line for path, line in found.items() if path not in deeper)
 
 
 def load_problem(path: str | Path) -> Problem:

@@ -50,6 +50,7 @@ def test_non_finite_and_boolean_numbers_are_refused_with_the_field_named(
     out = capsys.readouterr()
     assert out.out == ""
     assert f"{field}: " in out.err and message in out.err, out.err
+    assert len([line for line in out.err.splitlines() if line.startswith("  ")]) == 1, out.err
 
 
 def test_unreadable_files_are_refused_with_their_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
