@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from drivers.base import Value
 from drivers.specs import BacnetDeviceSpec, DeviceSpec, ModbusDeviceSpec, OpcuaDeviceSpec, PointSpec
@@ -115,6 +115,8 @@ class SimDevice:
         self.writes: deque[tuple[datetime, str, Value | None, int | None]] = deque(maxlen=WRITE_LOG_SIZE)
         self._commanded: dict[str, _Commanded] = {}
         self._listeners: list[WriteListener] = []
+        # The instrument behind each measurement point, when the physics gives it one (sim.physics.measurement).
+        self.sensors: dict[str, Any] = {}
 
     @property
     def id(self) -> str:
