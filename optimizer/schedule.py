@@ -56,9 +56,7 @@ class Schedule:
 
     @property
     def objective_eur(self) -> float:
-        """The objective in €; NaN when there is no schedule (an objective of 0 would read as a free plan)."""
-        if not self.has_solution:
-            return float("nan")
+        """The objective in € (0 without a schedule: check `has_solution` before reading it as a cost)."""
         return sum(t.eur for t in self.objective.values())
 
     @property
@@ -77,7 +75,7 @@ class Schedule:
             "mip_gap": self.mip_gap,
             "build_s": round(self.build_s, 4),
             "solve_s": round(self.solve_s, 4),
-            "objective_eur": self.objective_eur if self.has_solution else None,
+            "objective_eur": self.objective_eur,
             "objective": {k: asdict(v) for k, v in self.objective.items()},
             "violations": [
                 {**asdict(v), "start": v.start.isoformat(), "end": v.end.isoformat()} for v in self.violations

@@ -124,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)
     schedule = solve(problem, settings)
     if args.json:
-        print(json.dumps(schedule.summary(), indent=1))
+        report = schedule.summary()
+        if not schedule.has_solution:
+            report["objective_eur"] = None  # no schedule has no objective, not one of 0
+        print(json.dumps(report, indent=1))
     else:
         print(schedule.report())
     if not schedule.has_solution:
