@@ -142,7 +142,8 @@ def test_schemathesis_finds_nothing_with_every_check(fuzz_server: FuzzServer, tm
                f"{fuzz_server.base_url}/api/v1/openapi.json", "--checks", "all",
                # Erasure ends the resident's token the rest of the run needs; tests/api/test_residents.py has it.
                "--exclude-path", "/api/v1/me/erasure", "--report", "junit", "--report-dir", str(tmp_path)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # Run where its cache (.schemathesis/) goes with the test's files, not into the checkout.
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     output = done.stdout + done.stderr
     summary = re.search(r"Test cases:\s*\n\s*(\d+) generated", output)
     assert done.returncode == 0, output[-20000:]
