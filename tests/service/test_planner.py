@@ -46,6 +46,8 @@ def _snapshot(site: m.Site, states: dict[str, int]) -> Snapshot:
     for charger in _pool(site).chargers:
         address = charger.points["plug_state"]
         readings[address] = Reading(address, NOW, states.get(charger.id, 0), Quality.GOOD)
+        # The pool follows a plan only while every charger's plug state and power are fresh.
+        readings[charger.points["power"]] = Reading(charger.points["power"], NOW, 0.0, Quality.GOOD)
     return Snapshot(NOW, MappingProxyType(readings), MappingProxyType({}))
 
 
