@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -97,7 +98,7 @@ class EvPool(AssetAdapter[m.EvChargerPool]):
     def observed_points(self) -> set[str]:
         return present(self.asset.points, ("power",)) | {c.points["power"] for c in self.asset.chargers}
 
-    def power_kw(self, site: m.Site, number: Number) -> float:
+    def power_kw(self, number: Number) -> float:
         return sum(power_kw(self.site, number, c.points["power"]) for c in self.asset.chargers)
 
     def replan_points(self) -> set[str]:
@@ -172,23 +173,27 @@ class EvPool(AssetAdapter[m.EvChargerPool]):
         return power
 
     def safe_default(self, ctx: DispatchContext) -> list[WriteRequest]:
-        """The pool's limit shared equally among the chargers that may hold a car: those whose last plug
-        state says plugged, and those whose plug state is stale or unknown (a car may have arrived).
-        Counting the doubtful ones keeps the pool within its limit whatever they hold; a share below a
-        charger's minimum current gives it that minimum if it fits the share, else 0 A (a car does not
-        charge below the minimum anyway). A charger known to be empty gets 0 A until a car is seen."""
+        """Every charger at its fallback current: the pool's limit shared equally among the chargers that
+        may hold a car (those whose last plug state says plugged, and those whose plug state is stale or
+        unknown: a car may have arrived), each within its own maximum. Counting the doubtful ones keeps
+        the pool within its limit whatever they hold, and a car there keeps charging. When an equal share
+        is below a charger's minimum current (a car does not charge below it), chargers get their minimum
+        in file order while the limit allows, the others 0 A. A charger known to be empty gets 0 A until
+        a car is seen on it."""
         chargers, snapshot = self.asset.chargers, ctx.snapshot
         candidates = [c for c in chargers if _plugged(snapshot, c) or not snapshot.is_fresh(c.points["plug_state"])]
-        share_kw = self.asset.pool_limit_kw / max(len(candidates), 1)
-        out = []
-        for charger in chargers:
-            amps = 0.0
-            if charger in candidates:
-                amps = current_for(charger, min(share_kw, charger.max_power_kw))
-                if amps == 0.0 and charger_power_kw(charger, charger.min_current_a) <= share_kw:
-                    amps = charger.min_current_a
-            out.append(ctx.request(charger.points["current_limit"], amps))
-        return out
+        amps = dict.fromkeys((c.id for c in chargers), 0.0)
+        remaining_kw = self.asset.pool_limit_kw
+        for position, charger in enumerate(candidates):
+            share_kw = min(remaining_kw / (len(candidates) - position), charger.max_power_kw)
+            # Rounded down to the charger's 0.1 A resolution, so the shares never add up past the limit.
+            current = math.floor(share_kw * 1000.0 / (charger.voltage_v * charger.phases) * 10.0 + 1e-6) / 10.0
+            if current < charger.min_current_a:
+                fits = charger_power_kw(charger, charger.min_current_a) <= remaining_kw + 1e-6
+                current = charger.min_current_a if fits else 0.0
+            amps[charger.id] = min(current, charger.max_current_a)
+            remaining_kw -= charger_power_kw(charger, amps[charger.id])
+        return [ctx.request(c.points["current_limit"], amps[c.id]) for c in chargers]
 
     def baseline(self, ctx: DispatchContext) -> list[WriteRequest]:
         # Cars charge at full power on plug-in.

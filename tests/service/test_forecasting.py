@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.base import Quality, Reading
+from gridctl.assets.ev_pool import STILL_CHARGING_KWH, WORKPLACE_ENERGY_KWH, WORKPLACE_PLUG_IN, ev_session
+from gridctl.assets.pv import pv_output_kw
 from gridctl.config import load_site
 from gridctl.config import models as m
 from gridctl.service.cloud import PRIOR_INDEX, CloudIndexHistory
-from gridctl.assets.ev_pool import STILL_CHARGING_KWH, WORKPLACE_ENERGY_KWH, WORKPLACE_PLUG_IN, ev_session
-from gridctl.assets.pv import pv_output_kw
 from gridctl.service.forecasting import SignalForecaster, observed_points, solar
 from gridctl.service.snapshot import Snapshot
 
