@@ -15,8 +15,8 @@ from gridctl.assets.base import (
     ForecastContext,
     ForecastModel,
     KpiPart,
+    ObservationBatch,
     ProblemContext,
-    SkyBatch,
 )
 from gridctl.assets.battery import Battery
 from gridctl.assets.deferrable import Deferrable
@@ -53,6 +53,17 @@ def site_adapters(site: m.Site) -> list[AssetAdapter]:
 
 
 __all__ = [
-    "ADAPTERS", "AssetAdapter", "AssetForecast", "AssetMemory", "DispatchContext", "ForecastCheck",
-    "ForecastContext", "ForecastModel", "KpiPart", "ProblemContext", "SkyBatch", "adapter_for", "site_adapters",
+    "ADAPTERS",
+    "AssetAdapter",
+    "AssetForecast",
+    "AssetMemory",
+    "DispatchContext",
+    "ForecastCheck",
+    "ForecastContext",
+    "ForecastModel",
+    "KpiPart",
+    "ObservationBatch",
+    "ProblemContext",
+    "adapter_for",
+    "site_adapters",
 ]

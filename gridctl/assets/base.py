@@ -163,8 +163,8 @@ class DispatchContext:
 
 
 @dataclass(frozen=True)
-class SkyBatch:
-    """A batch of observations the sky was read from, handed to each asset's forecast model.
+class ObservationBatch:
+    """A batch of observations, with the sky read from them, handed to each asset's forecast model.
 
     `index` maps an observation's position to its clear-sky index, `ghi_w_m2` to the irradiance
     that index implies; `from_sensor` is true when it came from an irradiance sensor."""
@@ -220,7 +220,7 @@ class ForecastModel:
         """Clear-sky index per observation read from this asset's output (when `reads_sky`)."""
         return {}
 
-    def learn(self, batch: SkyBatch, samples: list[Any | None]) -> None:
+    def learn(self, batch: ObservationBatch, samples: list[Any | None]) -> None:
         """Learn from a batch of observations (samples aligned with `batch.moments`)."""
 
     def forecast(self, ctx: ForecastContext) -> AssetForecast:

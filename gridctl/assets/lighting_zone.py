@@ -16,8 +16,8 @@ from gridctl.assets.base import (
     ForecastContext,
     ForecastModel,
     Number,
+    ObservationBatch,
     ProblemContext,
-    SkyBatch,
     power_kw,
     present,
 )
@@ -112,7 +112,7 @@ class _Daylight(ForecastModel):
         illuminance, dimming = number(self.zone.points["illuminance"]), number(self.zone.points["dimming"])
         return None if illuminance is None or dimming is None else (illuminance, dimming)
 
-    def learn(self, batch: SkyBatch, samples: list[Any | None]) -> None:
+    def learn(self, batch: ObservationBatch, samples: list[Any | None]) -> None:
         for i, ghi in batch.ghi_w_m2.items():
             sample = samples[i]
             if ghi < MIN_CLEAR_SKY_W_M2 or sample is None:

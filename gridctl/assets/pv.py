@@ -24,8 +24,8 @@ from gridctl.assets.base import (
     Hourly,
     KpiPart,
     Number,
+    ObservationBatch,
     ProblemContext,
-    SkyBatch,
     power_kw,
     present,
 )
@@ -149,7 +149,7 @@ class PvModel(ForecastModel):
         return {i: samples[i] / modelled for i, modelled in zip(usable, clear_kw, strict=True)
                 if modelled > 0.02 * self.array.peak_power_kwp}
 
-    def learn(self, batch: SkyBatch, samples: list[Any | None]) -> None:
+    def learn(self, batch: ObservationBatch, samples: list[Any | None]) -> None:
         # Only a sensor's sky can calibrate the array: a sky read from the array itself would be circular.
         if not batch.from_sensor:
             return

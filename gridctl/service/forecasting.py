@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from gridctl import forecast
-from gridctl.assets import ForecastContext, ForecastModel, SkyBatch, site_adapters
+from gridctl.assets import ForecastContext, ForecastModel, ObservationBatch, site_adapters
 from gridctl.assets.base import MIN_CLEAR_SKY_W_M2, Number
 from gridctl.config import models as m
 from gridctl.service.calendar import tariff_prices
@@ -163,9 +163,8 @@ class SignalForecaster:
             return
         moments = [o.ts for o in pending]
         ghi_clear, _ = solar(site, moments)
+        # Observations by night tell nothing of the sky, but the assets' models may still learn from them.
         sunny = [i for i, g in enumerate(ghi_clear) if g >= MIN_CLEAR_SKY_W_M2]
-        if not sunny:
-            return
         models = self.models(site)
         temperatures = [o.temperature_c for o in pending]
         index: dict[int, float] = {}
@@ -175,14 +174,14 @@ class SignalForecaster:
                 index[i] = measured / ghi_clear[i]
         from_sensor = bool(index)
         sky_readers = [asset_id for asset_id, model in models.items() if model.reads_sky]
-        if not index and sky_readers:
+        if not index and sunny and sky_readers:
             # Without an irradiance sensor, the first asset whose output shows the sky tells it.
             reader = sky_readers[0]
             index = models[reader].sky_index(moments, [o.samples.get(reader) for o in pending], sunny, temperatures)
         for i in sorted(index):
             self._cloud.record(moments[i], index[i])
         measured_ghi = {i: ghi_clear[i] * min(max(k, MIN_INDEX), MAX_INDEX) for i, k in index.items()}
-        batch = SkyBatch(moments, temperatures, index, measured_ghi, from_sensor)
+        batch = ObservationBatch(moments, temperatures, index, measured_ghi, from_sensor)
         for asset_id, model in models.items():
             model.learn(batch, [o.samples.get(asset_id) for o in pending])
 
