@@ -108,17 +108,16 @@ class SignalForecaster:
         self._cloud: CloudIndexHistory | None = None
         self._pending: list[_Observation] = []
         self._last_observed: datetime | None = None
-        self._models: dict[str, ForecastModel] | None = None
+        # Per site, the forecast model of every asset that has one (made on first use).
+        self._models: dict[str, dict[str, ForecastModel]] = {}
 
     def models(self, site: m.Site) -> dict[str, ForecastModel]:
-        """The forecast model of every asset that has one, by asset id, in the site file's order."""
-        if self._models is None:
-            self._models = {}
-            for adapter in site_adapters(site):
-                model = adapter.forecast_model(self.history_days)
-                if model is not None:
-                    self._models[adapter.id] = model
-        return self._models
+        """The forecast model of every asset of `site` that has one, by asset id, in the site file's order."""
+        models = self._models.get(site.id)
+        if models is None:
+            made = ((adapter.id, adapter.forecast_model(self.history_days)) for adapter in site_adapters(site))
+            models = self._models[site.id] = {asset_id: model for asset_id, model in made if model is not None}
+        return models
 
     def observe(self, site: m.Site, snapshot: Snapshot) -> None:
         """Record what a snapshot shows (called every dispatch cycle)."""
