@@ -50,7 +50,11 @@ def power_kw(site: m.Site, number: Number, address: str | None) -> float:
     if not address:
         return 0.0
     value = number(address)
-    return 0.0 if value is None else value * UNITS[site.point(address).unit][1]
+    if value is None:
+        return 0.0
+    # Divide by the unit's exact size (1000 for W): 0.001 is not a binary fraction, so multiplying by it
+    # would round twice.
+    return value / (1.0 / UNITS[site.point(address).unit][1])
 
 
 def present(points: Mapping[str, str], roles: Sequence[str]) -> set[str]:
