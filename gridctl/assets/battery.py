@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optimizer as opt
-from gridctl.assets.base import AssetAdapter, DispatchContext, Number, ProblemContext, power_kw, present
+from gridctl.assets.base import AssetAdapter, DispatchContext, Number, ProblemContext, SiteCheck, power_kw, present
 from gridctl.config import models as m
 from gridctl.config.roles import COUNTER, MEASURED, SETPOINT, Role
 from gridctl.config.units import Quantity
 from gridctl.dispatch import WriteRequest
+
+if TYPE_CHECKING:
+    from gridctl.config.yamlsource import PathKey
 
 
 class Battery(AssetAdapter[m.BatteryAsset]):
@@ -101,7 +104,7 @@ class Battery(AssetAdapter[m.BatteryAsset]):
     def physics_kpis(self, physics: Any, kpis: Any) -> _StoredEnergy:
         return _StoredEnergy(physics.batteries[self.id].model)
 
-    def check(self, checks: Any, path: Any) -> None:
+    def check(self, checks: SiteCheck, path: PathKey) -> None:
         if self.asset.soc_min_pct >= self.asset.soc_max_pct:
             checks.report((*path, "soc_min_pct"), "soc_min_pct must be below soc_max_pct")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -29,6 +29,9 @@ from gridctl.config.units import Quantity
 from gridctl.dispatch import WriteRequest
 from gridctl.service.forecasts import EvSessionForecast
 from gridctl.service.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from gridctl.config.yamlsource import PathKey
 
 PLUGGED_STATES = {1, 2, 3}
 WANTING_STATES = {1, 2}
@@ -204,7 +207,7 @@ class EvPool(AssetAdapter[m.EvChargerPool]):
     def physics_kpis(self, physics: Any, kpis: Any) -> _ServedSessions:
         return _ServedSessions(physics, [c.id for c in self.asset.chargers])
 
-    def check(self, checks: SiteCheck, path: Any) -> None:
+    def check(self, checks: SiteCheck, path: PathKey) -> None:
         checks.unique((*path, "chargers"), [c.id for c in self.asset.chargers], "charger")
         for index, charger in enumerate(self.asset.chargers):
             charger_path = (*path, "chargers", index)
