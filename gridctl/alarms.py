@@ -17,6 +17,7 @@ class AlarmKind(StrEnum):
     COMFORT_VIOLATION = "comfort_violation"
     SPOOL_FILLING = "spool_filling"
     OPTIMIZER_FAILED = "optimizer_failed"
+    WEATHER_PROVIDER = "weather_provider"
 
 
 class Severity(StrEnum):

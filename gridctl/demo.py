@@ -8,6 +8,7 @@ the API and the web pages, until Ctrl-C.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from drivers.base import Quality, Reading
 from gridctl import paths
 from gridctl.api.store import Role
 from gridctl.config import load_site
+from gridctl.history.base import utc_now
 from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
 from gridctl.service.web import attach_api, serve_until_stopped
 from gridctl.simulate.loop import TIMEOUT_POINTS
@@ -37,6 +39,8 @@ class DemoUser:
     scope: list[str]
     token: str
     page: str
+    name: str
+    password: str
 
 
 async def backfill(simulations: Sequence[SiteSimulation], host: ServiceHost, clock: SimClock, until: datetime) -> int:
@@ -63,12 +67,14 @@ async def create_users(app, sites: Sequence[str], resident_dwelling: str | None,
     store = app.state.context.store
     users = []
     stamp = now.strftime("%Y%m%dT%H%M%S")
-    wanted = [("operator", list(sites), "/ui/operator.html"), ("manager", list(sites), "/ui/manager.html")]
+    wanted = [("operator", list(sites), "/ui/operator"), ("manager", list(sites), "/ui/manager")]
     if resident_dwelling:
-        wanted.insert(0, ("resident", [resident_dwelling], "/ui/resident.html"))
+        wanted.insert(0, ("resident", [resident_dwelling], "/ui/resident"))
     for role, scope, page in wanted:
-        _user, token = await store.add_user(f"demo-{role}-{stamp}", Role(role), scope, now, timedelta(days=30))
-        users.append(DemoUser(role, scope, token, page))
+        user, token = await store.add_user(f"demo-{role}-{stamp}", Role(role), scope, now, timedelta(days=30))
+        password = secrets.token_urlsafe(12)
+        await app.state.context.signin.set_password(user, password, utc_now())
+        users.append(DemoUser(role, scope, token, page, user.name, password))
     return users
 
 
@@ -112,12 +118,13 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
                 count = len(listener.device_ids)
                 print(f"  {simulation.site.id:<20} {listener.protocol:<7} {listener.address}  "
                       f"({count} device{'s' if count > 1 else ''})")
-        print(f"\n  web pages   {base}/ui/")
+        print(f"\n  web pages   {base}/ui/login")
         print(f"  API         {base}/api/v1/openapi.json")
         print(f"  metrics     {base}/metrics")
-        print("\n  demo users (paste the token on the page):")
+        print("\n  demo users (sign in on the pages with the name and password; the token is for the API):")
         for user in users:
             print(f"    {user.role:<9} {', '.join(user.scope):<45} {base}{user.page}\n"
+                  f"              user {user.name}  password {user.password}\n"
                   f"              token {user.token}")
         print("\nCtrl-C stops.", flush=True)
 

@@ -28,6 +28,8 @@ class ComfortBandC(_Model):
 class ZoneComfort(_Model):
     occupied: ComfortBandC | None = None
     unoccupied: ComfortBandC | None = None
+    # Local hours when the zone counts as occupied, replacing the site description's (and any learnt) ones.
+    occupied_hours: list[TimeWindow] | None = Field(default=None, max_length=14)
 
 
 class DemandResponse(_Model):
@@ -60,6 +62,13 @@ class SitePolicy(_Model):
     # Energy every EV session gets before its departure when the car asks for at least that much.
     ev_minimum_energy_kwh: float = Field(default=0.0, ge=0)
     demand_response: list[DemandResponse] = Field(default_factory=list)
+    # Highest power any one charger may give a car (the charger's own rating when unset or higher).
+    ev_max_power_kw: float | None = Field(default=None, gt=0)
+    # The connection's subscribed power replacing the site description's; above it each kW·h costs the
+    # weights' overshoot price.
+    subscribed_power_kw: float | None = Field(default=None, gt=0)
+    # False: demand-response events are recorded but the site does not take part in them.
+    demand_response_participation: bool = True
     horizon_hours: float = Field(default=24.0, ge=1, le=48)
     step_minutes: float = Field(default=15.0, ge=5, le=60)
 

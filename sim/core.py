@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from drivers.base import Value
 from drivers.specs import BacnetDeviceSpec, DeviceSpec, ModbusDeviceSpec, OpcuaDeviceSpec, PointSpec
@@ -50,6 +50,11 @@ class SimClock:
             if self._speed is None:
                 return self._start + self._offset
             return self._start + (datetime.now(UTC) - self._wall_origin) * self._speed
+
+    @property
+    def speed(self) -> float | None:
+        """Simulated seconds per wall-clock second (None: standing still)."""
+        return self._speed
 
     def set_speed(self, speed: float | None) -> None:
         """From now on follow wall time × `speed` (None: stand still until advanced by hand)."""
@@ -110,6 +115,8 @@ class SimDevice:
         self.writes: deque[tuple[datetime, str, Value | None, int | None]] = deque(maxlen=WRITE_LOG_SIZE)
         self._commanded: dict[str, _Commanded] = {}
         self._listeners: list[WriteListener] = []
+        # The instrument behind each measurement point, when the physics gives it one (sim.physics.measurement).
+        self.sensors: dict[str, Any] = {}
 
     @property
     def id(self) -> str:

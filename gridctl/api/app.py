@@ -13,13 +13,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from gridctl.api.context import ApiContext
 from gridctl.api.db import Database, open_database
 from gridctl.api.ratelimit import RateLimiter
-from gridctl.api.routers import managers, opendata, operators, residents
+from gridctl.api.routers import account, managers, opendata, operators, residents
 from gridctl.api.settings import ApiSettings
 from gridctl.api.store import ApiStore
 from gridctl.config.models import Site
@@ -28,6 +28,16 @@ from gridctl.history.base import utc_now
 from gridctl.runtime import SiteRuntime
 
 API_PREFIX = "/api/v1"
+# The pages, each at /ui/<name> (and /ui/<name>.html).
+PAGES = ("login", "activate", "resident", "operator", "manager")
+# The pages load nothing from elsewhere and may not be framed; uPlot sets inline styles.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                 b"img-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'; "
+                                 b"form-action 'self'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -41,6 +51,25 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
         errors.append(clean)
     message = "; ".join(f"{_field(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
     return JSONResponse({"detail": errors, "message": message}, status_code=422)
+
+
+class SecurityHeadersMiddleware:
+    """Adds the pages' security headers to every response under /ui/."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/ui"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class RateLimitMiddleware:
@@ -79,6 +108,13 @@ class RateLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+def _page(path: str) -> Callable[[], Any]:
+    async def page() -> FileResponse:
+        return FileResponse(path, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    return page
+
+
 def create_app(
     historian: Historian,
     runtimes: Mapping[str, SiteRuntime],
@@ -87,12 +123,14 @@ def create_app(
     database: str | Database | None = None,
     sites: Mapping[str, Site] | None = None,
     clock: Callable[[], datetime] = utc_now,
+    clock_speed: Callable[[], float] = lambda: 1.0,
 ) -> FastAPI:
     """The API over an open historian and the live runtimes per site.
 
     `database` is where the API keeps its own tables (users, consent, audit, policies): by default the
     historian's own database (its SQLite path or PostgreSQL DSN), already upgraded by `gridctl db upgrade`.
-    `sites` adds sites served from history only, without a live runtime.
+    `sites` adds sites served from history only, without a live runtime. `clock_speed` is how many of
+    `clock`'s seconds pass per wall-clock second (a simulation runs faster), so ages can be told in wall time.
     """
     settings = settings or ApiSettings()
     if database is None:
@@ -101,7 +139,7 @@ def create_app(
             raise ValueError("pass `database`: the historian does not say where it stores its data")
     db = open_database(database) if isinstance(database, str) else database
     ctx = ApiContext(historian=historian, store=ApiStore(db), runtimes=runtimes, settings=settings, clock=clock,
-                     extra_sites=dict(sites or {}))
+                     extra_sites=dict(sites or {}), clock_speed=clock_speed)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -124,14 +162,20 @@ def create_app(
     )
     app.state.context = ctx
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    for router in (residents.router, operators.router, managers.router, opendata.router):
+    for router in (account.router, residents.router, operators.router, managers.router, opendata.router):
         app.include_router(router, prefix=API_PREFIX)
-    app.mount("/ui", StaticFiles(directory=str(files("gridctl.api") / "static"), html=True), name="ui")
+    static = files("gridctl.api") / "static"
+    for name in PAGES:
+        app.add_api_route(f"/ui/{name}", _page(str(static / f"{name}.html")), include_in_schema=False)
 
     @app.get("/", include_in_schema=False)
+    @app.get("/ui/", include_in_schema=False)
     async def root() -> RedirectResponse:
-        return RedirectResponse("/ui/")
+        return RedirectResponse("/ui/login")
 
+    app.mount("/ui", StaticFiles(directory=str(static), html=False), name="ui")
+
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
                        per_address=RateLimiter(settings.address_rate_per_second, settings.address_rate_burst),
                        prefix=API_PREFIX)

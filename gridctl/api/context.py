@@ -11,9 +11,11 @@ from fastapi import HTTPException, Request
 
 from gridctl.api.energy import RollupReader
 from gridctl.api.settings import ApiSettings
+from gridctl.api.signin import SignIn
 from gridctl.api.store import ApiStore, User
 from gridctl.config.models import Site
 from gridctl.history import Historian
+from gridctl.history.base import utc_now
 from gridctl.runtime import SiteRuntime
 
 
@@ -48,10 +50,18 @@ class ApiContext:
     # Sites served without a live runtime (history and open data only).
     extra_sites: Mapping[str, Site] = field(default_factory=dict)
     token_cache: TokenCache = field(default_factory=lambda: TokenCache())
+    # Sessions and sign-in back-off run on the wall clock even when the service runs on simulated time.
+    wall_clock: Callable[[], datetime] = utc_now
+    # The service clock's seconds per wall-clock second (above 1 in an accelerated simulation).
+    clock_speed: Callable[[], float] = lambda: 1.0
 
     @functools.cached_property
     def rollups(self) -> RollupReader:
         return RollupReader(self.store.db)
+
+    @functools.cached_property
+    def signin(self) -> SignIn:
+        return SignIn(self.store, idle=self.settings.session_idle, lifetime=self.settings.session_lifetime)
 
     def site(self, site_id: str) -> Site | None:
         runtime = self.runtimes.get(site_id)

@@ -112,6 +112,8 @@ class LivePoint(BaseModel):
     quality: str
     ts: datetime
     age_s: float
+    age_wall_s: float = Field(description="the age in wall-clock seconds (differs from age_s in a simulation "
+                                          "running faster than real time)")
     error: str | None = None
 
 
@@ -174,6 +176,8 @@ class ScheduleOut(BaseModel):
     violations: list[dict[str, Any]]
     steps: list[datetime]
     series: dict[str, list[float | None]]
+    asset_names: dict[str, str] = Field(default_factory=dict,
+                                        description="asset (and charger) id -> its name, for the series' labels")
 
 
 class HandsOffRequest(Body):
@@ -243,4 +247,135 @@ class OpenSite(BaseModel):
     site_id: str
     name: str
     dwellings: int
+    buildings: list[str]
+
+
+class LoginRequest(Body):
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class ActivationRequest(Body):
+    token: str = Field(min_length=10, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SessionOut(BaseModel):
+    name: str
+    role: Role
+    home: str = Field(description="the page this role starts on")
+
+
+class PowerFlowOut(BaseModel):
+    kind: str = Field(description="grid, pv, battery, ev, heating_cooling, lighting or appliances")
+    power_kw: float | None = Field(description="now; grid positive when importing, battery positive when charging")
+    points: int
+    missing: int = Field(description="points without a fresh, good reading")
+    latest: datetime | None
+
+
+class OverviewOut(BaseModel):
+    site_id: str
+    name: str
+    at: datetime
+    flows: list[PowerFlowOut]
+    active_alarms: int
+    unacknowledged_alarms: int
+    critical_alarms: int
+    devices_by_state: dict[str, int]
+    hands_off: list[str]
+    schedule_id: str | None
+    schedule_valid_until: datetime | None
+
+
+class ViolationOut(BaseModel):
+    asset_id: str
+    kind: str
+    start: datetime
+    end: datetime
+    amount: float
+    unit: str
+    hard: bool
+    text: str = Field(description="the violation in words (English; the pages word it in the reader's language)")
+
+
+class PlanFigures(BaseModel):
+    status: str
+    objective_eur: float
+    cost_eur: float | None
+    co2_kg: float | None
+    peak_kw: float | None
+    discomfort_k_h: float
+    ev_unmet_kwh: float
+    violations: list[ViolationOut]
+
+
+class WhatIfOut(BaseModel):
+    site_id: str
+    current_version: int | None
+    horizon_start: datetime | None
+    horizon_hours: float
+    current: PlanFigures
+    proposed: PlanFigures
+    changed: list[str]
+
+
+class AdviceItem(BaseModel):
+    kind: str = Field(description="night_base_load, peak_hours or above_median")
+    own: float
+    building: float | None
+    unit: str
+    yearly_eur: float | None = Field(description="what acting on it would save in a year, at the dwelling's tariff")
+
+
+class TariffOut(BaseModel):
+    kind: str
+    base_price_eur_per_kwh: float | None
+    peak_price_eur_per_kwh: float | None
+    offpeak_price_eur_per_kwh: float | None
+    offpeak_windows: list[str]
+
+
+class ResidentAdvice(BaseModel):
+    site_id: str
+    dwelling_id: str
+    building: str
+    month: str
+    data_start: date | None = Field(description="first day with data in the last year")
+    data_end: date | None = Field(description="day after the last day with data")
+    energy_kwh: float | None
+    median_kwh: float | None = Field(description="median of the building's dwellings over the same days")
+    percent_vs_median: float | None
+    dwellings_compared: int
+    comparison_note: str | None
+    peak_kwh: float | None
+    offpeak_kwh: float | None
+    peak_cost_eur: float | None
+    offpeak_cost_eur: float | None
+    cost_eur: float | None
+    tariff: TariffOut
+    advice: list[AdviceItem]
+
+
+class ZoneValues(BaseModel):
+    id: str
+    name: str
+    building: str | None
+    occupied: tuple[float, float]
+    unoccupied: tuple[float, float]
+    occupied_hours: list[str] = Field(description="local 'HH:MM-HH:MM' windows of the site description")
+
+
+class SiteValuesOut(BaseModel):
+    """What the site description sets, which a policy may override: the policy form's defaults."""
+
+    site_id: str
+    timezone: str
+    zones: list[ZoneValues]
+    chargers: int
+    charger_max_power_kw: float | None
+    import_limit_kw: float
+    subscribed_power_kw: float
+    public_lighting: list[str]
+    curfew: str | None
     buildings: list[str]

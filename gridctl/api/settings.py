@@ -31,3 +31,6 @@ class ApiSettings:
     # Grid carbon intensity used for the CO₂ KPI when no measured series is stored (RTE 2024 mean).
     carbon_kg_per_kwh: float = 0.0217
     max_audit_rows: int = 1000
+    # People's sessions (the pages): ended after this long unused, and after this long in any case.
+    session_idle: timedelta = timedelta(hours=2)
+    session_lifetime: timedelta = timedelta(hours=12)

@@ -143,6 +143,10 @@ class ApiStore:
         rows = await self.db.fetch(f"SELECT {_USER_COLUMNS} FROM api_users WHERE name = ?", [name])
         return self._user(rows[0]) if rows else None
 
+    async def user_by_id(self, user_id: int) -> User | None:
+        rows = await self.db.fetch(f"SELECT {_USER_COLUMNS} FROM api_users WHERE id = ?", [user_id])
+        return self._user(rows[0]) if rows else None
+
     async def users(self) -> list[User]:
         return [self._user(r) for r in await self.db.fetch(f"SELECT {_USER_COLUMNS} FROM api_users ORDER BY id")]
 

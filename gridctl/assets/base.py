@@ -262,6 +262,22 @@ class ForecastCheck:
     columns: tuple[str, ...]
 
 
+# --------------------------------------------------------------------------- policy
+
+
+@dataclass(frozen=True)
+class PolicyDefaults:
+    """What the site file sets for an asset that a policy may override (the policy form's defaults)."""
+
+    # Occupied band, unoccupied band and occupied hours of a zone with comfort bands.
+    comfort: tuple[m.ComfortBand, m.ComfortBand, list[m.TimeWindow]] | None = None
+    # EV chargers whose power a policy may cap.
+    chargers: tuple[m.EvCharger, ...] = ()
+    # Street lighting, subject to a policy's curfew; `curfew` is the site file's.
+    street_lighting: bool = False
+    curfew: m.TimeWindow | None = None
+
+
 # --------------------------------------------------------------------------- site-file checks
 
 
@@ -290,6 +306,8 @@ class AssetAdapter(Generic[A]):
     roles: ClassVar[Mapping[str, Role]]
     # A soft-constraint violation of this asset within the next hour raises a comfort alarm.
     comfort_alarm: ClassVar[bool] = False
+    # The kind of equipment it counts as in the operators' power flows (`gridctl.api.overview.FLOW_KINDS`).
+    flow: ClassVar[str] = "appliances"
 
     def __init__(self, asset: A, site: m.Site) -> None:
         self.asset = asset
@@ -311,6 +329,10 @@ class AssetAdapter(Generic[A]):
     def observed_points(self) -> set[str]:
         """Points the forecaster learns from (read from history at start)."""
         return set()
+
+    def power_points(self) -> list[str]:
+        """Its measured power points, as its devices report them (the operators' power flows)."""
+        return []
 
     def power_kw(self, number: Number) -> float:
         """Power the asset draws now (battery charging positive, PV negative): load gridctl schedules."""
@@ -375,7 +397,10 @@ class AssetAdapter(Generic[A]):
     def forecast_checks(self) -> list[ForecastCheck]:
         return []
 
-    # ------------------------------------------------------------------ site file
+    # ------------------------------------------------------------------ policy, site file
+
+    def policy_defaults(self) -> PolicyDefaults:
+        return PolicyDefaults()
 
     def check(self, checks: SiteCheck, path: PathKey) -> None:
         """Checks beyond the asset's own roles (those are checked for every asset)."""

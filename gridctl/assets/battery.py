@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 class Battery(AssetAdapter[m.BatteryAsset]):
     type = "battery"
     model = m.BatteryAsset
+    flow = "battery"
     roles = MappingProxyType({
         "power": Role(Quantity.POWER, MEASURED, required=True),
         "power_setpoint": Role(Quantity.POWER, SETPOINT, required=True, writable=True),
@@ -33,6 +34,9 @@ class Battery(AssetAdapter[m.BatteryAsset]):
 
     def observed_points(self) -> set[str]:
         return present(self.asset.points, ("power",))
+
+    def power_points(self) -> list[str]:
+        return [self.asset.points["power"]]
 
     def power_kw(self, number: Number) -> float:
         return power_kw(self.site, number, self.asset.points["power"])

@@ -36,6 +36,9 @@ class Deferrable(AssetAdapter[m.DeferrableAppliance]):
     def observed_points(self) -> set[str]:
         return present(self.asset.points, ("power",))
 
+    def power_points(self) -> list[str]:
+        return [self.asset.points["power"]]
+
     def power_kw(self, number: Number) -> float:
         return power_kw(self.site, number, self.asset.points["power"])
 

@@ -18,6 +18,7 @@ from gridctl.assets.base import (
     ForecastContext,
     ForecastModel,
     Number,
+    PolicyDefaults,
     ProblemContext,
     SiteCheck,
     power_kw,
@@ -91,6 +92,7 @@ def _plugged(snapshot: Snapshot, charger: m.EvCharger) -> bool:
 class EvPool(AssetAdapter[m.EvChargerPool]):
     type = "ev_charger_pool"
     model = m.EvChargerPool
+    flow = "ev"
     roles = MappingProxyType({"power": Role(Quantity.POWER, MEASURED)})
 
     def watched_points(self) -> list[str]:
@@ -100,6 +102,12 @@ class EvPool(AssetAdapter[m.EvChargerPool]):
 
     def observed_points(self) -> set[str]:
         return present(self.asset.points, ("power",)) | {c.points["power"] for c in self.asset.chargers}
+
+    def power_points(self) -> list[str]:
+        return [c.points["power"] for c in self.asset.chargers]
+
+    def policy_defaults(self) -> PolicyDefaults:
+        return PolicyDefaults(chargers=tuple(self.asset.chargers))
 
     def power_kw(self, number: Number) -> float:
         return sum(power_kw(self.site, number, c.points["power"]) for c in self.asset.chargers)
@@ -137,8 +145,10 @@ class EvPool(AssetAdapter[m.EvChargerPool]):
                 if kept and session.arrival < kept[-1].departure:
                     continue
                 kept.append(session)
+            # The policy may cap what any one charger gives a car.
+            max_power_kw = min(charger.max_power_kw, policy.ev_max_power_kw or charger.max_power_kw)
             out.append(opt.EVCharger(
-                id=charger.id, max_power_kw=charger.max_power_kw,
+                id=charger.id, max_power_kw=max_power_kw,
                 min_power_kw=charger_power_kw(charger, charger.min_current_a), sessions=kept))
         out.append(opt.EVPool(id=asset.id, max_power_kw=asset.pool_limit_kw,
                               charger_ids=[c.id for c in asset.chargers]))

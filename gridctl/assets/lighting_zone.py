@@ -52,6 +52,7 @@ def daylight_harvesting_dimming(asset: m.LightingZone, snapshot: Snapshot, margi
 class LightingZone(AssetAdapter[m.LightingZone]):
     type = "lighting_zone"
     model = m.LightingZone
+    flow = "lighting"
     roles = MappingProxyType({
         "dimming": Role(Quantity.RATIO, SETPOINT, required=True, writable=True),
         "power": Role(Quantity.POWER, MEASURED, required=True),
@@ -65,6 +66,9 @@ class LightingZone(AssetAdapter[m.LightingZone]):
 
     def observed_points(self) -> set[str]:
         return present(self.asset.points, ("power", "illuminance", "dimming"))
+
+    def power_points(self) -> list[str]:
+        return [self.asset.points["power"]]
 
     def power_kw(self, number: Number) -> float:
         return power_kw(self.site, number, self.asset.points["power"])

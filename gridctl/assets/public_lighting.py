@@ -12,6 +12,7 @@ from gridctl.assets.base import (
     AssetAdapter,
     DispatchContext,
     Number,
+    PolicyDefaults,
     ProblemContext,
     power_kw,
     present,
@@ -39,6 +40,7 @@ def street_level(asset: m.PublicLightingCircuit, now: datetime, tz: Any) -> floa
 class PublicLighting(AssetAdapter[m.PublicLightingCircuit]):
     type = "public_lighting_circuit"
     model = m.PublicLightingCircuit
+    flow = "lighting"
     roles = MappingProxyType({
         "dimming": Role(Quantity.RATIO, SETPOINT, required=True, writable=True),
         "power": Role(Quantity.POWER, MEASURED, required=True),
@@ -47,6 +49,12 @@ class PublicLighting(AssetAdapter[m.PublicLightingCircuit]):
 
     def observed_points(self) -> set[str]:
         return present(self.asset.points, ("power", "dimming"))
+
+    def power_points(self) -> list[str]:
+        return [self.asset.points["power"]]
+
+    def policy_defaults(self) -> PolicyDefaults:
+        return PolicyDefaults(street_lighting=True, curfew=self.asset.curfew)
 
     def power_kw(self, number: Number) -> float:
         return power_kw(self.site, number, self.asset.points["power"])

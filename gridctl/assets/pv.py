@@ -57,6 +57,7 @@ def pv_output_kw(site: m.Site, array: m.PvArray, moments: Sequence[datetime], cl
 class Pv(AssetAdapter[m.PvArray]):
     type = "pv"
     model = m.PvArray
+    flow = "pv"
     roles = MappingProxyType({
         "power": Role(Quantity.POWER, MEASURED, required=True),
         "curtailment_limit": Role(Quantity.RATIO, SETPOINT, writable=True),
@@ -69,6 +70,9 @@ class Pv(AssetAdapter[m.PvArray]):
 
     def observed_points(self) -> set[str]:
         return present(self.asset.points, ("power", "curtailment_limit", "irradiance"))
+
+    def power_points(self) -> list[str]:
+        return [self.asset.points["power"]]
 
     def power_kw(self, number: Number) -> float:
         return -power_kw(self.site, number, self.asset.points["power"])

@@ -7,7 +7,16 @@ from types import MappingProxyType
 from typing import Any
 
 import optimizer as opt
-from gridctl.assets.base import AssetAdapter, DispatchContext, Hourly, KpiPart, Number, ProblemContext, power_kw
+from gridctl.assets.base import (
+    AssetAdapter,
+    DispatchContext,
+    Hourly,
+    KpiPart,
+    Number,
+    PolicyDefaults,
+    ProblemContext,
+    power_kw,
+)
 from gridctl.config import models as m
 from gridctl.config.roles import COUNTER, MEASURED, SETPOINT, STATE, Role
 from gridctl.config.units import Quantity
@@ -46,6 +55,7 @@ def comfort_bands(asset: m.ThermalZone, policy: SitePolicy) -> tuple[tuple[float
 class ThermalZone(AssetAdapter[m.ThermalZone]):
     type = "thermal_zone"
     model = m.ThermalZone
+    flow = "heating_cooling"
     roles = MappingProxyType({
         "temperature": Role(Quantity.TEMPERATURE, MEASURED, required=True),
         "setpoint": Role(Quantity.TEMPERATURE, SETPOINT, required=True, writable=True),
@@ -66,13 +76,25 @@ class ThermalZone(AssetAdapter[m.ThermalZone]):
     def observed_points(self) -> set[str]:
         return {self.asset.points["heat_pump_power"]}
 
+    def power_points(self) -> list[str]:
+        return [self.asset.points["heat_pump_power"]]
+
+    def policy_defaults(self) -> PolicyDefaults:
+        asset = self.asset
+        return PolicyDefaults(comfort=(asset.comfort_occupied, asset.comfort_unoccupied, list(asset.occupancy)))
+
     def power_kw(self, number: Number) -> float:
         return power_kw(self.site, number, self.asset.points["heat_pump_power"])
 
     def problem_assets(self, ctx: ProblemContext) -> list[opt.Asset]:
         asset, forecasts = self.asset, ctx.forecasts
         model = asset.thermal_model
-        occupied = occupancy_series(asset.id, asset.occupancy, forecasts, ctx.mids, ctx.tz)
+        override = ctx.policy.comfort.get(asset.id)
+        if override is not None and override.occupied_hours is not None:
+            # The energy manager's occupied hours replace the site file's and any forecast.
+            occupied = [in_any(t, override.occupied_hours, ctx.tz) for t in ctx.mids]
+        else:
+            occupied = occupancy_series(asset.id, asset.occupancy, forecasts, ctx.mids, ctx.tz)
         occ, unocc = comfort_bands(asset, ctx.policy)
         measured = ctx.snapshot.number(asset.points["temperature"])
         initial = measured if measured is not None else (occ[0] + occ[1]) / 2

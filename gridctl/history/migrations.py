@@ -395,3 +395,82 @@ POSTGRES_MIGRATIONS.extend([
         ],
     ),
 ])
+
+
+# --- Sign-in for people (version 103): passwords, sessions, activation links, login attempts. ----------
+# One block for both back ends, so it can move as one. Passwords are argon2id hashes; session ids and
+# activation tokens are stored only as their SHA-256 digest, like bearer tokens.
+
+SQLITE_MIGRATIONS.append(Migration(
+    103,
+    "sign-in: passwords, sessions, activation links, login attempts",
+    [
+        """CREATE TABLE api_passwords (
+            user_id INTEGER PRIMARY KEY REFERENCES api_users (id) ON DELETE CASCADE,
+            hash TEXT NOT NULL,
+            updated_at INTEGER NOT NULL
+        )""",
+        """CREATE TABLE api_sessions (
+            id_hash TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES api_users (id) ON DELETE CASCADE,
+            csrf TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            last_seen_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        )""",
+        "CREATE INDEX api_sessions_user ON api_sessions (user_id)",
+        """CREATE TABLE api_activations (
+            token_hash TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES api_users (id) ON DELETE CASCADE,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            used_at INTEGER
+        )""",
+        """CREATE TABLE api_login_attempts (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            address TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            success INTEGER NOT NULL
+        )""",
+        "CREATE INDEX api_login_attempts_name ON api_login_attempts (name, at)",
+        "CREATE INDEX api_login_attempts_address ON api_login_attempts (address, at)",
+    ],
+))
+
+POSTGRES_MIGRATIONS.append(Migration(
+    103,
+    "sign-in: passwords, sessions, activation links, login attempts",
+    [
+        """CREATE TABLE api_passwords (
+            user_id integer PRIMARY KEY REFERENCES api_users (id) ON DELETE CASCADE,
+            hash text NOT NULL,
+            updated_at timestamptz NOT NULL
+        )""",
+        """CREATE TABLE api_sessions (
+            id_hash text PRIMARY KEY,
+            user_id integer NOT NULL REFERENCES api_users (id) ON DELETE CASCADE,
+            csrf text NOT NULL,
+            created_at timestamptz NOT NULL,
+            last_seen_at timestamptz NOT NULL,
+            expires_at timestamptz NOT NULL
+        )""",
+        "CREATE INDEX api_sessions_user ON api_sessions (user_id)",
+        """CREATE TABLE api_activations (
+            token_hash text PRIMARY KEY,
+            user_id integer NOT NULL REFERENCES api_users (id) ON DELETE CASCADE,
+            created_at timestamptz NOT NULL,
+            expires_at timestamptz NOT NULL,
+            used_at timestamptz
+        )""",
+        """CREATE TABLE api_login_attempts (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name text NOT NULL,
+            address text NOT NULL,
+            at timestamptz NOT NULL,
+            success boolean NOT NULL
+        )""",
+        "CREATE INDEX api_login_attempts_name ON api_login_attempts (name, at)",
+        "CREATE INDEX api_login_attempts_address ON api_login_attempts (address, at)",
+    ],
+))

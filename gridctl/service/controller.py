@@ -193,7 +193,8 @@ class SiteController:
         limits = [self._site.grid.import_limit_kw]
         if policy.import_limit_kw is not None:
             limits.append(policy.import_limit_kw)
-        limits += [e.max_import_kw for e in policy.demand_response if e.start <= now < e.end]
+        if policy.demand_response_participation:
+            limits += [e.max_import_kw for e in policy.demand_response if e.start <= now < e.end]
         return min(limits)
 
     def snapshot(self) -> Snapshot:

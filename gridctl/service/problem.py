@@ -26,7 +26,7 @@ def build_problem(site: m.Site, policy: SitePolicy, snapshot: Snapshot, forecast
     problem_site = opt.Site(
         import_limit_kw=policy.import_limit_kw or grid.import_limit_kw,
         export_limit_kw=grid.export_limit_kw if policy.export_limit_kw is None else policy.export_limit_kw,
-        subscribed_power_kw=grid.subscribed_power_kw,
+        subscribed_power_kw=policy.subscribed_power_kw or grid.subscribed_power_kw,
         load_kw=forecasts.base_load_kw,
         import_price_eur_per_kwh=import_price,
         export_price_eur_per_kwh=forecasts.export_price_eur_per_kwh,
@@ -38,7 +38,7 @@ def build_problem(site: m.Site, policy: SitePolicy, snapshot: Snapshot, forecast
         opt.DemandResponseEvent(id=e.id, start=e.start, end=e.end, max_import_kw=e.max_import_kw,
                                 value_eur_per_kwh=e.value_eur_per_kwh)
         for e in policy.demand_response
-        if e.end > start and e.start < start + step * n
+        if e.end > start and e.start < start + step * n and policy.demand_response_participation
     ]
     return opt.Problem(start=start, n_steps=n, step_minutes=step.total_seconds() / 60.0, site=problem_site,
                        policy=policy.weights, assets=assets, dr_events=events)

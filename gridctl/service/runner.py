@@ -31,12 +31,14 @@ from gridctl.config import Site, load_site
 from gridctl.config.loader import site_file
 from gridctl.dispatch import AuditSink
 from gridctl.fieldbus import device_spec
+from gridctl.forecast.daylight import dark_by_sun
+from gridctl.forecast.openmeteo import OpenMeteoClient
 from gridctl.history import Historian, HistorianUnavailable, open_historian
 from gridctl.history.recorder import Recorder
 from gridctl.history.spool import Spool, SpoolAlarm
 from gridctl.policy import PolicyVersion
 from gridctl.service.controller import ControllerSettings, SiteController
-from gridctl.service.forecasting import DARK_BELOW_ELEVATION_DEG, SignalForecaster, observed_points, solar
+from gridctl.service.forecasting import SignalForecaster, observed_points
 from gridctl.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -79,14 +81,16 @@ class SiteService:
         site_dir = site_file(options.site).parent
         specs = [offset_ports(device_spec(d, site_dir), options.port_offset) for d in self.site.devices]
         self.drivers = {spec.id: make_driver(spec) for spec in specs}
-        self.forecaster = SignalForecaster()
+        # The site's weather provider (its site file's `weather`), when it has one.
+        self.weather = OpenMeteoClient.for_site(self.site)
+        self.forecaster = SignalForecaster(weather_service=self.weather)
         # Relinquishing is staggered in the clock's time too.
         dispatch = dataclasses.replace(options.controller.dispatch,
                                        relinquish_stagger_s=options.controller.dispatch.relinquish_stagger_s / speed)
         settings = dataclasses.replace(options.controller, poll_floor_s=min_poll_s * speed, dispatch=dispatch)
         self.controller = SiteController(self.site, self.drivers, clock, self.forecaster, history=recorder,
                                          audit=audit, settings=settings, policy=options.policy,
-                                         is_dark=self._is_dark)
+                                         is_dark=dark_by_sun(self.site))
         periods = [max(spec.poll_interval_s / speed, min_poll_s) for spec in specs]
         self.poller = Poller([PolledDevice(self.drivers[s.id], p) for s, p in zip(specs, periods, strict=True)],
                              self._on_poll)
@@ -95,10 +99,6 @@ class SiteService:
         self._busy = asyncio.Lock()
         # A clock other than the wall clock (simulated time) re-stamps readings: drivers stamp wall time.
         self._restamp = not isinstance(clock, WallClock)
-
-    def _is_dark(self, moment: datetime) -> bool:
-        _, (elevation,) = solar(self.site, [moment])
-        return elevation < DARK_BELOW_ELEVATION_DEG
 
     async def _on_poll(self, batch: PollBatch) -> None:
         self.metrics.observe_poll(self.site.id, batch.device_id, max(batch.finished - batch.due, 0.0),
@@ -186,6 +186,8 @@ class SiteService:
         failures = self.controller.stats.optimiser_failures
         started = asyncio.get_running_loop().time()
         await self.controller.optimise()
+        if self.weather is not None:
+            self.weather.report(self.controller.alarms, self.site.id, self.clock.now())
         self.metrics.solve_seconds.labels(self.site.id).observe(asyncio.get_running_loop().time() - started)
         if self.controller.stats.optimiser_failures > failures:
             self.metrics.optimiser_failures.labels(self.site.id).inc()

@@ -42,7 +42,8 @@ async def attach_api(host: ServiceHost) -> FastAPI:
 
 def build_app(host: ServiceHost) -> FastAPI:
     runtimes = {service.site.id: service.controller for service in host.sites}
-    app = create_app(host.historian, runtimes, database=host.db, clock=host.clock.now)
+    app = create_app(host.historian, runtimes, database=host.db, clock=host.clock.now,
+                     clock_speed=lambda: getattr(host.clock, "speed", None) or 1.0)
     metrics = host.metrics
 
     @app.get("/metrics", include_in_schema=False)

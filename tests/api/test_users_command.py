@@ -59,3 +59,52 @@ def test_a_database_without_the_api_tables_is_reported(tmp_path: Path, capsys: p
     db = str(tmp_path / "empty.sqlite")
     assert main(["users", "list", "--db", db]) == 1
     assert "gridctl db upgrade" in capsys.readouterr().err
+
+
+def _sign_in(db: str, name: str, password: str) -> bool:
+    import asyncio
+
+    from gridctl.api.signin import SignIn
+
+    async def run() -> bool:
+        database = open_database(db)
+        await database.open()
+        try:
+            now = datetime.now(UTC)
+            return await SignIn(ApiStore(database)).authenticate(name, password, "127.0.0.1", now) is not None
+        finally:
+            await database.close()
+
+    return asyncio.run(run())
+
+
+def test_a_password_from_standard_input(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    db = str(tmp_path / "gridctl.sqlite")
+    main(["db", "upgrade", "--db", db])
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert main(["users", "add", "op@lille.fr", "--role", "operator", "--scope", "*", "--password-stdin",
+                 "--db", db]) == 0
+    out = capsys.readouterr()
+    assert "password set" in out.err and "correct horse" not in out.err + out.out
+    assert _sign_in(db, "op@lille.fr", "correct horse battery")
+    assert not _sign_in(db, "op@lille.fr", "correct horse battery!")
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["users", "add", "op2", "--role", "operator", "--scope", "*", "--password-stdin", "--db", db]) == 1
+    assert "12 characters" in capsys.readouterr().err
+
+
+def test_an_activation_link_is_printed_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "gridctl.sqlite")
+    main(["db", "upgrade", "--db", db])
+    assert main(["users", "add", "marie@lille.fr", "--role", "resident", "--scope", "zac-union/b-02",
+                 "--activation-link", "--base-url", "https://energie.lille.fr/", "--db", db]) == 0
+    err = capsys.readouterr().err
+    link = next(w for w in err.split() if w.startswith("https://"))
+    assert link.startswith("https://energie.lille.fr/ui/activate#token=")
+    assert main(["users", "link", "marie@lille.fr", "--db", db]) == 0
+    second = capsys.readouterr().out.strip()
+    assert second.startswith("http://127.0.0.1:8080/ui/activate#token=") and second != link
+    assert main(["users", "link", "nobody", "--db", db]) == 1

@@ -1,4 +1,6 @@
-"""The API and its pages served over HTTP on loopback, and Debian's headless Chromium driven by Playwright."""
+"""The API and its pages served over HTTP on loopback, and Debian's headless Chromium driven by Playwright.
+Screenshots go to artifacts/screenshots/ (git-ignored); axe-core comes from tests/browser/axe (installed
+by scripts/setup-browser.sh from its lock file)."""
 
 from __future__ import annotations
 
@@ -13,13 +15,17 @@ import pytest
 import uvicorn
 
 from gridctl.config.models import Site
+from gridctl.history.base import utc_now
 from tests.api.conftest import Api, make_api
 from tests.api.support import ROOT, build_history, copy_history, load
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+CHROMIUM_ARGS = ["--lang=fr-FR", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = ROOT / "test-artifacts" / "browser"
+ARTIFACTS = ROOT / "artifacts" / "screenshots"
+AXE = ROOT / "tests" / "browser" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+# Each role's password for the pages (the API tests' users, given a password here).
+PASSWORDS = {"resident": "Rue-de-Cambrai-59000", "operator": "Silo-Union-Tourcoing", "manager": "Haute-Deule-Lomme-1"}
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +49,8 @@ class Served:
 @pytest.fixture
 async def served(tmp_path: Path, history_template: Path, site: Site) -> AsyncIterator[Served]:
     api, app = await make_api(copy_history(history_template, tmp_path / "gridctl.sqlite"), site)
+    for name, password in PASSWORDS.items():
+        await api.ctx.signin.set_password(await api.ctx.store.user(name), password, utc_now())
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -78,16 +86,23 @@ async def browser():
             await browser.close()
 
 
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    if not AXE.is_file():
+        pytest.fail(f"{AXE} is missing: run scripts/setup-browser.sh", pytrace=False)
+    return AXE.read_text(encoding="utf-8")
+
+
 @pytest.fixture
-async def page(browser, request: pytest.FixtureRequest):
-    context = await browser.new_context(viewport={"width": 1280, "height": 1400})
+async def page(browser):
+    # French first, as the district's residents and staff see it; the browser's language picks it.
+    context = await browser.new_context(viewport={"width": 1366, "height": 900}, locale="fr-FR",
+                                        extra_http_headers={"Accept-Language": "fr-FR,fr;q=0.9"})
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
         yield page
     finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         await context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"

@@ -52,10 +52,20 @@ def test_demo_serves_the_demonstrators_and_stops_cleanly(tmp_path: Path) -> None
         ready.wait(timeout=240)
         output = "".join(lines)
         assert "Ctrl-C stops." in output, output
-        tokens = dict(re.findall(r"^\s+(resident|operator|manager)\s.*\n\s+token (\S+)", output, re.M))
+        found = re.findall(r"^\s+(resident|operator|manager)\s.*\n\s+user (\S+)  password (\S+)\n\s+token (\S+)",
+                           output, re.M)
+        tokens = {role: token for role, _name, _password, token in found}
         assert set(tokens) == {"resident", "operator", "manager"}, output
         assert (tmp_path / "data" / "demo.sqlite3").is_file()
-        assert _get(f"http://127.0.0.1:{port}/ui/resident.html")[0] == 200
+        assert _get(f"http://127.0.0.1:{port}/ui/resident")[0] == 200
+        # A person signs in with the printed name and password.
+        _role, name, password, _token = next(f for f in found if f[0] == "resident")
+        login = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/login", method="POST",
+                                       data=json.dumps({"username": name, "password": password}).encode(),
+                                       headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(login, timeout=30) as response:
+            assert json.loads(response.read())["role"] == "resident"
+            assert "gridctl_session=" in response.headers["Set-Cookie"]
         status, body = _get(f"http://127.0.0.1:{port}/api/v1/me", tokens["resident"])
         me = json.loads(body)
         assert status == 200 and me["dwellings"][0]["site_id"] == "zac-saint-sauveur"

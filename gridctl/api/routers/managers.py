@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -17,10 +18,16 @@ from gridctl.api.models import (
     PolicyPreviewRequest,
     PolicyVersionOut,
     ScheduleOut,
+    SiteValuesOut,
+    WhatIfOut,
+    ZoneValues,
 )
 from gridctl.api.periods import period
-from gridctl.api.routers.operators import schedule_body
+from gridctl.api.routers.operators import asset_names, schedule_body
 from gridctl.api.store import DemandResponseRecord, User
+from gridctl.api.whatif import figures
+from gridctl.assets import site_adapters
+from gridctl.config.models import TimeWindow
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 
 router = APIRouter(prefix="/sites", tags=["energy managers"])
@@ -63,6 +70,32 @@ async def current_policy(site_id: str, user: User = Depends(MANAGER),
     return _version_out(site_id, current, previous)
 
 
+def _window(w: TimeWindow) -> str:
+    return f"{w.start:%H:%M}-{w.end:%H:%M}"
+
+
+@router.get("/{site_id}/policy/site-values", response_model=SiteValuesOut,
+            summary="What the site description sets and a policy may override (the policy form's defaults)")
+async def site_values(site_id: str, user: User = Depends(MANAGER), ctx: ApiContext = Depends(context)) -> SiteValuesOut:
+    site = site_in_scope(ctx, user, site_id)
+    defaults = [(adapter.asset, adapter.policy_defaults()) for adapter in site_adapters(site)]
+    zones = [(asset, d.comfort) for asset, d in defaults if d.comfort is not None]
+    chargers = [c for _, d in defaults for c in d.chargers]
+    lights = [(asset, d) for asset, d in defaults if d.street_lighting]
+    curfew = next((d.curfew for _, d in lights if d.curfew is not None), None)
+    return SiteValuesOut(
+        site_id=site.id, timezone=site.timezone,
+        zones=[ZoneValues(id=z.id, name=z.name or z.id, building=z.building,
+                          occupied=(occupied.min_temperature_c, occupied.max_temperature_c),
+                          unoccupied=(unoccupied.min_temperature_c, unoccupied.max_temperature_c),
+                          occupied_hours=[_window(w) for w in hours]) for z, (occupied, unoccupied, hours) in zones],
+        chargers=len(chargers), charger_max_power_kw=max((c.max_power_kw for c in chargers), default=None),
+        import_limit_kw=site.grid.import_limit_kw, subscribed_power_kw=site.grid.subscribed_power_kw,
+        public_lighting=[a.name or a.id for a, _ in lights], curfew=_window(curfew) if curfew else None,
+        buildings=[b.id for b in site.buildings],
+    )
+
+
 @router.get("/{site_id}/policy/versions", response_model=list[PolicyVersionOut],
             summary="Every version: who changed what, when")
 async def policy_versions(site_id: str, user: User = Depends(MANAGER),
@@ -101,7 +134,28 @@ async def preview(site_id: str, draft: PolicyPreviewRequest, user: User = Depend
     runtime = runtime_in_scope(ctx, user, site_id)
     schedule = await runtime.preview(draft.policy)
     return schedule_body(site_id, schedule, schedule_id=None, created_at=ctx.clock(), valid_until=None,
-                         policy_version=None)
+                         policy_version=None, asset_names=asset_names(runtime.site))
+
+
+@router.post("/{site_id}/policy/what-if", response_model=WhatIfOut,
+             summary="The policy in force and a draft side by side on the same horizon; nothing is written",
+             responses={503: {"description": "the site is not running in this service"}})
+async def what_if(site_id: str, draft: PolicyPreviewRequest, user: User = Depends(MANAGER),
+                  ctx: ApiContext = Depends(context)) -> WhatIfOut:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    current = await ctx.store.policy(site_id)
+    in_force = current.policy if current else SitePolicy()
+    # Both on the draft's horizon and step, so that their figures compare.
+    same = in_force.model_copy(update={"horizon_hours": draft.policy.horizon_hours,
+                                       "step_minutes": draft.policy.step_minutes})
+    before, after = await asyncio.gather(runtime.preview(same), runtime.preview(draft.policy))
+    steps = list(after.setpoints.index)
+    return WhatIfOut(
+        site_id=site_id, current_version=current.version if current else None,
+        horizon_start=steps[0].to_pydatetime() if steps else None, horizon_hours=draft.policy.horizon_hours,
+        current=figures(before, runtime.site.tz), proposed=figures(after, runtime.site.tz),
+        changed=changed_fields(in_force, draft.policy),
+    )
 
 
 @router.get("/{site_id}/kpis", response_model=KpisOut,

@@ -22,9 +22,12 @@ from gridctl.api.models import (
     HandsOffOut,
     HandsOffRequest,
     LivePoint,
+    OverviewOut,
+    PowerFlowOut,
     ScheduleOut,
     SiteSummary,
 )
+from gridctl.api.overview import power_flows
 from gridctl.api.periods import field_error, instant_bounds
 from gridctl.api.store import AuditFilter, User
 from gridctl.config.models import Site
@@ -67,10 +70,12 @@ def _json_value(value: object) -> float | str | bool | None:
 async def live(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> list[LivePoint]:
     runtime = runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
+    speed = ctx.clock_speed() or 1.0
     units = {address: point.unit for address, _d, point in runtime.site.all_points()}
     return [
         LivePoint(address=address, value=_json_value(r.value), unit=units.get(address, ""), quality=str(r.quality),
-                  ts=r.ts, age_s=round((now - r.ts).total_seconds(), 3), error=r.error)
+                  ts=r.ts, age_s=round((now - r.ts).total_seconds(), 3),
+                  age_wall_s=round((now - r.ts).total_seconds() / speed, 3), error=r.error)
         for address, r in sorted(runtime.latest().items())
     ]
 
@@ -147,6 +152,15 @@ async def audit(
     return rows
 
 
+def asset_names(site: Site) -> dict[str, str]:
+    names = {"site": site.name}
+    for asset in site.assets:
+        names[asset.id] = asset.name or asset.id
+        for charger in getattr(asset, "chargers", ()):
+            names[charger.id] = getattr(charger, "name", None) or charger.id
+    return names
+
+
 def schedule_body(site_id: str, schedule: Schedule, **meta: object) -> ScheduleOut:
     frame = schedule.setpoints
     summary = schedule.summary()
@@ -166,11 +180,13 @@ def schedule_body(site_id: str, schedule: Schedule, **meta: object) -> ScheduleO
 @router.get("/{site_id}/schedule", response_model=ScheduleOut, summary="The schedule in force")
 async def current_schedule(site_id: str, user: User = Depends(STAFF_READ),
                            ctx: ApiContext = Depends(context)) -> ScheduleOut:
-    planned = runtime_in_scope(ctx, user, site_id).current_schedule()
+    runtime = runtime_in_scope(ctx, user, site_id)
+    planned = runtime.current_schedule()
     if planned is None:
         raise not_found(f"schedule of site {site_id!r}")
     return schedule_body(site_id, planned.schedule, schedule_id=planned.schedule_id, created_at=planned.created_at,
-                         valid_until=planned.valid_until, policy_version=planned.policy_version)
+                         valid_until=planned.valid_until, policy_version=planned.policy_version,
+                         asset_names=asset_names(runtime.site))
 
 
 @router.get("/{site_id}/hands-off", response_model=HandsOffOut, summary="Scopes gridctl is not commanding")
@@ -216,3 +232,26 @@ async def hands_on(site_id: str, scope: str = Query(..., max_length=200), user: 
         raise HTTPException(404, f"{scope!r} is not hands off")
     await runtime.hands_on(scope, user.name)
     return HandsOffOut(scopes=sorted(runtime.hands_off_scopes()))
+
+
+@router.get("/{site_id}/overview", response_model=OverviewOut,
+            summary="The site at a glance: power flows now, alarms, devices by health, hands off, schedule",
+            responses={503: {"description": "the site is not running in this service"}})
+async def overview(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> OverviewOut:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    now = ctx.clock()
+    active = runtime.alarms.active()
+    states: dict[str, int] = {}
+    for health in runtime.device_health().values():
+        states[str(health.state)] = states.get(str(health.state), 0) + 1
+    planned = runtime.current_schedule()
+    return OverviewOut(
+        site_id=site_id, name=runtime.site.name, at=now,
+        flows=[PowerFlowOut(kind=f.kind, power_kw=f.power_kw, points=f.points, missing=f.missing, latest=f.latest)
+               for f in power_flows(runtime.site, runtime.latest(), now)],
+        active_alarms=len(active), unacknowledged_alarms=sum(1 for a in active if a.acknowledged_by is None),
+        critical_alarms=sum(1 for a in active if str(a.severity) == "critical"), devices_by_state=states,
+        hands_off=sorted(runtime.hands_off_scopes()),
+        schedule_id=planned.schedule_id if planned else None,
+        schedule_valid_until=planned.valid_until if planned else None,
+    )

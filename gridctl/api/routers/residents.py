@@ -10,6 +10,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
+from gridctl.api.advice import resident_advice
 from gridctl.api.auth import RESIDENT, current_user
 from gridctl.api.context import ApiContext, context, not_found
 from gridctl.api.csvout import csv_response
@@ -31,6 +32,7 @@ from gridctl.api.models import (
     ErasureOut,
     Me,
     MonthlySummary,
+    ResidentAdvice,
 )
 from gridctl.api.periods import field_error, period
 from gridctl.api.store import Purpose, User
@@ -105,6 +107,30 @@ async def consumption(
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
+def _month(month: str | None) -> date | None:
+    if month is None:
+        return None
+    match = _MONTH.match(month)
+    if not match or not 1 <= int(match[2]) <= 12 or not 2000 <= int(match[1]) <= 2099:
+        field_error("query", "month", "must be a month as YYYY-MM between 2000-01 and 2099-12", month)
+    return date(int(match[1]), int(match[2]), 1)
+
+
+@router.get("/dwellings/{site_id}/{dwelling_id}/advice", response_model=ResidentAdvice,
+            summary="A month against the building in plain figures, the peak/off-peak split and its cost, the "
+                    "range with data, and advice with what it would save a year")
+async def advice(
+    site_id: str,
+    dwelling_id: str,
+    month: str | None = Query(None, description="YYYY-MM (default: the month of the latest data)", max_length=7),
+    user: User = Depends(RESIDENT),
+    ctx: ApiContext = Depends(context),
+) -> ResidentAdvice:
+    site = _dwelling(ctx, user, site_id, dwelling_id)
+    return await resident_advice(ctx.historian, ctx.rollups, site, dwelling_id, _today(ctx, site), _month(month),
+                                 ctx.settings.minimum_aggregate_dwellings)
+
+
 @router.get("/dwellings/{site_id}/{dwelling_id}/summary", response_model=MonthlySummary,
             summary="A month's consumption and its cost under the dwelling's tariff")
 async def monthly_summary(
@@ -115,14 +141,7 @@ async def monthly_summary(
     ctx: ApiContext = Depends(context),
 ) -> MonthlySummary:
     site = _dwelling(ctx, user, site_id, dwelling_id)
-    today = _today(ctx, site)
-    if month is None:
-        first = today.replace(day=1)
-    else:
-        match = _MONTH.match(month)
-        if not match or not 1 <= int(match[2]) <= 12 or not 2000 <= int(match[1]) <= 2099:
-            field_error("query", "month", "must be a month as YYYY-MM between 2000-01 and 2099-12", month)
-        first = date(int(match[1]), int(match[2]), 1)
+    first = _month(month) or _today(ctx, site).replace(day=1)
     start, end = month_bounds(first)
     # The cost needs hours (peak/off-peak); only the month's totals leave the server.
     hourly = await dwelling_series(ctx.historian, ctx.rollups, site, dwelling_id, start, end, Resolution.HOUR)
@@ -231,6 +250,7 @@ async def export_all(user: User = Depends(RESIDENT), ctx: ApiContext = Depends(c
 async def erasure(user: User = Depends(RESIDENT), ctx: ApiContext = Depends(context)) -> ErasureOut:
     history = await ctx.store.consent_history(user)
     await ctx.store.erase(user, ctx.clock())
+    await ctx.signin.end_sessions(user)
     ctx.token_cache.forget(user.id)
     return ErasureOut(
         erased=True, dwellings_unlinked=len(user.scope), consents_removed=len(history),
