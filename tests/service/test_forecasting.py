@@ -14,6 +14,7 @@ from gridctl.assets.ev_pool import STILL_CHARGING_KWH, WORKPLACE_ENERGY_KWH, WOR
 from gridctl.assets.pv import pv_output_kw
 from gridctl.config import load_site
 from gridctl.config import models as m
+from gridctl.history import SiteReadings
 from gridctl.service.cloud import PRIOR_INDEX, CloudIndexHistory
 from gridctl.service.forecasting import SignalForecaster, observed_points, solar
 from gridctl.service.snapshot import Snapshot
@@ -168,7 +169,7 @@ async def test_a_starting_service_learns_its_forecasts_from_the_stored_history(t
         # Two days of one-minute grid readings: 30 kW by day, 12 kW at night.
         readings = [Reading(grid, moment, 30.0 if 6 <= moment.hour < 18 else 12.0, Quality.GOOD)
                     for moment in (now - timedelta(days=2) + timedelta(minutes=k) for k in range(2 * 1440))]
-        await host.historian.write(readings, received_at=now)
+        await host.historian.write([SiteReadings(service.site.id, readings)], received_at=now)
         assert await service.warm_up(host.historian) == 2 * 96
         forecasts = await service.forecaster.forecast(service.site, _empty_snapshot(now), now, 96, STEP)
     finally:
