@@ -194,8 +194,12 @@ class PolicyProblem:
 
 def site_problems(policy: SitePolicy, site: m.Site) -> list[PolicyProblem]:
     """What in a policy names something the site does not have."""
-    zones = {a.id for a in site.assets if isinstance(a, m.ThermalZone)}
-    lighting = {a.id for a in site.assets if isinstance(a, m.LightingZone)}
+    # Imported here: the adapters build problems from policies, so they import this module.
+    from gridctl.assets import site_adapters
+
+    defaults = {adapter.asset.id: adapter.policy_defaults() for adapter in site_adapters(site)}
+    zones = {asset_id for asset_id, d in defaults.items() if d.comfort is not None}
+    lighting = {asset_id for asset_id, d in defaults.items() if d.required_illuminance_lx is not None}
     problems = [PolicyProblem(("comfort", zone), f"the site has no thermal zone {zone!r}")
                 for zone in policy.comfort if zone not in zones]
     problems += [PolicyProblem(("lighting_required_lx", zone), f"the site has no lighting zone {zone!r}")

@@ -38,7 +38,8 @@ from gridctl.api.responses import errors
 from gridctl.api.routers.operators import asset_names, schedule_body
 from gridctl.api.store import DemandResponseRecord, User
 from gridctl.api.whatif import figures
-from gridctl.config.models import EvChargerPool, PublicLightingCircuit, ThermalZone, TimeWindow
+from gridctl.assets import site_adapters
+from gridctl.config.models import TimeWindow
 from gridctl.policy import (
     DemandResponse,
     PolicyProblem,
@@ -137,19 +138,20 @@ def _window(w: TimeWindow) -> str:
             summary="What the site description sets and a policy may override (the policy form's defaults)")
 async def site_values(site_id: str, user: User = Depends(MANAGER), ctx: ApiContext = Depends(context)) -> SiteValuesOut:
     site = site_in_scope(ctx, user, site_id)
-    zones = [a for a in site.assets if isinstance(a, ThermalZone)]
-    chargers = [c for a in site.assets if isinstance(a, EvChargerPool) for c in a.chargers]
-    lights = [a for a in site.assets if isinstance(a, PublicLightingCircuit)]
-    curfew = next((a.curfew for a in lights if a.curfew is not None), None)
+    defaults = [(adapter.asset, adapter.policy_defaults()) for adapter in site_adapters(site)]
+    zones = [(asset, d.comfort) for asset, d in defaults if d.comfort is not None]
+    chargers = [c for _, d in defaults for c in d.chargers]
+    lights = [(asset, d) for asset, d in defaults if d.street_lighting]
+    curfew = next((d.curfew for _, d in lights if d.curfew is not None), None)
     return SiteValuesOut(
         site_id=site.id, timezone=site.timezone,
         zones=[ZoneValues(id=z.id, name=z.name or z.id, building=z.building,
-                          occupied=(z.comfort_occupied.min_temperature_c, z.comfort_occupied.max_temperature_c),
-                          unoccupied=(z.comfort_unoccupied.min_temperature_c, z.comfort_unoccupied.max_temperature_c),
-                          occupied_hours=[_window(w) for w in z.occupancy]) for z in zones],
+                          occupied=(occupied.min_temperature_c, occupied.max_temperature_c),
+                          unoccupied=(unoccupied.min_temperature_c, unoccupied.max_temperature_c),
+                          occupied_hours=[_window(w) for w in hours]) for z, (occupied, unoccupied, hours) in zones],
         chargers=len(chargers), charger_max_power_kw=max((c.max_power_kw for c in chargers), default=None),
         import_limit_kw=site.grid.import_limit_kw, subscribed_power_kw=site.grid.subscribed_power_kw,
-        public_lighting=[a.name or a.id for a in lights], curfew=_window(curfew) if curfew else None,
+        public_lighting=[a.name or a.id for a, _ in lights], curfew=_window(curfew) if curfew else None,
         buildings=[b.id for b in site.buildings],
     )
 
