@@ -32,7 +32,7 @@ def _sum(series: pd.Series) -> float | None:
 
 
 async def site_kpis(historian: Historian, site: Site, start: date, end: date, carbon_kg_per_kwh: float,
-                    runtime: SiteRuntime | None, now: datetime) -> dict[str, Kpi]:
+                    runtime: SiteRuntime | None, now: datetime, minimum_dwellings: int = 10) -> dict[str, Kpi]:
     tz = site.tz
     lo, hi = local_midnight(start, tz), local_midnight(end, tz)
     grid = site.grid.points
@@ -81,7 +81,13 @@ async def site_kpis(historian: Historian, site: Site, start: date, end: date, ca
     kpis["discomfort"] = Kpi(value=discomfort.value if discomfort else None, unit="K·h",
                              note="hourly mean temperature outside the comfort band")
     for name, part in parts.items():
-        kpis[name] = Kpi(value=part.value, unit=part.unit, note=part.note)
+        if 0 < part.dwellings < minimum_dwellings:
+            # Like a building total: a figure over a few dwellings' own equipment would tell one apart.
+            note = (f"withheld: it covers {part.dwellings} dwellings; a figure over dwellings covers at least "
+                    f"{minimum_dwellings}")
+            kpis[name] = Kpi(value=None, unit=part.unit, note=note)
+        else:
+            kpis[name] = Kpi(value=part.value, unit=part.unit, note=part.note)
 
     kpis["plan_adherence"] = await _plan_adherence(historian, site, runtime, lo, min(hi, now))
     kpis["forecast_accuracy"] = await _forecast_accuracy(historian, site, runtime, lo, min(hi, now))
@@ -94,7 +100,8 @@ def _asset_parts(adapters: list[AssetAdapter], hourly: Hourly) -> dict[str, KpiP
     for adapter in adapters:
         for name, part in adapter.history_kpis(hourly).items():
             seen = parts.get(name)
-            parts[name] = part if seen is None else KpiPart(seen.value + part.value, seen.unit, seen.note)
+            parts[name] = part if seen is None else KpiPart(seen.value + part.value, seen.unit, seen.note,
+                                                            seen.dwellings + part.dwellings)
     return parts
 
 

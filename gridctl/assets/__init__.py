@@ -21,6 +21,7 @@ from gridctl.assets.base import (
 from gridctl.assets.battery import Battery
 from gridctl.assets.deferrable import Deferrable
 from gridctl.assets.ev_pool import EvPool
+from gridctl.assets.hot_water_tank import HotWaterTank
 from gridctl.assets.lighting_zone import LightingZone
 from gridctl.assets.public_lighting import PublicLighting
 from gridctl.assets.pv import Pv
@@ -35,6 +36,7 @@ ADAPTERS: dict[str, type[AssetAdapter]] = {
     "lighting_zone": LightingZone,
     "public_lighting_circuit": PublicLighting,
     "pv": Pv,
+    "hot_water_tank": HotWaterTank,
 }
 
 

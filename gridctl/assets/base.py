@@ -156,6 +156,18 @@ class DispatchContext:
         position = int(frame.index.searchsorted(pd.Timestamp(self.now), side="right"))
         return frame.iloc[position] if position < len(frame) else None
 
+    def step_elapsed(self) -> float:
+        """The share of the current step already past (0 at its start): where a duty cycle stands."""
+        if self.planned is None or self.row is None:
+            return 0.0
+        index = self.planned.schedule.setpoints.index
+        position = int(index.get_loc(self.row.name))
+        if len(index) < 2:
+            return 0.0
+        following = position + 1 if position + 1 < len(index) else position
+        step = index[following] - index[following - 1]
+        return min(max((pd.Timestamp(self.now) - self.row.name) / step, 0.0), 1.0)
+
     def ahead(self) -> pd.DataFrame:
         """The schedule from the current step on."""
         assert self.planned is not None and self.row is not None
@@ -244,11 +256,15 @@ class PhysicsKpis(Protocol):
 
 @dataclass(frozen=True)
 class KpiPart:
-    """An asset's contribution to a site KPI of the API; parts of the same name are summed."""
+    """An asset's contribution to a site KPI of the API; parts of the same name are summed.
+
+    `dwellings` counts the dwellings whose private data the part comes from (an asset of a dwelling: 1);
+    a KPI summed over fewer than the minimum of a building aggregate is withheld."""
 
     value: float
     unit: str
     note: str
+    dwellings: int = 0
 
 
 Hourly = Callable[[str, str], pd.Series]
@@ -324,6 +340,10 @@ class AssetAdapter(Generic[A]):
     def watched_points(self) -> list[str]:
         """Points that must be fresh for the asset to follow a plan; stale → its safe default."""
         return []
+
+    def observe(self, snapshot: Snapshot, memory: AssetMemory) -> None:
+        """Every dispatch cycle, before the commands: keep what the devices show now that later problems and
+        commands need and no device keeps (when a tank last reached its disinfection temperature)."""
 
     def stale_points(self, snapshot: Snapshot) -> list[str]:
         return [address for address in self.watched_points() if not snapshot.is_fresh(address)]

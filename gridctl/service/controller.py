@@ -246,6 +246,8 @@ class SiteController:
         """Write this cycle's commands through the arbiter."""
         now = self.clock.now()
         snapshot = self.snapshot()
+        for adapter in self.adapters:
+            adapter.observe(snapshot, self.asset_memory)
         if self.settings.kind == ControllerKind.BASELINE:
             requests = planner.baseline(self._site, snapshot, now, self.is_dark)
             self.last_fallbacks = {}

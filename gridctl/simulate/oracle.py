@@ -1,9 +1,9 @@
 """The oracle: the whole run planned at once, knowing the exogenous future and the plant as it is.
 
 `OracleForecaster` reads the future from the simulation's exogenous trace (weather, loads, occupancy,
-every EV session with its true departure and energy). `plan_whole_run` solves one problem over the
-whole simulated horizon with the plant's true parameters, which the controller then follows with the
-same dispatch rules as gridctl's plans (without corrections between plans: there are none).
+every EV session with its true departure and energy, households' hot water). `plan_whole_run` solves one
+problem over the whole simulated horizon with the plant's true parameters, which the controller then
+follows with the same dispatch rules as gridctl's plans (without corrections between plans: there are none).
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ class OracleForecaster:
             occupied={a: [majority(s, k) for k in steps] for a, s in trace.occupied.items()},
             dark=[majority(trace.dark, k) for k in steps],
             ev_sessions=sessions,
+            series={a: {name: [mean(s, k) for k in steps] for name, s in by_name.items()}
+                    for a, by_name in trace.series.items()},
         )
 
 

@@ -114,7 +114,7 @@ async def test_health_stays_visible_without_the_meters_values(api: Api) -> None:
                (await api.client.get(f"{SITES}/devices", headers=api.auth("operator"))).json()}
     assert devices["meter-a-02"]["state"] in {"ok", "degraded", "offline"}
     assert devices["meter-a-02"]["consecutive_failures"] == 1
-    assert devices["meter-a-02"]["last_error"] == "DecodeError (details withheld: a dwelling's meter)"
+    assert devices["meter-a-02"]["last_error"] == "DecodeError (details withheld: a dwelling's device)"
     alarms = (await api.client.get(f"{SITES}/alarms", headers=api.auth("operator"))).json()
     by_subject = {a["subject"]: a for a in alarms}
     assert by_subject["meter-a-02"]["kind"] == "device_offline"

@@ -263,7 +263,7 @@ async def kpis(site_id: str, start: date | None = None, end: date | None = None,
     now = ctx.clock()
     start, end = period(start, end, Resolution.HOUR, ctx.settings, now.astimezone(site.tz).date())
     values = await site_kpis(ctx.historian, site, start, end, ctx.settings.carbon_kg_per_kwh,
-                             ctx.runtimes.get(site_id), now)
+                             ctx.runtimes.get(site_id), now, ctx.settings.minimum_aggregate_dwellings)
     return KpisOut(site_id=site_id, start=start, end=end, kpis=values)
 
 
