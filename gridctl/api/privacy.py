@@ -27,9 +27,11 @@ def dwelling_devices(site: Site) -> dict[str, str]:
     devices = {d.meter.partition("/")[0]: d.building for d in site.dwellings}
     buildings = {d.id: d.building for d in site.dwellings}
     for asset in site.assets:
-        if asset.dwelling in buildings:
+        if asset.dwelling is not None:
+            # A dwelling the site no longer lists still owns its equipment: private whatever.
+            building = buildings.get(asset.dwelling, asset.building or "")
             for address in _asset_addresses(asset):
-                devices.setdefault(address.partition("/")[0], buildings[asset.dwelling])
+                devices.setdefault(address.partition("/")[0], building)
     return devices
 
 

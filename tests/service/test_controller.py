@@ -39,6 +39,8 @@ SAINT_SAUVEUR_VALUES = {
     "grid-meter/power": 60.0, "battery/soc": 50.0, "gym-controller/hall-temperature": 17.5,
     "gym-controller/hall-illuminance": 120.0, "gym-controller/occupancy": True, "rooftop-pv-inverter/power": 20.0,
     "heat-substation/outdoor-temperature": 3.0,
+    # Block B's water heaters, heated last night.
+    **{f"dhw-b-{n:02d}/tank-temperature": 56.0 for n in range(1, 25)},
 }
 
 
