@@ -5,9 +5,10 @@ set of drivers).
 Each run is `gridctl simulate` in its own process (so its memory is its own): the control cycle on
 simulated time against the simulated site, through the real protocol stacks on loopback. Reports the
 BOPTEST-style KPIs of every run, the share of the oracle's cost saving over the baseline that gridctl
-captures (per run, and overall the mean and the worst), whether gridctl kept discomfort and EV energy
-undelivered at or below the baseline's and the grid limits, whether the oracle stayed a bound, and the
-process's resident memory at the end of every simulated day. Goal: mean share ≥ 80 %, worst ≥ 60 %.
+captures (per run, and overall the mean and the worst), whether gridctl kept discomfort, EV energy
+undelivered and hot water below its minimum at or below the baseline's and the grid limits, whether the
+oracle stayed a bound, and the process's resident memory at the end of every simulated day. Goal: mean
+share ≥ 80 %, worst ≥ 60 %.
 
     python bench/closed_loop.py [--quick] [--days 7] [--jobs 2] [--seeds 1 2 3] [--sites ...] [--seasons ...]
 
@@ -101,6 +102,8 @@ def summarise(runs: list[dict]) -> dict:
                 "oracle_saving_eur": round(oracle_saving, 2),
                 "oracle_plan": by_variant["oracle"].get("oracle"),
                 "discomfort_k_h": {v: r["kpis"]["discomfort_total_k_h"] for v, r in by_variant.items()},
+                "hot_water_below_minimum_k_h": {v: r["kpis"].get("hot_water_below_minimum_k_h", 0.0)
+                                                for v, r in by_variant.items()},
                 "ev_unmet_kwh": {v: r["kpis"]["ev_unmet_kwh"] for v, r in by_variant.items()},
                 "grid_limit_violations": {v: r["kpis"]["grid_limit_violations"] for v, r in by_variant.items()},
                 "variants": {}}
@@ -117,6 +120,8 @@ def summarise(runs: list[dict]) -> dict:
                 "saving_eur": round(saving, 2), "captured_share": None if captured is None else round(captured, 3),
                 "checks": {
                     "no_more_discomfort": kg["discomfort_total_k_h"] <= kb["discomfort_total_k_h"] + 0.05,
+                    "no_more_cold_water": kg.get("hot_water_below_minimum_k_h", 0.0)
+                    <= kb.get("hot_water_below_minimum_k_h", 0.0) + 0.05,
                     "no_more_ev_unmet": kg["ev_unmet_kwh"] <= kb["ev_unmet_kwh"] + 0.05,
                     "no_grid_violation": kg["grid_limit_violations"] == 0,
                     # The oracle is a bound only if it costs no more (its energy left undelivered aside).
@@ -130,7 +135,8 @@ def summarise(runs: list[dict]) -> dict:
                          "meets_goal": sum(values) / len(values) >= MEAN_GOAL and min(values) >= WORST_GOAL}
                for variant, values in shares.items() if values}
     checks = {variant: all(c["variants"][variant]["checks"][k] for c in summary if variant in c["variants"]
-                           for k in ("no_more_discomfort", "no_more_ev_unmet", "no_grid_violation"))
+                           for k in ("no_more_discomfort", "no_more_cold_water", "no_more_ev_unmet",
+                                     "no_grid_violation"))
               for variant in shares}
     return {"cases": summary, "overall": overall, "service_checks_hold": checks,
             "goal": {"mean_share": MEAN_GOAL, "worst_share": WORST_GOAL}}
@@ -162,6 +168,7 @@ def main() -> None:
                   f"cost {kpis['cost_eur']:>9.2f} €  "
                   f"discomfort {kpis['discomfort_total_k_h']:>7.2f} K·h  EV unmet {kpis['ev_unmet_kwh']:>6.2f} kWh  "
                   f"peak {kpis['peak_import_kw']:>6.1f} kW  violations {kpis['grid_limit_violations']}  "
+                  f"cold water {kpis.get('hot_water_below_minimum_k_h', 0.0):>6.2f} K·h  "
                   f"rss {run['peak_rss_mb']:.0f} MB  {run['run_s']:.0f} s", flush=True)
     result = summarise(runs)
     result.update(runs=sorted(runs, key=lambda r: (r["site"], r["season"], r["seed"], r["variant"])),
