@@ -94,6 +94,9 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
             for point_id in TIMEOUT_POINTS:
                 if point_id in device.points:
                     device.set(point_id, lease_s)
+            if device.watchdog is not None:
+                # Heartbeats come with the lease renewals, a few wall seconds apart at this speed.
+                device.watchdog.timeout_s = max(device.watchdog.timeout_s, 6 * DEMO_CADENCE.renew.total_seconds())
     db.parent.mkdir(parents=True, exist_ok=True)
     options = [SiteOptions(site=path, port_offset=offset, cadence=DEMO_CADENCE) for path in site_paths]
     host = ServiceHost(options, str(db), paths.spool_dir(), clock=clock, speed=speed, min_poll_s=2.0,

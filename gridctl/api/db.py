@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -181,6 +182,72 @@ class PostgresDatabase(Database):
         return int(raw.timestamp())
 
 
-def open_database(target: str) -> Database:
-    """The API's connection to the history database named by a SQLite path or a PostgreSQL DSN."""
-    return PostgresDatabase(target) if is_postgres_dsn(target) else SQLiteDatabase(target)
+class SinglePostgresDatabase(PostgresDatabase):
+    """One connection, no pool, each call bounded in time: for a background task that manages its own
+    back-off and must notice at once that the server is back (a pool keeps backing off on its own)."""
+
+    def __init__(self, dsn: str, *, timeout_s: float = 10.0) -> None:
+        super().__init__(dsn)
+        self.timeout_s = timeout_s
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        import psycopg
+
+        try:
+            self._conn = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=max(int(self.timeout_s), 1)),
+                self.timeout_s)
+        except (OSError, TimeoutError, psycopg.Error) as exc:
+            raise HistorianUnavailable(f"cannot connect: {exc}") from exc
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), self.timeout_s)
+
+    async def _run(self, work: Callable[[Any], Any]) -> Any:
+        async with self._lock:
+            await self.open()
+            try:
+                return await asyncio.wait_for(work(self._conn), self.timeout_s)
+            except BaseException:
+                # A broken or timed-out connection is not reused: the next call connects afresh.
+                await self.close()
+                raise
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async def work(conn: Any) -> list[Row]:
+            cursor = await conn.execute(self._sql(sql), list(params))
+            return await cursor.fetchall() if cursor.description else []
+
+        return await self._run(work)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async def work(conn: Any) -> int:
+            return (await conn.execute(self._sql(sql), list(params))).rowcount
+
+        return await self._run(work)
+
+    async def script(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        async def work(conn: Any) -> list[list[Row]]:
+            out: list[list[Row]] = []
+            async with conn.transaction():
+                for sql, params in statements:
+                    cursor = await conn.execute(self._sql(sql), list(params))
+                    out.append(await cursor.fetchall() if cursor.description else [])
+            return out
+
+        return await self._run(work)
+
+
+def open_database(target: str, *, pooled: bool = True) -> Database:
+    """The API's connection to the history database named by a SQLite path or a PostgreSQL DSN;
+    `pooled=False`: one connection that a background task re-opens itself after a failure."""
+    if not is_postgres_dsn(target):
+        return SQLiteDatabase(target)
+    return PostgresDatabase(target) if pooled else SinglePostgresDatabase(target)

@@ -474,3 +474,79 @@ POSTGRES_MIGRATIONS.append(Migration(
         "CREATE INDEX api_login_attempts_address ON api_login_attempts (address, at)",
     ],
 ))
+
+
+# --- Write journal shipping and hands off (version 104). -------------------------------------------------
+# One block for both back ends, so it can move as one. Audit rows shipped from a gridctl's local write
+# journal carry the instance (host name / journal id) and the journal's sequence number: unique together,
+# so shipping again after a crash inserts nothing twice. `epoch` is the fencing epoch of the site lease a
+# write was made under (NULL until site leases exist). Hands off is the operators' switch, kept across
+# restarts: its current state, and the log of every change.
+
+SQLITE_MIGRATIONS.append(Migration(
+    104,
+    "write journal shipping and hands off",
+    [
+        "ALTER TABLE write_audit ADD COLUMN instance_id TEXT",
+        "ALTER TABLE write_audit ADD COLUMN journal_seq INTEGER",
+        "ALTER TABLE write_audit ADD COLUMN epoch INTEGER",
+        "ALTER TABLE write_audit ADD COLUMN outcome_at INTEGER",
+        "CREATE UNIQUE INDEX write_audit_journal ON write_audit (instance_id, journal_seq)",
+        """CREATE TABLE hands_off (
+            site_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            since INTEGER NOT NULL,
+            instance_id TEXT,
+            PRIMARY KEY (site_id, scope)
+        )""",
+        """CREATE TABLE hands_off_log (
+            id INTEGER PRIMARY KEY,
+            site_id TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            action TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            instance_id TEXT NOT NULL,
+            journal_seq INTEGER NOT NULL,
+            UNIQUE (instance_id, journal_seq)
+        )""",
+        "CREATE INDEX hands_off_log_site ON hands_off_log (site_id, at)",
+    ],
+))
+
+POSTGRES_MIGRATIONS.append(Migration(
+    104,
+    "write journal shipping and hands off",
+    [
+        "ALTER TABLE write_audit ADD COLUMN instance_id text",
+        "ALTER TABLE write_audit ADD COLUMN journal_seq bigint",
+        "ALTER TABLE write_audit ADD COLUMN epoch bigint",
+        "ALTER TABLE write_audit ADD COLUMN outcome_at timestamptz",
+        "CREATE UNIQUE INDEX write_audit_journal ON write_audit (instance_id, journal_seq)",
+        """CREATE TABLE hands_off (
+            site_id text NOT NULL,
+            scope text NOT NULL,
+            actor text NOT NULL,
+            reason text NOT NULL,
+            since timestamptz NOT NULL,
+            instance_id text,
+            PRIMARY KEY (site_id, scope)
+        )""",
+        """CREATE TABLE hands_off_log (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            site_id text NOT NULL,
+            scope text NOT NULL,
+            action text NOT NULL,
+            actor text NOT NULL,
+            reason text NOT NULL,
+            at timestamptz NOT NULL,
+            instance_id text NOT NULL,
+            journal_seq bigint NOT NULL,
+            UNIQUE (instance_id, journal_seq)
+        )""",
+        "CREATE INDEX hands_off_log_site ON hands_off_log (site_id, at)",
+    ],
+))

@@ -22,6 +22,7 @@ from gridctl.alarms import AlarmBook, AlarmKind, Severity
 from gridctl.clock import Clock
 from gridctl.config import models as m
 from gridctl.dispatch import Arbiter, AuditEntry, AuditSink, DispatchSettings, MemoryAuditSink, WriteRequest
+from gridctl.dispatch.journal import WriteJournal
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 from gridctl.runtime import PlannedSchedule
 from gridctl.service import planner
@@ -84,7 +85,7 @@ class SiteController:
     def __init__(self, site: m.Site, drivers: Mapping[str, Driver], clock: Clock, forecaster: Forecaster,
                  *, policy: PolicyVersion | None = None, history: ReadingsSink | None = None,
                  audit: AuditSink | None = None, settings: ControllerSettings | None = None,
-                 is_dark: planner.IsDark | None = None) -> None:
+                 is_dark: planner.IsDark | None = None, journal: WriteJournal | None = None) -> None:
         self._site = site
         self.drivers = dict(drivers)
         self.clock = clock
@@ -99,7 +100,8 @@ class SiteController:
         self.values = LatestValues(max_age)
         self._health: dict[str, DeviceHealth] = {}
         self.arbiter = Arbiter(site, self.drivers, clock, self.audit, self._alarms,
-                               settings=self.settings.dispatch, latest=self.values.value)
+                               settings=self.settings.dispatch, latest=self.values.value, journal=journal,
+                               reading=self.values.get)
         self.planned: PlannedSchedule | None = None
         self.asset_state = AssetState()
         self.stats = CycleStats()
@@ -136,7 +138,7 @@ class SiteController:
         return await self.arbiter.hands_off(scope, actor, reason)
 
     async def hands_on(self, scope: str, actor: str) -> None:
-        self.arbiter.hands_on(scope)
+        await self.arbiter.hands_on(scope, actor)
         log.info("%s: hands on %s by %s", self._site.id, scope, actor)
 
     async def preview(self, policy: SitePolicy) -> opt.Schedule:
@@ -257,9 +259,14 @@ class SiteController:
         return entries
 
     async def renew(self) -> list[AuditEntry]:
-        entries = await self.arbiter.renew_leases()
+        entries = await self.arbiter.beat_watchdogs()
+        entries += await self.arbiter.renew_leases()
         await self.arbiter.review_overrides()
         return entries
+
+    async def recover(self) -> list[AuditEntry]:
+        """Before the first write: settle what a run that stopped abruptly left commanded."""
+        return await self.arbiter.recover()
 
     async def shutdown(self) -> list[AuditEntry]:
         """Relinquish every lease (staggered) and close the drivers, within a bounded time: devices that

@@ -25,11 +25,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from drivers.factory import make_driver, offset_ports
 from drivers.poller import PollBatch, PolledDevice, Poller
+from gridctl import paths
 from gridctl.alarms import AlarmKind, Severity
 from gridctl.clock import Clock, WallClock
 from gridctl.config import Site, load_site
 from gridctl.config.loader import site_file
 from gridctl.dispatch import AuditSink
+from gridctl.dispatch.journal import WriteJournal
+from gridctl.dispatch.shipper import JournalShipper
 from gridctl.fieldbus import device_spec
 from gridctl.history import Historian, HistorianUnavailable, open_historian
 from gridctl.history.recorder import Recorder
@@ -70,7 +73,8 @@ class SiteService:
     """One site's poller, controller and jobs."""
 
     def __init__(self, options: SiteOptions, *, recorder: Recorder, clock: Clock, metrics: ServiceMetrics,
-                 audit: AuditSink | None = None, speed: float = 1.0, min_poll_s: float = 1.0) -> None:
+                 audit: AuditSink | None = None, speed: float = 1.0, min_poll_s: float = 1.0,
+                 journal: WriteJournal | None = None) -> None:
         self.options = options
         self.clock = clock
         self.speed = speed
@@ -86,7 +90,7 @@ class SiteService:
         settings = dataclasses.replace(options.controller, poll_floor_s=min_poll_s * speed, dispatch=dispatch)
         self.controller = SiteController(self.site, self.drivers, clock, self.forecaster, history=recorder,
                                          audit=audit, settings=settings, policy=options.policy,
-                                         is_dark=self._is_dark)
+                                         is_dark=self._is_dark, journal=journal)
         periods = [max(spec.poll_interval_s / speed, min_poll_s) for spec in specs]
         self.poller = Poller([PolledDevice(self.drivers[s.id], p) for s, p in zip(specs, periods, strict=True)],
                              self._on_poll)
@@ -140,6 +144,8 @@ class SiteService:
         return used
 
     async def start(self) -> None:
+        # Before any write: what a run that stopped abruptly left commanded is reclaimed or relinquished.
+        await self.controller.recover()
         await self.poller.start()
         self._replanner = asyncio.create_task(self._replan_on_request(), name=f"replan {self.site.id}")
         log.info("%s: running with %d devices", self.site.id, len(self.drivers))
@@ -228,7 +234,8 @@ class ServiceHost:
 
     def __init__(self, sites: Sequence[SiteOptions], db: str, spool_dir: Path, *, clock: Clock | None = None,
                  speed: float = 1.0, min_poll_s: float = 1.0, spool_capacity: int = 2_000_000,
-                 audit: AuditSink | None = None, cadence: Cadence | None = None) -> None:
+                 audit: AuditSink | None = None, cadence: Cadence | None = None,
+                 journal: Path | None = None) -> None:
         self.clock = clock or WallClock()
         self.speed = speed
         self.cadence = cadence or Cadence()
@@ -239,8 +246,11 @@ class ServiceHost:
         self.spool = Spool(spool_dir / "readings.spool", capacity=spool_capacity, on_alarm=self._spool_alarm)
         self.recorder = Recorder(self.historian, self.spool, clock=self.clock.now)
         self.audit = audit
+        # Every write is journalled here first; the shipper copies the journal to the database's audit.
+        self.journal = WriteJournal(journal or paths.journal_path(spool_dir))
+        self.shipper = JournalShipper(self.journal, db)
         self.sites = [SiteService(o, recorder=self.recorder, clock=self.clock, metrics=self.metrics, audit=audit,
-                                  speed=speed, min_poll_s=min_poll_s) for o in sites]
+                                  speed=speed, min_poll_s=min_poll_s, journal=self.journal) for o in sites]
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._started = False
 
@@ -264,8 +274,15 @@ class ServiceHost:
         for service in self.sites:
             await self.historian.sync_site(service.site)
 
+    @property
+    def instance_id(self) -> str:
+        return self.journal.instance_id
+
     async def start(self) -> None:
         await self.recorder.start()
+        # Hands off is known before the first write: from the journal, joined by the database's when it answers.
+        await self.shipper.restore_hands_off([service.controller.arbiter for service in self.sites])
+        self.shipper.start()
         for service in self.sites:
             self.metrics.track_spool(service.site.id, lambda: float(len(self.spool)))
             await service.warm_up(self.historian)
@@ -286,6 +303,8 @@ class ServiceHost:
         await asyncio.gather(*(service.stop() for service in self.sites))
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        await self.shipper.stop(drain_timeout_s=10)
+        self.journal.close()
         await self.recorder.drain(10)
         await self.recorder.close()
         await self.historian.close()

@@ -13,24 +13,21 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from gridctl.api.app import create_app
-from gridctl.api.store import StoreAuditSink
 from gridctl.service.runner import ServiceHost
 
 log = logging.getLogger(__name__)
 
 
 async def attach_api(host: ServiceHost) -> FastAPI:
-    """The API over the host's sites, its database open, its audit log the arbiters' sink, and the
-    policies and demand-response events stored earlier back in force."""
+    """The API over the host's sites, its database open, and the policies and demand-response events
+    stored earlier back in force. The write audit reaches the database through the host's journal
+    shipper, never from the arbiters themselves."""
     app = build_app(host)
     store = app.state.context.store
     await store.db.open()
-    audit = StoreAuditSink(store)
     now = host.clock.now()
     for service in host.sites:
         controller = service.controller
-        controller.audit = audit
-        controller.arbiter.audit = audit
         version = await store.policy(service.site.id)
         if version is not None:
             controller.policy = version
@@ -89,7 +86,8 @@ async def serve_until_stopped(host: ServiceHost, app: FastAPI, address: str, por
                               announce: Callable[[], None] = lambda: None,
                               after_stop: Callable[[], Awaitable[None]] | None = None) -> None:
     """Serve the API and run the service until SIGINT or SIGTERM, then stop in order: the service first
-    (its last writes, relinquishing leases, are audited in the database), then the web server."""
+    (its last writes, relinquishing leases, are journalled and shipped to the database), then the web
+    server."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
