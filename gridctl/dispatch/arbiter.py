@@ -163,6 +163,11 @@ class Arbiter:
         # Devices side by side: a dead device's timeout must not delay the others' heartbeats.
         return [e for e in await asyncio.gather(*(one(b) for b in due)) if e is not None]
 
+    @property
+    def heartbeat_period_s(self) -> float | None:
+        """The shortest watchdog period of the site's devices (None: no device has a watchdog)."""
+        return min((b.watchdog.period_s for b in self._heartbeats.values()), default=None)
+
     def held(self) -> dict[str, Value]:
         """Points gridctl currently commands, with the value it last wrote."""
         return {a: s.value for a, s in self._states.items() if s.value is not None}

@@ -258,8 +258,12 @@ class SiteController:
         self.stats.writes += len(entries)
         return entries
 
+    async def heartbeat(self) -> list[AuditEntry]:
+        """The device watchdogs' heartbeats that are due."""
+        return await self.arbiter.beat_watchdogs()
+
     async def renew(self) -> list[AuditEntry]:
-        entries = await self.arbiter.beat_watchdogs()
+        entries = await self.heartbeat()
         entries += await self.arbiter.renew_leases()
         await self.arbiter.review_overrides()
         return entries

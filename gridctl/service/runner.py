@@ -120,6 +120,11 @@ class SiteService:
         cadence = self.options.cadence
         now = datetime.now(UTC)
         jobs = [(self.dispatch, cadence.dispatch), (self.optimise, cadence.optimise), (self.renew, cadence.renew)]
+        period_s = self.controller.arbiter.heartbeat_period_s
+        if period_s is not None:
+            # Its own job, outside the site's job lock: a long dispatch must not delay the heartbeats. Twice
+            # per period, so a beat is never a whole period late.
+            jobs.append((self.heartbeat, timedelta(seconds=period_s / 2)))
         for job, every in jobs:
             seconds = max(every.total_seconds() / self.speed, 0.5)
             first = now + timedelta(seconds=2 if job == self.optimise else seconds)
@@ -182,6 +187,10 @@ class SiteService:
     async def dispatch(self) -> None:
         async with self._busy:
             await self._dispatch()
+
+    async def heartbeat(self) -> None:
+        for entry in await self.controller.heartbeat():
+            self.metrics.writes.labels(self.site.id, entry.outcome.value).inc()
 
     async def renew(self) -> None:
         async with self._busy:
