@@ -162,6 +162,9 @@ class AuditOut(BaseModel):
     clamped: bool
     ramped: bool
     unit: str
+    # Which gridctl wrote it (host name / journal id), and the fencing epoch of its site lease.
+    instance_id: str | None = None
+    epoch: int | None = None
 
 
 class ScheduleOut(BaseModel):

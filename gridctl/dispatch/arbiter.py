@@ -263,12 +263,9 @@ class Arbiter:
         if release:
             entries += await self._let_go(sorted({a.partition("/")[0] for a in release}), release.__contains__,
                                           "gridctl:recovery", release.get)
-        if entries:
-            log.warning("%s: a previous run stopped without relinquishing: reclaimed %s; relinquished %s",
-                        self.site.id,
-                        ", ".join(e.address for e in entries if e.outcome is Outcome.RECLAIMED) or "none",
-                        ", ".join(f"{e.address} ({e.reason})" for e in entries if e.outcome is not Outcome.RECLAIMED)
-                        or "none")
+        for entry in entries:
+            log.warning("%s: %s %s: %s%s", self.site.id, entry.address, entry.outcome, entry.reason,
+                        f" ({entry.error})" if entry.error else "")
         return entries
 
     async def review_overrides(self) -> list[str]:

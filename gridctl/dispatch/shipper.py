@@ -48,6 +48,7 @@ class JournalShipper:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
+        self._stopping = False
         journal.on_record = self._wake.set
 
     @property
@@ -61,15 +62,20 @@ class JournalShipper:
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Ship what is complete within the time given, then stop; what is left ships at the next start."""
         task, self._task = self._task, None
-        if task is not None:
+        self._stopping = True
+        self._wake.set()
+        try:
+            # The loop finishes its batch and drains; a batch cut short would only be shipped again.
+            await asyncio.wait_for(asyncio.shield(task) if task is not None else self.drain(), drain_timeout_s)
+        except (TimeoutError, Exception) as error:  # the database may be away: the journal keeps the rest
+            log.warning("write journal: stopping without shipping everything (%s)", _describe(error))
+        if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        try:
-            await asyncio.wait_for(self.drain(), drain_timeout_s)
-        except (TimeoutError, Exception) as error:  # the database may be away: the journal keeps the rest
-            log.warning("write journal: %d record(s) not shipped at stop (%s); they ship at the next start",
-                        self.journal.backlog(), _describe(error))
+        backlog = self.journal.backlog()
+        if backlog:
+            log.warning("write journal: %d record(s) not shipped at stop; they ship at the next start", backlog)
         await self.db.close()
 
     async def drain(self) -> int:
@@ -137,10 +143,14 @@ class JournalShipper:
                                 _describe(error), self.journal.backlog())
                 self.last_error = _describe(error)
                 await self.db.close()
+                if self._stopping:
+                    return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.backoff_max_s)
                 continue
             if shipped < self.settings.batch:
+                if self._stopping:
+                    return
                 # Everything complete is shipped: wait for the next record, then a moment for its batch.
                 # A record in flight (no outcome yet) is waited for with the same short timeout.
                 with contextlib.suppress(TimeoutError):

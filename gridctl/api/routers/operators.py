@@ -143,7 +143,8 @@ async def audit(
         AuditOut(ts=e.ts, address=e.address, actor=e.actor, reason=e.reason, outcome=str(e.outcome),
                  old_value=e.old_value, requested_value=e.requested_value, written_value=e.written_value,
                  read_back=e.read_back, priority=e.priority, lease_until=e.lease_until, schedule_id=e.schedule_id,
-                 policy_version=e.policy_version, error=e.error, clamped=e.clamped, ramped=e.ramped, unit=e.unit)
+                 policy_version=e.policy_version, error=e.error, clamped=e.clamped, ramped=e.ramped, unit=e.unit,
+                 instance_id=e.instance_id, epoch=e.epoch)
         for e in entries
     ]
     if format == "csv":
