@@ -129,11 +129,11 @@ async def build_history(target: str, site: Site, start: datetime, minutes: int) 
         await historian.upgrade()
         await historian.sync_site(site)
         addresses = [d.meter for d in site.dwellings]
-        latest = await historian.latest(addresses[:1])
+        latest = await historian.latest(site.id, addresses[:1])
         if latest:
             log("history already built")
             return timings
-        ids = [historian._ids[a] for a in addresses]
+        ids = [historian.catalogue.ids(site.id)[a] for a in addresses]
         started = time.perf_counter()
         end = start + timedelta(minutes=minutes - 1)
         if is_postgres_dsn(target):

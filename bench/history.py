@@ -40,7 +40,7 @@ from pgcluster import PgCluster  # noqa: E402
 
 from drivers.base import Quality, Reading  # noqa: E402
 from gridctl.history import SQLiteHistorian  # noqa: E402
-from gridctl.history.base import CatalogueEntry, SiteEntry  # noqa: E402
+from gridctl.history.base import CatalogueEntry, SiteEntry, SiteReadings  # noqa: E402
 from gridctl.history.timebuckets import to_us  # noqa: E402
 from gridctl.history.timescale import TimescaleHistorian  # noqa: E402
 
@@ -48,6 +48,7 @@ SITE_ID = "bench"
 TIMEZONE = "Europe/Paris"
 SENSORS = 800  # measurement points beside the meters, for the 1,000-point latest-value query
 INGEST_POINTS = 500
+INGEST_SITES = ("ingest-north", "ingest-south", "ingest-east")
 BATCH = 100_000
 SERVER_SETTINGS = {"shared_buffers": "1GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min"}
 BUILD_SETTINGS = {"wal_level": "minimal", "max_wal_senders": "0"}
@@ -224,6 +225,23 @@ def _sqlite_worker(path: str, meters: int, start_us: int, minutes: int, queue: m
 # --------------------------------------------------------------------------- measurements
 
 
+def site_of(address: str) -> str:
+    """The ingest points are spread over several sites, with the same addresses in each: a write carries
+    readings of all of them, as the recorder's coalesced writes do."""
+    return INGEST_SITES[int(address[-3:]) % len(INGEST_SITES)]
+
+
+def ingest_batches(readings: list[Reading]) -> list[list[SiteReadings]]:
+    """The readings in writes of BATCH readings, each grouped by site."""
+    out = []
+    for offset in range(0, len(readings), BATCH):
+        by_site: dict[str, list[Reading]] = {}
+        for reading in readings[offset : offset + BATCH]:
+            by_site.setdefault(site_of(reading.address), []).append(reading)
+        out.append([SiteReadings(site, group) for site, group in by_site.items()])
+    return out
+
+
 def ingest_readings(count: int, end: datetime) -> list[Reading]:
     minutes = count // INGEST_POINTS
     start = end - timedelta(minutes=minutes)
@@ -253,7 +271,7 @@ async def measure_queries(historian, meters: int, end: datetime, rounds: int) ->
     samples = []
     for _ in range(rounds):
         started = time.perf_counter()
-        latest = await historian.latest(addresses)
+        latest = await historian.latest(SITE_ID, addresses)
         samples.append(time.perf_counter() - started)
     out["latest"] = {"points": len(addresses), "found": len(latest), **percentiles(samples)}
     return out
@@ -263,9 +281,10 @@ async def ingest_timescale(dsn: str, readings: list[Reading], end: datetime, rep
     historian = TimescaleHistorian(dsn, clock=lambda: end)
     await historian.open()
     await historian.upgrade()
-    await historian.write(readings[:INGEST_POINTS], received_at=end)  # registers the points
-    ids = historian._ids
-    rows = [(r.ts, ids[r.address], float(r.value), 0) for r in readings]
+    batches = ingest_batches(readings)
+    await historian.write(ingest_batches(readings[:INGEST_POINTS])[0], received_at=end)  # registers the points
+    ids = historian.catalogue.ids
+    rows = [(r.ts, ids(site_of(r.address))[r.address], float(r.value), 0) for r in readings]
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE readings_plain (ts timestamptz NOT NULL, point_id integer NOT NULL, "
@@ -291,15 +310,15 @@ async def ingest_timescale(dsn: str, readings: list[Reading], end: datetime, rep
             raw_rates.append(len(rows) / (time.perf_counter() - started))
             conn.execute("CHECKPOINT")
         started = time.perf_counter()
-        for offset in range(0, len(readings), BATCH):
-            await historian.write(readings[offset : offset + BATCH], received_at=end)
+        for batch in batches:
+            await historian.write(batch, received_at=end)
         historian_rates.append(len(readings) / (time.perf_counter() - started))
         if retry_rate is None:
             # Everything again, as a replay after a timeout would: the staging path keeps it exactly once.
             started = time.perf_counter()
             stored = 0
-            for offset in range(0, len(readings), BATCH):
-                stored += (await historian.write(readings[offset : offset + BATCH], received_at=end)).stored
+            for batch in batches:
+                stored += (await historian.write(batch, received_at=end)).stored
             retry_rate = len(readings) / (time.perf_counter() - started)
             assert stored == 0, stored
     with psycopg.connect(dsn) as conn:
@@ -323,9 +342,10 @@ async def ingest_sqlite(path: str, readings: list[Reading], end: datetime, repea
     historian = SQLiteHistorian(path, clock=lambda: end)
     await historian.open()
     await historian.upgrade()
-    await historian.write(readings[:INGEST_POINTS], received_at=end)
-    ids = historian._ids
-    rows = [(ids[r.address], to_us(r.ts), float(r.value), 0) for r in readings]
+    batches = ingest_batches(readings)
+    await historian.write(ingest_batches(readings[:INGEST_POINTS])[0], received_at=end)  # registers the points
+    ids = historian.catalogue.ids
+    rows = [(ids(site_of(r.address))[r.address], to_us(r.ts), float(r.value), 0) for r in readings]
     conn = sqlite3.connect(path, isolation_level=None)
     # The historian's own connection settings, for a like-for-like comparison.
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -346,8 +366,8 @@ async def ingest_sqlite(path: str, readings: list[Reading], end: datetime, repea
             conn.execute("COMMIT")
         raw_rates.append(len(rows) / (time.perf_counter() - started))
         started = time.perf_counter()
-        for offset in range(0, len(readings), BATCH):
-            await historian.write(readings[offset : offset + BATCH], received_at=end)
+        for batch in batches:
+            await historian.write(batch, received_at=end)
         historian_rates.append(len(readings) / (time.perf_counter() - started))
     conn.close()
     await historian.close()
@@ -402,8 +422,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
         await historian.open()
         await historian.upgrade()
         await historian.sync_site(site_entry(args.meters))
-        meter_ids = [historian._ids[meter_address(k)] for k in range(args.meters)]
-        sensor_ids = [historian._ids[f"bench-sensors/p{k:03d}"] for k in range(SENSORS)]
+        ids = historian.catalogue.ids(SITE_ID)
+        meter_ids = [ids[meter_address(k)] for k in range(args.meters)]
+        sensor_ids = [ids[f"bench-sensors/p{k:03d}"] for k in range(SENSORS)]
 
         log(f"building {args.meters} meters x {args.days} days of 1-minute readings on both back ends")
         queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()

@@ -17,6 +17,7 @@ class AlarmKind(StrEnum):
     COMFORT_VIOLATION = "comfort_violation"
     SPOOL_FILLING = "spool_filling"
     OPTIMIZER_FAILED = "optimizer_failed"
+    WEATHER_PROVIDER = "weather_provider"
     # The local write journal cannot be written: writes are refused (no write without its record).
     JOURNAL_FAILED = "journal_failed"
 

@@ -18,6 +18,7 @@ from drivers.base import Quality, Reading
 from gridctl import paths
 from gridctl.api.store import Role
 from gridctl.config import load_site
+from gridctl.history import Historian, SiteReadings
 from gridctl.history.base import utc_now
 from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
 from gridctl.service.web import attach_api, serve_until_stopped
@@ -43,23 +44,30 @@ class DemoUser:
     password: str
 
 
-async def backfill(simulations: Sequence[SiteSimulation], host: ServiceHost, clock: SimClock, until: datetime) -> int:
-    """Step the physics up to `until`, storing every numeric point each step; returns readings stored."""
-    stored = 0
+def simulated_readings(simulation: SiteSimulation, moment: datetime) -> SiteReadings:
+    """Every numeric point of a simulated site at one moment, under its site."""
+    readings = [Reading(f"{device.id}/{point_id}", moment, value, Quality.GOOD)
+                for device in simulation.devices.values()
+                for point_id, value in device.values.items() if isinstance(value, bool | int | float)]
+    return SiteReadings(simulation.site.id, readings)
+
+
+async def backfill(simulations: Sequence[SiteSimulation], historian: Historian, clock: SimClock,
+                   until: datetime) -> dict[str, int]:
+    """Step the physics up to `until`, storing every numeric point of every site each step (one write
+    for all the sites); returns the readings stored per site."""
+    stored = {simulation.site.id: 0 for simulation in simulations}
     moment = clock.now()
     while moment < until:
         moment = min(moment + BACKFILL_STEP, until)
         clock.advance(moment - clock.now())
-        batch: list[Reading] = []
+        groups = []
         for simulation in simulations:
             simulation.step(moment)
-            for device in simulation.devices.values():
-                for point_id, value in device.values.items():
-                    if isinstance(value, bool | int | float):
-                        batch.append(Reading(f"{device.id}/{point_id}", moment, value, Quality.GOOD))
-        await host.historian.write(batch, received_at=moment)
-        stored += len(batch)
-    await host.historian.refresh_rollups()
+            groups.append(simulated_readings(simulation, moment))
+            stored[simulation.site.id] += len(groups[-1].readings)
+        await historian.write(groups, received_at=moment)
+    await historian.refresh_rollups()
     return stored
 
 
@@ -103,8 +111,9 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
                        cadence=DEMO_CADENCE)
     await host.open_history()
     print(f"back-filling {backfill_days:g} days of history into {db} ...", flush=True)
-    stored = await backfill(simulations, host, clock, wall_now)
-    print(f"  {stored:,} readings stored", flush=True)
+    stored = await backfill(simulations, host.historian, clock, wall_now)
+    print(f"  {sum(stored.values()):,} readings stored ("
+          + ", ".join(f"{site} {count:,}" for site, count in stored.items()) + ")", flush=True)
     clock.set_speed(speed)
     for simulation in simulations:
         await simulation.start(step_interval_s=0.5)

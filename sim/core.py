@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from drivers.base import Value
 from drivers.specs import BacnetDeviceSpec, DeviceSpec, ModbusDeviceSpec, OpcuaDeviceSpec, PointSpec
@@ -136,6 +136,8 @@ class SimDevice:
         self.watchdog: DeviceWatchdog | None = None
         # Without a priority array: the value each point had before the supervisor first wrote it.
         self._local: dict[str, Value] = {}
+        # The instrument behind each measurement point, when the physics gives it one (sim.physics.measurement).
+        self.sensors: dict[str, Any] = {}
 
     @property
     def id(self) -> str:

@@ -100,7 +100,7 @@ class SiteSimulation:
     """The simulated devices of one site, their physics, their faults and their servers."""
 
     def __init__(self, site: Site | str | Path, clock: Clock, *, seed: int = 0, port_offset: int = 0,
-                 max_step: timedelta = DEFAULT_MAX_STEP) -> None:
+                 max_step: timedelta = DEFAULT_MAX_STEP, instruments: bool = True) -> None:
         site_dir: Path | None = None
         if not isinstance(site, Site):
             site_dir = site_file(site).parent
@@ -110,7 +110,9 @@ class SiteSimulation:
         self.seed = seed
         self.port_offset = port_offset
         self.devices = build_devices(site, clock, site_dir=site_dir, port_offset=port_offset)
-        self.physics = DistrictPhysics(site, self.devices, clock.now(), seed=seed, max_step=max_step)
+        # Without `instruments`, devices report the physics' true values and never drop out.
+        self.physics = DistrictPhysics(site, self.devices, clock.now(), seed=seed, max_step=max_step,
+                                       instruments=instruments)
         self._servers: list[tuple[Listener, Any]] = []
         self._stepper: asyncio.Task[None] | None = None
 

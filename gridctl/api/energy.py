@@ -17,6 +17,7 @@ from gridctl.api.db import Database
 from gridctl.config.models import Site, Tariff, TimeWindow
 from gridctl.config.units import UNITS
 from gridctl.history import EnergyResolution, Historian
+from gridctl.history.rollups import counter_rise
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -77,12 +78,13 @@ class RollupReader:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def energy(self, address: str, lo: datetime, hi: datetime, resolution: EnergyResolution) -> dict[int, float]:
+    async def energy(self, site_id: str, address: str, lo: datetime, hi: datetime,
+                     resolution: EnergyResolution) -> dict[int, float]:
         table = "rollup_hourly" if resolution is EnergyResolution.HOUR else "rollup_daily"
         rows = await self.db.fetch(
             f"SELECT r.bucket, r.energy_kwh FROM {table} AS r JOIN points AS p ON p.id = r.point_id "
-            "WHERE p.address = ? AND r.bucket >= ? AND r.bucket < ?",
-            [address, self.db.ts(lo), self.db.ts(hi)],
+            "WHERE p.site_id = ? AND p.address = ? AND r.bucket >= ? AND r.bucket < ?",
+            [site_id, address, self.db.ts(lo), self.db.ts(hi)],
         )
         return {self.db.epoch_seconds(bucket): energy for bucket, energy in rows if energy is not None}
 
@@ -109,7 +111,7 @@ async def dwelling_series(historian: Historian, reader: RollupReader, site: Site
     index = _local_buckets(start, end, stored, site.timezone)
     if not index:
         return []
-    by_start = await reader.energy(meter, local_midnight(start, tz), local_midnight(end, tz), stored)
+    by_start = await reader.energy(site.id, meter, local_midnight(start, tz), local_midnight(end, tz), stored)
     buckets = [Bucket(local, by_start.get(seconds)) for seconds, local in index]
     if resolution is Resolution.MONTH:
         months: dict[date, list[float | None]] = {}
@@ -130,7 +132,7 @@ async def _quarter_hours(historian: Historian, site: Site, meter: str, start: da
     point = site.point(meter)
     factor = UNITS[point.unit][1]
     # The last counter value of each quarter hour; a quarter's consumption is the rise since the previous one.
-    frame = await historian.query([meter], lo - step, hi, step, "last")
+    frame = await historian.query(site.id, [meter], lo - step, hi, step, "last")
     values = [_number(v) for v in frame[meter]]
     starts = list(frame.index)
     out = []
@@ -138,11 +140,7 @@ async def _quarter_hours(historian: Historian, site: Site, meter: str, start: da
         now, before = values[i], values[i - 1]
         energy = None
         if now is not None and before is not None:
-            delta = now - before
-            if delta < 0:
-                # A wrap past the counter's maximum, otherwise a reset: the new value is what was used since.
-                delta = (point.max - before + now) if point.max is not None and before > point.max / 2 else now
-            energy = delta * factor
+            energy = counter_rise(before, now, point.max) * factor
         out.append(Bucket(starts[i].to_pydatetime().astimezone(tz), energy))
     return out
 

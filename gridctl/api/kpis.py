@@ -39,7 +39,7 @@ async def site_kpis(historian: Historian, site: Site, start: date, end: date, ca
     addresses = [a for a in (grid.get("power"), grid.get("import_energy"), grid.get("export_energy")) if a]
     addresses += [a.points["energy"] for a in pv_assets if "energy" in a.points]
     addresses += [z.points["temperature"] for z in zones if "temperature" in z.points]
-    frame = await historian.rollups(addresses, lo, hi, EnergyResolution.HOUR)
+    frame = await historian.rollups(site.id, addresses, lo, hi, EnergyResolution.HOUR)
     kpis: dict[str, Kpi] = {}
 
     imported = _hourly(frame, grid["import_energy"], "energy_kwh") if "import_energy" in grid else pd.Series()
@@ -99,8 +99,9 @@ async def site_kpis(historian: Historian, site: Site, start: date, end: date, ca
     return kpis
 
 
-async def _measured(historian: Historian, address: str, steps: list[datetime], step: timedelta) -> pd.Series:
-    frame = await historian.query([address], steps[0], steps[-1] + step, step, "avg")
+async def _measured(historian: Historian, site: Site, address: str, steps: list[datetime],
+                    step: timedelta) -> pd.Series:
+    frame = await historian.query(site.id, [address], steps[0], steps[-1] + step, step, "avg")
     return frame[address]
 
 
@@ -123,7 +124,7 @@ async def _plan_adherence(historian: Historian, site: Site, runtime: SiteRuntime
     if found is None or power is None or "site.net_kw" not in found[0]:
         return Kpi(value=None, unit=unit, note="no elapsed step of a schedule in force within the period")
     past, step = found
-    measured = await _measured(historian, power, [ts.to_pydatetime() for ts in past.index], step)
+    measured = await _measured(historian, site, power, [ts.to_pydatetime() for ts in past.index], step)
     measured = measured * _factor_kw(site, power)
     planned = pd.Series(past["site.net_kw"].to_numpy(), index=measured.index)
     gap = (measured - planned).abs().dropna()
@@ -148,7 +149,7 @@ async def _forecast_accuracy(historian: Historian, site: Site, runtime: SiteRunt
             continue
         forecast = past[columns[0]] + (past[columns[1]] if columns[1] in past else 0.0)
         address = asset.points["power"]
-        measured = await _measured(historian, address, [ts.to_pydatetime() for ts in past.index], step)
+        measured = await _measured(historian, site, address, [ts.to_pydatetime() for ts in past.index], step)
         measured = measured * _factor_kw(site, address)
         gap = (measured - pd.Series(forecast.to_numpy(), index=measured.index)).abs().dropna()
         errors.extend(gap.tolist())

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 
 from gridctl.config import SiteError, load_site
-from gridctl.history import HistorianUnavailable, open_historian
+from gridctl.history import HistorianUnavailable, SharedSeries, open_historian
+from gridctl.history.migrations import SITE_KEYED_VERSION
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         return sub
 
     upgrade = add("upgrade", "apply pending schema migrations (and sync sites given with --site)")
-    upgrade.add_argument("--site", action="append", default=[], metavar="SITE", help="site folder to sync")
+    upgrade.add_argument("--site", action="append", default=[], metavar="SITE",
+                         help="site folder to sync; give every site that wrote into the database, so that "
+                              "keying points by site can tell which series they shared")
     upgrade.set_defaults(func=lambda args: _run(_upgrade(args)))
 
     sync = add("sync", "bring the point catalogue in line with site files")
@@ -52,15 +56,30 @@ def _run(coroutine) -> int:
 
 
 async def _upgrade(args: argparse.Namespace) -> int:
+    sites = [load_site(path) for path in args.site]
     async with open_historian(args.db) as historian:
-        applied = await historian.upgrade()
+        applied = await historian.upgrade(sites)
         version = await historian.schema_version()
         print(f"schema at version {version}" + (f" (applied {', '.join(map(str, applied))})" if applied else ""))
-        for path in args.site:
-            site = load_site(path)
+        if SITE_KEYED_VERSION in applied:
+            _print_shared(await historian.shared_series())
+        for site in sites:
             await historian.sync_site(site)
             print(f"{site.id}: {len(site.all_points())} points, {len(site.dwellings)} dwellings")
     return 0
+
+
+def _print_shared(shared: list[SharedSeries]) -> None:
+    """The series several sites had written into: they stay with the site that owned them last."""
+    if not shared:
+        print("points are now keyed by site; no series was shared by several sites")
+        return
+    print(f"points are now keyed by site; {len(shared)} series had been written by several sites and cannot be "
+          "split: each stays with the site that owned it last")
+    width = max(len(s.address) for s in shared)
+    print(f"  {'site':<20} {'address':<{width}} {'readings':>10}  written by")
+    for s in shared:
+        print(f"  {s.site_id:<20} {s.address:<{width}} {s.readings:>10,}  {', '.join(s.claimed_by)}")
 
 
 async def _sync(args: argparse.Namespace) -> int:
@@ -80,7 +99,8 @@ async def _sync(args: argparse.Namespace) -> int:
 
 async def _status(args: argparse.Namespace) -> int:
     async with open_historian(args.db) as historian:
-        report = {"schema_version": await historian.schema_version(), **(await historian.capabilities())}
+        report = {"schema_version": await historian.schema_version(), **(await historian.capabilities()),
+                  "shared_series": [dataclasses.asdict(s) for s in await historian.shared_series()]}
     print(json.dumps(report, indent=2, default=str))
     return 0
 

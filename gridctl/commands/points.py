@@ -162,8 +162,10 @@ def run_read(args: argparse.Namespace) -> int:
         return 2
     results = asyncio.run(_read(targets))
     if args.json:
-        print(json.dumps([_reading_json(point, reading) for point, reading in results], indent=2))
+        print(json.dumps([_reading_json(site.id, point, reading) for point, reading in results], indent=2))
     else:
+        # Addresses are unique within a site only: say which site they are of.
+        print(f"site {site.id}")
         width = max(len(reading.address) for _, reading in results)
         for point, reading in results:
             value = _format(reading.value, point.unit, _label(point, reading.value))
@@ -174,10 +176,10 @@ def run_read(args: argparse.Namespace) -> int:
     return 0 if all(r.quality is Quality.GOOD for _, r in results) else 1
 
 
-def _reading_json(point: Point, reading: Reading) -> dict[str, Any]:
-    return {"address": reading.address, "value": reading.value, "label": _label(point, reading.value),
-            "unit": point.unit, "quality": reading.quality.value, "ts": reading.ts.isoformat(),
-            "error": reading.error}
+def _reading_json(site_id: str, point: Point, reading: Reading) -> dict[str, Any]:
+    return {"site_id": site_id, "address": reading.address, "value": reading.value,
+            "label": _label(point, reading.value), "unit": point.unit, "quality": reading.quality.value,
+            "ts": reading.ts.isoformat(), "error": reading.error}
 
 
 # --------------------------------------------------------------------------- write
@@ -260,12 +262,13 @@ def run_write(args: argparse.Namespace) -> int:
         print(f"gridctl points write: {args.address}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({"address": result.address, "requested": result.requested, "written": result.written,
-                          "read_back": result.read_back, "label": _label(point, result.read_back),
-                          "unit": point.unit, "priority": result.priority, "ts": result.ts.isoformat()}))
+        print(json.dumps({"site_id": site.id, "address": result.address, "requested": result.requested,
+                          "written": result.written, "read_back": result.read_back,
+                          "label": _label(point, result.read_back), "unit": point.unit,
+                          "priority": result.priority, "ts": result.ts.isoformat()}))
     else:
         at = f" at priority {result.priority}" if result.priority is not None else ""
         done = "relinquished" if result.written is None else f":= {_format(result.written, point.unit)}"
-        print(f"{result.address} {done}{at}; read back "
+        print(f"{site.id} {result.address} {done}{at}; read back "
               f"{_format(result.read_back, point.unit, _label(point, result.read_back))} at {result.ts.isoformat()}")
     return 0

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="days of history gridctl's forecasts hold at the start (a warm-up)")
     parser.add_argument("--no-weather-forecast", action="store_true",
                         help="forecast the sky from the site's own measurements only, without a weather service")
+    parser.add_argument("--ideal-instruments", action="store_true",
+                        help="devices report true values and never drop out (no sensor errors, no outages)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
@@ -39,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     options = SimulationOptions(site=args.site, controller=args.controller, days=args.days, seed=args.seed,
                                 start=args.start, step=timedelta(minutes=args.step_min),
                                 optimise_every=timedelta(minutes=args.optimise_every_min),
-                                history_days=args.history_days, weather_forecast=not args.no_weather_forecast)
+                                history_days=args.history_days, weather_forecast=not args.no_weather_forecast,
+                                instruments=not args.ideal_instruments)
     result = asyncio.run(simulate(options))
     if args.json:
         print(json.dumps(result.as_dict()))

@@ -442,6 +442,18 @@ class Tariff(Strict):
         return self
 
 
+class WeatherProvider(Strict):
+    """A public weather forecast API in Open-Meteo's format (`<url>?latitude=..&longitude=..&hourly=...`)."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[^\s?#]+$")]
+    # Longest a request may take; a provider that does not answer in time counts as down.
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # How often a new forecast is fetched; in between the last one is used.
+    refresh_min: float = Field(default=60.0, ge=1, le=1440)
+    # Longest a forecast is used while the provider is down, before the service forecasts on its own.
+    max_age_h: float = Field(default=12.0, gt=0, le=72)
+
+
 class Building(Strict):
     id: Identifier
     name: str | None = None
@@ -468,6 +480,8 @@ class Site(Strict):
     devices: list[Device] = Field(default_factory=list)
     assets: list[Asset] = Field(default_factory=list)
     dwellings: list[Dwelling] = Field(default_factory=list)
+    # Where the site's weather forecasts come from; without it the service forecasts from its own measurements.
+    weather: WeatherProvider | None = None
 
     @field_validator("timezone")
     @classmethod

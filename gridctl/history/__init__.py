@@ -1,5 +1,6 @@
 """Point history: readings, rollups, retention and queries over TimescaleDB or an embedded SQLite file,
-with a durable local spool that keeps readings while the database is away."""
+with a durable local spool that keeps readings while the database is away. A point is known by its
+site and its address within the site."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from gridctl.history.base import (
     QuarantinedReading,
     QuarantinePolicy,
     RetentionOutcome,
+    SharedSeries,
     SiteEntry,
+    SiteReadings,
     WriteOutcome,
     site_entry,
 )
@@ -49,7 +52,9 @@ __all__ = [
     "RecorderStats",
     "RetentionOutcome",
     "SQLiteHistorian",
+    "SharedSeries",
     "SiteEntry",
+    "SiteReadings",
     "Spool",
     "SpoolAlarm",
     "SpoolFull",

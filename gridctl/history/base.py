@@ -1,5 +1,6 @@
-"""The historian's interface and what both storage back ends share: point catalogue, quality codes,
-quarantine of readings whose timestamps are far from the receive time, write and retention results."""
+"""The historian's interface and its vocabulary: a point is known by its site and its address
+("<device>/<point>", unique within the site only); quality codes; quarantine of readings whose timestamps
+are far from the receive time; write and retention results."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class CatalogueEntry:
     """One point as the historian stores it."""
 
     address: str
-    site_id: str | None
+    site_id: str
     unit: str
     kind: str
     # Energy counters: factor from the point's unit to kWh, and the value at which the counter wraps.
@@ -102,6 +103,31 @@ def site_entry(site: Site, raw_retention_days: int = DEFAULT_RAW_RETENTION_DAYS)
 
 
 @dataclass(frozen=True, slots=True)
+class SiteReadings:
+    """Readings of one site's points that arrived together; a write carries any number of these.
+
+    `received_at` (default: the write's) is when they arrived: timestamps are judged against it. A site
+    of None means the readings' site cannot be told (a spool left by an older version): they are
+    quarantined, never stored as any site's history.
+    """
+
+    site_id: str | None
+    readings: Sequence[Reading]
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSeries:
+    """A series several sites wrote into while points were keyed by their address alone. It cannot be
+    split: it stays with the site that owned the point last."""
+
+    site_id: str
+    address: str
+    claimed_by: tuple[str, ...]
+    readings: int
+
+
+@dataclass(frozen=True, slots=True)
 class QuarantinePolicy:
     """Readings further than this from the receive time are set aside, not stored as history."""
 
@@ -135,6 +161,7 @@ class RetentionOutcome:
 
 @dataclass(frozen=True, slots=True)
 class QuarantinedReading:
+    site_id: str | None
     address: str
     ts: datetime
     value: float | None
@@ -206,8 +233,17 @@ class Historian(abc.ABC):
         await self.close()
 
     @abc.abstractmethod
-    async def upgrade(self) -> list[int]:
-        """Apply pending schema migrations; returns the versions applied."""
+    async def upgrade(self, sites: Sequence[Site | SiteEntry] = ()) -> list[int]:
+        """Apply pending schema migrations; returns the versions applied.
+
+        `sites`: descriptions of the sites that wrote into this database, so that keying points by site
+        can tell which series several sites shared (see `shared_series`).
+        """
+
+    @abc.abstractmethod
+    async def shared_series(self) -> list[SharedSeries]:
+        """Series found shared by several sites when points became keyed by site (empty on a database
+        created keyed by site)."""
 
     @abc.abstractmethod
     async def schema_version(self) -> int:
@@ -218,11 +254,14 @@ class Historian(abc.ABC):
         """Bring the point catalogue, the dwellings and the site's settings in line with a site file."""
 
     @abc.abstractmethod
-    async def write(self, readings: Iterable[Reading], *, received_at: datetime | None = None) -> WriteOutcome:
-        """Store readings in one transaction. Idempotent: a reading already stored is not stored twice.
+    async def write(self, batch: Iterable[SiteReadings], *, received_at: datetime | None = None) -> WriteOutcome:
+        """Store the readings of any number of sites and devices in one transaction. Idempotent: a
+        reading already stored is not stored twice. Points and sites missing from the catalogue are
+        registered.
 
-        Readings far from `received_at` (default: now) go to the quarantine. Raises
-        HistorianUnavailable when the database is unreachable; nothing is stored then.
+        Readings far from their receive time (a group's `received_at`, else this one, else now) go to
+        the quarantine. Raises HistorianUnavailable when the database is unreachable; nothing is stored
+        then.
         """
 
     @abc.abstractmethod
@@ -233,6 +272,7 @@ class Historian(abc.ABC):
     @abc.abstractmethod
     async def query(
         self,
+        site_id: str,
         addresses: Sequence[str],
         start: datetime,
         end: datetime,
@@ -241,7 +281,7 @@ class Historian(abc.ABC):
         *,
         timezone: str | None = None,
     ) -> pd.DataFrame:
-        """Good readings of `addresses` in [start, end) aggregated per bucket.
+        """Good readings of a site's `addresses` in [start, end) aggregated per bucket.
 
         One row per bucket start (UTC) over the whole range, one column per address; a bucket without
         data is NaN, never interpolated. Buckets of whole days start on local midnight of `timezone`
@@ -250,15 +290,16 @@ class Historian(abc.ABC):
 
     @abc.abstractmethod
     async def rollups(
-        self, addresses: Sequence[str], start: datetime, end: datetime, resolution: EnergyResolution | str = "hour"
+        self, site_id: str, addresses: Sequence[str], start: datetime, end: datetime,
+        resolution: EnergyResolution | str = "hour",
     ) -> pd.DataFrame:
-        """Stored hourly or daily rollup rows with bucket start in [start, end): one row per point and
+        """A site's stored hourly or daily rollup rows with bucket start in [start, end): one row per point and
         bucket, columns point, bucket (UTC), sample_count, value_avg, value_min, value_max, value_last,
         energy_kwh."""
 
     @abc.abstractmethod
-    async def latest(self, addresses: Sequence[str]) -> dict[str, Reading]:
-        """The newest stored reading of each address that has one."""
+    async def latest(self, site_id: str, addresses: Sequence[str]) -> dict[str, Reading]:
+        """The newest stored reading of each of a site's addresses that has one."""
 
     @abc.abstractmethod
     async def dwelling_energy(
@@ -279,8 +320,9 @@ class Historian(abc.ABC):
         older than the hourly retention."""
 
     @abc.abstractmethod
-    async def quarantined(self, limit: int = 1000) -> list[QuarantinedReading]:
-        """Readings set aside for their timestamps, oldest first."""
+    async def quarantined(self, limit: int = 1000, *, site_id: str | None = None) -> list[QuarantinedReading]:
+        """Readings set aside (for their timestamps, or for want of a site), oldest first; of one site
+        when `site_id` is given."""
 
     @abc.abstractmethod
     async def capabilities(self) -> dict[str, object]:

@@ -2,7 +2,8 @@
 the local spool while it does not, flushed back in order when it returns.
 
 While the spool holds anything, new readings queue behind it, so history is written in the order it
-was received. A flush that times out may still have committed; sending it again is harmless because
+was received. Readings are recorded per site; a flush writes what several polls of several sites left
+in the spool in one transaction. A flush that times out may still have committed; sending it again is harmless because
 the historian's unique key makes writes idempotent.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from drivers.base import Reading
-from gridctl.history.base import Historian, HistorianUnavailable, utc_now
+from gridctl.history.base import Historian, HistorianUnavailable, SiteReadings, utc_now
 from gridctl.history.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,12 @@ class Recorder:
                 await self._flusher
             self._flusher = None
 
-    async def record(self, readings: Iterable[Reading]) -> None:
-        """Store readings, or spool them durably when the database cannot take them now.
+    def for_site(self, site_id: str) -> SiteRecorder:
+        """Where one site's readings go."""
+        return SiteRecorder(self, site_id)
+
+    async def record(self, site_id: str, readings: Iterable[Reading]) -> None:
+        """Store a site's readings, or spool them durably when the database cannot take them now.
 
         Raises SpoolFull when the database is away and the spool is at capacity.
         """
@@ -82,14 +87,15 @@ class Recorder:
             if self._empty.is_set():
                 try:
                     await asyncio.wait_for(
-                        self.historian.write(batch, received_at=received_at), self.write_timeout_s
+                        self.historian.write([SiteReadings(site_id, batch)], received_at=received_at),
+                        self.write_timeout_s,
                     )
                     self.stats.written += len(batch)
                     return
                 except (HistorianUnavailable, TimeoutError) as exc:
                     self.stats.failures += 1
                     log.warning("history database unavailable, spooling readings: %r", exc)
-            await asyncio.to_thread(self.spool.append, batch, received_at)
+            await asyncio.to_thread(self.spool.append, site_id, batch, received_at)
             self.stats.spooled += len(batch)
             self._set_empty(False)
 
@@ -134,9 +140,22 @@ class Recorder:
                 await asyncio.sleep(self.retry_max_s)
 
     async def _flush_some(self) -> None:
-        for batch in await asyncio.to_thread(self.spool.peek, self.flush_batch):
-            await asyncio.wait_for(
-                self.historian.write(batch.readings, received_at=batch.received_at), self.write_timeout_s
-            )
-            await asyncio.to_thread(self.spool.ack, batch.last_seq)
-            self.stats.flushed += len(batch.readings)
+        batches = await asyncio.to_thread(self.spool.peek, self.flush_batch)
+        if not batches:
+            return
+        # Each group keeps its own receive time; the whole peek goes in one transaction.
+        groups = [SiteReadings(b.site_id, b.readings, b.received_at) for b in batches]
+        await asyncio.wait_for(self.historian.write(groups), self.write_timeout_s)
+        await asyncio.to_thread(self.spool.ack, batches[-1].last_seq)
+        self.stats.flushed += sum(len(b.readings) for b in batches)
+
+
+class SiteRecorder:
+    """A recorder as one site's controller sees it: `record(readings)`."""
+
+    def __init__(self, recorder: Recorder, site_id: str) -> None:
+        self.recorder = recorder
+        self.site_id = site_id
+
+    async def record(self, readings: Iterable[Reading]) -> None:
+        await self.recorder.record(self.site_id, readings)

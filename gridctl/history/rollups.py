@@ -21,6 +21,16 @@ from zoneinfo import ZoneInfo
 
 from gridctl.history.timebuckets import DAY_US, HOUR_US, from_us, local_day_of, local_midnight, to_us
 
+
+def counter_rise(before: float, now: float, counter_max: float | None) -> float:
+    """A counter's rise between two readings, as the rollups' SQL counts it (COUNTER_DELTA)."""
+    if now >= before:
+        return now - before
+    if counter_max is not None and before > counter_max / 2 and now < counter_max / 2:
+        return counter_max - before + now
+    return now if now < before / 2 else 0.0
+
+
 # Recompute at most a week of hours per statement: bounded work per transaction.
 MAX_JOB_SPAN_US = 7 * DAY_US
 

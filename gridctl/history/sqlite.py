@@ -8,9 +8,10 @@ thread, one at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,25 +23,18 @@ from drivers.base import Quality, Reading
 from gridctl.history import rollups
 from gridctl.history.base import (
     DEFAULT_HOURLY_RETENTION_DAYS,
-    DEFAULT_RAW_RETENTION_DAYS,
     QUALITY_BY_CODE,
     QUALITY_CODES,
     Aggregate,
     EnergyResolution,
-    Historian,
     HistorianUnavailable,
-    QuarantinedReading,
     QuarantinePolicy,
     RetentionOutcome,
-    SiteEntry,
-    WriteOutcome,
-    numeric_value,
-    partition_quarantine,
-    site_entry,
     utc_now,
 )
+from gridctl.history.core import CATALOGUE_SQL, QUARANTINE_INSERT, PreparedWrite, Row, SqlHistorian, Statement
 from gridctl.history.frames import bucket_frame, energy_frame, energy_index_us, rollup_frame
-from gridctl.history.migrations import SQLITE_MIGRATIONS, statements
+from gridctl.history.migrations import SQLITE, Migration
 from gridctl.history.timebuckets import (
     DAY_US,
     HOUR_US,
@@ -54,6 +48,7 @@ from gridctl.history.timebuckets import (
 )
 
 T = TypeVar("T")
+
 
 GOOD = QUALITY_CODES[Quality.GOOD]
 
@@ -90,14 +85,18 @@ ON CONFLICT (point_id, bucket) DO UPDATE SET
     value_max = excluded.value_max, value_last = excluded.value_last
 """
 
-# Consumption between consecutive good readings: a drop is a wrap-around when the counter was in the
-# upper half of its range (it passed its maximum), otherwise a reset to zero (meter replaced or
-# cleared), after which the new value is what was consumed since.
+# Consumption between consecutive good readings (as `counter_rise` in rollups.py): a drop from the
+# upper half of the counter's range into the lower half is a wrap-around (it passed its maximum); a drop
+# below half the previous value is a reset (meter replaced or cleared), after which the new value is
+# what was consumed since; a smaller step back is the same count read back with less precision (a
+# float32 register, a coarser scale), and nothing was consumed.
 COUNTER_DELTA = """CASE
     WHEN prev IS NULL THEN NULL
     WHEN value >= prev THEN value - prev
-    WHEN counter_max IS NOT NULL AND prev > counter_max / 2 THEN counter_max - prev + value
-    ELSE value
+    WHEN counter_max IS NOT NULL AND prev > counter_max / 2 AND value < counter_max / 2
+        THEN counter_max - prev + value
+    WHEN value < prev / 2 THEN value
+    ELSE 0
 END"""
 
 _HOURLY_ENERGY = f"""
@@ -156,8 +155,9 @@ def _offset_sql(tz: ZoneInfo, start: datetime, end: datetime) -> str:
     return f"(CASE {cases} ELSE {transitions[-1][1]} END)"
 
 
-class SQLiteHistorian(Historian):
+class SQLiteHistorian(SqlHistorian):
     kind = "sqlite"
+    dialect = SQLITE
 
     def __init__(
         self,
@@ -167,15 +167,10 @@ class SQLiteHistorian(Historian):
         clock: Callable[[], datetime] = utc_now,
         hourly_retention_days: int | None = DEFAULT_HOURLY_RETENTION_DAYS,
     ) -> None:
+        super().__init__(quarantine=quarantine, clock=clock, hourly_retention_days=hourly_retention_days)
         self.path = str(path)
-        self.quarantine_policy = quarantine or QuarantinePolicy()
-        self.clock = clock
-        self.hourly_retention_days = hourly_retention_days
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
-        self._ids: dict[str, int] = {}
-        self._kinds: dict[int, str] = {}
-        self._timezones: dict[int, str] = {}
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -212,7 +207,6 @@ class SQLiteHistorian(Historian):
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")
         self._conn = conn
-        self._load_catalogue()
 
     async def open(self) -> None:
         if self._conn is None:
@@ -226,16 +220,41 @@ class SQLiteHistorian(Historian):
             conn, self._conn = self._conn, None
             await self._run(conn.close)
 
-    def _load_catalogue(self) -> None:
-        if self._version_sync() < 1:
-            return
-        rows = self.conn.execute(
-            "SELECT p.id, p.address, p.kind, coalesce(s.timezone, 'UTC') FROM points AS p "
-            "LEFT JOIN sites AS s ON s.id = p.site_id"
-        ).fetchall()
-        self._ids = {address: point_id for point_id, address, _, _ in rows}
-        self._kinds = {point_id: kind for point_id, _, kind, _ in rows}
-        self._timezones = {point_id: tz for point_id, _, _, tz in rows}
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _execute_sync(self, batch: Sequence[Statement]) -> list[list[Row]]:
+        out: list[list[Row]] = []
+        with self._transaction() as conn:
+            for statement in batch:
+                if statement.many is None:
+                    out.append(conn.execute(statement.sql, list(statement.params)).fetchall())
+                else:
+                    if statement.many:
+                        conn.executemany(statement.sql, statement.many)
+                    out.append([])
+        return out
+
+    async def _execute(self, batch: Sequence[Statement]) -> list[list[Row]]:
+        return await self._run(self._execute_sync, batch)
+
+    def _stamp(self, ts: datetime) -> int:
+        return to_us(ts)
+
+    def _unstamp(self, raw: Any) -> datetime:
+        return from_us(raw)
+
+    def _load_catalogue_sync(self) -> None:
+        if self._version_sync() >= 1:
+            self.catalogue.load(self.conn.execute(CATALOGUE_SQL))
 
     # --- schema ----------------------------------------------------------------------------------
 
@@ -250,41 +269,43 @@ class SQLiteHistorian(Historian):
     async def schema_version(self) -> int:
         return await self._run(self._version_sync)
 
-    def _upgrade_sync(self) -> list[int]:
+    def _apply_sync(self, migration: Migration, sql: list[str]) -> bool:
         conn = self.conn
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
-        applied = []
-        capabilities = self._capabilities_sync()
-        for migration in SQLITE_MIGRATIONS:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                done = conn.execute(
-                    "SELECT 1 FROM schema_migrations WHERE version = ?", [migration.version]
-                ).fetchone()
-                if done:
-                    conn.execute("COMMIT")
-                    continue
-                for statement in statements(migration, capabilities):
+        if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", [migration.version]).fetchone():
+            return False
+
+        # Foreign keys cannot be switched inside a transaction: a rebuild turns them off around it.
+        if migration.rebuilds_tables:
+            conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with self._transaction():
+                # Another process may have applied it meanwhile.
+                if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", [migration.version]).fetchone():
+                    return False
+                for statement in sql:
                     conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                    [migration.version, migration.name, utc_now().isoformat()],
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            applied.append(migration.version)
-        self._load_catalogue()
-        return applied
+                if migration.rebuilds_tables:
+                    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration {migration.version} would break foreign keys: {broken[:5]}")
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                             [migration.version, migration.name, utc_now().isoformat()])
+        finally:
+            if migration.rebuilds_tables:
+                conn.execute("PRAGMA foreign_keys = ON")
+        return True
 
-    async def upgrade(self) -> list[int]:
-        return await self._run(self._upgrade_sync)
+    async def _apply_migration(self, migration: Migration, sql: list[str]) -> bool:
+        return await self._run(self._apply_sync, migration, sql)
 
-    def _capabilities_sync(self) -> dict[str, object]:
+    async def _server_capabilities(self) -> dict[str, Any]:
+        return await self.capabilities()
+
+    async def capabilities(self) -> dict[str, object]:
         return {
             "backend": self.kind,
             "server_version": sqlite3.sqlite_version,
@@ -293,112 +314,30 @@ class SQLiteHistorian(Historian):
             "uses": {"continuous_aggregates": False, "compression": False},
         }
 
-    async def capabilities(self) -> dict[str, object]:
-        return self._capabilities_sync()
-
-    # --- catalogue -------------------------------------------------------------------------------
-
-    def _sync_site_sync(self, entry: SiteEntry) -> None:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "INSERT INTO sites (id, timezone, raw_retention_days) VALUES (?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET timezone = excluded.timezone, "
-                "raw_retention_days = excluded.raw_retention_days",
-                [entry.site_id, entry.timezone, entry.raw_retention_days],
-            )
-            conn.executemany(
-                "INSERT INTO points (address, site_id, unit, kind, energy_factor_kwh, counter_max) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET site_id = excluded.site_id, "
-                "unit = excluded.unit, kind = excluded.kind, energy_factor_kwh = excluded.energy_factor_kwh, "
-                "counter_max = excluded.counter_max",
-                [(p.address, p.site_id, p.unit, p.kind, p.energy_factor_kwh, p.counter_max) for p in entry.points],
-            )
-            conn.execute("DELETE FROM dwellings WHERE site_id = ?", [entry.site_id])
-            conn.executemany(
-                "INSERT INTO dwellings (site_id, id, meter_point_id) "
-                "SELECT ?, ?, id FROM points WHERE address = ?",
-                [(entry.site_id, dwelling, meter) for dwelling, meter in entry.dwellings.items()],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        self._load_catalogue()
-
-    async def sync_site(self, site: Any) -> None:
-        entry = site if isinstance(site, SiteEntry) else site_entry(site)
-        await self._run(self._sync_site_sync, entry)
-
-    def _register_unknown(self, addresses: Iterable[str]) -> None:
-        """Readings of points missing from the site files are kept under catalogue rows of their own."""
-        unknown = sorted({a for a in addresses if a not in self._ids})
-        if not unknown:
-            return
-        self.conn.executemany(
-            "INSERT INTO points (address) VALUES (?) ON CONFLICT (address) DO NOTHING", [(a,) for a in unknown]
-        )
-        self._load_catalogue()
-
     # --- ingest ----------------------------------------------------------------------------------
 
-    def _write_sync(self, readings: list[Reading], received_at: datetime) -> WriteOutcome:
-        keep, held = partition_quarantine(readings, received_at, self.quarantine_policy)
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._register_unknown(r.address for r in keep)
-            ids = self._ids
-            rows = []
-            spans: dict[int, list[int]] = {}
-            for reading in keep:
-                point_id = ids[reading.address]
-                us = to_us(reading.ts)
-                rows.append((point_id, us, numeric_value(reading.value), QUALITY_CODES[reading.quality]))
-                span = spans.get(point_id)
-                if span is None:
-                    spans[point_id] = [us, us]
-                elif us < span[0]:
-                    span[0] = us
-                elif us > span[1]:
-                    span[1] = us
+    def _store_sync(self, prepared: PreparedWrite) -> int:
+        with self._transaction() as conn:
             before = conn.total_changes
-            conn.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR IGNORE INTO readings (point_id, ts, value, quality) VALUES (?, ?, ?, ?)",
+                             prepared.rows)
             stored = conn.total_changes - before
             conn.executemany(
                 "INSERT INTO rollup_dirty (point_id, first_ts, last_ts) VALUES (?, ?, ?)",
-                [(point_id, lo, hi) for point_id, (lo, hi) in spans.items()],
+                [(point_id, lo, hi) for point_id, (lo, hi) in prepared.spans.items()],
             )
-            received_us = to_us(received_at)
-            conn.executemany(
-                "INSERT INTO readings_quarantine (address, ts, value, quality, error, received_at, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (r.address, to_us(r.ts), numeric_value(r.value), QUALITY_CODES[r.quality], r.error,
-                     received_us, reason)
-                    for r, reason in held
-                ],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            self._load_catalogue()
-            raise
-        return WriteOutcome(received=len(readings), stored=stored, quarantined=len(held))
+            conn.executemany(QUARANTINE_INSERT, prepared.held)
+        return stored
 
-    async def write(self, readings: Iterable[Reading], *, received_at: datetime | None = None) -> WriteOutcome:
-        batch = list(readings)
-        if not batch:
-            return WriteOutcome()
-        return await self._run(self._write_sync, batch, received_at or self.clock())
+    async def _store(self, prepared: PreparedWrite) -> int:
+        return await self._run(self._store_sync, prepared)
 
     # --- rollups ---------------------------------------------------------------------------------
 
     def _refresh_sync(self) -> int:
         conn = self.conn
         # Another process may have synced the site since: kinds and time zones decide the rollups.
-        self._load_catalogue()
+        self._load_catalogue_sync()
         max_id = conn.execute("SELECT max(id) FROM rollup_dirty").fetchone()[0]
         if max_id is None:
             return 0
@@ -406,7 +345,7 @@ class SQLiteHistorian(Historian):
         ranges = rollups.dirty_hour_ranges(spans.fetchall())
         next_reading = {}
         for point_id, point_ranges in ranges.items():
-            if self._kinds.get(point_id) != "energy_counter":
+            if self.catalogue.kinds.get(point_id) != "energy_counter":
                 continue
             for _lo, hi in point_ranges:
                 row = conn.execute(
@@ -419,34 +358,24 @@ class SQLiteHistorian(Historian):
         ranges = rollups.extend_with_next_readings(ranges, next_reading)
         recomputed = 0
         for job in rollups.hour_jobs(ranges):
-            counters = [p for p in job.point_ids if self._kinds.get(p) == "energy_counter"]
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            counters = [p for p in job.point_ids if self.catalogue.kinds.get(p) == "energy_counter"]
+            with self._transaction():
                 params = {"ids": json.dumps(job.point_ids), "lo": job.start_us, "hi": job.end_us}
                 conn.execute(_HOURLY_MEASUREMENTS, params)
                 if counters:
                     conn.execute(_HOURLY_ENERGY, dict(params, ids=json.dumps(counters)))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             recomputed += len(job.point_ids) * (job.end_us - job.start_us) // HOUR_US
-        for day_job in rollups.day_jobs(ranges, self._timezones):
+        for day_job in rollups.day_jobs(ranges, self.catalogue.timezones):
             tz = ZoneInfo(day_job.timezone)
             day_map = []
             for start_us in day_job.day_starts_us:
                 day = from_us(start_us).astimezone(tz).date()
                 day_map.append((start_us, to_us(local_midnight(day + timedelta(days=1), tz))))
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 conn.execute("CREATE TEMP TABLE IF NOT EXISTS day_map (day_start INTEGER PRIMARY KEY, day_end INTEGER)")
                 conn.execute("DELETE FROM temp.day_map")
                 conn.executemany("INSERT INTO temp.day_map VALUES (?, ?)", day_map)
                 conn.execute(_DAILY, {"ids": json.dumps(day_job.point_ids)})
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         conn.execute("DELETE FROM rollup_dirty WHERE id <= ?", [max_id])
         return recomputed
 
@@ -455,16 +384,14 @@ class SQLiteHistorian(Historian):
 
     # --- queries ---------------------------------------------------------------------------------
 
-    def _ids_of(self, addresses: Sequence[str]) -> dict[int, str]:
-        return {self._ids[a]: a for a in addresses if a in self._ids}
-
     def _query_sync(
-        self, addresses: Sequence[str], start: datetime, end: datetime, bucket: timedelta, aggregate: Aggregate,
-        timezone: str | None,
+        self, site_id: str, addresses: Sequence[str], start: datetime, end: datetime, bucket: timedelta,
+        aggregate: Aggregate, timezone: str | None,
     ) -> pd.DataFrame:
         tz = ZoneInfo(timezone) if timezone else None
         index = bucket_starts_us(start, end, bucket, tz)
-        by_id = self._ids_of(addresses)
+        ids = self.catalogue.ids(site_id)
+        by_id = self.catalogue.ids_of(site_id, addresses)
         rows: list[tuple[int, int, float | None]] = []
         if by_id and len(index):
             if tz is not None and bucket % timedelta(days=1) == timedelta(0):
@@ -490,10 +417,11 @@ class SQLiteHistorian(Historian):
                 if key not in starts:
                     starts[key] = key_start(key)
                 rows.append((point_id, starts[key], value))
-        return bucket_frame(rows, [self._ids.get(a) for a in addresses], list(addresses), index)
+        return bucket_frame(rows, [ids.get(a) for a in addresses], list(addresses), index)
 
     async def query(
         self,
+        site_id: str,
         addresses: Sequence[str],
         start: datetime,
         end: datetime,
@@ -502,12 +430,14 @@ class SQLiteHistorian(Historian):
         *,
         timezone: str | None = None,
     ) -> pd.DataFrame:
-        return await self._run(self._query_sync, list(addresses), start, end, bucket, Aggregate(aggregate), timezone)
+        await self._ensure_catalogue()
+        return await self._run(self._query_sync, site_id, list(addresses), start, end, bucket, Aggregate(aggregate),
+                               timezone)
 
     def _rollups_sync(
-        self, addresses: Sequence[str], start: datetime, end: datetime, resolution: EnergyResolution
+        self, site_id: str, addresses: Sequence[str], start: datetime, end: datetime, resolution: EnergyResolution
     ) -> pd.DataFrame:
-        by_id = self._ids_of(addresses)
+        by_id = self.catalogue.ids_of(site_id, addresses)
         table = "rollup_daily" if resolution is EnergyResolution.DAY else "rollup_hourly"
         rows = [
             (by_id[row[0]], *row[1:])
@@ -520,12 +450,14 @@ class SQLiteHistorian(Historian):
         return rollup_frame(rows)
 
     async def rollups(
-        self, addresses: Sequence[str], start: datetime, end: datetime, resolution: EnergyResolution | str = "hour"
+        self, site_id: str, addresses: Sequence[str], start: datetime, end: datetime,
+        resolution: EnergyResolution | str = "hour",
     ) -> pd.DataFrame:
-        return await self._run(self._rollups_sync, list(addresses), start, end, EnergyResolution(resolution))
+        await self._ensure_catalogue()
+        return await self._run(self._rollups_sync, site_id, list(addresses), start, end, EnergyResolution(resolution))
 
-    def _latest_sync(self, addresses: Sequence[str]) -> dict[str, Reading]:
-        by_id = self._ids_of(addresses)
+    def _latest_sync(self, site_id: str, addresses: Sequence[str]) -> dict[str, Reading]:
+        by_id = self.catalogue.ids_of(site_id, addresses)
         rows = self.conn.execute(
             "SELECT r.point_id, r.ts, r.value, r.quality FROM json_each(?) AS j JOIN readings AS r "
             "ON r.point_id = j.value AND r.ts = (SELECT max(ts) FROM readings AS x WHERE x.point_id = j.value)",
@@ -537,8 +469,9 @@ class SQLiteHistorian(Historian):
             out[address] = Reading(address, from_us(ts), value, QUALITY_BY_CODE[quality])
         return out
 
-    async def latest(self, addresses: Sequence[str]) -> dict[str, Reading]:
-        return await self._run(self._latest_sync, list(addresses))
+    async def latest(self, site_id: str, addresses: Sequence[str]) -> dict[str, Reading]:
+        await self._ensure_catalogue()
+        return await self._run(self._latest_sync, site_id, list(addresses))
 
     def _energy_sync(
         self, site_id: str, start: date, end: date, resolution: EnergyResolution, dwellings: Sequence[str] | None
@@ -579,10 +512,8 @@ class SQLiteHistorian(Historian):
 
     def _retention_sync(self, now: datetime) -> RetentionOutcome:
         self._refresh_sync()
-        conn = self.conn
         outcome = RetentionOutcome()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             sites = conn.execute("SELECT id, raw_retention_days FROM sites").fetchall()
             for site_id, days in sites:
                 cutoff = now - timedelta(days=days)
@@ -592,36 +523,13 @@ class SQLiteHistorian(Historian):
                     [site_id, to_us(cutoff)],
                 )
                 outcome.rows_deleted += cursor.rowcount
-            cutoff = now - timedelta(days=DEFAULT_RAW_RETENTION_DAYS)
-            cursor = conn.execute(
-                "DELETE FROM readings WHERE point_id IN (SELECT id FROM points WHERE site_id IS NULL) AND ts < ?",
-                [to_us(cutoff)],
-            )
-            outcome.rows_deleted += cursor.rowcount
             if self.hourly_retention_days is not None:
                 cursor = conn.execute(
                     "DELETE FROM rollup_hourly WHERE bucket < ?",
                     [to_us(now - timedelta(days=self.hourly_retention_days))],
                 )
                 outcome.hourly_rows_deleted = cursor.rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return outcome
 
     async def apply_retention(self, now: datetime | None = None) -> RetentionOutcome:
         return await self._run(self._retention_sync, now or self.clock())
-
-    def _quarantined_sync(self, limit: int) -> list[QuarantinedReading]:
-        return [
-            QuarantinedReading(address, from_us(ts), value, QUALITY_BY_CODE[quality], from_us(received), reason)
-            for address, ts, value, quality, received, reason in self.conn.execute(
-                "SELECT address, ts, value, quality, received_at, reason FROM readings_quarantine "
-                "ORDER BY id LIMIT ?",
-                [limit],
-            )
-        ]
-
-    async def quarantined(self, limit: int = 1000) -> list[QuarantinedReading]:
-        return await self._run(self._quarantined_sync, limit)

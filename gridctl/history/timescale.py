@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,25 +29,19 @@ from gridctl.history.base import (
     QUALITY_CODES,
     Aggregate,
     EnergyResolution,
-    Historian,
     HistorianUnavailable,
-    QuarantinedReading,
     QuarantinePolicy,
     RetentionOutcome,
-    SiteEntry,
-    WriteOutcome,
-    numeric_value,
-    partition_quarantine,
-    site_entry,
     utc_now,
 )
+from gridctl.history.core import QUARANTINE_INSERT, PreparedWrite, Row, SqlHistorian, Statement
 from gridctl.history.frames import bucket_frame, energy_frame, energy_index_us, rollup_frame
-from gridctl.history.migrations import POSTGRES_MIGRATIONS, statements
+from gridctl.history.migrations import POSTGRES, Migration
 from gridctl.history.sqlite import COUNTER_DELTA
 from gridctl.history.timebuckets import bucket_starts_us, day_key_start, from_us, local_midnight, to_us
 
 GOOD = QUALITY_CODES[Quality.GOOD]
-COPY_TYPES = ["timestamptz", "int4", "float8", "int2"]
+COPY_TYPES = ["int4", "timestamptz", "float8", "int2"]
 # The newest reading of a point is nearly always this recent; bounding the search lets TimescaleDB skip
 # every older chunk. Points without a reading in the window are looked up again without the bound.
 LATEST_WINDOW = timedelta(days=2)
@@ -137,8 +131,9 @@ CROSS JOIN LATERAL (
 UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError)
 
 
-class TimescaleHistorian(Historian):
+class TimescaleHistorian(SqlHistorian):
     kind = "timescale"
+    dialect = POSTGRES
 
     def __init__(
         self,
@@ -151,17 +146,11 @@ class TimescaleHistorian(Historian):
         pool_max_size: int = 4,
         timeout_s: float = 5.0,
     ) -> None:
+        super().__init__(quarantine=quarantine, clock=clock, hourly_retention_days=hourly_retention_days)
         self.dsn = dsn
-        self.quarantine_policy = quarantine or QuarantinePolicy()
-        self.clock = clock
-        self.hourly_retention_days = hourly_retention_days
         self.timeout_s = timeout_s
         self._pool_sizes = (pool_min_size, pool_max_size)
         self._pool: AsyncConnectionPool | None = None
-        self._ids: dict[str, int] = {}
-        self._kinds: dict[int, str] = {}
-        self._timezones: dict[int, str] = {}
-        self._catalogue_loaded = False
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -206,23 +195,25 @@ class TimescaleHistorian(Historian):
         except UNAVAILABLE as exc:
             raise HistorianUnavailable(str(exc) or type(exc).__name__) from exc
 
-    async def _load_catalogue(self, conn: psycopg.AsyncConnection) -> None:
-        exists = await (await conn.execute("SELECT to_regclass('points') IS NOT NULL")).fetchone()
-        if not exists[0]:
-            return
-        cursor = await conn.execute(
-            "SELECT p.id, p.address, p.kind, coalesce(s.timezone, 'UTC') FROM points AS p "
-            "LEFT JOIN sites AS s ON s.id = p.site_id"
-        )
-        rows = await cursor.fetchall()
-        self._ids = {address: point_id for point_id, address, _, _ in rows}
-        self._kinds = {point_id: kind for point_id, _, kind, _ in rows}
-        self._timezones = {point_id: tz for point_id, _, _, tz in rows}
-        self._catalogue_loaded = True
+    async def _execute(self, batch: Sequence[Statement]) -> list[list[Row]]:
+        out: list[list[Row]] = []
+        async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+            for statement in batch:
+                sql = statement.sql.replace("?", "%s")
+                if statement.many is None:
+                    await cur.execute(sql, list(statement.params))
+                    out.append(await cur.fetchall() if cur.description else [])
+                else:
+                    if statement.many:
+                        await cur.executemany(sql, statement.many)
+                    out.append([])
+        return out
 
-    async def _ensure_catalogue(self, conn: psycopg.AsyncConnection) -> None:
-        if not self._catalogue_loaded:
-            await self._load_catalogue(conn)
+    def _stamp(self, ts: datetime) -> datetime:
+        return ts
+
+    def _unstamp(self, raw: Any) -> datetime:
+        return raw
 
     # --- schema ----------------------------------------------------------------------------------
 
@@ -238,49 +229,32 @@ class TimescaleHistorian(Historian):
         async with self._connection() as conn:
             return await self._version(conn)
 
-    async def upgrade(self) -> list[int]:
-        applied = []
-        async with self._connection() as conn:
-            capabilities = await self._server_capabilities(conn)
-            for migration in POSTGRES_MIGRATIONS:
-                async with conn.transaction():
-                    # One upgrader at a time, whichever process runs it.
-                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
-                    await conn.execute(
-                        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-                        "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-                    )
-                    done = await (
-                        await conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", [migration.version])
-                    ).fetchone()
-                    if done:
-                        continue
-                    for statement in statements(migration, capabilities):
-                        await conn.execute(statement)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                        [migration.version, migration.name],
-                    )
-                applied.append(migration.version)
-            await self._load_catalogue(conn)
-        return applied
+    async def _apply_migration(self, migration: Migration, sql: list[str]) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            # One upgrader at a time, whichever process runs it.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = await (
+                await conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", [migration.version])
+            ).fetchone()
+            if done:
+                return False
+            for statement in sql:
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                               [migration.version, migration.name])
+        return True
 
-    @staticmethod
-    async def _server_capabilities(conn: psycopg.AsyncConnection) -> dict[str, Any]:
-        version = (await (await conn.execute("SHOW server_version")).fetchone())[0]
-        row = await (
-            await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
-        ).fetchone()
-        license_name = None
-        if row is not None or await _extension_available(conn):
-            # The setting exists once the library is loaded (shared_preload_libraries).
-            with contextlib.suppress(psycopg.errors.UndefinedObject):
-                license_name = (await (await conn.execute("SHOW timescaledb.license")).fetchone())[0]
-        return {"server_version": version, "timescaledb_version": row[0] if row else None, "license": license_name}
+    async def _server_capabilities(self) -> dict[str, Any]:
+        async with self._connection() as conn:
+            return await _server_capabilities(conn)
 
     async def capabilities(self) -> dict[str, object]:
         async with self._connection() as conn:
-            server = await self._server_capabilities(conn)
+            server = await _server_capabilities(conn)
             compressed = False
             if server["timescaledb_version"]:
                 row = await (
@@ -300,75 +274,16 @@ class TimescaleHistorian(Historian):
             "uses": {"continuous_aggregates": False, "compression": compressed},
         }
 
-    # --- catalogue -------------------------------------------------------------------------------
-
-    async def sync_site(self, site: Any) -> None:
-        entry = site if isinstance(site, SiteEntry) else site_entry(site)
-        async with self._connection() as conn:
-            async with conn.transaction():
-                await conn.execute(
-                    "INSERT INTO sites (id, timezone, raw_retention_days) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (id) DO UPDATE SET timezone = excluded.timezone, "
-                    "raw_retention_days = excluded.raw_retention_days",
-                    [entry.site_id, entry.timezone, entry.raw_retention_days],
-                )
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        "INSERT INTO points (address, site_id, unit, kind, energy_factor_kwh, counter_max) "
-                        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (address) DO UPDATE SET "
-                        "site_id = excluded.site_id, unit = excluded.unit, kind = excluded.kind, "
-                        "energy_factor_kwh = excluded.energy_factor_kwh, counter_max = excluded.counter_max",
-                        [(p.address, p.site_id, p.unit, p.kind, p.energy_factor_kwh, p.counter_max)
-                         for p in entry.points],
-                    )
-                    await conn.execute("DELETE FROM dwellings WHERE site_id = %s", [entry.site_id])
-                    await cur.executemany(
-                        "INSERT INTO dwellings (site_id, id, meter_point_id) "
-                        "SELECT %s, %s, id FROM points WHERE address = %s",
-                        [(entry.site_id, dwelling, meter) for dwelling, meter in entry.dwellings.items()],
-                    )
-            await self._load_catalogue(conn)
-
-    async def _register_unknown(self, conn: psycopg.AsyncConnection, addresses: Iterable[str]) -> None:
-        """Readings of points missing from the site files are kept under catalogue rows of their own."""
-        unknown = sorted({a for a in addresses if a not in self._ids})
-        if not unknown:
-            return
-        await conn.execute(
-            "INSERT INTO points (address) SELECT unnest(%s::text[]) ON CONFLICT (address) DO NOTHING", [unknown]
-        )
-        await self._load_catalogue(conn)
-
     # --- ingest ----------------------------------------------------------------------------------
 
-    async def write(self, readings: Iterable[Reading], *, received_at: datetime | None = None) -> WriteOutcome:
-        batch = list(readings)
-        if not batch:
-            return WriteOutcome()
-        received_at = received_at or self.clock()
-        keep, held = partition_quarantine(batch, received_at, self.quarantine_policy)
+    async def _store(self, prepared: PreparedWrite) -> int:
+        rows = prepared.rows
         async with self._connection() as conn:
-            await self._ensure_catalogue(conn)
-            await self._register_unknown(conn, (r.address for r in keep))
-            ids = self._ids
-            rows = []
-            spans: dict[int, list[datetime]] = {}
-            for reading in keep:
-                point_id = ids[reading.address]
-                ts = reading.ts
-                rows.append((ts, point_id, numeric_value(reading.value), QUALITY_CODES[reading.quality]))
-                span = spans.get(point_id)
-                if span is None:
-                    spans[point_id] = [ts, ts]
-                elif ts < span[0]:
-                    span[0] = ts
-                elif ts > span[1]:
-                    span[1] = ts
             try:
                 async with conn.transaction():
                     await self._copy(conn, "readings", rows)
-                    await self._record_side_tables(conn, spans, held, received_at)
-                stored = len(rows)
+                    await self._record_side_tables(conn, prepared)
+                return len(rows)
             except pg_errors.UniqueViolation:
                 async with conn.transaction():
                     await conn.execute(
@@ -381,48 +296,36 @@ class TimescaleHistorian(Historian):
                         "SELECT ts, point_id, value, quality FROM readings_staging ON CONFLICT DO NOTHING"
                     )
                     stored = cursor.rowcount
-                    await self._record_side_tables(conn, spans, held, received_at)
-        return WriteOutcome(received=len(batch), stored=stored, quarantined=len(held))
+                    await self._record_side_tables(conn, prepared)
+                return stored
 
     @staticmethod
     async def _copy(conn: psycopg.AsyncConnection, table: str, rows: list[tuple]) -> None:
         async with conn.cursor() as cur:
-            async with cur.copy(f"COPY {table} (ts, point_id, value, quality) FROM STDIN (FORMAT BINARY)") as copy:
+            async with cur.copy(f"COPY {table} (point_id, ts, value, quality) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(COPY_TYPES)
                 for row in rows:
                     await copy.write_row(row)
 
     @staticmethod
-    async def _record_side_tables(
-        conn: psycopg.AsyncConnection,
-        spans: dict[int, list[datetime]],
-        held: list[tuple[Reading, str]],
-        received_at: datetime,
-    ) -> None:
+    async def _record_side_tables(conn: psycopg.AsyncConnection, prepared: PreparedWrite) -> None:
+        spans = prepared.spans
         if spans:
             await conn.execute(
                 "INSERT INTO rollup_dirty (point_id, first_ts, last_ts) "
                 "SELECT * FROM unnest(%s::int[], %s::timestamptz[], %s::timestamptz[])",
                 [list(spans), [s[0] for s in spans.values()], [s[1] for s in spans.values()]],
             )
-        if held:
+        if prepared.held:
             async with conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO readings_quarantine (address, ts, value, quality, error, received_at, reason) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    [
-                        (r.address, r.ts, numeric_value(r.value), QUALITY_CODES[r.quality], r.error, received_at,
-                         reason)
-                        for r, reason in held
-                    ],
-                )
+                await cur.executemany(QUARANTINE_INSERT.replace("?", "%s"), prepared.held)
 
     # --- rollups ---------------------------------------------------------------------------------
 
     async def refresh_rollups(self) -> int:
+        # Another process may have synced the site since: kinds and time zones decide the rollups.
+        await self._reload_catalogue()
         async with self._connection() as conn:
-            # Another process may have synced the site since: kinds and time zones decide the rollups.
-            await self._load_catalogue(conn)
             return await self._refresh(conn)
 
     async def _refresh(self, conn: psycopg.AsyncConnection) -> int:
@@ -432,7 +335,8 @@ class TimescaleHistorian(Historian):
         cursor = await conn.execute("SELECT point_id, first_ts, last_ts FROM rollup_dirty WHERE id <= %s", [max_id])
         spans = [(p, to_us(lo), to_us(hi)) for p, lo, hi in await cursor.fetchall()]
         ranges = rollups.dirty_hour_ranges(spans)
-        counters = [(p, hi) for p, rs in ranges.items() if self._kinds.get(p) == "energy_counter" for _, hi in rs]
+        kinds = self.catalogue.kinds
+        counters = [(p, hi) for p, rs in ranges.items() if kinds.get(p) == "energy_counter" for _, hi in rs]
         next_reading = {}
         if counters:
             cursor = await conn.execute(
@@ -443,7 +347,7 @@ class TimescaleHistorian(Historian):
         recomputed = 0
         for job in rollups.hour_jobs(ranges):
             params = {"ids": list(job.point_ids), "lo": from_us(job.start_us), "hi": from_us(job.end_us)}
-            counter_ids = [p for p in job.point_ids if self._kinds.get(p) == "energy_counter"]
+            counter_ids = [p for p in job.point_ids if self.catalogue.kinds.get(p) == "energy_counter"]
             async with conn.transaction():
                 # A job spans up to a week of its points' readings: sort them in memory.
                 await conn.execute("SET LOCAL work_mem = '256MB'")
@@ -451,7 +355,7 @@ class TimescaleHistorian(Historian):
                 if counter_ids:
                     await conn.execute(_HOURLY_ENERGY, dict(params, ids=counter_ids))
             recomputed += len(job.point_ids) * (job.end_us - job.start_us) // 3_600_000_000
-        for day_job in rollups.day_jobs(ranges, self._timezones):
+        for day_job in rollups.day_jobs(ranges, self.catalogue.timezones):
             tz = ZoneInfo(day_job.timezone)
             starts = [from_us(us) for us in day_job.day_starts_us]
             ends = [local_midnight(s.astimezone(tz).date() + timedelta(days=1), tz) for s in starts]
@@ -464,6 +368,7 @@ class TimescaleHistorian(Historian):
 
     async def query(
         self,
+        site_id: str,
         addresses: Sequence[str],
         start: datetime,
         end: datetime,
@@ -477,9 +382,10 @@ class TimescaleHistorian(Historian):
         tz = ZoneInfo(timezone) if timezone else None
         index = bucket_starts_us(start, end, bucket, tz)
         rows: list[tuple[int, int, float | None]] = []
+        await self._ensure_catalogue()
+        ids = self.catalogue.ids(site_id)
+        by_id = self.catalogue.ids_of(site_id, addresses)
         async with self._connection() as conn:
-            await self._ensure_catalogue(conn)
-            by_id = {self._ids[a]: a for a in addresses if a in self._ids}
             if by_id and len(index):
                 local_days = tz is not None and bucket % timedelta(days=1) == timedelta(0)
                 if local_days:
@@ -501,15 +407,16 @@ class TimescaleHistorian(Historian):
                     if key not in starts:
                         starts[key] = to_us(day_key_start(key, bucket.days, tz)) if local_days else key  # type: ignore[arg-type]
                     rows.append((point_id, starts[key], value))
-        return bucket_frame(rows, [self._ids.get(a) for a in addresses], addresses, index)
+        return bucket_frame(rows, [ids.get(a) for a in addresses], addresses, index)
 
     async def rollups(
-        self, addresses: Sequence[str], start: datetime, end: datetime, resolution: EnergyResolution | str = "hour"
+        self, site_id: str, addresses: Sequence[str], start: datetime, end: datetime,
+        resolution: EnergyResolution | str = "hour",
     ) -> pd.DataFrame:
         table = "rollup_daily" if EnergyResolution(resolution) is EnergyResolution.DAY else "rollup_hourly"
+        await self._ensure_catalogue()
+        by_id = self.catalogue.ids_of(site_id, addresses)
         async with self._connection() as conn:
-            await self._ensure_catalogue(conn)
-            by_id = {self._ids[a]: a for a in addresses if a in self._ids}
             cursor = await conn.execute(
                 "SELECT point_id, (extract(epoch FROM bucket) * 1000000)::bigint, sample_count, value_avg, "
                 f"value_min, value_max, value_last, energy_kwh FROM {table} "
@@ -519,13 +426,13 @@ class TimescaleHistorian(Historian):
             rows = [(by_id[row[0]], *row[1:]) for row in await cursor.fetchall()]
         return rollup_frame(rows)
 
-    async def latest(self, addresses: Sequence[str]) -> dict[str, Reading]:
+    async def latest(self, site_id: str, addresses: Sequence[str]) -> dict[str, Reading]:
         out: dict[str, Reading] = {}
+        await self._ensure_catalogue()
+        by_id = self.catalogue.ids_of(site_id, addresses)
+        if not by_id:
+            return out
         async with self._connection() as conn:
-            await self._ensure_catalogue(conn)
-            by_id = {self._ids[a]: a for a in addresses if a in self._ids}
-            if not by_id:
-                return out
             cursor = await conn.execute(
                 _LATEST.format(bound="AND ts > %(since)s"), {"ids": list(by_id), "since": self.clock() - LATEST_WINDOW}
             )
@@ -581,8 +488,8 @@ class TimescaleHistorian(Historian):
     async def apply_retention(self, now: datetime | None = None) -> RetentionOutcome:
         now = now or self.clock()
         outcome = RetentionOutcome()
+        await self._ensure_catalogue()
         async with self._connection() as conn:
-            await self._ensure_catalogue(conn)
             # Roll up what is about to go.
             await self._refresh(conn)
             cursor = await conn.execute("SELECT id, raw_retention_days FROM sites")
@@ -605,13 +512,6 @@ class TimescaleHistorian(Historian):
                             [site_id, now - timedelta(days=days)],
                         )
                         outcome.rows_deleted += cursor.rowcount
-                if DEFAULT_RAW_RETENTION_DAYS < longest:
-                    cursor = await conn.execute(
-                        "DELETE FROM readings WHERE point_id IN (SELECT id FROM points WHERE site_id IS NULL) "
-                        "AND ts < %s",
-                        [now - timedelta(days=DEFAULT_RAW_RETENTION_DAYS)],
-                    )
-                    outcome.rows_deleted += cursor.rowcount
                 if self.hourly_retention_days is not None:
                     cursor = await conn.execute(
                         "DELETE FROM rollup_hourly WHERE bucket < %s",
@@ -620,17 +520,16 @@ class TimescaleHistorian(Historian):
                     outcome.hourly_rows_deleted = cursor.rowcount
         return outcome
 
-    async def quarantined(self, limit: int = 1000) -> list[QuarantinedReading]:
-        async with self._connection() as conn:
-            cursor = await conn.execute(
-                "SELECT address, ts, value, quality, received_at, reason FROM readings_quarantine ORDER BY id LIMIT %s",
-                [limit],
-            )
-            rows = await cursor.fetchall()
-        return [
-            QuarantinedReading(address, ts, value, QUALITY_BY_CODE[quality], received, reason)
-            for address, ts, value, quality, received, reason in rows
-        ]
+
+async def _server_capabilities(conn: psycopg.AsyncConnection) -> dict[str, Any]:
+    version = (await (await conn.execute("SHOW server_version")).fetchone())[0]
+    row = await (await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")).fetchone()
+    license_name = None
+    if row is not None or await _extension_available(conn):
+        # The setting exists once the library is loaded (shared_preload_libraries).
+        with contextlib.suppress(psycopg.errors.UndefinedObject):
+            license_name = (await (await conn.execute("SHOW timescaledb.license")).fetchone())[0]
+    return {"server_version": version, "timescaledb_version": row[0] if row else None, "license": license_name}
 
 
 async def _extension_available(conn: psycopg.AsyncConnection) -> bool:

@@ -34,7 +34,7 @@ class ServiceMetrics:
             "gridctl_optimiser_failures_total", "Optimisations that produced no schedule", ["site"],
             registry=self.registry)
         self.spool_depth = Gauge(
-            "gridctl_spool_readings", "Readings waiting in the local spool for the database", ["site"],
+            "gridctl_spool_readings", "Readings of the site waiting in the local spool for the database", ["site"],
             registry=self.registry)
         self.active_alarms = Gauge(
             "gridctl_active_alarms", "Active alarms by kind", ["site", "kind"], registry=self.registry)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -34,12 +35,15 @@ from gridctl.dispatch import AuditSink
 from gridctl.dispatch.journal import WriteJournal
 from gridctl.dispatch.shipper import JournalShipper
 from gridctl.fieldbus import device_spec
+from gridctl.forecast.daylight import dark_by_sun
+from gridctl.forecast.openmeteo import OpenMeteoClient
 from gridctl.history import Historian, HistorianUnavailable, open_historian
+from gridctl.history.migrations import SITE_KEYED_VERSION
 from gridctl.history.recorder import Recorder
 from gridctl.history.spool import Spool, SpoolAlarm
 from gridctl.policy import PolicyVersion
 from gridctl.service.controller import ControllerSettings, SiteController
-from gridctl.service.forecasting import DARK_BELOW_ELEVATION_DEG, SignalForecaster, observed_points, solar
+from gridctl.service.forecasting import SignalForecaster, observed_points
 from gridctl.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -74,23 +78,26 @@ class SiteService:
 
     def __init__(self, options: SiteOptions, *, recorder: Recorder, clock: Clock, metrics: ServiceMetrics,
                  audit: AuditSink | None = None, speed: float = 1.0, min_poll_s: float = 1.0,
-                 journal: WriteJournal | None = None) -> None:
+                 site: Site | None = None, journal: WriteJournal | None = None) -> None:
         self.options = options
         self.clock = clock
         self.speed = speed
         self.metrics = metrics
-        self.site: Site = load_site(options.site)
+        self.site: Site = site or load_site(options.site)
         site_dir = site_file(options.site).parent
         specs = [offset_ports(device_spec(d, site_dir), options.port_offset) for d in self.site.devices]
         self.drivers = {spec.id: make_driver(spec) for spec in specs}
-        self.forecaster = SignalForecaster()
+        # The site's weather provider (its site file's `weather`), when it has one.
+        self.weather = OpenMeteoClient.for_site(self.site)
+        self.forecaster = SignalForecaster(weather_service=self.weather)
         # Relinquishing is staggered in the clock's time too.
         dispatch = dataclasses.replace(options.controller.dispatch,
                                        relinquish_stagger_s=options.controller.dispatch.relinquish_stagger_s / speed)
         settings = dataclasses.replace(options.controller, poll_floor_s=min_poll_s * speed, dispatch=dispatch)
-        self.controller = SiteController(self.site, self.drivers, clock, self.forecaster, history=recorder,
+        self.controller = SiteController(self.site, self.drivers, clock, self.forecaster,
+                                         history=recorder.for_site(self.site.id),
                                          audit=audit, settings=settings, policy=options.policy,
-                                         is_dark=self._is_dark, journal=journal)
+                                         is_dark=dark_by_sun(self.site), journal=journal)
         periods = [max(spec.poll_interval_s / speed, min_poll_s) for spec in specs]
         self.poller = Poller([PolledDevice(self.drivers[s.id], p) for s, p in zip(specs, periods, strict=True)],
                              self._on_poll)
@@ -99,10 +106,6 @@ class SiteService:
         self._busy = asyncio.Lock()
         # A clock other than the wall clock (simulated time) re-stamps readings: drivers stamp wall time.
         self._restamp = not isinstance(clock, WallClock)
-
-    def _is_dark(self, moment: datetime) -> bool:
-        _, (elevation,) = solar(self.site, [moment])
-        return elevation < DARK_BELOW_ELEVATION_DEG
 
     async def _on_poll(self, batch: PollBatch) -> None:
         self.metrics.observe_poll(self.site.id, batch.device_id, max(batch.finished - batch.due, 0.0),
@@ -137,7 +140,7 @@ class SiteService:
         end = self.clock.now()
         start = end - timedelta(days=self.forecaster.history_days)
         try:
-            frame = await historian.query(observed_points(self.site), start, end, WARM_UP_BUCKET)
+            frame = await historian.query(self.site.id, observed_points(self.site), start, end, WARM_UP_BUCKET)
         except HistorianUnavailable as error:
             log.warning("%s: no stored history for the forecasts (%s); they start from scratch", self.site.id, error)
             return 0
@@ -201,6 +204,8 @@ class SiteService:
         failures = self.controller.stats.optimiser_failures
         started = asyncio.get_running_loop().time()
         await self.controller.optimise()
+        if self.weather is not None:
+            self.weather.report(self.controller.alarms, self.site.id, self.clock.now())
         self.metrics.solve_seconds.labels(self.site.id).observe(asyncio.get_running_loop().time() - started)
         if self.controller.stats.optimiser_failures > failures:
             self.metrics.optimiser_failures.labels(self.site.id).inc()
@@ -252,14 +257,19 @@ class ServiceHost:
         self.historian: Historian = open_historian(db)
         self.db = db
         spool_dir.mkdir(parents=True, exist_ok=True)
-        self.spool = Spool(spool_dir / "readings.spool", capacity=spool_capacity, on_alarm=self._spool_alarm)
+        loaded = [load_site(o.site) for o in sites]
+        # An older spool's readings go to the site that has their point.
+        addresses = {site.id: [a for a, _d, _p in site.all_points()] for site in loaded}
+        self.spool = Spool(spool_dir / "readings.spool", capacity=spool_capacity, on_alarm=self._spool_alarm,
+                           sites=addresses)
         self.recorder = Recorder(self.historian, self.spool, clock=self.clock.now)
         self.audit = audit
         # Every write is journalled here first; the shipper copies the journal to the database's audit.
         self.journal = WriteJournal(journal or paths.journal_path(spool_dir))
         self.shipper = JournalShipper(self.journal, db)
         self.sites = [SiteService(o, recorder=self.recorder, clock=self.clock, metrics=self.metrics, audit=audit,
-                                  speed=speed, min_poll_s=min_poll_s, journal=self.journal) for o in sites]
+                                  speed=speed, min_poll_s=min_poll_s, site=site, journal=self.journal)
+                      for o, site in zip(sites, loaded, strict=True)]
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._started = False
 
@@ -274,12 +284,20 @@ class ServiceHost:
             else:
                 book.clear(AlarmKind.SPOOL_FILLING, service.site.id, now)
 
+    def _spooled(self, site_id: str) -> float:
+        return float(self.spool.count(site_id))
+
     def site(self, site_id: str) -> SiteService:
         return next(s for s in self.sites if s.site.id == site_id)
 
     async def open_history(self) -> None:
         await self.historian.open()
-        await self.historian.upgrade()
+        applied = await self.historian.upgrade([service.site for service in self.sites])
+        if SITE_KEYED_VERSION in applied:
+            for shared in await self.historian.shared_series():
+                log.warning("%s: %s holds %d readings that sites %s wrote into while points were keyed by address "
+                            "alone; they stay with %s", shared.site_id, shared.address, shared.readings,
+                            ", ".join(shared.claimed_by), shared.site_id)
         for service in self.sites:
             await self.historian.sync_site(service.site)
 
@@ -293,7 +311,7 @@ class ServiceHost:
         await self.shipper.restore_hands_off([service.controller.arbiter for service in self.sites])
         self.shipper.start()
         for service in self.sites:
-            self.metrics.track_spool(service.site.id, lambda: float(len(self.spool)))
+            self.metrics.track_spool(service.site.id, functools.partial(self._spooled, service.site.id))
             await service.warm_up(self.historian)
             await service.start()
             service.schedule(self.scheduler)

@@ -19,17 +19,21 @@ import optimizer as opt
 from drivers.base import Reading
 from drivers.factory import make_driver, offset_ports
 from gridctl.config import load_site
+from gridctl.config import models as m
 from gridctl.config.loader import site_file
 from gridctl.dispatch import DispatchSettings
 from gridctl.fieldbus import device_spec
+from gridctl.forecast.daylight import dark_by_sun
+from gridctl.forecast.openmeteo import OpenMeteoClient
 from gridctl.service.controller import ControllerKind, ControllerSettings, SiteController
 from gridctl.service.forecasting import SignalForecaster
 from gridctl.simulate.kpi import KpiMeter, Kpis
-from gridctl.simulate.oracle import OracleForecaster
+from gridctl.simulate.oracle import OracleForecaster, OraclePlan, plan_whole_run
 from gridctl.simulate.trace import measured_history, record_trace
-from gridctl.simulate.weather_service import SimulatedWeatherService
-from sim.core import SimClock
+from sim.core import Fault, FaultKind, SimClock
+from sim.physics.nwp import NumericalForecast
 from sim.site import SiteSimulation, free_port_offset
+from sim.weather_server import WeatherServer
 
 Controller = Literal["baseline", "gridctl", "oracle"]
 # Device points holding the device's own lease timeout (it falls back when no rewrite comes in time).
@@ -52,10 +56,15 @@ class SimulationOptions:
     # Days of history the service holds at the start (its forecasts learn from them), as after a
     # warm-up period; the physics of the run itself starts fresh at `start`.
     history_days: float = 7.0
-    # gridctl reads a weather service's forecast (with errors growing with lead time), as a deployed
-    # service would; without it the sky is forecast from the site's own measurements only.
+    # gridctl reads a weather provider's forecasts over its API (a simulated provider on loopback whose
+    # errors grow with lead time), as a deployed service would; without it, only its own measurements.
     weather_forecast: bool = True
+    # Instruments that err within their class and devices that drop out now and then (sim/PLANT.md);
+    # off, devices report the physics' true values and always answer.
+    instruments: bool = True
     solver: opt.Settings = field(default_factory=lambda: opt.Settings(time_limit_s=10.0, mip_gap=0.01))
+    # The oracle solves the whole run at once: a bigger problem, given more time and a tighter gap.
+    oracle_solver: opt.Settings = field(default_factory=lambda: opt.Settings(time_limit_s=600.0, mip_gap=0.002))
     port_offset: int | None = None
 
 
@@ -71,13 +80,18 @@ class SimulationResult:
     optimisations: int
     optimiser_failures: int
     writes: int
+    # Per asset, each physical parameter as the site file documents it and as the simulated plant has it.
+    plant: dict[str, Any] = field(default_factory=dict)
+    # The oracle's whole-run plan: its objective and the solver's proven gap.
+    oracle: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "site": self.site_id, "controller": self.controller, "start": self.start.isoformat(),
             "end": self.end.isoformat(), "seed": self.seed, "kpis": self.kpis.as_dict(),
             "wall_s": round(self.wall_s, 2), "optimisations": self.optimisations,
-            "optimiser_failures": self.optimiser_failures, "writes": self.writes,
+            "optimiser_failures": self.optimiser_failures, "writes": self.writes, "plant": self.plant,
+            **({"oracle": self.oracle} if self.oracle is not None else {}),
         }
 
 
@@ -94,7 +108,8 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
     end = start + timedelta(days=options.days)
     clock = SimClock(start)
     # Physics sub-steps of one control step: the models sample their inputs at each sub-step's start.
-    simulation = SiteSimulation(site, clock, seed=options.seed, port_offset=offset, max_step=options.physics_step)
+    simulation = SiteSimulation(site, clock, seed=options.seed, port_offset=offset, max_step=options.physics_step,
+                                instruments=options.instruments)
     # The installer sets each device's lease timeout to three control steps.
     for device in simulation.devices.values():
         for point_id in TIMEOUT_POINTS:
@@ -105,6 +120,8 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
             device.watchdog.timeout_s = max(device.watchdog.timeout_s, 3 * options.step.total_seconds())
     drivers = {d.id: make_driver(offset_ports(device_spec(d, site_dir), offset)) for d in site.devices}
     kind = ControllerKind.BASELINE if options.controller == "baseline" else ControllerKind.GRIDCTL
+    weather_server: WeatherServer | None = None
+    weather: OpenMeteoClient | None = None
     if options.controller == "oracle":
         trace = record_trace(site, options.seed, start, end + timedelta(hours=options.horizon_hours), options.step)
         physics = simulation.physics
@@ -115,11 +132,17 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
 
         forecaster: Any = OracleForecaster(trace, delivered)
     else:
-        service = SimulatedWeatherService(simulation.physics.weather) if options.weather_forecast else None
-        forecaster = SignalForecaster(weather_service=service)
+        if options.controller == "gridctl" and options.weather_forecast:
+            # The simulated world's weather provider: the site's own provider settings, on loopback.
+            weather_server = WeatherServer(NumericalForecast(simulation.physics.weather, options.seed), clock)
+            url = await weather_server.start()
+            provider = site.weather or m.WeatherProvider(url=url)
+            weather = OpenMeteoClient(provider.model_copy(update={"url": url}), site.location.latitude,
+                                      site.location.longitude)
+        forecaster = SignalForecaster(weather_service=weather)
     if isinstance(forecaster, SignalForecaster) and options.history_days > 0:
         forecaster.warm_up(site, measured_history(site, options.seed, start - timedelta(days=options.history_days),
-                                                  start, options.step))
+                                                  start, options.step, options.instruments))
     from gridctl.policy import PolicyVersion, SitePolicy
 
     policy = PolicyVersion(site_id=site.id, version=1, policy=SitePolicy(horizon_hours=options.horizon_hours),
@@ -129,8 +152,12 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
     settings = ControllerSettings(kind=kind, solver=options.solver, schedule_validity=options.optimise_every * 3,
                                   dispatch=DispatchSettings(relinquish_stagger_s=0.0),
                                   correct_between_plans=options.controller != "oracle")
-    controller = SiteController(site, drivers, clock, forecaster, policy=policy, settings=settings,
-                                is_dark=lambda moment: simulation.physics.weather.sample(moment).dark)
+    # Darkness as in `gridctl run`: the sun's elevation, and the cabinets' photocells (read by the planner).
+    # The oracle plans with the plant as it really is; gridctl and the baseline know only the site file.
+    planned_site = simulation.physics.plant.true_site(site) if options.controller == "oracle" else site
+    controller = SiteController(planned_site, drivers, clock, forecaster, policy=policy, settings=settings,
+                                is_dark=dark_by_sun(site))
+    oracle_plan: OraclePlan | None = None
     meter = KpiMeter(site, simulation.physics)
     await simulation.start(step_interval_s=3600.0)
     try:
@@ -139,10 +166,20 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
         moment = start
         while moment < end:
             began = time.perf_counter()
+            _outages(simulation, moment)
             await _poll(controller, drivers, clock)
+            if isinstance(forecaster, OracleForecaster):
+                if oracle_plan is None:
+                    oracle_plan = await plan_whole_run(planned_site, simulation.physics.plant, forecaster, policy,
+                                                       controller.snapshot(), start, end, options.oracle_solver)
+                    controller.planned = oracle_plan.planned
+                next_optimise = end
             replan = controller.replan_requested.is_set() and moment >= last_optimise + options.replan_gap
-            if moment >= next_optimise or replan:
+            if kind == ControllerKind.GRIDCTL and not isinstance(forecaster, OracleForecaster) and (
+                    moment >= next_optimise or replan):
                 await controller.optimise()
+                if weather is not None:
+                    weather.report(controller.alarms, site.id, moment)
                 last_optimise = moment
                 if moment >= next_optimise:
                     next_optimise = moment + options.optimise_every
@@ -162,9 +199,24 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
     finally:
         await controller.shutdown()
         await simulation.stop()
+        if weather_server is not None:
+            await weather_server.stop()
     return SimulationResult(site.id, options.controller, start, end, options.seed, kpis,
                             time.perf_counter() - wall_started, controller.stats.optimisations,
-                            controller.stats.optimiser_failures, controller.stats.writes)
+                            controller.stats.optimiser_failures, controller.stats.writes,
+                            plant=simulation.physics.plant.as_dict(),
+                            oracle=None if oracle_plan is None else {
+                                "objective_eur": round(oracle_plan.objective_eur, 3), "mip_gap": oracle_plan.mip_gap,
+                                "lower_bound_eur": round(oracle_plan.lower_bound_eur, 3),
+                                "steps": oracle_plan.steps})
+
+
+def _outages(simulation: SiteSimulation, moment: datetime) -> None:
+    """Devices whose communication is down now answer every request with an error, as through a gateway
+    that lost them; the others are healed."""
+    down = Fault(FaultKind.EXCEPTION)
+    for device_id in simulation.devices:
+        simulation.inject_fault(device_id, down if simulation.physics.outages.down(device_id, moment) else None)
 
 
 async def _poll(controller: SiteController, drivers: dict[str, Any], clock: SimClock) -> None:

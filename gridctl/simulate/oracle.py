@@ -1,16 +1,30 @@
-"""Perfect foresight: forecasts read from the simulation's exogenous trace (an upper bound)."""
+"""The oracle: the whole run planned at once, knowing the exogenous future and the plant as it is.
+
+`OracleForecaster` reads the future from the simulation's exogenous trace (weather, loads, occupancy,
+every EV session with its true departure and energy). `plan_whole_run` solves one problem over the
+whole simulated horizon with the plant's true parameters, which the controller then follows with the
+same dispatch rules as gridctl's plans (without corrections between plans: there are none).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import optimizer as opt
 from gridctl.config import models as m
+from gridctl.policy import PolicyVersion
+from gridctl.runtime import PlannedSchedule
 from gridctl.service.calendar import tariff_prices
 from gridctl.service.forecasting import carbon_intensity
 from gridctl.service.forecasts import EvSessionForecast, Forecasts
+from gridctl.service.problem import build_problem
 from gridctl.service.snapshot import Snapshot
 from gridctl.simulate.trace import ExogenousTrace
+from sim.physics.plant import Plant
 
 
 class OracleForecaster:
@@ -62,3 +76,62 @@ class OracleForecaster:
             dark=[majority(trace.dark, k) for k in steps],
             ev_sessions=sessions,
         )
+
+
+@dataclass(frozen=True)
+class OraclePlan:
+    """The oracle's one plan for the whole run, and what its solver proved about it."""
+
+    planned: PlannedSchedule
+    objective_eur: float
+    # Relative MIP gap of the solve: no schedule of the model can cost less than objective × (1 − gap).
+    mip_gap: float | None
+    steps: int
+
+    @property
+    def lower_bound_eur(self) -> float:
+        return self.objective_eur * (1.0 - (self.mip_gap or 0.0))
+
+
+async def plan_whole_run(true_site: m.Site, plant: Plant, forecaster: OracleForecaster, policy: PolicyVersion,
+                         snapshot: Snapshot, start: datetime, end: datetime, settings: opt.Settings,
+                         margin: timedelta = timedelta(hours=12)) -> OraclePlan:
+    """One schedule from `start` to `end` (and a margin, so the end is not a cliff), made knowing the future
+    (`forecaster` reads the exogenous trace) and the plant as it really is: its true RC, heat-pump and
+    battery parameters (`true_site`) and its true internal gains."""
+    step = timedelta(minutes=policy.policy.step_minutes)
+    n_steps = math.ceil((end + margin - start) / step)
+    forecasts = await forecaster.forecast(true_site, snapshot, start, n_steps, step)
+    problem = build_problem(true_site, policy.policy, snapshot, forecasts)
+    problem = _true_gains(problem, true_site, plant, forecaster.trace, start, step)
+    schedule = await asyncio.to_thread(opt.solve, problem, settings)
+    if not schedule.has_solution:
+        raise RuntimeError(f"the oracle's whole-run problem has no solution ({schedule.status})")
+    planned = PlannedSchedule(schedule_id=f"oracle-{start:%Y%m%dT%H%M}", site_id=true_site.id, created_at=start,
+                              valid_until=end + margin, policy_version=policy.version, schedule=schedule)
+    return OraclePlan(planned, schedule.objective_eur, schedule.mip_gap, n_steps)
+
+
+def _true_gains(problem: opt.Problem, site: m.Site, plant: Plant, trace: ExogenousTrace, start: datetime,
+                step: timedelta) -> opt.Problem:
+    """The problem with each zone's internal gains as the plant has them: its true gain densities times
+    the share of each step someone is really there."""
+    zones = {a.id: a for a in site.assets if isinstance(a, m.ThermalZone)}
+    assets = []
+    for asset in problem.assets:
+        zone = zones.get(asset.id)
+        if not isinstance(asset, opt.ThermalZone) or zone is None or asset.id not in trace.occupied:
+            assets.append(asset)
+            continue
+        occupied_w = plant.true(asset.id, "internal_gain_occupied_w_per_m2")
+        idle_w = plant.true(asset.id, "internal_gain_idle_w_per_m2")
+        ratio = max(1, round(step / trace.step))
+        presence = trace.occupied[asset.id]
+        gains = []
+        for k in range(problem.steps):
+            first = max(trace.index(start + step * k), 0)
+            window = presence[first:first + ratio] or presence[-1:]
+            share = sum(window) / len(window)
+            gains.append((share * occupied_w + (1.0 - share) * idle_w) * zone.floor_area_m2 / 1000.0)
+        assets.append(asset.model_copy(update={"internal_gain_kw": gains}))
+    return problem.model_copy(update={"assets": assets})

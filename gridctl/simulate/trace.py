@@ -93,18 +93,20 @@ def record_trace(site: Site, seed: int, start: datetime, end: datetime, step: ti
     return trace
 
 
-def measured_history(site: Site, seed: int, start: datetime, end: datetime,
-                     step: timedelta) -> Iterator[tuple[datetime, Callable[[str], float | None]]]:
+def measured_history(site: Site, seed: int, start: datetime, end: datetime, step: timedelta,
+                     instruments: bool = True) -> Iterator[tuple[datetime, Callable[[str], float | None]]]:
     """What the site's devices showed every `step` from `start` to `end`, the physics running alone:
-    the history a service that had been running before `start` would hold."""
+    the history a service that had been running before `start` would hold. Readings come through the
+    same instruments as live ones, and a device whose communication was down left a gap (None)."""
     clock = SimClock(start)
     devices = build_devices(site, clock)
-    physics = DistrictPhysics(site, devices, start, seed=seed, max_step=step)
+    physics = DistrictPhysics(site, devices, start, seed=seed, max_step=step, instruments=instruments)
     moment = start
     while moment < end:
         moment += step
         clock.advance(step)
         physics.step(moment)
         values = {f"{device_id}/{point_id}": float(value) for device_id, device in devices.items()
+                  if not physics.outages.down(device_id, moment)
                   for point_id, value in device.values.items() if isinstance(value, int | float)}
         yield moment, values.get

@@ -272,8 +272,10 @@ class ThermalZoneComponent(Component):
     def __init__(self, zone: RcZone, heat_pump: HeatPump, points: ZonePoints, occupancy: Occupancy, *,
                  floor_area_m2: float, solar_aperture_m2: float, occupied_setpoint_c: float,
                  unoccupied_setpoint_c: float, free_cooling_above_c: float = 23.0,
-                 vavs: Sequence[VavBox] = ()) -> None:
+                 vavs: Sequence[VavBox] = (), internal_gain_w_per_m2: tuple[float, float] = (3.0, 0.5)) -> None:
         self.zone, self.heat_pump, self.points, self.occupancy = zone, heat_pump, points, occupancy
+        # People, lighting and equipment: (someone present, nobody there).
+        self.internal_gain_w_per_m2 = internal_gain_w_per_m2
         self.floor_area_m2, self.solar_aperture_m2 = floor_area_m2, solar_aperture_m2
         self.occupied_setpoint_c, self.unoccupied_setpoint_c = occupied_setpoint_c, unoccupied_setpoint_c
         self.vavs = list(vavs)
@@ -305,8 +307,11 @@ class ThermalZoneComponent(Component):
         if p.water_supply_setpoint is not None:
             self.heat_pump.supply_temperature_c = p.water_supply_setpoint.read()
         enabled = p.enable.read_bool() if p.enable is not None else True
-        heat_kw = self.heat_pump.control(seconds, setpoint_c, self.zone.air_temperature_c, outdoor_c, enabled)
-        internal_kw = (3.0 if present else 0.5) * self.floor_area_m2 / 1000.0
+        # The local controller sees the zone through its own sensor, as gridctl does.
+        sensed_c = p.temperature.sensed(self.zone.air_temperature_c)
+        heat_kw = self.heat_pump.control(seconds, setpoint_c, sensed_c, outdoor_c, enabled)
+        occupied_w, idle_w = self.internal_gain_w_per_m2
+        internal_kw = (occupied_w if present else idle_w) * self.floor_area_m2 / 1000.0
         solar_kw = self.solar_aperture_m2 * tick.weather.ghi_w_per_m2 / 1000.0
         zone_before_c = self.zone.air_temperature_c
         # An air handler bypasses its heat recovery when the zone runs warm (2 K over its setpoint and near the

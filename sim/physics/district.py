@@ -50,6 +50,8 @@ from sim.physics.ev import Charger, SessionSchedule
 from sim.physics.lighting import LightingZone as LightingModel
 from sim.physics.lighting import PublicLightingCircuit as PublicLightingModel
 from sim.physics.loads import HeatSubstation, Household
+from sim.physics.measurement import Outages, sensor_for
+from sim.physics.plant import Plant
 from sim.physics.points import PointRef, optional
 from sim.physics.pv import PvArray as PvModel
 from sim.physics.thermal import HeatPump, RcZone
@@ -133,8 +135,11 @@ class DistrictPhysics:
     """Every model of one site, stepped together. `step(now)` advances from the last step to `now`."""
 
     def __init__(self, site: Site, devices: dict[str, SimDevice], start: datetime, seed: int = 0,
-                 max_step: timedelta = DEFAULT_MAX_STEP) -> None:
+                 max_step: timedelta = DEFAULT_MAX_STEP, plant: Plant | None = None,
+                 instruments: bool = True) -> None:
         self.site = site
+        # The plant as it really is: the site file's values drawn from their spreads (sim/PLANT.md).
+        self.plant = plant if plant is not None else Plant(site, seed)
         self.devices = devices
         self.seed = seed
         self.tz = site.tz
@@ -156,6 +161,10 @@ class DistrictPhysics:
         self.building_energy = EnergyCounter()
         self.grid_power_kw = 0.0
         self.load_power_kw = 0.0
+        # When each device's communication drops out (the live loop and the warm-up history share it).
+        self.outages = Outages(seed, enabled=instruments)
+        if instruments:
+            self._fit_sensors()
         self._build()
         self._grid_meter = self._build_grid_meter()
         self._advance(start, start)
@@ -194,6 +203,15 @@ class DistrictPhysics:
         points = self.site.grid.points
         return (self._initial_counter(points.get("import_energy", "grid/import"), 20_000, 80_000),
                 self._initial_counter(points.get("export_energy", "grid/export"), 1_000, 8_000))
+
+    def _fit_sensors(self) -> None:
+        for address, device, point in self.site.all_points():
+            simulated = self.devices.get(device.id)
+            if simulated is None or point.kind != "measurement" or point.id not in simulated.points:
+                continue
+            sensor = sensor_for(self.seed, address, point.unit)
+            if sensor is not None:
+                simulated.sensors[point.id] = sensor
 
     # ------------------------------------------------------------------ building
 
@@ -246,9 +264,10 @@ class DistrictPhysics:
     def _build_battery(self, asset: BatteryAsset) -> None:
         points = asset.points
         setpoint = self._required(points["power_setpoint"])
-        model = Battery(asset.capacity_kwh, asset.max_charge_power_kw, asset.max_discharge_power_kw,
-                        asset.charge_efficiency, asset.discharge_efficiency, asset.soc_min_pct, asset.soc_max_pct,
-                        soc_pct=(asset.soc_min_pct + asset.soc_max_pct) / 2.0)
+        true = self.plant.assets[asset.id]
+        model = Battery(true["capacity_kwh"].true, asset.max_charge_power_kw, asset.max_discharge_power_kw,
+                        true["charge_efficiency"].true, true["discharge_efficiency"].true, asset.soc_min_pct,
+                        asset.soc_max_pct, soc_pct=(asset.soc_min_pct + asset.soc_max_pct) / 2.0)
         model.charged.energy_kwh = self._initial_counter(points.get("charged_energy", asset.id), 5_000, 20_000)
         model.discharged.energy_kwh = model.charged.energy_kwh * 0.88
         component = BatteryComponent(
@@ -306,20 +325,21 @@ class DistrictPhysics:
             airflow=self._on_device(air, "supply-airflow"), heating_valve=self._on_device(air, "heating-valve"),
             fan_speed=self._on_device(air, "fan-speed"), fan_status=self._on_device(air, "fan-status"),
         )
-        model = asset.thermal_model
-        two_node = model.structure == "2R2C"
+        true = {name: p.true for name, p in self.plant.assets[asset.id].items()}
+        two_node = asset.thermal_model.structure == "2R2C"
         occupied_c = asset.comfort_occupied.min_temperature_c + 1.0
         unoccupied_c = asset.comfort_unoccupied.min_temperature_c + 1.0
-        zone = RcZone(model.resistance_k_per_kw, model.capacitance_kwh_per_k,
-                      model.envelope_resistance_k_per_kw if two_node else None,
-                      model.envelope_capacitance_kwh_per_k if two_node else None,
+        zone = RcZone(true["resistance_k_per_kw"], true["capacitance_kwh_per_k"],
+                      true["envelope_resistance_k_per_kw"] if two_node else None,
+                      true["envelope_capacitance_kwh_per_k"] if two_node else None,
                       air_temperature_c=occupied_c, envelope_temperature_c=occupied_c - 3.0)
-        heat_pump = HeatPump(asset.heat_pump.max_electric_power_kw, asset.heat_pump.carnot_efficiency,
+        heat_pump = HeatPump(true["heat_pump.max_electric_power_kw"], true["heat_pump.carnot_efficiency"],
                              asset.heat_pump.supply_temperature_c, asset.heat_pump.approach_k)
         occupancy_key = points.get("occupancy", asset.id)
         component = ThermalZoneComponent(
             zone, heat_pump, zone_points, self._occupancy(occupancy_key, asset.occupancy),
-            floor_area_m2=asset.floor_area_m2, solar_aperture_m2=model.solar_aperture_m2,
+            floor_area_m2=asset.floor_area_m2, solar_aperture_m2=true["solar_aperture_m2"],
+            internal_gain_w_per_m2=(true["internal_gain_occupied_w_per_m2"], true["internal_gain_idle_w_per_m2"]),
             occupied_setpoint_c=occupied_c, unoccupied_setpoint_c=unoccupied_c,
             free_cooling_above_c=asset.comfort_occupied.max_temperature_c - 1.0,
         )
@@ -373,7 +393,10 @@ class DistrictPhysics:
     def _build_pv(self, asset: PvArray) -> None:
         points = asset.points
         power = self._required(points["power"])
-        model = PvModel(asset.peak_power_kwp, asset.inverter_max_power_kw or asset.peak_power_kwp)
+        true = self.plant.assets[asset.id]
+        model = PvModel(true["peak_power_kwp"].true, asset.inverter_max_power_kw or asset.peak_power_kwp,
+                        performance_ratio=true["performance_ratio"].true,
+                        inverter_efficiency=true["inverter_efficiency"].true)
         model.energy.energy_kwh = self._initial_counter(points.get("energy", asset.id), 10_000, 300_000)
         component = PvComponent(
             model, tilt_deg=asset.tilt_deg, azimuth_deg=asset.azimuth_deg, power=power,

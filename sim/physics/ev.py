@@ -58,12 +58,24 @@ STATISTICS: dict[str, _Statistics] = {
     "home": _Statistics(0.65, 0.55, 18.25, 1.5, 11.0, 19.4),
     "public": _Statistics(0.7, 0.6, 13.0, 3.5, 2.5, 10.0),
 }
+# Spread (lognormal sigma) of stays and energies around the medians: wide and right-skewed, as charging
+# statistics are (modelling choice, sim/PLANT.md; not fitted to any controller's assumptions).
+DURATION_SIGMA = 0.55
+ENERGY_SIGMA = 0.7
 # Share of sessions whose car or driver declares its needs (an app on a workplace or residential
 # site is used by most regulars; passing visitors at public points rarely bother).
 DECLARED_SHARE: dict[str, float] = {"workplace": 0.6, "home": 0.6, "public": 0.3}
-# Of those, the share who leave before the time they announced, and by up to how much.
-EARLY_LEAVER_SHARE = 0.2
-EARLY_LEAVE_MAX = timedelta(minutes=40)
+# Of those, the share who announce a departure but no energy.
+ENERGY_UNDECLARED_SHARE = 0.3
+# How the real departure relates to the announced one: most leave about on time, a good share leaves
+# early, by an exponentially distributed margin (some by several hours), a few stay longer.
+ON_TIME_SHARE, EARLY_SHARE = 0.6, 0.3
+ON_TIME_SPREAD = timedelta(minutes=15)
+EARLY_MEAN = timedelta(hours=1.5)
+LATE_MEAN = timedelta(hours=1)
+# Declared energy against what the car really takes: most ask for more (a target it won't reach,
+# a round number), some for less.
+DECLARED_ENERGY_MEDIAN_RATIO, DECLARED_ENERGY_SIGMA = 1.2, 0.4
 
 
 class SessionSchedule:
@@ -86,8 +98,8 @@ class SessionSchedule:
             return ()
         midnight = datetime.combine(day, time(0), tzinfo=self.tz)
         arrival_h = min(max(rng.gauss(stats.arrival_mean_h, stats.arrival_sd_h), 0.0), 23.5)
-        duration_h = min(max(stats.duration_median_h * math.exp(rng.gauss(0.0, 0.45)), 0.5), 20.0)
-        energy_kwh = min(max(stats.energy_median_kwh * math.exp(rng.gauss(0.0, 0.6)), 1.0), 80.0)
+        duration_h = min(max(stats.duration_median_h * math.exp(rng.gauss(0.0, DURATION_SIGMA)), 0.5), 20.0)
+        energy_kwh = min(max(stats.energy_median_kwh * math.exp(rng.gauss(0.0, ENERGY_SIGMA)), 1.0), 80.0)
         arrival = midnight + timedelta(hours=arrival_h)
         sessions.append(Session(arrival, arrival + timedelta(hours=duration_h), energy_kwh))
         # Workplace spaces often see a second, shorter visit in the afternoon.
@@ -104,10 +116,18 @@ class SessionSchedule:
     def _declare(self, session: Session, rng: random.Random) -> Session:
         if rng.random() >= DECLARED_SHARE[self.kind]:
             return session
-        announced = session.departure
-        if rng.random() < EARLY_LEAVER_SHARE:
-            announced += EARLY_LEAVE_MAX * rng.random()
-        return dataclasses.replace(session, declared_departure=announced, declared_energy_kwh=session.energy_kwh)
+        draw = rng.random()
+        if draw < ON_TIME_SHARE:
+            announced = session.departure + ON_TIME_SPREAD * rng.uniform(-1.0, 1.0)
+        elif draw < ON_TIME_SHARE + EARLY_SHARE:
+            announced = session.departure + EARLY_MEAN * rng.expovariate(1.0)
+        else:
+            announced = session.departure - LATE_MEAN * rng.expovariate(1.0)
+        announced = max(announced, session.arrival + timedelta(minutes=15))
+        energy = None
+        if rng.random() >= ENERGY_UNDECLARED_SHARE:
+            energy = session.energy_kwh * DECLARED_ENERGY_MEDIAN_RATIO * math.exp(rng.gauss(0.0, DECLARED_ENERGY_SIGMA))
+        return dataclasses.replace(session, declared_departure=announced, declared_energy_kwh=energy)
 
     def around(self, ts: datetime) -> list[Session]:
         """Sessions of the day before, the day of and the day after `ts` (long stays cross midnight)."""

@@ -58,8 +58,15 @@ class PointRef:
             return round(float(value) / self.factor)
         return float(value) / self.factor
 
+    def sensed(self, value: float) -> float:
+        """What the point's instrument reads when the true value is `value` (the value itself without one)."""
+        sensor = self.device.sensors.get(self.point_id)
+        return sensor.read(value, self.device.clock.now()) if sensor is not None else value
+
     def set(self, value: float | bool) -> None:
-        """A measurement the device reports."""
+        """A measurement the device reports, through its instrument."""
+        if not isinstance(value, bool) and self.point_id in self.device.sensors:
+            value = self.sensed(value)
         self.device.set(self.point_id, self._raw(value))
 
     def local_default(self, value: float | bool) -> None:

@@ -28,10 +28,9 @@ _TABLE_POINTS = 24 * 60 // _TABLE_STEP_MIN
 DAYLIGHT_EFFICACY_LM_PER_W = 110.0
 # Below this global irradiance a photocell reads "dark" (sun a few degrees under a clear horizon).
 DARK_THRESHOLD_W_PER_M2 = 20.0
-# Standard error of a weather service's clear-sky index for a whole day, by lead time in days (same
-# day, next day, beyond): day-ahead daily irradiation is typically off by 15-25 % in northern Europe.
-NWP_INDEX_ERROR = (0.07, 0.12, 0.15)
-NWP_TEMPERATURE_ERROR_K = 1.0
+# Seasonal swing of the mean clear-sky index: skies over Lille are cloudier in winter than in summer
+# (an estimate, sim/PLANT.md), around the yearly mean given to `Weather`.
+SEASONAL_INDEX_SWING = 0.08
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +60,7 @@ class Weather:
 
     def __init__(self, latitude_deg: float = 50.63, longitude_deg: float = 3.06, seed: int = 0, *,
                  elevation_m: float = 20.0, mean_temperature_c: float = 11.3, seasonal_amplitude_k: float = 7.2,
-                 daily_amplitude_k: float = 3.5, mean_clear_sky_index: float = 0.70) -> None:
+                 daily_amplitude_k: float = 3.5, mean_clear_sky_index: float = 0.64) -> None:
         self.latitude_deg = latitude_deg
         self.longitude_deg = longitude_deg
         self.seed = seed
@@ -117,7 +116,10 @@ class Weather:
     # ------------------------------------------------------------------ clouds
 
     def _day_cloudiness(self, day: int) -> float:
-        value = self.mean_clear_sky_index + 0.25 * noise.normal(self.seed, "cloud-day", day)
+        # Clearest in early July (day of year ~187), cloudiest in early January.
+        year_fraction = (day % 365.25) / 365.25  # day 0 is 1 January 2000
+        seasonal = SEASONAL_INDEX_SWING * math.cos(2.0 * math.pi * (year_fraction - 187.0 / 365.25))
+        value = self.mean_clear_sky_index + seasonal + 0.25 * noise.normal(self.seed, "cloud-day", day)
         return min(1.0, max(0.12, value))
 
     def _hour_knot(self, hour: int) -> float:
@@ -130,28 +132,6 @@ class Weather:
         hour = math.floor(hours)
         fraction = hours - hour
         return (1.0 - fraction) * self._hour_knot(hour) + fraction * self._hour_knot(hour + 1)
-
-    # ------------------------------------------------------------------ a weather service's forecast
-
-    def forecast(self, issued_at: datetime, moments: list[datetime]) -> tuple[list[float], list[float]]:
-        """Global irradiance (W/m²) and air temperature (°C) at `moments` as a numerical weather
-        prediction issued at `issued_at` would give them: each day's cloudiness with an error that grows
-        with lead time (passing clouds are not predicted), temperature with a daily error. A new run
-        every six hours, as the national services publish."""
-        issue = math.floor((issued_at - _EPOCH).total_seconds() / (6 * 3600.0))
-        ghi, temperature = [], []
-        for moment in moments:
-            sample = self.sample(moment)
-            day = math.floor((moment - _EPOCH).total_seconds() / 86400.0)
-            lead_days = max((moment - issued_at).total_seconds() / 86400.0, 0.0)
-            error = NWP_INDEX_ERROR[min(int(lead_days), len(NWP_INDEX_ERROR) - 1)]
-            index = self._day_cloudiness(day) + error * noise.normal(self.seed, "nwp-cloud", issue, day)
-            index = min(1.0, max(0.08, index))
-            clear = sample.ghi_w_per_m2 / sample.clear_sky_index if sample.clear_sky_index > 0 else 0.0
-            ghi.append(clear * index)
-            temperature.append(sample.temperature_c + NWP_TEMPERATURE_ERROR_K * noise.normal(
-                self.seed, "nwp-temperature", issue, day))
-        return ghi, temperature
 
     # ------------------------------------------------------------------ temperature
 

@@ -18,7 +18,7 @@ from gridctl.clock import ManualClock
 from gridctl.config import load_site
 from gridctl.config.models import BatteryAsset, PvArray, Site
 from gridctl.dispatch import Arbiter, WriteRequest
-from gridctl.history import QuarantinePolicy, SQLiteHistorian
+from gridctl.history import QuarantinePolicy, SiteReadings, SQLiteHistorian
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 from gridctl.runtime import PlannedSchedule
 from optimizer import PV, Battery, DemandResponseEvent, Problem, Schedule, Settings, solve
@@ -88,7 +88,8 @@ async def build_history(path: Path, site: Site) -> None:
         await historian.upgrade()
         await historian.sync_site(site)
         await historian.sync_site(small_site(site))
-        await historian.write(history_readings(site, NOW - timedelta(days=HISTORY_DAYS), NOW), received_at=NOW)
+        await historian.write([SiteReadings(site.id, history_readings(site, NOW - timedelta(days=HISTORY_DAYS), NOW))],
+                              received_at=NOW)
         await historian.refresh_rollups()
 
 
@@ -117,7 +118,7 @@ class HistoryRuntime:
 
     async def refresh(self) -> None:
         """Poll the history once: latest values, device health and the alarms they raise."""
-        self._latest = await self.historian.latest([a for a, _d, _p in self._site.all_points()])
+        self._latest = await self.historian.latest(self._site.id, [a for a, _d, _p in self._site.all_points()])
         seen = {address.partition("/")[0] for address in self._latest}
         for device in self._site.devices:
             tracker = self._health.setdefault(device.id, HealthTracker(device.id, now=self.clock.now))

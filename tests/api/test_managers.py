@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from drivers.base import Quality, Reading
 from gridctl.api import API_PREFIX
+from gridctl.history import SiteReadings
 from tests.api.conftest import Api
 from tests.api.support import HISTORY_DAYS, NOW, history_readings
 
@@ -102,11 +103,11 @@ async def test_plan_adherence_and_forecast_accuracy_once_a_schedule_has_run(api:
             at = ts.to_pydatetime() + timedelta(minutes=minute)
             measured.append(Reading("grid-meter/power", at, row["site.net_kw"] + 5.0, Quality.GOOD))
             measured.append(Reading("rooftop-pv-inverter/power", at, 10.0, Quality.GOOD))
-    await api.historian.write(measured, received_at=NOW + timedelta(hours=1))
+    await api.historian.write([SiteReadings(api.site.id, measured)], received_at=NOW + timedelta(hours=1))
     api.clock.advance(timedelta(hours=1))
     kpis = (await api.client.get(f"{SITES}/kpis", headers=api.auth("manager"))).json()["kpis"]
     # Measured: each step's mean reading; the first step also holds the history's last reading.
-    means = await api.historian.query(["grid-meter/power", "rooftop-pv-inverter/power"], NOW,
+    means = await api.historian.query(api.site.id, ["grid-meter/power", "rooftop-pv-inverter/power"], NOW,
                                       NOW + timedelta(hours=1), timedelta(minutes=15), "avg")
     gaps = (means["grid-meter/power"].to_numpy() - planned["site.net_kw"].iloc[:4].to_numpy())
     assert list(abs(gaps[1:])) == [5.0, 5.0, 5.0]

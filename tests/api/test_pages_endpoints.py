@@ -86,17 +86,18 @@ async def test_a_household_with_a_high_night_base_load_is_told_what_it_costs(api
     from datetime import timedelta
 
     from drivers.base import Quality, Reading
+    from gridctl.history import SiteReadings
     from tests.api.support import NOW, STEP, dwelling_kwh_per_quarter
 
     meter = next(d.meter for d in api.site.dwellings if d.id == "a-01")
-    counter = float((await api.historian.latest([meter]))[meter].value)
+    counter = float((await api.historian.latest(api.site.id, [meter]))[meter].value)
     readings, ts = [], NOW
     while ts < NOW + timedelta(days=3):
         ts += STEP
         night = 1 <= ts.astimezone(api.site.tz).hour < 5
         counter = round(counter + dwelling_kwh_per_quarter(0, ts) + (0.25 if night else 0.0), 2)
         readings.append(Reading(meter, ts, counter, Quality.GOOD))
-    await api.historian.write(readings, received_at=ts)
+    await api.historian.write([SiteReadings(api.site.id, readings)], received_at=ts)
     await api.historian.refresh_rollups()
     api.clock.advance(timedelta(days=3))
     response = await api.client.get(f"/api/v1/me/dwellings/{SITE}/a-01/advice", headers=api.auth("resident"))

@@ -13,6 +13,7 @@ from gridctl.api import API_PREFIX, ApiSettings
 from gridctl.api.csvout import escape_cell, to_csv
 from gridctl.api.models import Consumption
 from gridctl.api.store import Role
+from gridctl.history import SiteReadings
 from tests.api.conftest import Api, make_api
 from tests.api.support import dwelling_kwh_per_quarter, small_site
 
@@ -155,7 +156,7 @@ async def test_open_data_withholds_days_with_fewer_than_ten_reporting(api: Api) 
     # On 22 March only five meters report.
     ts = [datetime(2026, 3, 21, 23, tzinfo=UTC) + timedelta(hours=h) for h in range(25)]
     readings = [Reading(d.meter, t, 5000.0 + i, Quality.GOOD) for d in api.site.dwellings[:5] for i, t in enumerate(ts)]
-    await api.historian.write(readings, received_at=ts[-1])
+    await api.historian.write([SiteReadings(SITE, readings)], received_at=ts[-1])
     await api.historian.refresh_rollups()
     response = await api.client.get(f"{API_PREFIX}/open/sites/{SITE}/daily?start=2026-03-18&end=2026-03-23")
     days = {d["day"]: d for d in response.json()["days"]}

@@ -12,7 +12,7 @@ from gridctl.api.context import ApiContext
 from gridctl.api.store import AuditFilter, Role
 from gridctl.clock import ManualClock
 from gridctl.dispatch.audit import AuditEntry, Outcome
-from gridctl.history import QuarantinePolicy
+from gridctl.history import QuarantinePolicy, SiteReadings
 from gridctl.history.timescale import TimescaleHistorian
 from gridctl.policy import SitePolicy
 from tests.api.support import NOW, history_readings
@@ -32,7 +32,8 @@ async def test_residents_consent_audit_and_policies_on_timescale(timescale_db: s
         assert {100, 101, 102} <= set(applied)
         await historian.sync_site(site)
         # Three days of history are enough here.
-        await historian.write(history_readings(site, NOW - timedelta(days=3), NOW), received_at=NOW)
+        await historian.write([SiteReadings(site.id, history_readings(site, NOW - timedelta(days=3), NOW))],
+                              received_at=NOW)
         await historian.refresh_rollups()
         clock = ManualClock(NOW)
         app = create_app(historian, {}, ApiSettings(rate_per_second=1000, rate_burst=1000), sites={SITE: site},

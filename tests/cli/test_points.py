@@ -158,6 +158,7 @@ def test_points_read_json_over_each_protocol(served: SimProcess) -> None:
     site = load_site(SITES / served.site)
     readings = _read(served, *case.reads)
     assert [r["address"] for r in readings] == case.reads
+    assert {r["site_id"] for r in readings} == {served.site}
     protocols = set()
     for reading in readings:
         point = site.point(reading["address"])
@@ -174,7 +175,8 @@ def test_points_read_a_whole_device_in_text(served: SimProcess) -> None:
     device = site.devices[0]
     result = gridctl("points", "read", str(SITES / served.site), device.id, "--port-offset", str(served.offset))
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    header, *lines = result.stdout.splitlines()
+    assert header == f"site {site.id}"
     assert [line.split()[0] for line in lines] == [f"{device.id}/{p.id}" for p in device.points]
     assert all(" good " in line for line in lines)
 

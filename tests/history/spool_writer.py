@@ -15,6 +15,7 @@ from gridctl.history.recorder import Recorder
 from gridctl.history.spool import Spool
 from gridctl.history.timescale import TimescaleHistorian
 
+SITE = "test-site"
 POINTS = [f"crash/p{i}" for i in range(10)]
 STEP = timedelta(milliseconds=10)
 
@@ -30,7 +31,7 @@ async def main(dsn: str, spool_path: str, base: datetime) -> None:
     await recorder.start()
     number = 0
     while True:
-        await recorder.record(batch(base, number))
+        await recorder.record(SITE, batch(base, number))
         print(number, flush=True)
         number += 1
         await asyncio.sleep(0.005)

@@ -8,6 +8,7 @@ import yaml
 from history_site import SITE
 
 from gridctl.cli import main
+from gridctl.history.migrations import MIGRATIONS
 
 
 def test_db_commands(backend: str, tmp_path, capsys):
@@ -17,7 +18,8 @@ def test_db_commands(backend: str, tmp_path, capsys):
 
     assert main(["db", "upgrade", "--db", backend, "--site", str(site_dir)]) == 0
     out = capsys.readouterr().out
-    assert "applied 1, 2" in out and "test-site: 6 points, 2 dwellings" in out
+    assert f"applied {', '.join(str(m.version) for m in MIGRATIONS)}" in out and "test-site: 6 points, 2 dwellings" in out
+    assert "no series was shared by several sites" in out
 
     assert main(["db", "upgrade", "--db", backend]) == 0
     assert "applied" not in capsys.readouterr().out

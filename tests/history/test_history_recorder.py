@@ -23,6 +23,8 @@ from gridctl.history.spool import Spool
 from gridctl.history.timescale import TimescaleHistorian
 
 REPO = Path(__file__).resolve().parents[2]
+# Two sites with the same addresses, told apart by an offset in their values.
+SITES = {"test-site": 0.0, "twin-site": 1000.0}
 
 
 def _now_second() -> datetime:
@@ -43,7 +45,7 @@ async def test_sqlite_too_slow_goes_to_spool_then_flushes(tmp_path, site):
     def readings(i: int) -> list[Reading]:
         return [Reading(p, base + timedelta(seconds=i), float(i), Quality.GOOD) for p in points]
 
-    await recorder.record(readings(0))
+    await recorder.record("test-site", readings(0))
     # Another process holds the database's write lock for two seconds: writes time out meanwhile.
     import sqlite3
 
@@ -52,12 +54,12 @@ async def test_sqlite_too_slow_goes_to_spool_then_flushes(tmp_path, site):
     timer = threading.Timer(2.0, blocker.execute, ["COMMIT"])
     timer.start()
     for i in range(1, 6):
-        await recorder.record(readings(i))
+        await recorder.record("test-site", readings(i))
     assert recorder.stats.spooled == 10
     assert await recorder.drain(30)
     timer.join()
     blocker.close()
-    counts = await historian.query(points, base, base + timedelta(seconds=6), timedelta(seconds=1), "count")
+    counts = await historian.query("test-site", points, base, base + timedelta(seconds=6), timedelta(seconds=1), "count")
     assert counts.to_numpy().tolist() == [[1.0, 1.0]] * 6
     await recorder.close()
     await historian.close()
@@ -66,6 +68,7 @@ async def test_sqlite_too_slow_goes_to_spool_then_flushes(tmp_path, site):
 @pytest.mark.timescale
 @pytest.mark.slow
 async def test_database_outage_mid_ingest_loses_nothing(timescale, timescale_db, site, tmp_path):
+    """Two sites with the same point addresses record side by side; each keeps its own series."""
     historian = TimescaleHistorian(timescale_db, timeout_s=2)
     await historian.open()
     await historian.upgrade()
@@ -80,7 +83,9 @@ async def test_database_outage_mid_ingest_loses_nothing(timescale, timescale_db,
     async def ingest() -> int:
         number = 0
         while not stop.is_set():
-            await recorder.record([Reading(p, base + number * step, float(number), Quality.GOOD) for p in points])
+            for site_id, offset in SITES.items():
+                await recorder.record(site_id, [Reading(p, base + number * step, float(number) + offset, Quality.GOOD)
+                                                for p in points])
             number += 1
             await asyncio.sleep(0.05)
         return number
@@ -95,7 +100,7 @@ async def test_database_outage_mid_ingest_loses_nothing(timescale, timescale_db,
         spooled_at_stop = recorder.stats.spooled
         await asyncio.sleep(25)
         assert not task.done()
-        assert recorder.stats.spooled - spooled_at_stop >= 100 * len(points)
+        assert recorder.stats.spooled - spooled_at_stop >= 100 * len(points) * len(SITES)
         await asyncio.to_thread(timescale.start)
         await asyncio.sleep(3)
     finally:
@@ -112,14 +117,14 @@ async def test_database_outage_mid_ingest_loses_nothing(timescale, timescale_db,
             "JOIN points AS p ON p.id = r.point_id WHERE p.address LIKE 'outage/%'"
         ).fetchone()
         per_point = conn.execute(
-            "SELECT p.address, count(*), sum(r.value), min(r.ts), max(r.ts) FROM readings AS r "
-            "JOIN points AS p ON p.id = r.point_id WHERE p.address LIKE 'outage/%' GROUP BY p.address"
+            "SELECT p.site_id, p.address, count(*), sum(r.value), min(r.ts), max(r.ts) FROM readings AS r "
+            "JOIN points AS p ON p.id = r.point_id WHERE p.address LIKE 'outage/%' GROUP BY p.site_id, p.address"
         ).fetchall()
-    assert total == distinct == batches * len(points)
-    assert len(per_point) == len(points)
-    for _address, count, value_sum, first, last in per_point:
+    assert total == distinct == batches * len(points) * len(SITES)
+    assert len(per_point) == len(points) * len(SITES)
+    for site_id, _address, count, value_sum, first, last in per_point:
         assert count == batches
-        assert value_sum == batches * (batches - 1) / 2
+        assert value_sum == batches * (batches - 1) / 2 + batches * SITES[site_id]
         assert (first, last) == (base, base + (batches - 1) * step)
 
 

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from drivers.base import Quality, Reading
-from gridctl.history import Historian
+from gridctl.history import Historian, SiteReadings
 
 PARIS = ZoneInfo("Europe/Paris")
+SITE = "test-site"
 D1 = "meters/d1_energy"  # Wh, resets
 D2 = "meters/d2_energy"  # kWh, wraps at 100,000
 PV = "meters/pv_power"
@@ -41,7 +42,7 @@ def counter_readings(start: datetime, end: datetime, reset_at: datetime) -> list
 
 
 async def write(h: Historian, readings: list[Reading]) -> None:
-    await h.write(readings, received_at=max(r.ts for r in readings))
+    await h.write([SiteReadings(SITE, readings)], received_at=max(r.ts for r in readings))
 
 
 async def test_counter_energy_across_reset_wrap_and_spring_dst(historian: Historian):
@@ -100,6 +101,21 @@ async def test_counter_energy_on_the_autumn_25_hour_day(historian: Historian):
     ]
 
 
+async def test_counter_read_back_a_little_is_not_a_reset(historian: Historian):
+    """The same count read with less precision (a float32 register after a full-precision value, a
+    coarser scale) steps back a little: nothing was consumed, and the next rise counts from there. A
+    step back near the top of a counter's range is no wrap-around either."""
+    t0 = datetime(2026, 6, 1, 10, tzinfo=UTC)
+    d2 = [99_980.0, 99_990.0375, 99_990.0, 99_995.0]  # wraps at 100,000
+    d1 = [5_562_737.5, 5_562_700.0, 5_563_700.0, 5_564_700.0]  # Wh
+    await write(historian, [Reading(address, t0 + timedelta(hours=i), value, Quality.GOOD)
+                            for address, values in ((D1, d1), (D2, d2)) for i, value in enumerate(values)])
+    await historian.refresh_rollups()
+    energy = await historian.dwelling_energy("test-site", date(2026, 6, 1), date(2026, 6, 2), "hour", ["d1", "d2"])
+    assert energy["d1"].dropna().tolist() == [0.0, 1.0, 1.0]
+    assert energy["d2"].dropna().tolist() == pytest.approx([10.0375, 0.0, 5.0])
+
+
 async def test_measurement_rollups_and_late_data(historian: Historian):
     t0 = datetime(2026, 6, 1, 8, tzinfo=UTC)
     await write(historian, [Reading(PV, t0 + timedelta(minutes=30 * i), float(i), Quality.GOOD) for i in range(6)])
@@ -145,13 +161,13 @@ FIELDS = ["sample_count", "value_avg", "value_min", "value_max", "value_last"]
 
 
 async def _hourly(h: Historian, address: str, t0: datetime, hours: int) -> list[tuple]:
-    frame = await h.rollups([address], t0, t0 + timedelta(hours=hours), "hour")
+    frame = await h.rollups(SITE, [address], t0, t0 + timedelta(hours=hours), "hour")
     assert frame["bucket"].tolist() == [pd.Timestamp(t0 + timedelta(hours=i)) for i in range(hours)]
     return [tuple(row) for row in frame[FIELDS].itertuples(index=False)]
 
 
 async def _daily(h: Historian, address: str, day: date) -> tuple:
     start = local(day)
-    frame = await h.rollups([address], start, start + timedelta(days=1), "day")
+    frame = await h.rollups(SITE, [address], start, start + timedelta(days=1), "day")
     assert frame["bucket"].tolist() == [pd.Timestamp(start)]
     return tuple(frame[FIELDS].iloc[0])

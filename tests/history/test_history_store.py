@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from drivers.base import Quality, Reading
-from gridctl.history import Historian
-from gridctl.history.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
+from gridctl.history import Historian, SiteReadings
+from gridctl.history.migrations import MIGRATIONS
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+SITE = "test-site"
 PV = "meters/pv_power"
 TEMP = "meters/temperature"
 ZONE = ZoneInfo("Europe/Paris")
@@ -21,7 +22,7 @@ ZONE = ZoneInfo("Europe/Paris")
 
 async def write(h: Historian, readings: list[Reading]):
     """Writes as if received right after the newest reading (the data here lies in the past)."""
-    return await h.write(readings, received_at=max(r.ts for r in readings))
+    return await h.write([SiteReadings(SITE, readings)], received_at=max(r.ts for r in readings))
 
 
 def good(address: str, ts: datetime, value: float) -> Reading:
@@ -29,7 +30,7 @@ def good(address: str, ts: datetime, value: float) -> Reading:
 
 
 async def test_upgrade_is_versioned_and_idempotent(historian: Historian):
-    latest = max(m.version for m in (SQLITE_MIGRATIONS if historian.kind == "sqlite" else POSTGRES_MIGRATIONS))
+    latest = max(m.version for m in MIGRATIONS)
     assert await historian.schema_version() == latest
     assert await historian.upgrade() == []
     assert await historian.schema_version() == latest
@@ -56,16 +57,35 @@ async def test_retried_writes_never_duplicate(historian: Historian):
     assert again.stored == 0
     overlap = await write(historian, [good(PV, T0 + timedelta(minutes=i), float(i)) for i in range(30, 90)])
     assert overlap.stored == 30
-    counts = await historian.query([PV], T0, T0 + timedelta(hours=2), timedelta(hours=1), "count")
+    counts = await historian.query(SITE, [PV], T0, T0 + timedelta(hours=2), timedelta(hours=1), "count")
     assert counts[PV].tolist() == [60.0, 30.0]
-    sums = await historian.query([PV], T0, T0 + timedelta(hours=2), timedelta(hours=1), "sum")
+    sums = await historian.query(SITE, [PV], T0, T0 + timedelta(hours=2), timedelta(hours=1), "sum")
     assert sums[PV].tolist() == [sum(range(60)), sum(range(60, 90))]
 
 
 async def test_unknown_points_are_kept(historian: Historian):
     await write(historian, [good("newdevice/power_kw", T0, 4.5)])
-    latest = await historian.latest(["newdevice/power_kw"])
+    latest = await historian.latest(SITE, ["newdevice/power_kw"])
     assert latest["newdevice/power_kw"].value == 4.5
+
+
+async def test_one_write_carries_several_sites_each_with_its_receive_time(historian: Historian):
+    """The same address under two sites is two points; a site no description named yet is registered;
+    readings of no known site are set aside, not filed under a guess."""
+    outcome = await historian.write([
+        SiteReadings(SITE, [good(PV, T0, 1.0)]),
+        SiteReadings("other-site", [good(PV, T0, 2.0), good(PV, T0 + timedelta(minutes=1), 3.0)]),
+        # Received a month later, as a spool flush would deliver it: judged against its own receive time.
+        SiteReadings(SITE, [good(TEMP, T0, 20.0)], received_at=T0 + timedelta(days=30)),
+        SiteReadings(None, [good(PV, T0, 9.0)]),
+    ], received_at=T0 + timedelta(minutes=1))
+    assert (outcome.received, outcome.stored, outcome.quarantined) == (5, 3, 2)
+    assert (await historian.latest(SITE, [PV]))[PV].value == 1.0
+    assert (await historian.latest("other-site", [PV]))[PV].value == 3.0
+    assert await historian.latest(SITE, [TEMP]) == {}
+    held = await historian.quarantined()
+    assert [(q.site_id, q.address, q.value, q.reason) for q in held] == [
+        (SITE, TEMP, 20.0, "past"), (None, PV, 9.0, "no-site")]
 
 
 async def test_far_timestamps_are_quarantined_not_dropped(historian: Historian):
@@ -75,15 +95,16 @@ async def test_far_timestamps_are_quarantined_not_dropped(historian: Historian):
         good(PV, T0 + timedelta(days=2), 2.0),  # clock of the device far ahead
         good(PV, T0 - timedelta(days=30), 3.0),  # replayed from a buffer a month late
     ]
-    outcome = await historian.write(readings, received_at=received)
+    outcome = await historian.write([SiteReadings(SITE, readings)], received_at=received)
     assert (outcome.stored, outcome.quarantined) == (1, 2)
     held = await historian.quarantined()
-    assert [(q.ts, q.value, q.reason) for q in held] == [
-        (T0 + timedelta(days=2), 2.0, "future"),
-        (T0 - timedelta(days=30), 3.0, "past"),
+    assert [(q.site_id, q.ts, q.value, q.reason) for q in held] == [
+        (SITE, T0 + timedelta(days=2), 2.0, "future"),
+        (SITE, T0 - timedelta(days=30), 3.0, "past"),
     ]
+    assert await historian.quarantined(site_id="elsewhere") == []
     assert all(q.received_at == received for q in held)
-    frame = await historian.query([PV], T0 - timedelta(days=31), T0 + timedelta(days=3), timedelta(days=1), "count")
+    frame = await historian.query(SITE, [PV], T0 - timedelta(days=31), T0 + timedelta(days=3), timedelta(days=1), "count")
     assert frame[PV].sum() == 1
 
 
@@ -95,7 +116,7 @@ async def test_query_buckets_with_gaps_are_nan(historian: Historian):
     readings += [good(TEMP, T0 + timedelta(minutes=30), 21.5)]
     await write(historian, readings)
     start, end = T0, T0 + timedelta(hours=4)
-    avg = await historian.query([PV, TEMP], start, end, timedelta(hours=1))
+    avg = await historian.query(SITE, [PV, TEMP], start, end, timedelta(hours=1))
     assert list(avg.index) == [pd.Timestamp(T0 + timedelta(hours=h)) for h in range(4)]
     assert str(avg.index.tz) == "UTC"
     assert list(avg.columns) == [PV, TEMP]
@@ -105,11 +126,11 @@ async def test_query_buckets_with_gaps_are_nan(historian: Historian):
     expected = {"min": [0.0, 10.0], "max": [5.0, 15.0], "first": [0.0, 10.0], "last": [5.0, 15.0],
                 "count": [6.0, 6.0], "sum": [15.0, 75.0]}
     for aggregate, (hour0, hour2) in expected.items():
-        frame = await historian.query([PV], start, end, timedelta(hours=1), aggregate)
+        frame = await historian.query(SITE, [PV], start, end, timedelta(hours=1), aggregate)
         assert frame[PV].iloc[0] == hour0 and frame[PV].iloc[2] == hour2, aggregate
         assert frame[PV].iloc[[1, 3]].isna().all(), aggregate
     # 20-minute buckets line up on the hour.
-    fine = await historian.query([PV], T0, T0 + timedelta(hours=1), timedelta(minutes=20), "sum")
+    fine = await historian.query(SITE, [PV], T0, T0 + timedelta(hours=1), timedelta(minutes=20), "sum")
     assert fine[PV].tolist() == [1.0, 5.0, 9.0]
 
 
@@ -118,7 +139,7 @@ async def test_local_day_buckets_follow_dst(historian: Historian):
     start = datetime(2026, 3, 27, 23, tzinfo=UTC)  # 2026-03-28 00:00 in Paris
     readings = [good(TEMP, start + timedelta(hours=h), 1.0) for h in range(24 + 23 + 24)]
     await write(historian, readings)
-    counts = await historian.query(
+    counts = await historian.query(SITE,
         [TEMP], start, start + timedelta(hours=71), timedelta(days=1), "count", timezone="Europe/Paris"
     )
     assert counts[TEMP].tolist() == [24.0, 23.0, 24.0]
@@ -127,7 +148,7 @@ async def test_local_day_buckets_follow_dst(historian: Historian):
         "2026-03-28T23:00:00+00:00",
         "2026-03-29T22:00:00+00:00",
     ]
-    utc_days = await historian.query([TEMP], start, start + timedelta(hours=71), timedelta(days=1), "count")
+    utc_days = await historian.query(SITE, [TEMP], start, start + timedelta(hours=71), timedelta(days=1), "count")
     assert utc_days[TEMP].sum() == 71 and len(utc_days) == 4
 
 
@@ -136,7 +157,7 @@ async def test_latest_value_of_many_points(historian: Historian):
     readings = [good(a, T0 + timedelta(minutes=m), float(i * 100 + m)) for i, a in enumerate(addresses) for m in range(5)]
     readings.append(Reading(addresses[0], T0 + timedelta(minutes=9), None, Quality.BAD, "timeout"))
     await write(historian, readings)
-    latest = await historian.latest([*addresses, "bulk/never"])
+    latest = await historian.latest(SITE, [*addresses, "bulk/never"])
     assert set(latest) == set(addresses)
     assert latest[addresses[0]].quality == Quality.BAD and latest[addresses[0]].value is None
     assert latest[addresses[0]].ts == T0 + timedelta(minutes=9)
@@ -146,9 +167,9 @@ async def test_latest_value_of_many_points(historian: Historian):
 async def test_stale_values_stored_with_their_quality(historian: Historian):
     await write(historian, [Reading(TEMP, T0, 20.0, Quality.STALE), Reading(TEMP, T0 + timedelta(minutes=1), True,
                                                                              Quality.GOOD)])
-    latest = await historian.latest([TEMP])
+    latest = await historian.latest(SITE, [TEMP])
     assert latest[TEMP].value == 1.0
-    frame = await historian.query([TEMP], T0, T0 + timedelta(hours=1), timedelta(hours=1), "count")
+    frame = await historian.query(SITE, [TEMP], T0, T0 + timedelta(hours=1), timedelta(hours=1), "count")
     # Only good readings count in aggregates.
     assert frame[TEMP].tolist() == [1.0]
 
@@ -163,9 +184,9 @@ async def test_retention_drops_raw_and_keeps_rollups(historian: Historian):
     await historian.refresh_rollups()
     outcome = await historian.apply_retention(now)
     assert outcome.raw_cutoffs["test-site"] == now - timedelta(days=400)
-    old_counts = await historian.query([PV], old, old + timedelta(days=1), timedelta(days=1), "count")
+    old_counts = await historian.query(SITE, [PV], old, old + timedelta(days=1), timedelta(days=1), "count")
     assert old_counts[PV].isna().all()
-    recent_counts = await historian.query([PV], recent, recent + timedelta(days=1), timedelta(days=1), "count")
+    recent_counts = await historian.query(SITE, [PV], recent, recent + timedelta(days=1), timedelta(days=1), "count")
     assert recent_counts[PV].tolist() == [5.0]
     day = old.astimezone(ZONE).date()
     energy = await historian.dwelling_energy("test-site", day, day + timedelta(days=1), "day", ["d1"])

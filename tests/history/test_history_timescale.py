@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from drivers.base import Quality, Reading
+from gridctl.history import SiteReadings
 from gridctl.history.timescale import TimescaleHistorian
 
 pytestmark = pytest.mark.timescale
@@ -56,8 +57,9 @@ async def test_retention_drops_whole_chunks(historian: TimescaleHistorian, times
     now = datetime(2026, 11, 20, tzinfo=UTC)
     for days_ago in (600, 500, 10):
         base = now - timedelta(days=days_ago)
-        await historian.write([Reading("meters/pv_power", base + timedelta(hours=h), 1.0, Quality.GOOD)
-                               for h in range(3)], received_at=base + timedelta(hours=3))
+        await historian.write([SiteReadings("test-site", [
+            Reading("meters/pv_power", base + timedelta(hours=h), 1.0, Quality.GOOD) for h in range(3)])],
+            received_at=base + timedelta(hours=3))
     outcome = await historian.apply_retention(now)
     assert outcome.chunks_dropped == 2
     with psycopg.connect(timescale_db) as conn:
@@ -74,7 +76,7 @@ async def test_unreachable_server_raises_unavailable(timescale, site):
     await h.open()  # does not wait for the server
     try:
         with pytest.raises(HistorianUnavailable):
-            await h.write([Reading("meters/pv_power", datetime.now(UTC), 1.0, Quality.GOOD)])
+            await h.write([SiteReadings("test-site", [Reading("meters/pv_power", datetime.now(UTC), 1.0, Quality.GOOD)])])
     finally:
         await h.close()
 

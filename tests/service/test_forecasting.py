@@ -12,6 +12,7 @@ import pytest
 from drivers.base import Quality, Reading
 from gridctl.config import load_site
 from gridctl.config import models as m
+from gridctl.history import SiteReadings
 from gridctl.service.cloud import PRIOR_INDEX, CloudIndexHistory
 from gridctl.service.forecasting import (
     STILL_CHARGING_KWH,
@@ -174,7 +175,7 @@ async def test_a_starting_service_learns_its_forecasts_from_the_stored_history(t
         # Two days of one-minute grid readings: 30 kW by day, 12 kW at night.
         readings = [Reading(grid, moment, 30.0 if 6 <= moment.hour < 18 else 12.0, Quality.GOOD)
                     for moment in (now - timedelta(days=2) + timedelta(minutes=k) for k in range(2 * 1440))]
-        await host.historian.write(readings, received_at=now)
+        await host.historian.write([SiteReadings(service.site.id, readings)], received_at=now)
         assert await service.warm_up(host.historian) == 2 * 96
         forecasts = await service.forecaster.forecast(service.site, _empty_snapshot(now), now, 96, STEP)
     finally:

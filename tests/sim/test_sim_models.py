@@ -95,24 +95,6 @@ def test_workplace_sessions_follow_the_statistics() -> None:
     assert 7.5 < median(energies) < 10.0
 
 
-def test_declared_needs_come_from_a_share_of_drivers_and_some_leave_early() -> None:
-    schedule = SessionSchedule(seed=3, charger_id="x", kind="workplace", tz=PARIS)
-    day = datetime(2026, 1, 5, tzinfo=PARIS).date()
-    sessions = [s for n in range(400) for s in schedule._draw_day(day + timedelta(days=n))]
-    declared = [s for s in sessions if s.declared_departure is not None]
-    assert 0.5 < len(declared) / len(sessions) < 0.7
-    assert all(s.declared_energy_kwh == s.energy_kwh for s in declared)
-    early = [s.declared_departure - s.departure for s in declared if s.declared_departure > s.departure]
-    assert all(timedelta(0) < e <= timedelta(minutes=40) for e in early)
-    assert 0.1 < len(early) / len(declared) < 0.3
-    assert all(s.declared_departure >= s.departure for s in declared)
-    undeclared = [s for s in sessions if s.declared_departure is None]
-    assert all(s.declared_energy_kwh is None for s in undeclared)
-    # Declaring draws from its own stream: the sessions themselves are those drawn without it.
-    assert {(s.arrival, s.departure, s.energy_kwh) for s in sessions} == {
-        (s.arrival, s.departure, s.energy_kwh) for n in range(400) for s in schedule._draw_day(day + timedelta(days=n))}
-
-
 def test_sessions_are_a_function_of_seed_and_day() -> None:
     a = SessionSchedule(seed=9, charger_id="c", kind="home", tz=PARIS)
     b = SessionSchedule(seed=9, charger_id="c", kind="home", tz=PARIS)
@@ -314,25 +296,3 @@ def test_household_profile_peaks_in_the_evening() -> None:
         hourly.append(sum(home.demand_kw(day + timedelta(hours=hour, minutes=m)) for m in range(0, 60, 5)))
     assert max(range(24), key=hourly.__getitem__) in (18, 19, 20, 21)
     assert hourly[8] > hourly[3] and hourly[19] > hourly[14]
-
-
-def test_the_weather_services_forecast_errs_more_the_further_ahead() -> None:
-    weather = Weather(seed=4)
-    errors: dict[int, list[float]] = {0: [], 1: []}
-    for day in range(120):
-        issued = datetime(2026, 4, 1, 5, tzinfo=UTC) + timedelta(days=day)
-        for lead in (0, 1):
-            noon = issued.replace(hour=11) + timedelta(days=lead)
-            ghi, temperature = weather.forecast(issued, [noon])
-            truth = weather.sample(noon)
-            clear = truth.ghi_w_per_m2 / truth.clear_sky_index
-            errors[lead].append(ghi[0] / clear - weather._day_cloudiness(math.floor(
-                (noon - datetime(2000, 1, 1, tzinfo=UTC)).total_seconds() / 86400)))
-            assert abs(temperature[0] - truth.temperature_c) < 5.0
-    rms = {lead: math.sqrt(sum(e * e for e in errors[lead]) / len(errors[lead])) for lead in errors}
-    assert 0.03 < rms[0] < rms[1] < 0.2
-    # One run of the service gives one answer; the next run (six hours later) may differ.
-    issued = datetime(2026, 4, 1, 1, tzinfo=UTC)
-    target = [issued + timedelta(hours=30)]
-    assert weather.forecast(issued, target) == weather.forecast(issued + timedelta(hours=1), target)
-    assert weather.forecast(issued, target) != weather.forecast(issued + timedelta(hours=6), target)

@@ -36,7 +36,7 @@ async def union() -> AsyncIterator[SiteSimulation]:
     site = load_site(SITES / "zac-union")
     # Tuesday 10:00 in Lille, one simulated minute per wall second.
     clock = SimClock(datetime(2026, 1, 13, 9, 0, tzinfo=UTC), speed=60.0)
-    simulation = SiteSimulation(site, clock, seed=2, port_offset=free_port_offset(site))
+    simulation = SiteSimulation(site, clock, seed=2, port_offset=free_port_offset(site), instruments=False)
     await simulation.start(step_interval_s=0.05)
     try:
         yield simulation
