@@ -91,6 +91,7 @@ class Arbiter:
 
     def __post_init__(self) -> None:
         self._states: dict[str, _PointState] = {}
+        self._closed = False
         # Restored before the first write: an operator's hands off outlives a restart.
         self._hands_off: dict[str, HandsOff] = self.journal.hands_off(self.site.id) if self.journal else {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -110,7 +111,7 @@ class Arbiter:
         async with self._lock(device_id):
             # Decided under the lock: a hands off set while a write of this device was in flight is seen.
             state = self._states.setdefault(request.address, _PointState())
-            if self.is_hands_off(request.address):
+            if self._closed or self.is_hands_off(request.address):
                 return None
             if state.override_priority is not None:
                 return None
@@ -156,7 +157,7 @@ class Arbiter:
 
         async def one(beat: Heartbeat) -> AuditEntry | None:
             async with self._lock(beat.device_id):
-                if self.is_hands_off(beat.address):
+                if self._closed or self.is_hands_off(beat.address):
                     return None
                 return await self._beat(beat)
 
@@ -225,7 +226,9 @@ class Arbiter:
             await self.journal.adopt_hands_off(self.site.id, hands)
 
     async def release_all(self, actor: str = "gridctl", reason: str = "shutdown") -> list[AuditEntry]:
-        """Relinquish every point gridctl may hold (graceful shutdown), staggered."""
+        """Relinquish every point gridctl may hold (graceful shutdown), staggered; no write or heartbeat is
+        sent after (one still queued for a device lock is dropped)."""
+        self._closed = True
         return await self._let_go([d.id for d in self.site.devices], lambda _address: True, actor, reason)
 
     async def recover(self) -> list[AuditEntry]:
