@@ -219,11 +219,10 @@ class WriteJournal:
         self._conn.execute("PRAGMA synchronous = FULL")
         for statement in _SCHEMA:
             self._conn.execute(statement)
-        self.journal_id = self._meta("journal_id", uuid.uuid4().hex[:12])
         self._meta("format", str(FORMAT))
-        # Stable across restarts (the journal lives in the data directory); a new file is a new instance,
-        # so its sequence numbers never collide with an old file's in the database.
-        self.instance_id = f"{hostname or socket.gethostname()}/{self.journal_id}"
+        # Made with the file and kept in it: stable across restarts (even of a renamed host), and a new
+        # file is a new instance, so its sequence numbers never collide with an old file's in the database.
+        self.instance_id = self._meta("instance_id", f"{hostname or socket.gethostname()}/{uuid.uuid4().hex[:12]}")
         self.run_id = uuid.uuid4().hex[:12]
         self.on_record: Callable[[], None] | None = None
         self.interrupted = self._close_interrupted()

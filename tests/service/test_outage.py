@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
 from gridctl.service.web import attach_api
 from sim.core import SimClock
 from sim.site import SiteSimulation, free_port_offset
+from tests.service.test_run import _until
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "sites" / "zac-union"
@@ -27,15 +27,6 @@ SPEED = 10.0
 OUTAGE_S = 15.0  # wall seconds: 150 s of the service's clock, longer than the chargers' timeout
 # The chargers' communication timeout, as the installer sets it (their lease is 20 s).
 CHARGER_TIMEOUT = timedelta(seconds=120)
-
-
-async def _until(condition, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
