@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from drivers.base import Driver, DriverError, Override, Reading, Value, WriteMismatch
+from drivers.base import Driver, DriverError, NotCommandable, Override, Reading, Value, WriteMismatch
 from gridctl.alarms import AlarmBook, AlarmKind, Severity
 from gridctl.clock import Clock
 from gridctl.config.models import BacnetDevice, Point, Site
@@ -429,6 +429,23 @@ class Arbiter:
             return await self._unjournalled(intent, error)
         try:
             result = await self.drivers[device_id].write(point_id, value, priority=priority)
+        except NotCommandable as refused:
+            # A BACnet object without priority array has nothing to relinquish (and a NULL could leave it
+            # uninitialised): the driver refused the NULL unsent. Write its relinquish value, or leave it.
+            await self._finish(intent, seq, Outcome.REJECTED, error=str(refused))
+            if point.relinquish_value is None:
+                state.commanded = False
+                return await self._note(request, point, Outcome.RELINQUISHED, old=old,
+                                        error="not commandable and no relinquish value: left as is")
+            intent = self._intent(request, point, Action.RELINQUISH, old=old, sent=point.relinquish_value)
+            try:
+                seq = await self._journal(intent)
+            except JournalError as error:
+                return await self._unjournalled(intent, error)
+            try:
+                result = await self.drivers[device_id].write(point_id, point.relinquish_value, priority=None)
+            except DriverError as error:
+                return await self._finish(intent, seq, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
         except DriverError as error:
             return await self._finish(intent, seq, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
         state.commanded = False
