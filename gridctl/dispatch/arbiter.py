@@ -22,7 +22,6 @@ from drivers.base import Driver, DriverError, NotCommandable, Override, Reading,
 from gridctl.alarms import AlarmBook, AlarmKind, Severity
 from gridctl.clock import Clock
 from gridctl.config.models import BacnetDevice, Point, Site
-from gridctl.config.roles import ROLES
 from gridctl.dispatch.audit import AuditEntry, AuditSink, Outcome
 from gridctl.dispatch.journal import Action, HandsOff, Intent, JournalError, WriteJournal
 from gridctl.dispatch.watchdog import Heartbeat
@@ -231,15 +230,14 @@ class Arbiter:
         self._closed = True
         return await self._let_go([d.id for d in self.site.devices], lambda _address: True, actor, reason)
 
-    async def recover(self) -> list[AuditEntry]:
+    async def recover(self, planned: set[str]) -> list[AuditEntry]:
         """At start, before the first write: settle what a run that stopped without relinquishing (a crash,
-        kill -9, power cut) left commanded, as its journal says. A point the site's assets command is
-        reclaimed: gridctl counts it as held and the next dispatch writes it again (relinquishing first would
-        make the equipment jump twice). A point under hands off, or one nothing commands any more, is
-        relinquished, never reclaimed."""
+        kill -9, power cut) left commanded, as its journal says. A point the site's assets command
+        (`planned`) is reclaimed: gridctl counts it as held and the next dispatch writes it again
+        (relinquishing first would make the equipment jump twice). A point under hands off, or one nothing
+        commands any more, is relinquished, never reclaimed."""
         if self.journal is None:
             return []
-        planned = self._planned_points()
         entries: list[AuditEntry] = []
         release: dict[str, str] = {}
         for left in self.journal.commanded(self.site.id):
@@ -591,22 +589,8 @@ class Arbiter:
     def _device_in_scope(self, device_id: str, scope: str) -> bool:
         return scope == "site" or scope == f"device:{device_id}" or scope.startswith(f"point:{device_id}/")
 
-    def _planned_points(self) -> set[str]:
-        """Points the site's assets command (the dispatch writes them every cycle)."""
-        out: set[str] = set()
-        for asset in self.site.assets:
-            out |= _written_roles(asset.points, asset.type)
-            for charger in getattr(asset, "chargers", ()):
-                out |= _written_roles(charger.points, "ev_charger")
-        return out
-
     def _lock(self, device_id: str) -> asyncio.Lock:
         return self._locks.setdefault(device_id, asyncio.Lock())
-
-
-def _written_roles(points: Mapping[str, str], owner: str) -> set[str]:
-    roles = ROLES[owner]
-    return {address for name, address in points.items() if name in roles and roles[name].writable}
 
 
 def _clamp(value: Value | None, point: Point) -> tuple[Value | None, bool]:

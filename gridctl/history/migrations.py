@@ -413,15 +413,26 @@ MIGRATIONS.append(Migration(
     ],
 ))
 
+# Managers cancel demand-response events: who, when and why stay with the event.
+MIGRATIONS.append(Migration(
+    104,
+    "demand-response cancellation",
+    [
+        "ALTER TABLE demand_response_events ADD COLUMN cancelled_at {ts}",
+        "ALTER TABLE demand_response_events ADD COLUMN cancelled_by {text}",
+        "ALTER TABLE demand_response_events ADD COLUMN cancel_reason {text}",
+    ],
+))
 
-# --- Write journal shipping and hands off (version 104). -------------------------------------------------
+
+# --- Write journal shipping and hands off (version 105). -------------------------------------------------
 # Audit rows shipped from a gridctl's local write journal carry the instance (host name / journal id) and
 # the journal's sequence number: unique together, so shipping again after a crash inserts nothing twice.
 # `epoch` is the fencing epoch of the site lease a write was made under (NULL until site leases exist).
 # Hands off is the operators' switch, kept across restarts: its current state, and the log of every change.
 
 MIGRATIONS.append(Migration(
-    104,
+    105,
     "write journal shipping and hands off",
     [
         "ALTER TABLE write_audit ADD COLUMN instance_id {text}",

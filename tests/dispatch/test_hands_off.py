@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from gridctl.assets import site_adapters
 from gridctl.config import load_site
 from gridctl.config.models import Site
 from gridctl.dispatch import Outcome
 from gridctl.dispatch.journal import WriteJournal
+from gridctl.service.controller import planned_points
 from sim.core import SimDevice
 from tests.dispatch.rig import SITES, Rig
 
@@ -134,7 +136,7 @@ async def test_a_restart_reclaims_what_the_plan_commands_and_relinquishes_the_re
     assert ahu.priority_array("fan-speed")[9] == 60.0 and lighting.priority_array("zone-1-dimming")[9] == 70.0
 
     restarted = Rig(union, ["offices-ahu", "offices-lighting"], journal=WriteJournal(path), devices=rig.devices)
-    entries = {e.address: e for e in await restarted.arbiter.recover()}
+    entries = {e.address: e for e in await restarted.arbiter.recover(planned_points(site_adapters(union)))}
     assert entries["offices-ahu/zone-setpoint"].outcome == Outcome.RECLAIMED
     for address in ("offices-ahu/fan-speed", "offices-lighting/zone-1-dimming", "offices-lighting/zone-2-dimming"):
         assert entries[address].outcome == Outcome.RELINQUISHED, address
@@ -152,5 +154,5 @@ async def test_a_restart_reclaims_what_the_plan_commands_and_relinquishes_the_re
     # Nothing left over: a second start has nothing to settle.
     restarted.journal.close()  # type: ignore[union-attr]
     again = Rig(union, ["offices-ahu"], journal=WriteJournal(path), devices={"offices-ahu": ahu})
-    assert await again.arbiter.recover() == []
+    assert await again.arbiter.recover(planned_points(site_adapters(union))) == []
     again.journal.close()  # type: ignore[union-attr]
