@@ -2,7 +2,7 @@
 
 from gridctl.backtest.csvdata import DataError, load_data
 from gridctl.backtest.recording import LookaheadError, PastView, Recording
-from gridctl.backtest.replay import BacktestSettings, replay
+from gridctl.backtest.replay import BacktestSettings
 from gridctl.backtest.run import BacktestError, BacktestResult, run_backtest
 
 __all__ = [
@@ -14,6 +14,5 @@ __all__ = [
     "PastView",
     "Recording",
     "load_data",
-    "replay",
     "run_backtest",
 ]

@@ -509,7 +509,7 @@ def _assemble(series: list[_Series], site: m.Site, step: timedelta, problems: _P
 def read_sessions(file: Path, site: m.Site, tz: ZoneInfo) -> list[EvSession]:
     """The session log: one line per car, `charger,arrival,departure,energy [kWh]`."""
     problems = _Problems()
-    chargers = {c.id for a in site.assets if isinstance(a, m.EvChargerPool) for c in a.chargers}
+    chargers = {c.id for a in site.assets for c in getattr(a, "chargers", [])}
     try:
         with file.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gridctl.assets import site_adapters
 from gridctl.backtest.csvdata import DataError, read_sessions
 from gridctl.backtest.plant import from_unit
 from gridctl.backtest.recording import LOAD, Recording, pv_series
@@ -22,7 +23,8 @@ async def load_history(target: str, site: m.Site, start: datetime, end: datetime
     before `start` to `end`: the load is the grid power less what the flexible assets drew."""
     if "power" not in site.grid.points:
         raise DataError([f"site {site.id}: no grid meter power point (grid.points.power) to read the load from"])
-    addresses = sorted({site.grid.points["power"]} | {a for asset in site.assets for a in _power_points(asset)})
+    adapters = site_adapters(site)
+    addresses = sorted({site.grid.points["power"]} | {a for adapter in adapters for a in adapter.power_points()})
     historian = open_historian(target)
     await historian.open()
     try:
@@ -47,18 +49,12 @@ async def load_history(target: str, site: m.Site, start: datetime, end: datetime
         load[i] = from_unit(site, site.grid.points["power"], values[site.grid.points["power"]]) - \
             controlled_power_kw(site, values.get)
     columns[LOAD] = load
-    for asset in site.assets:
-        if isinstance(asset, m.PvArray):
-            address = asset.points["power"]
-            columns[pv_series(asset.id)] = np.maximum(
+    for adapter in adapters:
+        if adapter.flow == "pv":
+            (address,) = adapter.power_points()
+            columns[pv_series(adapter.id)] = np.maximum(
                 frame[address].to_numpy() * from_unit(site, address, 1.0), 0.0)
     recorded = pd.DataFrame(columns, index=frame.index)
     log = read_sessions(sessions, site, site.tz) if sessions else []
     return Recording(recorded, step, log, "EUR", [f"{target} ({len(frame)} steps)"])
 
-
-def _power_points(asset: m.AssetBase) -> list[str]:
-    points = [asset.points[role] for role in ("power",) if role in asset.points]
-    if isinstance(asset, m.EvChargerPool):
-        points += [c.points["power"] for c in asset.chargers]
-    return points

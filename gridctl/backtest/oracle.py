@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import optimizer as opt
 from gridctl.backtest.plant import Plant
-from gridctl.backtest.recording import LOAD, PRICE, Recording, pv_series
+from gridctl.backtest.recording import LOAD, PRICE, Recording
 from gridctl.backtest.replay import (
     BacktestSettings,
     Progress,
@@ -63,7 +63,7 @@ def perfect_forecasts(site: m.Site, recording: Recording, plant: Plant, first: i
         [float(signals["export_price_per_kwh"][-1])] * pad,
         carbon_kg_per_kwh=[float(v) for v in signals["carbon_kg_per_kwh"]] +
         [float(signals["carbon_kg_per_kwh"][-1])] * pad,
-        pv_kw={a.id: series(pv_series(a.id)) for a in site.assets if isinstance(a, m.PvArray)},
+        pv_kw={name: series(column) for name, column in plant.recorded().items()},
         dark=[e < -3.0 for e in elevation], ev_sessions=sessions)
 
 

@@ -11,18 +11,17 @@ file's points, as the devices would, and take the adapters' write requests as th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
+from typing import Any
 
 from drivers.base import Quality, Reading
 from gridctl.backtest.recording import LOAD, EvSession, Recording, pv_series
 from gridctl.config import models as m
 from gridctl.config.units import UNITS
 from gridctl.service.snapshot import Snapshot
-
-# Replayable asset types; the others need a building model (their consumption stays in the recorded load).
-REPLAYED = ("battery", "pv", "ev_charger_pool", "deferrable_appliance")
 
 
 def in_unit(site: m.Site, address: str, value: float) -> float:
@@ -58,9 +57,18 @@ class Part:
         """Run one step from `start`; returns the average power drawn from the site (kW, production < 0)."""
         return 0.0
 
+    def idle(self, position: int) -> tuple[dict[str, float], float]:
+        """What its points showed over a recorded step while it did nothing of its own (the history the
+        forecasts learn from), and the power it drew then (kW, production < 0)."""
+        return {}, 0.0
+
+    def recorded(self) -> dict[str, str]:
+        """Forecast series it is known by -> the recording's series (a PV array's output)."""
+        return {}
+
 
 class BatteryPart(Part):
-    def __init__(self, site: m.Site, asset: m.BatteryAsset, initial_soc_pct: float) -> None:
+    def __init__(self, site: m.Site, asset: m.BatteryAsset, recording: Recording, initial_soc_pct: float) -> None:
         self.site, self.asset, self.asset_id = site, asset, asset.id
         self.low_kwh = asset.capacity_kwh * asset.soc_min_pct / 100.0
         self.high_kwh = asset.capacity_kwh * asset.soc_max_pct / 100.0
@@ -87,6 +95,9 @@ class BatteryPart(Part):
         self.setpoint_kw = from_unit(self.site, address, float(value))
         return True
 
+    def idle(self, position: int) -> tuple[dict[str, float], float]:
+        return {self.asset.points["power"]: 0.0}, 0.0
+
     def advance(self, position: int, start: datetime, step: timedelta, flows: StepFlows) -> float:
         asset, hours = self.asset, step.total_seconds() / 3600.0
         kept = self.energy_kwh * (1.0 - asset.standing_loss_pct_per_day / 100.0 / 24.0 * hours)
@@ -108,7 +119,7 @@ class BatteryPart(Part):
 
 
 class PvPart(Part):
-    def __init__(self, site: m.Site, asset: m.PvArray, recording: Recording) -> None:
+    def __init__(self, site: m.Site, asset: m.PvArray, recording: Recording, initial_soc_pct: float) -> None:
         self.site, self.asset, self.asset_id = site, asset, asset.id
         self.recording = recording
         self.series = pv_series(asset.id)
@@ -127,6 +138,14 @@ class PvPart(Part):
             return False
         self.limit_pct = min(max(float(value), 0.0), 100.0)
         return True
+
+    def idle(self, position: int) -> tuple[dict[str, float], float]:
+        produced = self.recording.value(self.series, position)
+        address = self.asset.points["power"]
+        return {address: in_unit(self.site, address, produced)}, -produced
+
+    def recorded(self) -> dict[str, str]:
+        return {self.asset_id: self.series}
 
     def advance(self, position: int, start: datetime, step: timedelta, flows: StepFlows) -> float:
         available = self.recording.value(self.series, position)
@@ -226,7 +245,8 @@ class ChargerPart(Part):
 
 
 class AppliancePart(Part):
-    def __init__(self, site: m.Site, asset: m.DeferrableAppliance) -> None:
+    def __init__(self, site: m.Site, asset: m.DeferrableAppliance, recording: Recording,
+                 initial_soc_pct: float) -> None:
         self.site, self.asset, self.asset_id = site, asset, asset.id
         self.running_until: datetime | None = None
         self.requested = False
@@ -265,18 +285,8 @@ class Plant:
     def __init__(self, site: m.Site, recording: Recording, initial_soc_pct: float = 50.0) -> None:
         self.site = site
         self.recording = recording
-        self.parts: list[Part] = []
-        for asset in site.assets:
-            if isinstance(asset, m.BatteryAsset):
-                self.parts.append(BatteryPart(site, asset, initial_soc_pct))
-            elif isinstance(asset, m.PvArray):
-                self.parts.append(PvPart(site, asset, recording))
-            elif isinstance(asset, m.EvChargerPool):
-                for charger in asset.chargers:
-                    sessions = [s for s in recording.sessions if s.charger_id == charger.id]
-                    self.parts.append(ChargerPart(site, charger, sessions))
-            elif isinstance(asset, m.DeferrableAppliance):
-                self.parts.append(AppliancePart(site, asset))
+        self.parts: list[Part] = [part for asset in site.assets
+                                  for part in PARTS[asset.type](site, asset, recording, initial_soc_pct)]
         self._by_address: dict[str, Part] = {}
         self.grid_kw: float | None = None
         self.grid_point = site.grid.points.get("power")
@@ -314,6 +324,22 @@ class Plant:
         flows.values["site.net_kw"] = net
         return flows
 
+    def idle(self, position: int) -> dict[str, float]:
+        """The meters over a recorded step with every flexible asset idle (the history before a backtest)."""
+        values: dict[str, float] = {}
+        drawn = 0.0
+        for part in self.parts:
+            shown, power = part.idle(position)
+            values.update(shown)
+            drawn += power
+        if self.grid_point:
+            values[self.grid_point] = in_unit(self.site, self.grid_point,
+                                              self.recording.value(LOAD, position) + drawn)
+        return values
+
+    def recorded(self) -> dict[str, str]:
+        return {name: series for part in self.parts for name, series in part.recorded().items()}
+
     def batteries(self) -> list[BatteryPart]:
         return [p for p in self.parts if isinstance(p, BatteryPart)]
 
@@ -322,6 +348,22 @@ class Plant:
 
     def appliances(self) -> list[AppliancePart]:
         return [p for p in self.parts if isinstance(p, AppliancePart)]
+
+
+def _chargers(site: m.Site, pool: m.EvChargerPool, recording: Recording, initial_soc_pct: float) -> list[Part]:
+    return [ChargerPart(site, charger, [s for s in recording.sessions if s.charger_id == charger.id])
+            for charger in pool.chargers]
+
+
+# The parts of each replayable asset type; the others need a building model (their consumption stays in the
+# recorded load as it was).
+PARTS: dict[str, Callable[[m.Site, Any, Recording, float], list[Part]]] = {
+    "battery": lambda *args: [BatteryPart(*args)],
+    "pv": lambda *args: [PvPart(*args)],
+    "ev_charger_pool": _chargers,
+    "deferrable_appliance": lambda *args: [AppliancePart(*args)],
+}
+REPLAYED = tuple(PARTS)
 
 
 def clamp_to_point(site: m.Site, address: str, value: float | bool) -> float | bool:

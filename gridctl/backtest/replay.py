@@ -21,8 +21,8 @@ import pandas as pd
 
 import optimizer as opt
 from gridctl.assets import AssetMemory, site_adapters
-from gridctl.backtest.plant import Plant, clamp_to_point
-from gridctl.backtest.recording import CARBON, EXPORT_PRICE, LOAD, PRICE, PastView, Recording, pv_series
+from gridctl.backtest.plant import Plant, clamp_to_point, from_unit
+from gridctl.backtest.recording import CARBON, EXPORT_PRICE, PRICE, PastView, Recording
 from gridctl.config import models as m
 from gridctl.dispatch import WriteRequest
 from gridctl.forecast.daylight import dark_by_sun
@@ -152,8 +152,7 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
     forecaster: SignalForecaster | None = None
     if controller == "gridctl":
         forecaster = SignalForecaster(spot_eur_per_kwh=signals.spot if site.tariff.kind == "spot" else None)
-        _warm_up(forecaster, site, recording, first, settings.history_days)
-        plant.grid_kw = _measured_before(site, recording, first)
+        _warm_up(forecaster, plant, site, recording, first, settings.history_days)
     planned: PlannedSchedule | None = None
     next_plan = settings.start
     rows: list[dict[str, float]] = []
@@ -203,42 +202,17 @@ async def _plan(forecaster: SignalForecaster, signals: _PastSignals, site: m.Sit
     return schedule if schedule.has_solution else None
 
 
-def _warm_up(forecaster: SignalForecaster, site: m.Site, recording: Recording, first: int, days: float) -> int:
+def _warm_up(forecaster: SignalForecaster, plant: Plant, site: m.Site, recording: Recording, first: int,
+             days: float) -> int:
     """Teach the forecaster the days before the start, as the service learns from its stored history: the
     recorded load and PV, with the flexible assets idle (their measured power was taken out of the load)."""
     step = recording.step
     count = min(first, int(timedelta(days=days) / step))
-    rows = []
-    for position in range(first - count, first):
-        values = _measured_at(site, recording, position)
-        rows.append((recording.start + step * position + step / 2, values.get))
+    rows = [(recording.start + step * position + step / 2, plant.idle(position).get)
+            for position in range(first - count, first)]
+    if count and plant.grid_point:
+        plant.grid_kw = from_unit(site, plant.grid_point, plant.idle(first - 1)[plant.grid_point])
     return forecaster.warm_up(site, rows)
-
-
-def _measured_at(site: m.Site, recording: Recording, position: int) -> dict[str, float]:
-    """What the meters showed over a recorded step with every flexible asset idle."""
-    from gridctl.backtest.plant import in_unit
-
-    values: dict[str, float] = {}
-    produced = 0.0
-    for asset in site.assets:
-        if isinstance(asset, m.PvArray):
-            kw = recording.value(pv_series(asset.id), position)
-            produced += kw
-            values[asset.points["power"]] = in_unit(site, asset.points["power"], kw)
-        elif isinstance(asset, m.BatteryAsset):
-            values[asset.points["power"]] = 0.0
-    grid = site.grid.points.get("power")
-    if grid:
-        values[grid] = in_unit(site, grid, recording.value(LOAD, position) - produced)
-    return values
-
-
-def _measured_before(site: m.Site, recording: Recording, first: int) -> float | None:
-    if first <= 0:
-        return None
-    produced = sum(recording.value(pv_series(a.id), first - 1) for a in site.assets if isinstance(a, m.PvArray))
-    return recording.value(LOAD, first - 1) - produced
 
 
 def _trace(rows: list[dict[str, float]], recording: Recording, first: int, last: int) -> pd.DataFrame:
