@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from gridctl.history import HistorianUnavailable, is_postgres_dsn
+from gridctl.history.pgpool import PgPool
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -49,6 +51,11 @@ class Database(abc.ABC):
 
     def flag(self, value: bool) -> Any:
         return value
+
+    @property
+    def available(self) -> bool:
+        """False while the server is known to be unreachable."""
+        return True
 
     @abc.abstractmethod
     def epoch_seconds(self, raw: Any) -> int:
@@ -122,26 +129,24 @@ class SQLiteDatabase(Database):
 
 
 class PostgresDatabase(Database):
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8) -> None:
+    """Every call is bounded in time (`timeout_s`); while the server is away calls fail at once with
+    HistorianUnavailable, and work again within a second of it answering (see PgPool)."""
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 5.0) -> None:
         self.dsn = dsn
         self.min_size = min_size
         self.max_size = max_size
-        self._pool: Any = None
+        self.timeout_s = timeout_s
+        self._pool: PgPool | None = None
 
     async def open(self) -> None:
         if self._pool is not None:
             return
-        from psycopg_pool import AsyncConnectionPool
-
         # Autocommit: a single statement needs no transaction of its own, and a pooled connection left
         # in one would cost a COMMIT round trip when it goes back (`script` opens its own).
-        pool = AsyncConnectionPool(self.dsn, min_size=self.min_size, max_size=self.max_size, open=False,
-                                   kwargs={"autocommit": True})
-        try:
-            await pool.open(wait=True, timeout=10)
-        except Exception as exc:
-            await pool.close()
-            raise HistorianUnavailable(f"cannot connect: {exc}") from exc
+        pool = PgPool(self.dsn, min_size=self.min_size, max_size=self.max_size, timeout_s=self.timeout_s,
+                      name="gridctl-api")
+        await pool.open(wait=True)
         self._pool = pool
 
     async def close(self) -> None:
@@ -149,23 +154,32 @@ class PostgresDatabase(Database):
             pool, self._pool = self._pool, None
             await pool.close()
 
+    @property
+    def available(self) -> bool:
+        return self._pool is None or self._pool.available
+
     @staticmethod
     def _sql(sql: str) -> str:
         return sql.replace("?", "%s")
 
+    def _connection(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        if self._pool is None:
+            raise RuntimeError("database is not open")
+        return self._pool.connection()
+
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(self._sql(sql), list(params))
             return await cursor.fetchall() if cursor.description else []
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cursor = await conn.execute(self._sql(sql), list(params))
             return cursor.rowcount
 
     async def script(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
         out: list[list[Row]] = []
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             for sql, params in statements:
                 cursor = await conn.execute(self._sql(sql), list(params))
                 out.append(await cursor.fetchall() if cursor.description else [])
