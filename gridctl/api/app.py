@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from gridctl.api.context import ApiContext
@@ -23,7 +24,7 @@ from gridctl.api.routers import account, managers, opendata, operators, resident
 from gridctl.api.settings import ApiSettings
 from gridctl.api.store import ApiStore
 from gridctl.config.models import Site
-from gridctl.history import Historian
+from gridctl.history import Historian, HistorianUnavailable
 from gridctl.history.base import utc_now
 from gridctl.runtime import SiteRuntime
 
@@ -51,6 +52,38 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
         errors.append(clean)
     message = "; ".join(f"{_field(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
     return JSONResponse({"detail": errors, "message": message}, status_code=422)
+
+
+# Seconds a client is asked to wait while the database is unreachable (the service probes it every second).
+UNAVAILABLE_RETRY_AFTER_S = 5
+UNAVAILABLE_RESPONSE: dict[str, Any] = {
+    "description": "the history database is unreachable (live values and alarms still answer): try again after "
+                   "Retry-After seconds",
+    "headers": {"Retry-After": {"description": "seconds to wait before trying again",
+                                "schema": {"type": "integer", "minimum": 1}}},
+    "content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}},
+                                                "required": ["detail"]}}},
+}
+
+
+async def _database_unavailable(_request: Request, exc: HistorianUnavailable) -> JSONResponse:
+    return JSONResponse({"detail": f"the history database is unreachable ({exc}); try again later"},
+                        status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
+
+
+def _document_unavailable(app: FastAPI) -> None:
+    """Every operation of the API may answer 503 while the database is away: those reading or writing it,
+    and every authenticated one for a token or session not seen before the outage."""
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.path.startswith(API_PREFIX):
+            continue
+        existing = route.responses.get(503)
+        if existing is None:
+            route.responses[503] = dict(UNAVAILABLE_RESPONSE)
+        elif "database is unreachable" not in existing.get("description", ""):
+            route.responses[503] = {**existing, "headers": UNAVAILABLE_RESPONSE["headers"],
+                                    "description": f"{existing.get('description', '')}; or the history database "
+                                                   "is unreachable (see Retry-After)"}
 
 
 class SecurityHeadersMiddleware:
@@ -162,8 +195,10 @@ def create_app(
     )
     app.state.context = ctx
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HistorianUnavailable, _database_unavailable)  # type: ignore[arg-type]
     for router in (account.router, residents.router, operators.router, managers.router, opendata.router):
         app.include_router(router, prefix=API_PREFIX)
+    _document_unavailable(app)
     static = files("gridctl.api") / "static"
     for name in PAGES:
         app.add_api_route(f"/ui/{name}", _page(str(static / f"{name}.html")), include_in_schema=False)

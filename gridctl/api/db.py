@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -162,24 +161,19 @@ class PostgresDatabase(Database):
     def _sql(sql: str) -> str:
         return sql.replace("?", "%s")
 
-    def _connection(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        if self._pool is None:
-            raise RuntimeError("database is not open")
-        return self._pool.connection()
-
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(self._sql(sql), list(params))
             return await cursor.fetchall() if cursor.description else []
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self._connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(self._sql(sql), list(params))
             return cursor.rowcount
 
     async def script(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
         out: list[list[Row]] = []
-        async with self._connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn, conn.transaction():
             for sql, params in statements:
                 cursor = await conn.execute(self._sql(sql), list(params))
                 out.append(await cursor.fetchall() if cursor.description else [])
