@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from gridctl.api.context import ApiContext
@@ -69,21 +68,6 @@ UNAVAILABLE_RESPONSE: dict[str, Any] = {
 async def _database_unavailable(_request: Request, exc: HistorianUnavailable) -> JSONResponse:
     return JSONResponse({"detail": f"the history database is unreachable ({exc}); try again later"},
                         status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
-
-
-def _document_unavailable(app: FastAPI) -> None:
-    """Every operation of the API may answer 503 while the database is away: those reading or writing it,
-    and every authenticated one for a token or session not seen before the outage."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.path.startswith(API_PREFIX):
-            continue
-        existing = route.responses.get(503)
-        if existing is None:
-            route.responses[503] = dict(UNAVAILABLE_RESPONSE)
-        elif "database is unreachable" not in existing.get("description", ""):
-            route.responses[503] = {**existing, "headers": UNAVAILABLE_RESPONSE["headers"],
-                                    "description": f"{existing.get('description', '')}; or the history database "
-                                                   "is unreachable (see Retry-After)"}
 
 
 class SecurityHeadersMiddleware:
@@ -197,8 +181,9 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HistorianUnavailable, _database_unavailable)  # type: ignore[arg-type]
     for router in (account.router, residents.router, operators.router, managers.router, opendata.router):
-        app.include_router(router, prefix=API_PREFIX)
-    _document_unavailable(app)
+        # Every operation may answer 503 while the database is away: those reading or writing it, and every
+        # authenticated one for a token or session not seen before the outage.
+        app.include_router(router, prefix=API_PREFIX, responses={503: UNAVAILABLE_RESPONSE})
     static = files("gridctl.api") / "static"
     for name in PAGES:
         app.add_api_route(f"/ui/{name}", _page(str(static / f"{name}.html")), include_in_schema=False)

@@ -5,9 +5,9 @@ outage, and a connection whose network path went silent answers nothing, ever. H
 
 - every use of a connection has a deadline; past it, or on any connection error, the database is
   marked down and the caller gets `HistorianUnavailable`;
-- while down, callers fail at once (no one queues behind a dead server), except one probe per
-  `probe_interval_s` on a fresh connection; the first probe that answers replaces the pool with a new
-  one, so work resumes within a probe interval of the server accepting connections again.
+- while down, callers fail at once (no one queues behind a dead server), and a probe tries a fresh
+  connection every `probe_interval_s`; the first that answers replaces the pool with a new one, so
+  work resumes within about a probe interval of the server accepting connections again.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -44,8 +46,7 @@ class PgPool:
         self._pool: AsyncConnectionPool | None = None
         self._down_since: float | None = None
         self._last_error = ""
-        self._next_probe = 0.0
-        self._probe_lock = asyncio.Lock()
+        self._prober: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[None]] = set()
 
     @property
@@ -57,7 +58,9 @@ class PgPool:
         min_size, max_size = self._sizes
         return AsyncConnectionPool(
             self.dsn, min_size=min_size, max_size=max_size, open=False, configure=self._configure,
-            check=AsyncConnectionPool.check_connection, timeout=self.timeout_s, kwargs=self._kwargs,
+            # No check on lending: checking a connection whose network went silent would hang. A dead one
+            # fails its first use instead, and the probe renews the pool.
+            timeout=self.timeout_s, kwargs=self._kwargs,
             # Probes bring the pool back; the pool's own attempts only need to outlast an outage.
             reconnect_timeout=24 * 3600, name=self._name,
         )
@@ -82,7 +85,7 @@ class PgPool:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close(timeout=1.0)
-        for task in list(self._retired):
+        for task in [*self._retired, *([self._prober] if self._prober else [])]:
             task.cancel()
 
     @contextlib.asynccontextmanager
@@ -94,48 +97,71 @@ class PgPool:
         if self._pool is None:
             raise RuntimeError("the database pool is not open")
         if self._down_since is not None:
-            await self._probe()
+            # Nobody queues behind a dead server; the prober brings the pool back.
+            raise HistorianUnavailable(self._last_error)
         deadline = self.timeout_s if timeout_s == -1.0 else timeout_s
         pool = self._pool
+        late: list[bool] = []
         try:
-            async with asyncio.timeout(deadline), pool.connection(timeout=self.timeout_s) as conn:
-                yield conn
+            async with pool.connection(timeout=self.timeout_s) as conn:
+                # Past the deadline the connection's socket is shut: the statement waiting on it fails at
+                # once. (Cancelling it instead would make psycopg wait up to ten seconds for the server to
+                # acknowledge a cancel request that a silent network never delivers.)
+                timer = None if deadline is None else asyncio.get_running_loop().call_later(
+                    deadline, _sever, conn, late)
+                try:
+                    yield conn
+                finally:
+                    if timer is not None:
+                        timer.cancel()
         except UNAVAILABLE as exc:
-            self._mark_down(exc)
+            self._mark_down(TimeoutError() if late else exc)
             raise HistorianUnavailable(self._last_error) from exc
 
     def _mark_down(self, exc: BaseException) -> None:
         self._last_error = _describe(exc)
         if self._down_since is None:
             self._down_since = time.monotonic()
-            self._next_probe = self._down_since + self.probe_interval_s
             log.warning("database %s unavailable: %s", self._name, self._last_error)
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.create_task(self._probe_until_back(), name=f"probe {self._name}")
 
-    async def _probe(self) -> None:
-        """Return when the server answers a fresh connection (and the pool is renewed); raise
-        HistorianUnavailable at once otherwise, or when another caller probed less than an interval ago."""
-        if self._probe_lock.locked() or time.monotonic() < self._next_probe:
-            raise HistorianUnavailable(self._last_error)
-        async with self._probe_lock:
-            self._next_probe = time.monotonic() + self.probe_interval_s
+    async def _probe_until_back(self) -> None:
+        """Try a fresh connection every `probe_interval_s`; the first that answers renews the pool."""
+        while self._down_since is not None:
+            started = time.monotonic()
             try:
                 conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(self.dsn, **self._kwargs),
                                               self.timeout_s)
             except UNAVAILABLE as exc:
                 self._last_error = _describe(exc)
-                raise HistorianUnavailable(self._last_error) from exc
+                await asyncio.sleep(max(0.0, self.probe_interval_s - (time.monotonic() - started)))
+                continue
             with contextlib.suppress(*UNAVAILABLE):
                 await asyncio.wait_for(conn.close(), 1.0)
-            down_for = time.monotonic() - (self._down_since or time.monotonic())
-            # The old pool may be backing off or hold connections that will never answer: start afresh.
-            old, self._pool = self._pool, self._new_pool()
-            await self._pool.open(wait=False)
-            if old is not None:
-                task = asyncio.create_task(old.close(timeout=1.0), name=f"retire pool {self._name}")
-                self._retired.add(task)
-                task.add_done_callback(self._retired.discard)
-            self._down_since = None
-            log.warning("database %s answers again after %.1f s", self._name, down_for)
+            await self._renew()
+
+    async def _renew(self) -> None:
+        down_for = time.monotonic() - (self._down_since or time.monotonic())
+        # The old pool may be backing off or hold connections that will never answer: start afresh.
+        old, self._pool = self._pool, self._new_pool()
+        await self._pool.open(wait=False)
+        if old is not None:
+            task = asyncio.create_task(old.close(timeout=1.0), name=f"retire pool {self._name}")
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+        self._down_since = None
+        log.warning("database %s answers again after %.1f s", self._name, down_for)
+
+
+def _sever(conn: psycopg.AsyncConnection, late: list[bool]) -> None:
+    late.append(True)
+    with contextlib.suppress(OSError, psycopg.Error):
+        duplicate = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        try:
+            duplicate.shutdown(socket.SHUT_RDWR)
+        finally:
+            duplicate.close()
 
 
 def _describe(exc: BaseException) -> str:
