@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+QUIET_LIBRARIES = ("pymodbus", "bacpypes3", "asyncua", "apscheduler", "uvicorn", "uvicorn.access", "psycopg",
+                   "psycopg.pool", "aiohttp", "httpx")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -31,6 +33,12 @@ def configure(level: str = "info", json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The protocol stacks log every retry at INFO; keep them to warnings at most.
-    for noisy in ("pymodbus", "bacpypes3", "asyncua", "apscheduler"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # The libraries log every retry and lost connection; gridctl reports what matters itself (device_offline,
+    # history_unavailable, ...). They speak only at debug level, except a failing web request.
+    debug = root.level <= logging.DEBUG
+    for name in QUIET_LIBRARIES:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+        logger.setLevel(logging.DEBUG if debug else logging.CRITICAL + 1)
+    logging.getLogger("uvicorn.error").setLevel(logging.DEBUG if debug else logging.ERROR)

@@ -78,7 +78,7 @@ class PgPool:
             await pool.open(wait=True, timeout=self.timeout_s)
         except UNAVAILABLE as exc:
             await pool.close(timeout=0)
-            raise HistorianUnavailable(_describe(exc)) from exc
+            raise HistorianUnavailable(await self._cause(exc)) from exc
         self._pool = pool
 
     async def close(self) -> None:
@@ -115,8 +115,24 @@ class PgPool:
                     if timer is not None:
                         timer.cancel()
         except UNAVAILABLE as exc:
+            first = self._down_since is None
             self._mark_down(TimeoutError() if late else exc)
+            if first and isinstance(exc, PoolTimeout):
+                self._last_error = await self._cause(exc)
             raise HistorianUnavailable(self._last_error) from exc
+
+    async def _cause(self, exc: BaseException) -> str:
+        """Why the pool had no connection to give: what connecting says (refused, unknown host, wrong
+        password...), rather than the pool's "couldn't get a connection"."""
+        if not isinstance(exc, PoolTimeout):
+            return _describe(exc)
+        try:
+            conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(self.dsn, **self._kwargs), self.timeout_s)
+        except UNAVAILABLE as direct:
+            return _describe(direct)
+        with contextlib.suppress(*UNAVAILABLE):
+            await asyncio.wait_for(conn.close(), 1.0)
+        return _describe(exc)
 
     def _mark_down(self, exc: BaseException) -> None:
         self._last_error = _describe(exc)
