@@ -34,11 +34,14 @@ Configure = Callable[[psycopg.AsyncConnection], Awaitable[None]]
 
 class PgPool:
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4, timeout_s: float = 5.0,
-                 probe_interval_s: float = 1.0, configure: Configure | None = None, name: str = "gridctl",
+                 probe_interval_s: float = 1.0, probe_timeout_s: float = 2.0,
+                 configure: Configure | None = None, name: str = "gridctl",
                  autocommit: bool = True) -> None:
         self.dsn = dsn
         self.timeout_s = timeout_s
         self.probe_interval_s = probe_interval_s
+        # A probe stuck on a silent network must not delay noticing the server is back.
+        self.probe_timeout_s = min(probe_timeout_s, timeout_s)
         self._sizes = (min_size, max_size)
         self._configure = configure
         self._name = name
@@ -147,8 +150,9 @@ class PgPool:
         while self._down_since is not None:
             started = time.monotonic()
             try:
-                conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(self.dsn, **self._kwargs),
-                                              self.timeout_s)
+                conn = await asyncio.wait_for(
+                    psycopg.AsyncConnection.connect(self.dsn, **{**self._kwargs, "connect_timeout": 2}),
+                    self.probe_timeout_s)
             except UNAVAILABLE as exc:
                 self._last_error = _describe(exc)
                 await asyncio.sleep(max(0.0, self.probe_interval_s - (time.monotonic() - started)))
