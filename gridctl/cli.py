@@ -46,8 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Commands that run the service configure their own logs; the others say what failed in their own
     # words, and log only errors as plain lines.
-    logs.configure(getattr(args, "log_level", "error"), json_lines=False)
     try:
+        logs.configure(getattr(args, "log_level", "error"), json_lines=False)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130

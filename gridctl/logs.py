@@ -34,11 +34,12 @@ def configure(level: str = "info", json_lines: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # The libraries log every retry and lost connection; gridctl reports what matters itself (device_offline,
-    # history_unavailable, ...). They speak only at debug level, except a failing web request.
+    # history_unavailable, ...). They speak only at debug level, except a failing web request or job.
     debug = root.level <= logging.DEBUG
     for name in QUIET_LIBRARIES:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
         logger.setLevel(logging.DEBUG if debug else logging.CRITICAL + 1)
-    logging.getLogger("uvicorn.error").setLevel(logging.DEBUG if debug else logging.ERROR)
+    for name in ("uvicorn.error", "apscheduler.executors"):
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)

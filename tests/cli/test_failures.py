@@ -99,6 +99,7 @@ def test_run_with_an_unusable_sqlite_file_names_it(tmp_path: Path) -> None:
     (["points", "read", "sites/zac-union", "no-such-device/power"], "no-such-device"),
     (["simulate", "sites/zac-union", "--start", "2026-07-06T00:00"], "--start"),
     (["run"], "SITE"),
+    (["run", "sites/zac-union", "--log-level", "loud"], "loud"),
     (["users", "add", "ops", "--role", "king", "--db", "x"], "--role"),
     (["no-such-command"], "no-such-command"),
 ], ids=lambda v: " ".join(v[:2]) if isinstance(v, list) else None)
