@@ -274,6 +274,14 @@ class TimeWindow(Strict):
         default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
     )
 
+    @field_validator("start", "end")
+    @classmethod
+    def _wall_clock(cls, value: time) -> time:
+        # Local times are compared with the site's clock; one with an offset cannot be.
+        if value.tzinfo is not None:
+            raise ValueError("must be a local wall-clock time without an offset (e.g. 22:00)")
+        return value
+
 
 class AssetBase(Strict):
     id: Identifier
