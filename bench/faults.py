@@ -71,7 +71,8 @@ async def drills(dsn: str, work: Path, quick: bool) -> dict[str, object]:
         assert await asyncio.to_thread(host.stop, run) == 0
         counts = await asyncio.to_thread(run_counts, host, run)
         silent.pop("run"), reset.pop("run")
-        out["db_outage"] = {**counts, "alarm_latency_s": silent["alarm_latency_s"],
+        out["db_outage"] = {**counts, **({} if JOURNAL else {"writes_audited_pending": PENDING}),
+                            "alarm_latency_s": silent["alarm_latency_s"],
                             "drain_start_s": silent["drain_start_s"], "outages": [silent, reset]}
         log(f"db_outage: {out['db_outage']}")
 
