@@ -7,6 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 QUIET_LIBRARIES = ("pymodbus", "bacpypes3", "asyncua", "apscheduler", "uvicorn", "uvicorn.access", "psycopg",
                    "psycopg.pool", "aiohttp", "httpx")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -32,6 +33,8 @@ def configure(level: str = "info", json_lines: bool = True) -> None:
                                                                               "%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    if level.upper() not in LEVELS:
+        raise ValueError(f"--log-level {level!r}: one of {', '.join(name.lower() for name in LEVELS)}")
     root.setLevel(level.upper())
     # The libraries log every retry and lost connection; gridctl reports what matters itself (device_offline,
     # history_unavailable, ...). They speak only at debug level, except a failing web request or job.
