@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
@@ -253,6 +253,8 @@ class DemandResponseOut(BaseModel):
     cancelled_at: datetime | None = None
     cancelled_by: str | None = None
     cancel_reason: str | None = None
+    state: Literal["upcoming", "in_progress", "over", "cancelled", "rejected"] = Field(
+        description="at the service's time: pages must not judge it by the browser's clock")
 
 
 class Kpi(BaseModel):
