@@ -57,6 +57,7 @@ SITE_LINE = ":9: grid.import_limit_kw: Input should be a valid number"
     ["simulate", "{site}", "--days", "1"],
     ["db", "upgrade", "--db", "{tmp}/h.sqlite3", "--site", "{site}"],
     ["check", "{site}"],
+    ["backtest", "{site}", "--data", "{tmp}/none.csv", "--from", "2026-01-01", "--to", "2026-01-02"],
 ], ids=lambda c: " ".join(c[:2]))
 def test_a_broken_site_file_is_one_located_line(command: list[str], broken: Path, tmp_path: Path) -> None:
     args = [part.format(site=broken, tmp=tmp_path) for part in command]
@@ -73,6 +74,7 @@ def test_a_broken_site_file_is_one_located_line(command: list[str], broken: Path
     ["db", "status", "--db", "{dsn}"],
     ["users", "list", "--db", "{dsn}"],
     ["users", "add", "ops", "--role", "operator", "--scope", "zac-union", "--db", "{dsn}"],
+    ["backtest", "sites/zac-union", "--db", "{dsn}", "--from", "2026-01-01", "--to", "2026-01-02"],
 ], ids=lambda c: " ".join(c[:2]))
 def test_an_unreachable_database_is_named(command: list[str]) -> None:
     dsn = f"postgresql://gridctl:secret@127.0.0.1:{_closed_port()}/history"
