@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from gridctl.history import HistorianUnavailable, is_postgres_dsn
+from gridctl.history.pgpool import PgPool
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -66,6 +67,11 @@ class Database(abc.ABC):
 
     def flag(self, value: bool) -> Any:
         return value
+
+    @property
+    def available(self) -> bool:
+        """False while the server is known to be unreachable."""
+        return True
 
     @abc.abstractmethod
     def epoch_seconds(self, raw: Any) -> int:
@@ -145,32 +151,34 @@ class SQLiteDatabase(Database):
 
 
 class PostgresDatabase(Database):
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8) -> None:
+    """Every call is bounded in time (`timeout_s`); while the server is away calls fail at once with
+    HistorianUnavailable, and work again within a second of it answering (see PgPool)."""
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 5.0) -> None:
         self.dsn = dsn
         self.min_size = min_size
         self.max_size = max_size
-        self._pool: Any = None
+        self.timeout_s = timeout_s
+        self._pool: PgPool | None = None
 
     async def open(self) -> None:
         if self._pool is not None:
             return
-        from psycopg_pool import AsyncConnectionPool
-
         # Autocommit: a single statement needs no transaction of its own, and a pooled connection left
         # in one would cost a COMMIT round trip when it goes back (`script` opens its own).
-        pool = AsyncConnectionPool(self.dsn, min_size=self.min_size, max_size=self.max_size, open=False,
-                                   kwargs={"autocommit": True})
-        try:
-            await pool.open(wait=True, timeout=10)
-        except Exception as exc:
-            await pool.close()
-            raise HistorianUnavailable(f"cannot connect: {exc}") from exc
+        pool = PgPool(self.dsn, min_size=self.min_size, max_size=self.max_size, timeout_s=self.timeout_s,
+                      name="gridctl-api")
+        await pool.open(wait=True)
         self._pool = pool
 
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+    @property
+    def available(self) -> bool:
+        return self._pool is None or self._pool.available
 
     @staticmethod
     def _sql(sql: str) -> str:

@@ -39,7 +39,7 @@ from gridctl.forecast.daylight import dark_by_sun
 from gridctl.forecast.openmeteo import OpenMeteoClient
 from gridctl.history import Historian, HistorianUnavailable, open_historian
 from gridctl.history.migrations import SITE_KEYED_VERSION
-from gridctl.history.recorder import Recorder
+from gridctl.history.recorder import HistoryStatus, Recorder
 from gridctl.history.spool import Spool, SpoolAlarm
 from gridctl.policy import PolicyVersion
 from gridctl.service.controller import ControllerSettings, SiteController
@@ -263,7 +263,9 @@ class ServiceHost:
         addresses = {site.id: [a for a, _d, _p in site.all_points()] for site in loaded}
         self.spool = Spool(spool_dir / "readings.spool", capacity=spool_capacity, on_alarm=self._spool_alarm,
                            sites=addresses)
-        self.recorder = Recorder(self.historian, self.spool, clock=self.clock.now)
+        self.recorder = Recorder(self.historian, self.spool, clock=self.clock.now, on_status=self._history_status)
+        self.metrics.track_history(lambda: float(self.recorder.status.available),
+                                   lambda path: float(getattr(self.recorder.stats, path)))
         self.audit = audit
         # Every write is journalled here first; the shipper copies the journal to the database's audit.
         self.journal = WriteJournal(journal or paths.journal_path(spool_dir))
@@ -284,6 +286,21 @@ class ServiceHost:
                                  f"; the database is not taking readings", now, Severity.CRITICAL)
             else:
                 book.clear(AlarmKind.SPOOL_FILLING, service.site.id, now)
+
+    def _history_status(self, status: HistoryStatus) -> None:
+        now = self.clock.now()
+        for service in getattr(self, "sites", []):
+            book = service.controller.alarms
+            if status.available:
+                book.clear(AlarmKind.HISTORY_UNAVAILABLE, service.site.id, now)
+            else:
+                book.raise_alarm(AlarmKind.HISTORY_UNAVAILABLE, service.site.id,
+                                 f"the history database is not taking readings ({status.error}); they wait in the "
+                                 f"local spool ({len(self.spool)} readings)", now, Severity.CRITICAL)
+        if status.available:
+            log.warning("history database takes readings again; draining %d spooled readings", len(self.spool))
+        else:
+            log.error("history database unavailable (%s): readings go to the local spool", status.error)
 
     def _spooled(self, site_id: str) -> float:
         return float(self.spool.count(site_id))
@@ -335,6 +352,11 @@ class ServiceHost:
         self.journal.close()
         await self.recorder.drain(10)
         await self.recorder.close()
+        stats = self.recorder.stats
+        log.info("history: %d readings written, %d spooled, %d flushed from the spool, %d still spooled",
+                 stats.written, stats.spooled, stats.flushed, len(self.spool),
+                 extra={"readings_written": stats.written, "readings_spooled": stats.spooled,
+                        "readings_flushed": stats.flushed, "readings_still_spooled": len(self.spool)})
         await self.historian.close()
         self.spool.close()
 

@@ -96,7 +96,8 @@ class WebServer:
     """The HTTP server as a task: started (listening) before the caller announces its URLs."""
 
     def __init__(self, app: FastAPI, address: str, port: int) -> None:
-        self._server = _Server(uvicorn.Config(app, host=address, port=port, log_level="warning"))
+        # uvicorn's loggers go through gridctl's (see logs.configure), not handlers of their own.
+        self._server = _Server(uvicorn.Config(app, host=address, port=port, log_config=None, access_log=False))
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, timeout_s: float = 30.0) -> None:
