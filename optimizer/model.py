@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pulp
 
+from optimizer.highs import WarmStart
 from optimizer.hot_water import TankSteps, tank_steps
 from optimizer.problem import (
     LIGHTING_CLASS_LEVELS,
@@ -139,6 +140,9 @@ class Model:
     switches: Switches = field(default_factory=Switches)
     binaries: list[pulp.LpVariable] = field(default_factory=list)
     site_flows: list[tuple[pulp.LpVariable, pulp.LpVariable]] = field(default_factory=list)
+    # Set by the solve: the columns HiGHS was given, and the optimal LP's basis for the next solve.
+    n_variables: int | None = None
+    warm_start: WarmStart | None = None
 
 
 class _Builder:
