@@ -154,6 +154,8 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
         forecaster = SignalForecaster(spot_eur_per_kwh=signals.spot if site.tariff.kind == "spot" else None)
         _warm_up(forecaster, plant, site, recording, first, settings.history_days)
     planned: PlannedSchedule | None = None
+    # Each horizon's LP starts from the previous one's basis: same structure, data one step on.
+    warm_start: opt.WarmStart | None = None
     next_plan = settings.start
     rows: list[dict[str, float]] = []
     plans = failures = 0
@@ -165,8 +167,9 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
             forecaster.observe(site, observed)
             if now >= next_plan:
                 schedule = await _plan(forecaster, signals, site, policy, observed, now, n_steps, plan_step,
-                                       commands.memory, settings.solver)
+                                       commands.memory, settings.solver, warm_start)
                 plans += 1
+                warm_start = None if schedule is None else schedule.warm_start
                 if schedule is None:
                     failures += 1
                 else:
@@ -192,13 +195,13 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
 
 async def _plan(forecaster: SignalForecaster, signals: _PastSignals, site: m.Site, policy: SitePolicy,
                 observed, now: datetime, n_steps: int, plan_step: timedelta, memory: AssetMemory,
-                solver: opt.Settings) -> opt.Schedule | None:
+                solver: opt.Settings, warm_start: opt.WarmStart | None = None) -> opt.Schedule | None:
     forecasts = await forecaster.forecast(site, observed, now, n_steps, plan_step)
     carbon = signals.carbon([now + plan_step * k + plan_step / 2 for k in range(n_steps)])
     if carbon is not None:
         forecasts = dataclasses.replace(forecasts, carbon_kg_per_kwh=carbon)
     problem = build_problem(site, policy, observed, forecasts, memory)
-    schedule = opt.solve(problem, solver)
+    schedule = opt.solve(problem, solver, warm_start)
     return schedule if schedule.has_solution else None
 
 
