@@ -49,6 +49,7 @@ TERM_UNITS: dict[str, str] = {
     "peak": "kW",
     "power_overshoot": "kW·h",
     "battery_cycling": "kWh",
+    "pv_curtailment": "kWh",
     "discomfort": "K·h",
     "ev_unmet": "kWh",
     "under_illumination": "lx·h",
@@ -219,11 +220,15 @@ class _Builder:
             self.column(f"{a.id}.power_kw", const=f)
             self.column(f"{a.id}.curtailed_kw")
             return
-        used = [self.var(0.0, f[t]) for t in range(self.n)]
+        # What is cut, so that cutting costs a little: without a cost, curtailing ties with exporting for
+        # nothing, and a plan that curtails would cap the inverter when the sun beats the forecast.
+        cut = [self.var(0.0, f[t]) for t in range(self.n)]
         for t in range(self.n):
-            self.balance[t].append((used[t], -1.0))
-        self.column(f"{a.id}.power_kw", [[(v, 1.0)] for v in used])
-        self.column(f"{a.id}.curtailed_kw", [[(v, -1.0)] for v in used], f)
+            self.fixed_load[t] -= f[t]
+            self.balance[t].append((cut[t], 1.0))
+            self.term("pv_curtailment", cut[t], self.dt[t], self.pol.curtailment_eur_per_kwh * self.dt[t])
+        self.column(f"{a.id}.power_kw", [[(v, -1.0)] for v in cut], f)
+        self.column(f"{a.id}.curtailed_kw", [[(v, 1.0)] for v in cut])
 
     def battery(self, a: Battery, exclusive: list[bool]) -> None:
         lo, hi = a.min_energy_kwh, a.top_kwh

@@ -69,6 +69,21 @@ def test_gridctl_never_reads_past_now(tmp_path: Path) -> None:
     assert not all(np.array_equal(clean.trace.loc[after, c], poisoned.trace.loc[after, c]) for c in commands)
 
 
+def test_gridctl_cuts_no_pv_it_can_export_for_nothing(tmp_path: Path) -> None:
+    """The homes' tariff pays nothing for export and the connection takes 100 kW: nothing is worth curtailing
+    for, so the inverter is never limited (plans that tied curtailing with exporting for free cut 18 kWh of
+    these three days, some of it while the home was importing)."""
+    site, recording = homes_subset(tmp_path, [1])
+    start = local("2016-08-09T00:00")
+    replayed = asyncio.run(replay(site, recording, BacktestSettings(start=start, end=start + timedelta(days=3)),
+                                  "gridctl"))
+    assert replayed.plans == 72 and replayed.plan_failures == 0
+    trace = replayed.trace
+    assert trace["home-1-pv.curtailed_kw"].abs().max() < 1e-9
+    assert (trace["command:home-1-inverter/curtailment-limit"] == 100.0).all()
+    assert trace["home-1-pv.power_kw"].max() > 2.0  # it was sunny
+
+
 def write_two_price_site(tmp_path: Path) -> tuple[Path, Path]:
     """One home, a 10 kWh battery without losses, no PV, 2 kW of load, 0.10 €/kWh until noon then 0.30."""
     site_dir = tmp_path / "site"
