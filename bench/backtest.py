@@ -4,8 +4,8 @@ from the past, planning every hour) and the oracle (the whole period at once, kn
 
     python bench/backtest.py [--quick] [--homes N] [--workers W]
 
-The year runs from 8 August 2016 (a week of history first, for gridctl's forecasts) to 31 July 2017;
-`--quick` runs one month from 8 August. `--homes N` replays N homes (N > 5 repeats the five measured homes,
+The year runs from 9 August 2016 (eight days of history first, for gridctl's forecasts) to 31 July 2017;
+`--quick` runs one month from 9 August. `--homes N` replays N homes (N > 5 repeats the five measured homes,
 each copy's days shifted by a week, as a larger site for timing). The last line printed is one JSON
 object: each controller's KPIs, the share of the oracle's saving gridctl captured and the wall time.
 """
@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,8 @@ def main() -> None:
     if args.homes != 5:
         site, recording = larger(site, recording, args.homes)
     step = recording.step
-    start = recording.start + step * (24 * 8 + 1)  # 8 August 2016, 00:00 local: a week of history before
+    # 9 August 2016, 00:00 local: eight days of history before, for gridctl's forecasts.
+    start = datetime(2016, 8, 9, tzinfo=site.tz).astimezone(UTC)
     end = start + (step * 24 * 30 if args.quick else recording.end - start)
     end = recording.start + step * ((end - recording.start) // step)
     began = time.perf_counter()

@@ -29,7 +29,7 @@ def homes_subset(tmp_path: Path, homes: list[int]):
     files = [f'  - {{path: "{CITYLEARN / f"Building_{i}.csv"}", columns: {{non_shiftable_load: "load:home-{i} [kWh]", '
              f'solar_generation: "pv:home-{i}-pv [Wh/kWp]"}}}}' for i in homes]
     (tmp_path / "backtest.yaml").write_text(
-        "timezone: America/Los_Angeles\nstart: 2016-07-31T23:00\nstep: 60\nfiles:\n" + "\n".join(files) + "\n"
+        "timezone: America/Los_Angeles\nstart: 2016-08-01T00:00\nstep: 60\nfiles:\n" + "\n".join(files) + "\n"
         f'  - {{path: "{CITYLEARN / "pricing.csv"}", columns: {{electricity_pricing: "price [USD/kWh]"}}}}\n'
         f'  - {{path: "{CITYLEARN / "carbon_intensity.csv"}", columns: {{carbon_intensity: "carbon [kg/kWh]"}}}}\n')
     return site, load_data(tmp_path, site)
