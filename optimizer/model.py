@@ -172,18 +172,21 @@ class _Builder:
     # -- helpers -------------------------------------------------------------------------------------
 
     def var(self, lb: float | None = 0.0, ub: float | None = None, binary: bool = False) -> pulp.LpVariable:
-        lb = None if lb is None else _clean(lb)
-        ub = None if ub is None else _clean(ub)
         self._count += 1
         if binary:
             self.n_binaries += 1
             v = self.prob.add_variable(f"b{self._count}", 0, 1, pulp.LpBinary)
             self.binaries.append(v)
             return v
+        if lb is not None and lb != 0.0:
+            lb = _clean(lb)
+        if ub is not None:
+            ub = _clean(ub)
         return self.prob.add_variable(f"x{self._count}", lb, ub)
 
     def con(self, terms: Terms, sense: int, rhs: float) -> None:
-        kept = [(v, c) for v, c in terms if abs(c) >= _TINY]
+        # A dict is the quickest form PuLP takes an expression in.
+        kept = {v: c for v, c in terms if c >= _TINY or c <= -_TINY}
         self.prob.addConstraint(pulp.LpConstraint(pulp.LpAffineExpression(kept), sense, None, _clean(rhs)))
 
     def term(self, name: str, var: pulp.LpVariable, amount: float, eur: float) -> None:
