@@ -84,6 +84,34 @@ def test_gridctl_cuts_no_pv_it_can_export_for_nothing(tmp_path: Path) -> None:
     assert trace["home-1-pv.power_kw"].max() > 2.0  # it was sunny
 
 
+def test_perfect_forecasts_plan_on_the_recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The analysis switch that tells forecast error apart from planning choices: gridctl's plans read the
+    recorded load and PV instead of its forecasts of them, and only those."""
+    import gridctl.backtest.replay as replay_module
+
+    site, recording = homes_subset(tmp_path, [1])
+    start = local("2016-08-09T10:00")
+    seen: list[tuple[int, list[float], list[float]]] = []
+    build = replay_module.build_problem
+
+    def spy(site_, policy, snapshot, forecasts, memory=None):
+        seen.append((recording.position(forecasts.start), forecasts.base_load_kw, forecasts.pv_kw["home-1-pv"]))
+        return build(site_, policy, snapshot, forecasts, memory)
+
+    monkeypatch.setattr(replay_module, "build_problem", spy)
+    for perfect in (frozenset({"load", "pv"}), frozenset()):
+        seen.clear()
+        settings = BacktestSettings(start=start, end=start + timedelta(hours=4), perfect_forecasts=perfect)
+        asyncio.run(replay(site, recording, settings, "gridctl"))
+        assert len(seen) == 4
+        for first, load, pv in seen:
+            assert np.allclose(load, recording.values("load_kw", first, first + 24)) == bool(perfect)
+            assert np.allclose(pv, recording.values("pv_kw:home-1-pv", first, first + 24)) == bool(perfect)
+    with pytest.raises(ValueError, match="weather"):
+        asyncio.run(replay(site, recording, BacktestSettings(start=start, end=start + timedelta(hours=1),
+                                                             perfect_forecasts=frozenset({"weather"})), "gridctl"))
+
+
 def write_two_price_site(tmp_path: Path) -> tuple[Path, Path]:
     """One home, a 10 kWh battery without losses, no PV, 2 kW of load, 0.10 €/kWh until noon then 0.30."""
     site_dir = tmp_path / "site"
