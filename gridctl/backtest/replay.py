@@ -72,6 +72,8 @@ class Replay:
     trace: pd.DataFrame
     plant: Plant
     wall_s: float = 0.0
+    # Processor time it took (HiGHS's threads included): what wall time would be on an idle machine.
+    cpu_s: float = 0.0
     plans: int = 0
     plan_failures: int = 0
     # The oracle's plan: objective, proven gap, whether it is a bound.
@@ -143,7 +145,7 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
         from gridctl.backtest.oracle import replay_oracle
 
         return await replay_oracle(site, recording, settings, progress)
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     step = recording.step
     first, last = recording.position(settings.start), recording.position(settings.end)
     plant = Plant(site, recording, settings.initial_soc_pct)
@@ -196,7 +198,8 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
         if progress is not None:
             progress(position - first + 1)
     trace = _trace(rows, recording, first, last)
-    return Replay(controller, trace, plant, time.perf_counter() - began, plans, failures)
+    return Replay(controller, trace, plant, time.perf_counter() - began, plans, failures,
+                  cpu_s=time.process_time() - began_cpu)
 
 
 async def _plan(forecaster: SignalForecaster, signals: _PastSignals, site: m.Site, policy: SitePolicy,
