@@ -36,6 +36,12 @@ class ServiceMetrics:
         self.spool_depth = Gauge(
             "gridctl_spool_readings", "Readings of the site waiting in the local spool for the database", ["site"],
             registry=self.registry)
+        self.history_available = Gauge(
+            "gridctl_history_available", "1 while the history database takes readings, 0 while they are spooled",
+            registry=self.registry)
+        self.readings = Gauge(
+            "gridctl_readings", "Readings since the start: written straight to the database, spooled, flushed "
+                                "from the spool", ["path"], registry=self.registry)
         self.active_alarms = Gauge(
             "gridctl_active_alarms", "Active alarms by kind", ["site", "kind"], registry=self.registry)
 
@@ -45,6 +51,11 @@ class ServiceMetrics:
 
     def track_spool(self, site: str, depth: Callable[[], float]) -> None:
         self.spool_depth.labels(site).set_function(depth)
+
+    def track_history(self, available: Callable[[], float], counts: Callable[[str], float]) -> None:
+        self.history_available.set_function(available)
+        for path in ("written", "spooled", "flushed"):
+            self.readings.labels(path).set_function(lambda path=path: counts(path))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
