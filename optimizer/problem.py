@@ -52,6 +52,9 @@ class Policy(_Model):
     legionella_eur_per_k: Number = Field(10.0, ge=0)
     # Relief of a hard site limit only happens when nothing else can keep the site inside it.
     hard_limit_eur_per_kwh: Number = Field(1000.0, ge=0)
+    # PV cut: a hundredth of a €/MWh, below any real price difference, so a plan curtails only when it
+    # must (an export limit, a negative export price), never to break a tie with exporting for nothing.
+    curtailment_eur_per_kwh: Number = Field(1e-5, ge=0)
 
 
 class DemandResponseEvent(_Model):

@@ -103,10 +103,15 @@ class Pv(AssetAdapter[m.PvArray]):
     def follow(self, ctx: DispatchContext) -> list[WriteRequest]:
         if "curtailment_limit" not in self.asset.points:
             return []
-        power = ctx.planned_value(f"{self.id}.power_kw") or 0.0
         curtailed = ctx.planned_value(f"{self.id}.curtailed_kw") or 0.0
         rated = self.asset.inverter_max_power_kw or self.asset.peak_power_kwp
-        limit = 100.0 if curtailed < 1e-3 else min(100.0, max(0.0, 100.0 * power / rated))
+        if curtailed < CURTAILED_KW:
+            limit_kw = rated
+        else:
+            limit_kw = _under_planned_export_kw(ctx, self.id)
+            if limit_kw is None:  # no trusted grid meter: the plan's production, as planned
+                limit_kw = ctx.planned_value(f"{self.id}.power_kw") or 0.0
+        limit = min(100.0, max(0.0, 100.0 * limit_kw / rated))
         return [ctx.request(self.asset.points["curtailment_limit"], round(limit, 1))]
 
     def safe_default(self, ctx: DispatchContext) -> list[WriteRequest]:
@@ -132,6 +137,33 @@ class Pv(AssetAdapter[m.PvArray]):
         if "power" not in self.asset.points:
             return []
         return [ForecastCheck(self.asset.points["power"], (f"{self.id}.power_kw", f"{self.id}.curtailed_kw"))]
+
+
+# Planned curtailment below this is the solver's noise, not a plan to curtail.
+CURTAILED_KW = 1e-3
+
+
+def _under_planned_export_kw(ctx: DispatchContext, array_id: str) -> float | None:
+    """What the array may produce now without the site exporting more than the plan does at this step.
+
+    A plan curtails for a reason that is about export: an export limit, or an export price below zero. So
+    the plan is followed as an export cap, not as a production cap: when the sun beats the forecast, or the
+    load does, the extra output serves the site's own consumption, and only what the plan would not have
+    exported is cut. The arrays the plan curtails now share the room the meter shows under the planned
+    export. None without a fresh grid meter reading to measure it by."""
+    site, snapshot = ctx.site, ctx.snapshot
+    address = site.grid.points.get("power")
+    planned_export = ctx.planned_value("site.export_kw")
+    if not address or planned_export is None or not snapshot.is_fresh(address):
+        return None
+    arrays = [a for a in site.assets if isinstance(a, m.PvArray) and "curtailment_limit" in a.points]
+    curtailing = [a for a in arrays if (ctx.planned_value(f"{a.id}.curtailed_kw") or 0.0) >= CURTAILED_KW]
+    share = 1.0 / max(1, len(curtailing))
+    array = next(a for a in arrays if a.id == array_id)
+    producing = power_kw(site, snapshot.number, array.points["power"])
+    # Grid power is import positive: importing, or exporting less than planned, leaves room to produce.
+    room = power_kw(site, snapshot.number, address) + planned_export
+    return max(0.0, producing + room * share)
 
 
 class PvModel(ForecastModel):

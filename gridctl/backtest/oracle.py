@@ -69,7 +69,7 @@ def perfect_forecasts(site: m.Site, recording: Recording, plant: Plant, first: i
 
 async def replay_oracle(site: m.Site, recording: Recording, settings: BacktestSettings,
                         progress: Progress | None = None) -> Replay:
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     step = recording.step
     first, last = recording.position(settings.start), recording.position(settings.end)
     plant = Plant(site, recording, settings.initial_soc_pct)
@@ -122,5 +122,6 @@ async def replay_oracle(site: m.Site, recording: Recording, settings: BacktestSe
     }
     if whole:
         details["lower_bound_eur"] = round(lower_bound, 4) if math.isfinite(lower_bound) else None
-    return Replay("oracle", trace, plant, time.perf_counter() - began, plans=len(gaps), oracle=details)
+    return Replay("oracle", trace, plant, time.perf_counter() - began, plans=len(gaps), oracle=details,
+                  cpu_s=time.process_time() - began_cpu)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 import pandas as pd
@@ -22,11 +25,46 @@ def linke_turbidity(latitude: float, longitude: float) -> tuple[float, ...]:
 
 def solar(site: m.Site, moments: Sequence[datetime]) -> tuple[list[float], list[float]]:
     """Clear-sky global horizontal irradiance (W/m², Ineichen) and sun elevation (°) at each instant."""
-    index = pd.DatetimeIndex(list(moments))
     place = site.location
+    key = (place.latitude, place.longitude, place.elevation_m)
+    with _lock:
+        table = _tables.setdefault(key, OrderedDict())
+        found = {t: table[t] for t in moments if t in table}
+    missing = list(dict.fromkeys(t for t in moments if t not in found))
+    if missing:
+        computed = _solar(place, missing + _ahead(moments, found))
+        found.update(computed)
+        with _lock:
+            table.update(computed)
+            while len(table) > _KEPT_INSTANTS:
+                table.popitem(last=False)
+    return [found[t][0] for t in moments], [found[t][1] for t in moments]
+
+
+# The sun's path is a pure function of the place and the instant: what was computed is kept, and a regular
+# series is computed as far again ahead, since a receding horizon asks for one new instant per plan and
+# pvlib's cost is per call far more than per instant.
+_KEPT_INSTANTS = 20_000
+_tables: dict[tuple[float, float, float], OrderedDict[datetime, tuple[float, float]]] = {}
+_lock = threading.Lock()
+
+
+def _ahead(moments: Sequence[datetime], known: dict[datetime, tuple[float, float]]) -> list[datetime]:
+    if len(moments) < 2:
+        return []
+    step = moments[1] - moments[0]
+    if step <= timedelta(0) or any(b - a != step for a, b in itertools.pairwise(moments)):
+        return []
+    last = moments[-1]
+    return [t for t in (last + step * k for k in range(1, len(moments) + 1)) if t not in known]
+
+
+def _solar(place: m.Location, moments: list[datetime]) -> dict[datetime, tuple[float, float]]:
+    index = pd.DatetimeIndex(moments)
     location = pvlib.location.Location(place.latitude, place.longitude, tz="UTC", altitude=place.elevation_m)
     position = location.get_solarposition(index, method="ephemeris")
     monthly = linke_turbidity(place.latitude, place.longitude)
     turbidity = pd.Series([monthly[t.month - 1] for t in index], index=index)
     clear = location.get_clearsky(index, model="ineichen", solar_position=position, linke_turbidity=turbidity)
-    return [max(0.0, float(v)) for v in clear["ghi"]], [float(v) for v in position["apparent_elevation"]]
+    return {t: (max(0.0, float(g)), float(e))
+            for t, g, e in zip(moments, clear["ghi"], position["apparent_elevation"], strict=True)}
