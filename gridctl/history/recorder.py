@@ -1,10 +1,18 @@
 """Readings into the historian without losing any: straight to the database while it answers, into
 the local spool while it does not, flushed back in order when it returns.
 
+Polls are committed in groups: one writer takes what every poll of every site handed in since its last
+commit and stores it in one write (one COPY, one transaction), at most once per `flush_window_s` and
+at most `group_max_readings` at a time. A lone poll goes out at once; under load the groups grow, so
+the database sees a few large transactions a second instead of one per device poll. `record()` returns
+once its readings are durable, in the database or in the spool, so a caller that was told "recorded"
+never loses them; a device's poll task waits for its own group and no other.
+
 While the spool holds anything, new readings queue behind it, so history is written in the order it
-was received. Readings are recorded per site; a flush writes what several polls of several sites left
-in the spool in one transaction. A flush that times out may still have committed; sending it again is harmless because
-the historian's unique key makes writes idempotent.
+was received. A write that fails or takes longer than `write_timeout_s` sends its whole group to the
+spool (one transaction), and groups keep going there until the flusher has replayed it: a slow
+database pushes back into the spool rather than into the polls. A flush that times out may still have
+committed; sending it again is harmless because the historian's unique key makes writes idempotent.
 """
 
 from __future__ import annotations
@@ -29,6 +37,14 @@ class RecorderStats:
     spooled: int = 0  # readings that went through the spool
     flushed: int = 0  # spooled readings since written to the database
     failures: int = 0  # database writes that failed or timed out
+    commits: int = 0  # group writes to the database (each one transaction)
+    largest_group: int = 0  # most readings in one group write
+
+
+@dataclass(slots=True)
+class _Pending:
+    group: SiteReadings
+    done: asyncio.Future[None]
 
 
 class Recorder:
@@ -39,14 +55,20 @@ class Recorder:
         *,
         write_timeout_s: float = 10.0,
         flush_batch: int = 20_000,
+        flush_window_s: float = 0.1,
+        group_max_readings: int = 50_000,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 5.0,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        if flush_window_s < 0 or group_max_readings <= 0:
+            raise ValueError("flush_window_s must be >= 0 and group_max_readings positive")
         self.historian = historian
         self.spool = spool
         self.write_timeout_s = write_timeout_s
         self.flush_batch = flush_batch
+        self.flush_window_s = flush_window_s
+        self.group_max_readings = group_max_readings
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.clock = clock
@@ -55,15 +77,30 @@ class Recorder:
         self._wake = asyncio.Event()
         self._empty = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._pending: list[_Pending] = []
+        self._pending_readings = 0
+        self._has_pending = asyncio.Event()
+        self._group_full = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._last_commit = float("-inf")
 
     async def start(self) -> None:
-        """Start the flusher; whatever a previous run left in the spool is replayed first."""
+        """Start the writer and the flusher; whatever a previous run left in the spool is replayed first."""
         if self._flusher is None:
             self._set_empty(len(self.spool) == 0)
             self._flusher = asyncio.create_task(self._flush_loop(), name="history-spool-flusher")
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_loop(), name="history-group-commit")
 
     async def close(self) -> None:
-        """Stop flushing; what is still spooled stays on disk for the next start."""
+        """Commit what is pending, then stop; what is still spooled stays on disk for the next start."""
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            while self._pending and not committer.done():
+                await self._commit(self._take())
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -74,30 +111,30 @@ class Recorder:
         """Where one site's readings go."""
         return SiteRecorder(self, site_id)
 
+    @property
+    def pending(self) -> int:
+        """Readings handed in and not yet committed to the database or the spool."""
+        return self._pending_readings
+
     async def record(self, site_id: str, readings: Iterable[Reading]) -> None:
-        """Store a site's readings, or spool them durably when the database cannot take them now.
+        """Store a site's readings, or spool them durably when the database cannot take them now; returns
+        once they are in one or the other.
 
         Raises SpoolFull when the database is away and the spool is at capacity.
         """
         batch = list(readings)
         if not batch:
             return
-        received_at = self.clock()
-        async with self._direct:
-            if self._empty.is_set():
-                try:
-                    await asyncio.wait_for(
-                        self.historian.write([SiteReadings(site_id, batch)], received_at=received_at),
-                        self.write_timeout_s,
-                    )
-                    self.stats.written += len(batch)
-                    return
-                except (HistorianUnavailable, TimeoutError) as exc:
-                    self.stats.failures += 1
-                    log.warning("history database unavailable, spooling readings: %r", exc)
-            await asyncio.to_thread(self.spool.append, site_id, batch, received_at)
-            self.stats.spooled += len(batch)
-            self._set_empty(False)
+        if self._committer is None:
+            raise RuntimeError("recorder is not started")
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(SiteReadings(site_id, batch, self.clock()), done))
+        self._pending_readings += len(batch)
+        self._has_pending.set()
+        if self._pending_readings >= self.group_max_readings:
+            self._group_full.set()
+        # Shielded: a caller cancelled while waiting leaves its readings to be stored all the same.
+        await asyncio.shield(done)
 
     async def drain(self, timeout_s: float | None = None) -> bool:
         """Wait until the spool is empty; False on timeout."""
@@ -114,12 +151,75 @@ class Recorder:
             self._empty.clear()
             self._wake.set()
 
+    # --- group commit ------------------------------------------------------------------------------
+
+    def _take(self) -> list[_Pending]:
+        """The oldest pending polls, up to `group_max_readings` (at least one)."""
+        taken = 0
+        count = 0
+        for item in self._pending:
+            if count and taken + len(item.group.readings) > self.group_max_readings:
+                break
+            taken += len(item.group.readings)
+            count += 1
+        group, self._pending = self._pending[:count], self._pending[count:]
+        self._pending_readings -= taken
+        if not self._pending:
+            self._has_pending.clear()
+        if self._pending_readings < self.group_max_readings:
+            self._group_full.clear()
+        return group
+
+    async def _commit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._has_pending.wait()
+            # At most one database commit per window; a spool append (outage) need not wait.
+            wait_s = self._last_commit + self.flush_window_s - loop.time()
+            if wait_s > 0 and self._empty.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._group_full.wait(), wait_s)
+            self._last_commit = loop.time()
+            group = self._take()
+            try:
+                await self._commit(group)
+            except Exception as exc:  # the waiting polls hear of it; the writer goes on
+                log.exception("committing %d polls failed", len(group))
+                _settle(group, exc)
+
+    async def _commit(self, group: list[_Pending]) -> None:
+        groups = [item.group for item in group]
+        count = sum(len(g.readings) for g in groups)
+        async with self._direct:
+            if self._empty.is_set():
+                try:
+                    await asyncio.wait_for(self.historian.write(groups), self.write_timeout_s)
+                except (HistorianUnavailable, TimeoutError) as exc:
+                    self.stats.failures += 1
+                    log.warning("history database unavailable, spooling readings: %r", exc)
+                else:
+                    self.stats.written += count
+                    self.stats.commits += 1
+                    self.stats.largest_group = max(self.stats.largest_group, count)
+                    _settle(group)
+                    return
+            refused = await asyncio.to_thread(
+                self.spool.append_groups, [(g.site_id, g.readings, g.received_at) for g in groups])
+            kept = [item for item, error in zip(group, refused, strict=True) if error is None]
+            self.stats.spooled += sum(len(item.group.readings) for item in kept)
+            if kept:
+                self._set_empty(False)
+        for item, error in zip(group, refused, strict=True):
+            _settle([item], error)
+
+    # --- spool replay ------------------------------------------------------------------------------
+
     async def _flush_loop(self) -> None:
         delay = self.retry_initial_s
         while True:
             if len(self.spool) == 0:
                 async with self._direct:
-                    # Re-checked under the lock: a record() may have spooled meanwhile.
+                    # Re-checked under the lock: a commit may have spooled meanwhile.
                     if len(self.spool) == 0:
                         self._set_empty(True)
                         self._wake.clear()
@@ -148,6 +248,16 @@ class Recorder:
         await asyncio.wait_for(self.historian.write(groups), self.write_timeout_s)
         await asyncio.to_thread(self.spool.ack, batches[-1].last_seq)
         self.stats.flushed += sum(len(b.readings) for b in batches)
+
+
+def _settle(group: Iterable[_Pending], error: BaseException | None = None) -> None:
+    for item in group:
+        if item.done.done():
+            continue
+        if error is None:
+            item.done.set_result(None)
+        else:
+            item.done.set_exception(error)
 
 
 class SiteRecorder:
