@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,7 @@ class SiteService:
         site_dir = site_file(options.site).parent
         specs = [offset_ports(device_spec(d, site_dir), options.port_offset) for d in self.site.devices]
         self.drivers = {spec.id: make_driver(spec) for spec in specs}
+        self._protocols = {d.id: d.protocol for d in self.site.devices}
         # The site's weather provider (its site file's `weather`), when it has one.
         self.weather = OpenMeteoClient.for_site(self.site)
         self.forecaster = SignalForecaster(weather_service=self.weather)
@@ -97,7 +99,7 @@ class SiteService:
                                          is_dark=dark_by_sun(self.site))
         periods = [max(spec.poll_interval_s / speed, min_poll_s) for spec in specs]
         self.poller = Poller([PolledDevice(self.drivers[s.id], p) for s, p in zip(specs, periods, strict=True)],
-                             self._on_poll)
+                             self._on_poll, phase_key=self.site.id)
         self._replanner: asyncio.Task[None] | None = None
         # Jobs of one site run one at a time; stopping waits for the one under way.
         self._busy = asyncio.Lock()
@@ -105,8 +107,12 @@ class SiteService:
         self._restamp = not isinstance(clock, WallClock)
 
     async def _on_poll(self, batch: PollBatch) -> None:
-        self.metrics.observe_poll(self.site.id, batch.device_id, max(batch.finished - batch.due, 0.0),
-                                  batch.health.state)
+        started = batch.due if batch.started is None else batch.started
+        qualities = Counter(r.quality.value for r in batch.readings)
+        self.metrics.observe_poll(self.site.id, batch.device_id, self._protocols[batch.device_id],
+                                  lateness_s=started - batch.due, duration_s=batch.finished - started,
+                                  health=batch.health.state, qualities=qualities,
+                                  missed_ticks=batch.skipped_before)
         readings = batch.readings
         if self._restamp:
             now = self.clock.now()
@@ -248,6 +254,7 @@ class ServiceHost:
         self.spool = Spool(spool_dir / "readings.spool", capacity=spool_capacity, on_alarm=self._spool_alarm,
                            sites=addresses)
         self.recorder = Recorder(self.historian, self.spool, clock=self.clock.now)
+        self.metrics.track_history(self._history_figures)
         self.audit = audit
         self.sites = [SiteService(o, recorder=self.recorder, clock=self.clock, metrics=self.metrics, audit=audit,
                                   speed=speed, min_poll_s=min_poll_s, site=site)
@@ -265,6 +272,12 @@ class ServiceHost:
                                  f"; the database is not taking readings", now, Severity.CRITICAL)
             else:
                 book.clear(AlarmKind.SPOOL_FILLING, service.site.id, now)
+
+    def _history_figures(self) -> dict[str, float]:
+        stats = self.recorder.stats
+        return {"written": stats.written, "spooled": stats.spooled, "flushed": stats.flushed,
+                "failures": stats.failures, "commits": stats.commits, "pending": self.recorder.pending,
+                "spool_depth": len(self.spool)}
 
     def _spooled(self, site_id: str) -> float:
         return float(self.spool.count(site_id))

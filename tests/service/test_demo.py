@@ -75,10 +75,13 @@ def test_demo_serves_the_demonstrators_and_stops_cleanly(tmp_path: Path) -> None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             status, body = _get(f"http://127.0.0.1:{port}/metrics")
-            if b'gridctl_device_health{device="charger-01",site="zac-union"} 0.0' in body:
+            if b'gridctl_devices{health="ok",protocol="modbus",site="zac-union"}' in body:
                 break
             time.sleep(2)
-        assert b'gridctl_device_health{device="charger-01",site="zac-union"} 0.0' in body
+        assert b'gridctl_devices{health="ok",protocol="modbus",site="zac-union"}' in body
+        status, body = _get(f"http://127.0.0.1:{port}/api/v1/sites/zac-union/devices", tokens["operator"])
+        health = {d["device_id"]: d["state"] for d in json.loads(body)}
+        assert health["charger-01"] == "ok", health
         process.send_signal(signal.SIGINT)
         process.wait(timeout=90)
         reader.join(timeout=10)
