@@ -294,6 +294,8 @@ class Run:
     simulator_cpu_cores: list[float] = field(default_factory=list)
     postgres_cpu_cores: float = 0.0
     machine_busy_cores: float = 0.0
+    # What else kept the machine busy meanwhile (other programs on a shared machine).
+    other_cpu_cores: float = 0.0
     rss_mb: float = 0.0
     max_spool_depth: float = 0.0
     max_pending_readings: float = 0.0
@@ -327,9 +329,12 @@ def _processes() -> Iterator[list[subprocess.Popen]]:
     try:
         yield started
     finally:
-        for process in started:
+        # gridctl first (started last), then the simulators it polls.
+        for process in reversed(started):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=60)
         for process in started:
             try:
                 process.wait(timeout=60)
@@ -373,13 +378,15 @@ def measure(cluster, work: Path, run: Run, args: argparse.Namespace, ports: Port
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
     with _processes() as started:
         sim_groups = [sites[i::args.simulators] for i in range(min(args.simulators, len(sites)))]
-        sim_logs = [root / f"sim-{i}.log" for i in range(len(sim_groups))]
+        logs = REPO / "artifacts" / "scale" / run.label
+        logs.mkdir(parents=True, exist_ok=True)
+        sim_logs = [logs / f"sim-{i}.log" for i in range(len(sim_groups))]
         sims = [_spawn(["serve", *map(str, group)], env, path, started)
                 for group, path in zip(sim_groups, sim_logs, strict=True)]
         _wait_ready(sims, 600, sim_logs)
         shares = assign_sites(sites, run.instances, args.sharing)
         http_ports = [ports.take("tcp") for _ in shares]
-        gridctl_logs = [root / f"gridctl-{i}.log" for i in range(len(shares))]
+        gridctl_logs = [logs / f"gridctl-{i}.log" for i in range(len(shares))]
         instances = []
         for i, share in enumerate(shares):
             data = root / f"instance-{i}"
@@ -421,6 +428,8 @@ def measure(cluster, work: Path, run: Run, args: argparse.Namespace, ports: Port
         run.simulator_cpu_cores = cores(sim_pids)
         run.postgres_cpu_cores = round(sum(cores(pg_pids)), 3)
         run.machine_busy_cores = round((busy1 - busy0) / (total1 - total0) * os.cpu_count(), 3)
+        run.other_cpu_cores = round(max(0.0, run.machine_busy_cores - sum(run.gridctl_cpu_cores)
+                                        - sum(run.simulator_cpu_cores) - run.postgres_cpu_cores), 3)
         commits = sum(_gauge(b, "gridctl_history", "commits") for b in scrapes1) - sum(
             _gauge(b, "gridctl_history", "commits") for b in scrapes0)
         run.commits_per_s = round(commits / elapsed, 1)
@@ -507,7 +516,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.quick:
         args.steps, args.instances, args.baseline_at = "1000", "1", "1000"
-        args.warmup_s, args.measure_s = 15.0, 25.0
+        args.warmup_s, args.measure_s = 10.0, 20.0
     steps = [int(s) for s in args.steps.split(",") if s]
     baseline_at = [int(s) for s in args.baseline_at.split(",") if s]
     from pgcluster import PgCluster

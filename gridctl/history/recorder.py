@@ -56,7 +56,7 @@ class Recorder:
         write_timeout_s: float = 10.0,
         flush_batch: int = 20_000,
         flush_window_s: float = 0.1,
-        group_max_readings: int = 50_000,
+        group_max_readings: int = 20_000,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 5.0,
         clock: Callable[[], datetime] = utc_now,

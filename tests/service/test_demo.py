@@ -73,15 +73,18 @@ def test_demo_serves_the_demonstrators_and_stops_cleanly(tmp_path: Path) -> None
         assert {s["id"] for s in json.loads(body)} == {"zac-saint-sauveur", "zac-union", "zac-haute-deule"}
         # The service polls the simulated devices over their protocols: live values arrive.
         deadline = time.monotonic() + 60
+        health: dict[str, str] = {}
         while time.monotonic() < deadline:
-            status, body = _get(f"http://127.0.0.1:{port}/metrics")
-            if b'gridctl_devices{health="ok",protocol="modbus",site="zac-union"}' in body:
+            status, body = _get(f"http://127.0.0.1:{port}/api/v1/sites/zac-union/devices", tokens["operator"])
+            health = {d["device_id"]: d["state"] for d in json.loads(body)}
+            if health.get("charger-01") == "ok":
                 break
             time.sleep(2)
+        assert health.get("charger-01") == "ok", health
+        # /metrics counts devices by site, protocol and health, never one series per device.
+        status, body = _get(f"http://127.0.0.1:{port}/metrics")
         assert b'gridctl_devices{health="ok",protocol="modbus",site="zac-union"}' in body
-        status, body = _get(f"http://127.0.0.1:{port}/api/v1/sites/zac-union/devices", tokens["operator"])
-        health = {d["device_id"]: d["state"] for d in json.loads(body)}
-        assert health["charger-01"] == "ok", health
+        assert b"charger-01" not in body
         process.send_signal(signal.SIGINT)
         process.wait(timeout=90)
         reader.join(timeout=10)
