@@ -1,10 +1,16 @@
 """BACnet/IP driver over bacpypes3: batched reads, verified prioritised writes, discovery.
 
-Each driver owns one bacpypes3 application on its own UDP socket, with the device's timeout and retry count
-in the application's own device object, so a silent device only ever stalls its own requests. Reads go out
-as ReadPropertyMultiple requests sized to fit the device's max APDU unsegmented; a device that refuses the
-service is remembered and read with ReadProperty from then on. Writes go at a priority (point, device
-default, 10), are read back and checked against the priority array for a higher-priority override.
+Each driver owns one bacpypes3 application, with the device's timeout and retry count in the application's
+own device object, so a silent device only ever stalls its own requests. It talks from a UDP socket of its
+own, or, when the site fixes the local BACnet/IP port, from the one socket the drivers share on that port.
+Reads go out as ReadPropertyMultiple requests sized to fit the device's max APDU unsegmented; a device that
+refuses the service is remembered and read with ReadProperty from then on.
+
+Writes to a commandable object (a priority-array in its property-list, checked once per object) go at a
+priority (point, device default, 10), are read back and checked against the priority array for a
+higher-priority override. A non-commandable object takes plain present-value writes, verified by reading
+present-value, and cannot be relinquished: some devices take a NULL there and leave their present-value
+uninitialised, so the driver refuses before sending anything (`NotCommandable`).
 """
 
 from __future__ import annotations
@@ -41,11 +47,15 @@ from drivers.bacnet_values import (
     DEFAULT_PRIORITY,
     MAX_APDU,
     PRIORITY_ARRAY,
+    PRIORITY_ARRAY_NAME,
     PRIORITY_LEVELS,
+    PROPERTY_LIST,
     RELINQUISH_DEFAULT,
     TOO_LONG_ABORTS,
+    WILDCARD_DEVICE,
     PointPlan,
     chunk_plans,
+    decode_object_identifier,
     decode_point,
     decode_property,
     encode_write,
@@ -63,6 +73,8 @@ from drivers.base import (
     Driver,
     DriverError,
     IllegalAddress,
+    NotAttempted,
+    NotCommandable,
     Override,
     Quality,
     Reading,
@@ -70,11 +82,20 @@ from drivers.base import (
     WriteMismatch,
     WriteRejected,
     WriteResult,
+    not_attempted,
 )
 from drivers.health import Backoff, HealthTracker, Now, utc_now
 from drivers.specs import BacnetDeviceSpec
 
-__all__ = ["BacnetDriver", "BacnetStats", "PriorityArrayState", "chunk_plans", "discover"]
+__all__ = ["BacnetDriver", "BacnetStats", "InstanceMismatch", "PriorityArrayState", "chunk_plans", "discover"]
+
+
+class InstanceMismatch(IllegalAddress):
+    """Another device answers at the device's address: its instance number is `found`."""
+
+    def __init__(self, message: str, *, found: int, device_id: str | None = None) -> None:
+        super().__init__(message, device_id=device_id)
+        self.found = found
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +139,12 @@ class _Outcome:
 
 
 class _Down(Exception):
-    """The device stopped answering during a read."""
+    """The device stopped answering during a read; `sent` are the points of the request it left unanswered."""
 
-    def __init__(self, cause: DriverError) -> None:
+    def __init__(self, cause: DriverError, sent: Sequence[PointPlan]) -> None:
         super().__init__(str(cause))
         self.cause = cause
+        self.sent = sent
 
 
 class BacnetDriver(Driver):
@@ -135,8 +157,12 @@ class BacnetDriver(Driver):
         self._plans = {point.id: plan_point(point) for point in spec.points}
         host, port = split_address(spec.address)
         self._device_address = Address(f"{host}:{port}")
-        # Talk from loopback to a loopback device, otherwise from every interface.
-        self._local_host = local_host or ("127.0.0.1" if host.startswith("127.") else "0.0.0.0")
+        self._peer = (host, port)
+        # Talk from loopback to a loopback device, otherwise from every interface; a port shared with the
+        # site's other devices is bound on every interface, whichever devices they are.
+        self._local_host = (local_host or spec.local_address
+                            or ("127.0.0.1" if host.startswith("127.") and not spec.local_port else "0.0.0.0"))
+        self._local_port = spec.local_port
         self._backoff = backoff or Backoff()
         self._now = now
         self._health = HealthTracker(spec.id, now=now)
@@ -145,6 +171,9 @@ class BacnetDriver(Driver):
         self._connected = False
         self._retry_at = 0.0
         self._rpm_refused = False
+        # Objects known to be commandable (True) or not (False), from their property-list.
+        self._commandable: dict[ObjectIdentifier, bool] = {}
+        self._down_error: DriverError | None = None
         self._max_apdu = MAX_APDU
         # Set when the device aborted an answer our estimate said would fit.
         self._max_items: int | None = None
@@ -189,9 +218,11 @@ class BacnetDriver(Driver):
                 numberOfApduRetries=self.spec.retries,
             )
             try:
-                self._stack = build_stack([device_object], host=self._local_host, port=0)
+                self._stack = build_stack([device_object], host=self._local_host, port=self._local_port,
+                                          peer=self._peer)
             except OSError as exc:
-                raise ConnectionLost(f"{self.device_id}: cannot open a BACnet/IP socket: {exc}",
+                raise ConnectionLost(f"{self.device_id}: cannot open a BACnet/IP socket on "
+                                     f"{self._local_host}:{self._local_port}: {exc}",
                                      device_id=self.device_id) from exc
         device_id = ObjectIdentifier(("device", self.spec.device_instance))
         try:
@@ -201,6 +232,10 @@ class BacnetDriver(Driver):
             raise
         except ErrorRejectAbortNack as exc:
             error = error_from_nack(exc, self.device_id, None)
+            if isinstance(error, IllegalAddress):
+                error = await self._instance_mismatch() or IllegalAddress(
+                    f"{self.device_id}: no device {self.spec.device_instance} at {self.spec.address} ({error})",
+                    device_id=self.device_id)
             self._mark_down(error)
             raise error from None
         try:
@@ -212,7 +247,22 @@ class BacnetDriver(Driver):
         self._connected = True
         self._backoff.reset()
 
+    async def _instance_mismatch(self) -> InstanceMismatch | None:
+        """After the device object was unknown: the error naming the device that does answer there, if any."""
+        try:
+            found = decode_object_identifier(
+                await self._read_property(WILDCARD_DEVICE, PropertyIdentifier("object-identifier")))
+        except (DriverError, ErrorRejectAbortNack):
+            return None  # the device does not know the wildcard either: the original error stands
+        if found is None or found[0] != "device" or found[1] == self.spec.device_instance:
+            return None
+        return InstanceMismatch(
+            f"{self.device_id}: device instance mismatch (found {found[1]}): {self.spec.address} answers as "
+            f"device {found[1]}, the site expects {self.spec.device_instance}",
+            found=found[1], device_id=self.device_id)
+
     def _mark_down(self, error: DriverError) -> None:
+        self._down_error = error
         self._connected = False
         self._retry_at = asyncio.get_running_loop().time() + self._backoff.next_delay()
         self._health.failure(error)
@@ -224,8 +274,10 @@ class BacnetDriver(Driver):
         loop = asyncio.get_running_loop()
         if self._stack is not None and loop.time() < self._retry_at:
             wait_s = self._retry_at - loop.time()
-            last = self._health.snapshot().last_error or "unreachable"
-            raise ConnectionLost(f"{self.device_id}: {last}; next attempt in {wait_s:.1f} s", device_id=self.device_id)
+            cause = self._down_error
+            last = f"{type(cause).__name__}: {cause}" if cause is not None else "unreachable"
+            raise NotAttempted(f"not attempted: backing off after {last}; next attempt in {wait_s:.1f} s",
+                               cause=cause, device_id=self.device_id)
         await self._connect_locked()
 
     # ------------------------------------------------------------------ requests
@@ -290,8 +342,11 @@ class BacnetDriver(Driver):
         async with self._lock:
             try:
                 await self._ensure_connected()
-            except DriverError as exc:
+            except NotAttempted as exc:
                 return self._unavailable(plans, exc)
+            except DriverError as exc:
+                # The device failed the connect request; the points' own requests were never sent.
+                return self._unavailable(plans, not_attempted(exc, self.device_id))
             outcomes: dict[str, _Outcome] = {}
             try:
                 if not self._rpm_refused:
@@ -300,9 +355,15 @@ class BacnetDriver(Driver):
                     await self._read_each(plans, outcomes)
             except _Down as down:
                 self._mark_down(down.cause)
-                done = [plan for plan in plans if plan.point.id in outcomes]
-                rest = [plan for plan in plans if plan.point.id not in outcomes]
-                return self._readings(done, outcomes) + self._unavailable(rest, down.cause)
+                by_point = {r.address: r for r in self._readings(
+                    [plan for plan in plans if plan.point.id in outcomes], outcomes)}
+                sent = [plan for plan in down.sent if plan.point.id not in outcomes]
+                sent_ids = {plan.point.id for plan in sent}
+                skipped = [plan for plan in plans if plan.point.id not in outcomes and plan.point.id not in sent_ids]
+                by_point.update((r.address, r) for r in self._unavailable(sent, down.cause))
+                by_point.update((r.address, r) for r in self._unavailable(
+                    skipped, not_attempted(down.cause, self.device_id)))
+                return [by_point[f"{self.device_id}/{plan.point.id}"] for plan in plans]
             readings = self._readings(plans, outcomes)
             failed = [reading for reading in readings if reading.quality is not Quality.GOOD]
             if failed:
@@ -327,7 +388,7 @@ class BacnetDriver(Driver):
             try:
                 results = await self._read_property_multiple([(p.object_id, p.property_id) for p in chunk])
             except DeviceTimeout as exc:
-                raise _Down(exc) from None
+                raise _Down(exc, chunk) from None
             except DriverError as exc:
                 for plan in chunk:
                     outcomes[plan.point.id] = _Outcome(error=exc)
@@ -370,7 +431,7 @@ class BacnetDriver(Driver):
                 value = await self._read_property(plan.object_id, plan.property_id)
                 outcomes[plan.point.id] = _Outcome(value=decode_point(plan, value))
             except DeviceTimeout as exc:
-                raise _Down(exc) from None
+                raise _Down(exc, [plan]) from None
             except DriverError as exc:
                 outcomes[plan.point.id] = _Outcome(error=exc)
             except ErrorRejectAbortNack as exc:
@@ -413,19 +474,35 @@ class BacnetDriver(Driver):
             raise ValueError(f"priority {chosen} outside 1..16")
         return chosen
 
-    async def write(self, point_id: str, value: Value | None, *, priority: int | None = None) -> WriteResult:
+    def _plan(self, point_id: str) -> PointPlan:
         plan = self._plans.get(point_id)
         if plan is None:
             raise KeyError(f"{self.device_id} has no point {point_id}")
+        return plan
+
+    async def write(self, point_id: str, value: Value | None, *, priority: int | None = None) -> WriteResult:
+        """Write at a priority (a commandable object) or plainly (any other), read back and verify.
+
+        `None` relinquishes the priority; a non-commandable object cannot be relinquished (NotCommandable,
+        raised before anything is written). The result's `priority` is None for a plain write.
+        """
+        plan = self._plan(point_id)
+        address = f"{self.device_id}/{point_id}"
         if not plan.point.writable:
-            raise WriteRejected(f"{self.device_id}/{point_id} is not writable", device_id=self.device_id,
-                                point_id=point_id)
+            raise WriteRejected(f"{address} is not writable", device_id=self.device_id, point_id=point_id)
         level = self._priority_for(plan, priority)
         wire, plain = (Null(()), None) if value is None else encode_write(plan, value, self.device_id)
         async with self._lock:
             await self._ensure_connected()
+            commandable = await self._is_commandable(plan)
+            if not commandable and value is None:
+                raise NotCommandable(
+                    f"{address}: {plan.point.object_type} {plan.point.instance} is not commandable (no "
+                    f"priority-array): there is no priority to relinquish, and a NULL written to it would leave "
+                    f"its present-value uninitialised on some devices; nothing was sent",
+                    device_id=self.device_id, point_id=point_id)
             request = WritePropertyRequest(objectIdentifier=plan.object_id, propertyIdentifier=plan.property_id,
-                                           propertyValue=wire, priority=level)
+                                           propertyValue=wire, priority=level if commandable else None)
             self.stats.write_property += 1
             try:
                 await self._send(request)
@@ -434,9 +511,11 @@ class BacnetDriver(Driver):
                 raise
             except ErrorRejectAbortNack as exc:
                 raise error_from_nack(exc, self.device_id, point_id, writing=True) from None
-            present, state = await self._read_back(plan)
+            if commandable:
+                present, state = await self._read_back(plan)
+            else:
+                present, state = await self._read_present(plan), None
         ts = self._now()
-        address = f"{self.device_id}/{point_id}"
         if state is not None:
             slot = state.slots[level - 1]
             if plain is None and slot is not None:
@@ -452,38 +531,79 @@ class BacnetDriver(Driver):
                                 point_id=point_id)
         if present is not None:
             self._last_good[point_id] = (present, ts)
-        return WriteResult(address, value, plain, present, ts, priority=level)
+        return WriteResult(address, value, plain, present, ts, priority=level if commandable else None)
 
-    async def _read_back(self, plan: PointPlan) -> tuple[Value | None, PriorityArrayState | None]:
-        """Present value and, for a commandable point, its priority array (None when it has none)."""
+    async def is_commandable(self, point_id: str) -> bool:
+        """Whether the point's object has a priority array (asked once per object, then remembered)."""
+        plan = self._plan(point_id)
+        async with self._lock:
+            await self._ensure_connected()
+            return await self._is_commandable(plan)
+
+    async def _is_commandable(self, plan: PointPlan) -> bool:
+        known = self._commandable.get(plan.object_id)
+        if known is not None:
+            return known
         try:
-            values = await self._read_properties(plan, (plan.property_id, PRIORITY_ARRAY, RELINQUISH_DEFAULT))
+            listed = (await self._object_properties(plan, (PROPERTY_LIST,)))[PROPERTY_LIST]
+        except DeviceTimeout:
+            raise
+        except DriverError as exc:
+            listed = exc
+        if isinstance(listed, frozenset):
+            commandable = PRIORITY_ARRAY_NAME in listed
+        elif isinstance(listed, IllegalAddress) and "unknown-object" in str(listed):
+            raise listed
+        else:
+            # No property-list (devices older than protocol revision 14), or one too long to come back
+            # unsegmented: ask for the priority array itself.
+            slots = (await self._object_properties(plan, (PRIORITY_ARRAY,)))[PRIORITY_ARRAY]
+            if isinstance(slots, IllegalAddress) and "unknown-property" in str(slots):
+                commandable = False
+            elif isinstance(slots, DriverError) and not isinstance(slots, DecodeError):
+                raise slots
+            else:
+                commandable = True
+        self._commandable[plan.object_id] = commandable
+        return commandable
+
+    async def _object_properties(self, plan: PointPlan, properties: Sequence[PropertyIdentifier]) -> dict[Any, Any]:
+        """`_read_properties`, marking the device down when it does not answer."""
+        try:
+            return await self._read_properties(plan, properties)
         except DeviceTimeout as exc:
             self._mark_down(exc)
             raise
+
+    async def _read_present(self, plan: PointPlan) -> Value | None:
+        """The point's value read back after a plain write."""
+        present = (await self._object_properties(plan, (plan.property_id,)))[plan.property_id]
+        if isinstance(present, DriverError):
+            raise present
+        return present
+
+    async def _read_back(self, plan: PointPlan) -> tuple[Value | None, PriorityArrayState]:
+        """Present value, priority array and relinquish default of a commandable point."""
+        values = await self._object_properties(plan, (plan.property_id, PRIORITY_ARRAY, RELINQUISH_DEFAULT))
         present = values[plan.property_id]
         if isinstance(present, DriverError):
             raise present
         slots = values[PRIORITY_ARRAY]
-        if isinstance(slots, IllegalAddress):
-            return present, None
         if isinstance(slots, DriverError):
             raise slots
         relinquish = values[RELINQUISH_DEFAULT]
         return present, PriorityArrayState(slots, None if isinstance(relinquish, DriverError) else relinquish)
 
     async def read_priority_array(self, point_id: str) -> PriorityArrayState:
-        """The point's priority array and relinquish default; IllegalAddress if it is not commandable."""
-        plan = self._plans.get(point_id)
-        if plan is None:
-            raise KeyError(f"{self.device_id} has no point {point_id}")
+        """The point's priority array and relinquish default; NotCommandable if it has none."""
+        plan = self._plan(point_id)
         async with self._lock:
             await self._ensure_connected()
-            try:
-                values = await self._read_properties(plan, (PRIORITY_ARRAY, RELINQUISH_DEFAULT))
-            except DeviceTimeout as exc:
-                self._mark_down(exc)
-                raise
+            if not await self._is_commandable(plan):
+                raise NotCommandable(f"{self.device_id}/{point_id}: {plan.point.object_type} {plan.point.instance} "
+                                     f"is not commandable: it has no priority array", device_id=self.device_id,
+                                     point_id=point_id)
+            values = await self._object_properties(plan, (PRIORITY_ARRAY, RELINQUISH_DEFAULT))
         slots = values[PRIORITY_ARRAY]
         if isinstance(slots, DriverError):
             raise slots
@@ -491,6 +611,10 @@ class BacnetDriver(Driver):
         if isinstance(relinquish, DriverError):
             raise relinquish
         return PriorityArrayState(slots, relinquish)
+
+    async def priority_array(self, point_id: str) -> tuple[Value | None, ...]:
+        """The point's 16 priority slots (index 0 = priority 1), as the dispatch reviews overrides with."""
+        return (await self.read_priority_array(point_id)).slots
 
     async def _read_properties(self, plan: PointPlan, properties: Sequence[PropertyIdentifier]) -> dict[Any, Any]:
         """Several properties of the point's object in one request (or one each when RPM is refused).

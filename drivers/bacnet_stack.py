@@ -4,22 +4,30 @@ bacpypes3 binds with SO_REUSEPORT, so two applications asking for the same port 
 same ephemeral port to two reuse-port sockets) silently share traffic. Binding the socket here, without
 SO_REUSEPORT, makes each application's port exclusive, and lets a caller ask for port 0 and learn the port.
 The layers are composed the way bacpypes3's own applications compose them; only the socket differs.
+
+A client that must talk from one fixed address and port (the one a BBMD table or a firewall rule names)
+shares that socket between its applications: each application talks to one device, and datagrams are
+handed to the application of the device they come from (`SharedSocket`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bacpypes3.app import Application
-from bacpypes3.comm import bind
+from bacpypes3.comm import Server, bind
 from bacpypes3.ipv4 import IPv4DatagramServer
 from bacpypes3.ipv4.bvll import BVLLCodec
 from bacpypes3.ipv4.service import BIPBBMD, BIPForeign, BIPNormal, UDPMultiplexer
 from bacpypes3.pdu import PDU, IPv4Address
+
+log = logging.getLogger(__name__)
 
 Mode = Literal["normal", "foreign", "bbmd"]
 # Decides what happens to an incoming datagram before the stack sees it: True lets it through.
@@ -67,6 +75,85 @@ class _GatedDatagramServer(IPv4DatagramServer):
         await super().confirmation(pdu)
 
 
+class SharedSocket:
+    """One UDP socket on a fixed local address, shared by applications that each talk to one peer.
+
+    Incoming datagrams go to the port of the peer ("ip", port) they come from; datagrams from anyone
+    else are dropped. Get one through `shared_socket`, which keeps one per local address and event loop.
+    """
+
+    def __init__(self, host: str, port: int, registry: dict[tuple[str, int], SharedSocket] | None = None) -> None:
+        self._registry = registry if registry is not None else {}
+        self._key = (host, port)
+        self.sock = bind_udp(host, port)
+        bound_host, bound_port = self.sock.getsockname()
+        self.address = IPv4Address(f"{bound_host}:{bound_port}")
+        self.server = _SharedDatagramServer(self)
+        self.ports: dict[tuple[str, int], _PeerPort] = {}
+
+    def open_port(self, peer: tuple[str, int]) -> _PeerPort:
+        if peer in self.ports:
+            raise OSError(f"{peer[0]}:{peer[1]} is already reached through BACnet/IP {self.address}")
+        port = self.ports[peer] = _PeerPort(self, peer)
+        return port
+
+    def close_port(self, port: _PeerPort) -> None:
+        if self.ports.get(port.peer) is port:
+            del self.ports[port.peer]
+        if not self.ports:
+            for task in self.server._transport_tasks:
+                task.cancel()
+            self.server.close()
+            if self.server.local_transport is None:
+                self.sock.close()  # closed before the transport took it over
+            if self._registry.get(self._key) is self:
+                del self._registry[self._key]
+
+
+class _SharedDatagramServer(IPv4DatagramServer):
+    def __init__(self, shared: SharedSocket) -> None:
+        super().__init__(shared.address, no_broadcast=True, bind_socket=shared.sock)
+        self._shared = shared
+
+    async def confirmation(self, pdu: PDU) -> None:
+        source = pdu.pduSource.addrTuple  # type: ignore[union-attr]
+        port = self._shared.ports.get(source)
+        if port is None:
+            log.debug("BACnet/IP %s: dropped a datagram from %s:%s, no device there", self._shared.address,
+                      *source)
+            return
+        await port.response(pdu)
+
+
+class _PeerPort(Server[PDU]):
+    """One application's end of a shared socket: sends through it, hears its peer only."""
+
+    def __init__(self, shared: SharedSocket, peer: tuple[str, int]) -> None:
+        super().__init__()
+        self.shared = shared
+        self.peer = peer
+        self._transport_tasks: list[Any] = []
+
+    async def indication(self, pdu: PDU) -> None:
+        await self.shared.server.indication(pdu)
+
+    def close(self) -> None:
+        self.shared.close_port(self)
+
+
+_shared_sockets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int], SharedSocket]] = (
+    weakref.WeakKeyDictionary())
+
+
+def shared_socket(host: str, port: int) -> SharedSocket:
+    """The event loop's socket on host:port, bound now if nobody in this loop holds it yet."""
+    sockets = _shared_sockets.setdefault(asyncio.get_running_loop(), {})
+    shared = sockets.get((host, port))
+    if shared is None:
+        shared = sockets[(host, port)] = SharedSocket(host, port, sockets)
+    return shared
+
+
 @dataclass
 class Stack:
     """An application bound to one socket, and what must be torn down with it."""
@@ -74,7 +161,7 @@ class Stack:
     app: Application
     address: IPv4Address
     link: BIPNormal | BIPForeign | BIPBBMD
-    server: IPv4DatagramServer
+    server: IPv4DatagramServer | _PeerPort
     _handles: list[Any] = field(default_factory=list)
 
     @property
@@ -125,13 +212,32 @@ def build_stack(
     ttl_s: int = 30,
     app_class: type[Application] = Application,
     gate: DatagramGate | None = None,
+    peer: tuple[str, int] | None = None,
 ) -> Stack:
     """An application serving `objects` (one of them the device object) on its own socket.
 
     `host` is an IPv4 address; "ip/prefix" (e.g. "192.168.1.10/24") also sends and hears local broadcasts,
     which needs a fixed port shared by everyone on that network (BACnet/IP's 47808 on a real LAN).
+    With a `peer` ("ip", port) and a fixed port, the application talks to that peer only, through the
+    socket this event loop shares on host:port (OSError when the address is taken by another program).
     Must be called from a running event loop. `bbmd_address` ("ip:port") is required for mode "foreign".
     """
+    if peer is not None and port != 0:
+        if mode != "normal" or "/" in host:
+            raise ValueError("a shared socket carries unicast requests to one peer per application")
+        shared = shared_socket(host, port)
+        peer_port = shared.open_port(peer)
+        try:
+            app = app_class.from_object_list(objects)
+            link = BIPNormal()
+            multiplexer = UDPMultiplexer()
+            bind(link, BVLLCodec(), multiplexer.annexJ)
+            bind(multiplexer, peer_port)
+            app.nsap.bind(link, address=shared.address)
+        except BaseException:
+            peer_port.close()
+            raise
+        return Stack(app=app, address=shared.address, link=link, server=peer_port)
     sock: socket.socket | None = None
     if "/" in host:
         if port == 0:

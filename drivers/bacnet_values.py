@@ -15,7 +15,7 @@ from typing import Any
 from bacpypes3.apdu import AbortReason, ErrorPDU, ErrorRejectAbortNack, RejectPDU, RejectReason
 from bacpypes3.basetypes import BinaryPV, PropertyIdentifier
 from bacpypes3.constructeddata import Any as AnyValue
-from bacpypes3.constructeddata import Array
+from bacpypes3.constructeddata import Array, ArrayOf
 from bacpypes3.primitivedata import (
     Boolean,
     CharacterString,
@@ -25,6 +25,8 @@ from bacpypes3.primitivedata import (
     Null,
     ObjectIdentifier,
     Real,
+    TagClass,
+    TagNumber,
     Unsigned,
 )
 from bacpypes3.vendor import get_vendor_info
@@ -39,6 +41,7 @@ from drivers.base import (
     WriteRejected,
 )
 from drivers.codec import check_write, to_engineering
+from drivers.codec import shortest_float32 as shortest_real
 from drivers.specs import BacnetPointSpec
 
 PRIORITY_LEVELS = 16
@@ -64,8 +67,12 @@ _WRITE_REJECTED_CODES = {
 TOO_LONG_ABORTS = {AbortReason.segmentationNotSupported, AbortReason.bufferOverflow, AbortReason.apduTooLong}
 
 _ASHRAE = get_vendor_info(0)
-PRIORITY_ARRAY = PropertyIdentifier("priority-array")
+PRIORITY_ARRAY_NAME = "priority-array"
+PRIORITY_ARRAY = PropertyIdentifier(PRIORITY_ARRAY_NAME)
 RELINQUISH_DEFAULT = PropertyIdentifier("relinquish-default")
+PROPERTY_LIST = PropertyIdentifier("property-list")
+# "Whichever device answers": the device object of the device the request reaches.
+WILDCARD_DEVICE = ObjectIdentifier(("device", 4194303))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,17 +134,6 @@ def chunk_plans(plans: Sequence[PointPlan], budget_bytes: int, max_items: int | 
     if current:
         chunks.append(current)
     return chunks
-
-
-def shortest_real(value: float) -> float:
-    """A BACnet Real is a float32: give back the shortest decimal that is the same float32 (21.3, not
-    21.299999237060547)."""
-    packed = struct.pack("<f", value)
-    for digits in (7, 8, 9):
-        candidate = float(f"{value:.{digits}g}")
-        if struct.pack("<f", candidate) == packed:
-            return candidate
-    return float(value)
 
 
 def to_python(value: Any, kind: str) -> Value | None:
@@ -229,10 +225,41 @@ def encode_write(plan: PointPlan, value: Value, device_id: str) -> tuple[Any, Va
                         device_id=device_id, point_id=point.id)
 
 
+def is_single_null(value: AnyValue) -> bool:
+    """True for an answer that is one application NULL (what some devices send for an empty priority array)."""
+    tags = list(value.tagList.tagList)
+    if len(tags) == 3 and tags[0].tag_class == TagClass.opening and tags[2].tag_class == TagClass.closing:
+        tags = tags[1:2]  # as it comes in a ReadPropertyMultiple result, between the value's context tags
+    return (len(tags) == 1 and tags[0].tag_class == TagClass.application
+            and tags[0].tag_number == TagNumber.null)
+
+
+def decode_property_list(value: AnyValue) -> frozenset[str]:
+    """The names of the properties an object's property-list holds ("priority-array", ...)."""
+    return frozenset(str(identifier) for identifier in value.cast_out(ArrayOf(PropertyIdentifier)))
+
+
+def decode_object_identifier(value: AnyValue) -> tuple[str, int] | None:
+    """An object-identifier answer as (object type, instance), None when it is not one."""
+    try:
+        identifier = value.cast_out(ObjectIdentifier)
+    except Exception:
+        return None
+    return str(identifier[0]), int(identifier[1])
+
+
 def decode_property(plan: PointPlan, property_id: PropertyIdentifier, value: AnyValue, device_id: str) -> Any:
-    """Another property of the point's object (the priority array as a tuple of 16 slots)."""
+    """Another property of the point's object: the priority array as a tuple of 16 slots (a single NULL is
+    an empty one), the property-list as a set of names."""
     if property_id == plan.property_id:
         return decode_point(plan, value)
+    if property_id == PROPERTY_LIST:
+        try:
+            return decode_property_list(value)
+        except Exception as exc:
+            raise DecodeError(f"{device_id}: {property_id}: {exc}", point_id=plan.point.id) from exc
+    if property_id == PRIORITY_ARRAY and is_single_null(value):
+        return (None,) * PRIORITY_LEVELS
     object_class = _ASHRAE.get_object_class(plan.object_id[0])
     datatype = object_class.get_property_type(property_id) if object_class else None
     if datatype is None:

@@ -82,6 +82,27 @@ class WriteRejected(DriverError):
     """The device refused a write (out of range, access denied, type mismatch)."""
 
 
+class NotCommandable(WriteRejected):
+    """The object has no priority array (BACnet): it takes plain writes, has no priorities to read and
+    cannot be relinquished. Raised before anything is written."""
+
+
+class NotAttempted(DriverError):
+    """The request was never sent: the device had just failed to answer another one (or is being backed
+    off after failing). `cause` is that failure."""
+
+    def __init__(self, message: str, *, cause: DriverError | None = None, device_id: str | None = None,
+                 point_id: str | None = None) -> None:
+        super().__init__(message, device_id=device_id, point_id=point_id)
+        self.cause = cause
+
+
+def not_attempted(cause: DriverError, device_id: str) -> NotAttempted:
+    """The error of a request skipped because of `cause` (the device did not answer another one, or could
+    not be used at all)."""
+    return NotAttempted(f"not attempted after {type(cause).__name__}: {cause}", cause=cause, device_id=device_id)
+
+
 class WriteMismatch(DriverError):
     """A write was accepted but reading back returned another value."""
 

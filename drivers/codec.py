@@ -84,6 +84,17 @@ def to_engineering(point: PointSpec, raw: Value, *, scale: float = 1.0, offset: 
     return value
 
 
+def shortest_float32(value: float) -> float:
+    """The shortest decimal that is the same float32 (21.3, not 21.299999237060547): what a device
+    holding a float32 means."""
+    packed = struct.pack("<f", value)
+    for digits in (7, 8, 9):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack("<f", candidate) == packed:
+            return candidate
+    return float(value)
+
+
 def to_raw(value: Value, *, scale: float = 1.0, offset: float = 0.0) -> Value:
     """The inverse of `to_engineering`'s scaling (no rounding: the wire type decides that)."""
     if isinstance(value, bool | str) or is_identity(scale, offset):

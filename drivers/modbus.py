@@ -21,12 +21,14 @@ from drivers.base import (
     DriverError,
     IllegalAddress,
     LimitViolation,
+    NotAttempted,
     Quality,
     Reading,
     Value,
     WriteMismatch,
     WriteRejected,
     WriteResult,
+    not_attempted,
 )
 from drivers.codec import ModbusCodec, check_write
 from drivers.health import Backoff, HealthTracker, Now, utc_now
@@ -43,6 +45,13 @@ def _pack_registers(count: int, registers: Sequence[int]) -> bytes:
 _MAX_CACHED_PLANS = 256
 # Errors after which the device is not answering at all: the rest of a read is skipped.
 _UNREACHABLE = (DeviceTimeout, ConnectionLost)
+# Errors for which a point may still have a recent value worth reporting as stale.
+_NO_ANSWER = (*_UNREACHABLE, NotAttempted)
+
+
+class ShortAnswer(DecodeError):
+    """The device answered with fewer registers (or bits) than asked, without an exception: some devices
+    answer so for a read that runs past the end of their register map."""
 
 _default_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EndpointPool] = weakref.WeakKeyDictionary()
 
@@ -64,7 +73,9 @@ class ModbusDriver(Driver):
     `stale_after_s` (default three poll intervals), else BAD; a point the device answered badly for
     (exception, malformed answer, undecodable value) is BAD. `last_errors` holds the typed error
     behind each point that is not good. Once one request times out, the rest of that read is not
-    sent: the device is not answering.
+    sent: the device is not answering, and those points are `NotAttempted`. A block the device
+    refuses (illegal address) or answers short is split, and its points read one by one from then on,
+    so one missing register does not take its neighbours down.
     """
 
     def __init__(self, spec: ModbusDeviceSpec, *, pool: EndpointPool | None = None, now: Now = utc_now,
@@ -147,14 +158,15 @@ class ModbusDriver(Driver):
             block = plan[index]
             index += 1
             if unreachable is not None:
-                self._fail_block(block, unreachable, readings)
+                self._fail_block(block, not_attempted(unreachable, self.device_id), readings)
                 continue
             try:
                 values = await self._read_values(endpoint, block)
-            except IllegalAddress as exc:
+            except (IllegalAddress, ShortAnswer) as exc:
                 if len(block.codecs) > 1:
-                    # A hole inside the block may not exist on this device: read its points one by one
-                    # from now on, so only the point that is really missing goes bad.
+                    # A hole inside the block may not exist on this device, or the block runs past its
+                    # end: read its points one by one from now on, so only the points that are really
+                    # missing go bad.
                     split = single_point_blocks(block)
                     plan[index - 1:index] = split
                     self._plans[key] = plan
@@ -188,8 +200,13 @@ class ModbusDriver(Driver):
         except DriverError as exc:
             exc.device_id = self.device_id
             raise
-        if len(values) < block.count or (len(values) != block.count and not block.codecs[0].is_bit_table):
-            raise DecodeError(f"{what}: the device sent {len(values)} values", device_id=self.device_id)
+        if len(values) < block.count:
+            unit = "bits" if block.codecs[0].is_bit_table else "registers"
+            raise ShortAnswer(f"{what}: short answer: the device sent {len(values)} of {block.count} {unit}",
+                              device_id=self.device_id)
+        if len(values) != block.count and not block.codecs[0].is_bit_table:
+            raise DecodeError(f"{what}: the device sent {len(values)} registers for {block.count}",
+                              device_id=self.device_id)
         return values
 
     def _decode_block(self, block: ReadBlock, values: Sequence[int] | Sequence[bool], readings: list[Reading],
@@ -230,7 +247,7 @@ class ModbusDriver(Driver):
             point_id = codec.point.id
             self.last_errors[point_id] = error
             last = self._last_good.get(point_id)
-            if (isinstance(error, _UNREACHABLE) and last is not None
+            if (isinstance(error, _NO_ANSWER) and last is not None
                     and (ts - last[1]).total_seconds() <= self.stale_after_s):
                 readings.append(Reading(self._addresses[point_id], ts, last[0], Quality.STALE, text))
             else:
@@ -308,4 +325,4 @@ class ModbusDriver(Driver):
             raise
 
 
-__all__ = ["EndpointPool", "ModbusDriver", "ModbusEndpoint", "default_pool", "exception_error"]
+__all__ = ["EndpointPool", "ModbusDriver", "ModbusEndpoint", "ShortAnswer", "default_pool", "exception_error"]

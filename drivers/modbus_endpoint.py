@@ -19,7 +19,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from drivers.base import ConnectionLost, DeviceException, DeviceTimeout, DriverError, IllegalAddress
+from drivers.base import ConnectionLost, DecodeError, DeviceException, DeviceTimeout, DriverError, IllegalAddress
 from drivers.health import Backoff
 
 log = logging.getLogger(__name__)
@@ -310,17 +310,19 @@ class ModbusEndpoint:
 async def read_block(endpoint: ModbusEndpoint, what: str, function: str, start: int, count: int, *,
                      unit_id: int, timeout_s: float, retries: int) -> Sequence[int] | Sequence[bool]:
     """Registers (or bits) `start`..`start+count-1` as the device sent them (the caller checks the length)."""
-    method = _READ_METHODS[function]
+    method, code = _READ_METHODS[function]
     response = await endpoint.call(
         what, lambda client: getattr(client, method)(start, count=count, device_id=unit_id),
         unit_id=unit_id, timeout_s=timeout_s, retries=retries)
+    if response.function_code != code:
+        raise DecodeError(f"{what}: the device answered function {response.function_code} to function {code}")
     if function in ("coil", "discrete_input"):
         return response.bits
     return response.registers
 
 
-_READ_METHODS = {"coil": "read_coils", "discrete_input": "read_discrete_inputs",
-                 "holding_register": "read_holding_registers", "input_register": "read_input_registers"}
+_READ_METHODS = {"coil": ("read_coils", 1), "discrete_input": ("read_discrete_inputs", 2),
+                 "holding_register": ("read_holding_registers", 3), "input_register": ("read_input_registers", 4)}
 
 
 class EndpointPool:

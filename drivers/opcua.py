@@ -36,12 +36,14 @@ from drivers.base import (
     Driver,
     DriverError,
     IllegalAddress,
+    NotAttempted,
     Quality,
     Reading,
     Value,
     WriteMismatch,
     WriteRejected,
     WriteResult,
+    not_attempted,
 )
 from drivers.health import Backoff, HealthTracker, Now, utc_now
 from drivers.opcua_codec import (
@@ -371,6 +373,9 @@ class OpcuaDriver(Driver):
         plain, addresses, good = self._plain, self._addresses, Quality.GOOD
         for point in points:
             data_value = values.get(point.id)
+            if isinstance(data_value, DriverError):
+                readings.append(self._unavailable([point], data_value)[0])
+                continue
             if data_value is None:
                 readings.append(Reading(addresses[point.id], now, None, Quality.BAD,
                                         self._unresolved.get(point.id, "not read")))
@@ -385,26 +390,51 @@ class OpcuaDriver(Driver):
                     readings.append(Reading(addresses[point.id], now, value, good, None))
                     continue
             readings.append(self._reading(point, data_value, now))
+        failures = [v for v in values.values() if isinstance(v, DriverError) and not isinstance(v, NotAttempted)]
+        if failures and all(isinstance(v, DriverError) for v in values.values()):
+            self._health.failure(failures[0])  # no request of the read was answered
+            return readings
         self._record(points, readings)
+        if failures:
+            self._health.partial(f"{len(failures)} read requests failed; {type(failures[0]).__name__}: "
+                                 f"{failures[0]}")
         return readings
 
-    async def _read_values(self, point_ids: tuple[str, ...]) -> dict[str, ua.DataValue]:
-        """Value attributes of the points in one ReadRequest, or in chunks the server accepts."""
+    async def _read_values(self, point_ids: tuple[str, ...]) -> dict[str, ua.DataValue | DriverError]:
+        """Value attributes of the points in one ReadRequest, or in chunks the server accepts.
+
+        Raises the error of a read that is one request. Read in chunks, a point whose request failed maps
+        to that error, and once the server stops answering, the points of the requests not sent map to
+        NotAttempted.
+        """
         if not point_ids:
             return {}
         while True:
             requests = self._requests.get(point_ids)
             if requests is None:
                 requests = self._requests[point_ids] = self._plan_reads(point_ids)
-            results: list[ua.DataValue] = []
+            results: dict[str, ua.DataValue | DriverError] = {}
+            unreachable: DriverError | None = None
             try:
                 for batch, params in requests:
+                    if unreachable is not None:
+                        results.update(dict.fromkeys(batch, not_attempted(unreachable, self.device_id)))
+                        continue
                     self.read_requests += 1
-                    values = await self._call(lambda client, params=params: client.uaclient.read(params), "read")
-                    if len(values) != len(batch):
-                        raise DecodeError(f"read {len(batch)} nodes, got {len(values)} results",
-                                          device_id=self.device_id)
-                    results.extend(values)
+                    try:
+                        values = await self._call(lambda client, params=params: client.uaclient.read(params),
+                                                  "read")
+                        if len(values) != len(batch):
+                            raise DecodeError(f"read {len(batch)} nodes, got {len(values)} results",
+                                              device_id=self.device_id)
+                    except DriverError as exc:
+                        if len(requests) == 1 or "BadTooManyOperations" in str(exc):
+                            raise
+                        results.update(dict.fromkeys(batch, exc))
+                        if isinstance(exc, ConnectionLost | DeviceTimeout):
+                            unreachable = exc
+                        continue
+                    results.update(zip(batch, values, strict=True))
             except DeviceException as exc:
                 # Some servers state their limit only by refusing: split and try again.
                 largest = max(len(batch) for batch, _ in requests)
@@ -413,7 +443,7 @@ class OpcuaDriver(Driver):
                 self._max_nodes_per_read = max(1, largest // 2)
                 self._requests.clear()
                 continue
-            return dict(zip(point_ids, results, strict=True))
+            return results
 
     def _plan_reads(self, point_ids: tuple[str, ...]) -> list[tuple[tuple[str, ...], ua.ReadParameters]]:
         """The ReadRequests for these points on this connection: one, unless the server's limit is lower."""

@@ -64,6 +64,10 @@ class BacnetDeviceSpec(DeviceSpec):
     address: str = "127.0.0.1:47808"
     device_instance: int = 0
     default_priority: int = 10
+    # Where the driver talks from. No address: loopback for a loopback device, else every interface.
+    # Port 0: a free port of the driver's own; a fixed port is one socket shared by the drivers using it.
+    local_address: str | None = None
+    local_port: int = 0
     points: tuple[BacnetPointSpec, ...] = field(default_factory=tuple)
 
 

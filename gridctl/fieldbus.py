@@ -14,13 +14,15 @@ from drivers.specs import (
     OpcuaPointSpec,
     OpcuaSecuritySpec,
 )
-from gridctl.config.models import BacnetDevice, ModbusDevice, OpcuaDevice, Site
+from gridctl.config.models import BacnetDevice, BacnetSettings, ModbusDevice, OpcuaDevice, Site
 
 _COMMON = ("id", "unit", "writable", "min", "max", "states")
 
 
-def device_spec(device: ModbusDevice | BacnetDevice | OpcuaDevice, site_dir: Path | None = None) -> DeviceSpec:
-    """The driver spec of one site device; certificate paths are resolved against `site_dir`."""
+def device_spec(device: ModbusDevice | BacnetDevice | OpcuaDevice, site_dir: Path | None = None, *,
+                bacnet: BacnetSettings | None = None) -> DeviceSpec:
+    """The driver spec of one site device; certificate paths are resolved against `site_dir`, and a BACnet
+    device talks from the site's `bacnet` local address and port."""
     common = {"id": device.id, "timeout_s": device.timeout_s, "retries": device.retries,
               "poll_interval_s": device.poll_interval_s}
     if isinstance(device, ModbusDevice):
@@ -38,8 +40,10 @@ def device_spec(device: ModbusDevice | BacnetDevice | OpcuaDevice, site_dir: Pat
                             instance=p.instance, property=p.property, priority=p.priority)
             for p in device.points
         )
+        local = bacnet or BacnetSettings()
         return BacnetDeviceSpec(**common, address=device.address, device_instance=device.device_instance,
-                                default_priority=device.default_priority, points=points)
+                                default_priority=device.default_priority, points=points,
+                                local_address=local.local_address, local_port=local.local_port)
     security = device.security
 
     def resolve(path: str | None) -> str | None:
@@ -61,4 +65,4 @@ def device_spec(device: ModbusDevice | BacnetDevice | OpcuaDevice, site_dir: Pat
 
 
 def device_specs(site: Site, site_dir: Path | None = None) -> list[DeviceSpec]:
-    return [device_spec(device, site_dir) for device in site.devices]
+    return [device_spec(device, site_dir, bacnet=site.bacnet) for device in site.devices]

@@ -7,6 +7,11 @@ relinquish default that the objects' priority-array and relinquish-default prope
 `fault` is honoured on every request: offline/silent drop everything, slow delays every answer, exception
 answers with a BACnet error, garbage answers present-value reads with a value of the wrong type.
 
+Outputs and writable values are commandable unless named in `plain_objects`: those have no priority array
+and take plain writes, and, like some real devices, take a NULL too and are left with an uninitialised
+(NaN) present-value. `null_priority_array` answers an empty priority array with a single NULL, as some
+devices do; `old_revision` has no property-list, as devices older than protocol revision 14.
+
 Run it in another process with ``python -m sim.bacnet_server --profile ahu --instance 1001`` (or ``--site
 DIR --device ID``): it prints one JSON line with its address once it serves, and stops on SIGTERM/SIGINT or
 when the pipe on its stdin closes.
@@ -17,11 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,7 +59,7 @@ from bacpypes3.object import (
     MultiStateValueObject,
 )
 from bacpypes3.pdu import PDU
-from bacpypes3.primitivedata import CharacterString, Null, Real, Unsigned
+from bacpypes3.primitivedata import CharacterString, Null, ObjectIdentifier, Real, Unsigned
 
 from drivers.bacnet_stack import Stack, build_stack, split_address
 from drivers.base import Value
@@ -86,6 +92,7 @@ ENGINEERING_UNITS: dict[str, str] = {
     "h": "hours",
 }
 
+_WILDCARD_DEVICE = ObjectIdentifier(("device", 4194303))
 _COMMANDABLE_TYPES = {"analog-output", "binary-output", "multi-state-output"}
 _VALUE_TYPES = {"analog-value", "binary-value", "multi-state-value"}
 
@@ -132,6 +139,7 @@ class _SimPoint:
     _point: BacnetPointSpec
     _point_kind: str
     _commandable: bool
+    _server: Any  # the BacnetSimServer serving it (bacpypes3 evaluates these hints at class creation)
     _live = frozenset({"presentValue", "priorityArray", "relinquishDefault", "currentCommandPriority"})
 
     def _attr_name(self, attr: int | str) -> str:
@@ -141,6 +149,8 @@ class _SimPoint:
 
     async def read_property(self, attr: int | str, index: int | None = None) -> Any:
         name = self._attr_name(attr)
+        if name == "propertyList" and self._server.old_revision:
+            raise PropertyError("unknownProperty")
         if name not in self._live or (name != "presentValue" and not self._commandable):
             return await super().read_property(attr, index)  # type: ignore[misc]
         point_id = self._point.id
@@ -155,6 +165,8 @@ class _SimPoint:
             active = self._sim.active_priority(point_id)
             return OptionalUnsigned(null=()) if active is None else OptionalUnsigned(unsigned=active)
         slots = self._sim.priority_array(point_id)
+        if index is None and self._server.null_priority_array and all(slot is None for slot in slots):
+            return Null(())
         if index is None:
             return PriorityArray([_priority_value(self._point_kind, slot) for slot in slots])
         if index == 0:
@@ -171,13 +183,19 @@ class _SimPoint:
         if name not in ("presentValue", "relinquishDefault") or not self._point.writable or is_input:
             raise PropertyError("writeAccessDenied")
         decoded = None if isinstance(value, Null) else self._decode(value)
+        if decoded is None and name == "presentValue" and not self._commandable and self._point_kind == "analog":
+            # What some devices do with a NULL on an object that has no priority array.
+            self._sim.set(self._point.id, math.nan)
+            return
         if decoded is None and (name != "presentValue" or not self._commandable):
             raise PropertyError("invalidDataType")
         if name == "relinquishDefault":
             assert decoded is not None
             self._sim.set_relinquish_default(self._point.id, decoded)
             return
-        if self._commandable and priority is None:
+        if not self._commandable:
+            priority = None  # a priority means nothing to an object without a priority array
+        elif priority is None:
             priority = PRIORITY_LEVELS  # a write without priority lands at 16 (clause 19.2.1)
         try:
             self._sim.write(self._point.id, decoded, priority)
@@ -224,7 +242,8 @@ _SIM_CLASSES: dict[str, type] = {
 }
 
 
-def _make_object(sim: SimDevice, point: BacnetPointSpec) -> Any:
+def _make_object(server: BacnetSimServer, point: BacnetPointSpec) -> Any:
+    sim = server.device
     kind = _kind(point.object_type)
     properties: dict[str, Any] = {
         "objectIdentifier": (point.object_type, point.instance),
@@ -232,7 +251,7 @@ def _make_object(sim: SimDevice, point: BacnetPointSpec) -> Any:
         "eventState": EventState.normal,
         "outOfService": False,
     }
-    commandable = _is_commandable(point)
+    commandable = _is_commandable(point) and point.id not in server.plain_objects
     if kind in ("analog", "accumulator"):
         properties["units"] = EngineeringUnits(ENGINEERING_UNITS.get(point.unit, "noUnits"))
     if kind == "analog" and point.min is not None:
@@ -261,6 +280,7 @@ def _make_object(sim: SimDevice, point: BacnetPointSpec) -> Any:
     obj._point = point
     obj._point_kind = kind
     obj._commandable = commandable
+    obj._server = server
     return obj
 
 
@@ -279,6 +299,10 @@ class _SimApplication(Application):
     async def do_ReadPropertyRequest(self, apdu: Any) -> None:
         self.server.requests["read-property"] += 1
         self._check_fault()
+        if apdu.objectIdentifier == _WILDCARD_DEVICE and self.device_object is not None:
+            # "The device that receives this": bacpypes3 0.0.108 means to answer it but compares the
+            # identifier with a tuple of strings, which never matches.
+            apdu.objectIdentifier = self.device_object.objectIdentifier
         await super().do_ReadPropertyRequest(apdu)
 
     async def do_ReadPropertyMultipleRequest(self, apdu: Any) -> None:
@@ -311,12 +335,13 @@ class BacnetSimServer:
     where it was. A `host` written "ip/prefix" also hears local broadcasts on that network (devices then
     share one fixed port on distinct loopback addresses, like devices on a LAN). `bbmd=True` also makes it
     a BBMD accepting foreign-device registrations; `foreign` ("ip:port" of a BBMD) registers it as a foreign
-    device there.
+    device there. `plain_objects` are point ids of value objects served without a priority array.
     """
 
     def __init__(self, device: SimDevice, *, host: str = "127.0.0.1", port: int = 0, bbmd: bool = False,
                  foreign: str | None = None, ttl_s: int = 30, refuse_rpm: bool = False, max_apdu: int = 1476,
-                 vendor_identifier: int = 999) -> None:
+                 vendor_identifier: int = 999, plain_objects: Collection[str] = (),
+                 null_priority_array: bool = False, old_revision: bool = False) -> None:
         if not isinstance(device.spec, BacnetDeviceSpec):
             raise TypeError(f"{device.id} is not a BACnet device")
         if bbmd and foreign:
@@ -333,10 +358,17 @@ class BacnetSimServer:
         self.refuse_rpm = refuse_rpm
         self.max_apdu = max_apdu
         self.vendor_identifier = vendor_identifier
+        self.plain_objects = frozenset(plain_objects)
+        outputs = [p.id for p in self.spec.points if p.id in self.plain_objects and p.object_type in _COMMANDABLE_TYPES]
+        if outputs:
+            raise ValueError(f"outputs are always commandable in BACnet: {', '.join(outputs)}")
+        self.null_priority_array = null_priority_array
+        self.old_revision = old_revision
         self.requests: dict[str, int] = dict.fromkeys(
             ("read-property", "read-property-multiple", "write-property", "aborted-too-long"), 0)
-        # Every datagram that reached the device, answered or not (tests wait on it).
+        # Every datagram that reached the device, answered or not (tests wait on it), and where from.
         self.datagrams_received = 0
+        self.sources: set[str] = set()
         self._stack: Stack | None = None
 
     @property
@@ -357,7 +389,7 @@ class BacnetSimServer:
             maxApduLengthAccepted=self.max_apdu,
             segmentationSupported=Segmentation.noSegmentation,
         )
-        objects = [device_object, *(_make_object(self.device, point) for point in self.spec.points)]
+        objects = [device_object, *(_make_object(self, point) for point in self.spec.points)]
         mode = "bbmd" if self.bbmd else "foreign" if self.foreign else "normal"
         stack = build_stack(objects, host=self.interface, port=self.port, mode=mode, bbmd_address=self.foreign,
                             ttl_s=self.ttl_s, app_class=_SimApplication, gate=self._gate)
@@ -389,6 +421,7 @@ class BacnetSimServer:
 
     async def _gate(self, pdu: PDU) -> bool:
         self.datagrams_received += 1
+        self.sources.add(str(pdu.pduSource))
         fault = self.device.fault
         if fault is None:
             return True

@@ -11,7 +11,8 @@ Each device's `fault` is honoured per request:
 * slow: answers after `fault.delay_s`;
 * silent: never answers that unit id (its neighbours still do);
 * exception: exception 4 (server device failure);
-* garbage: a well-framed answer with the wrong number of values.
+* garbage: a well-framed answer with the wrong number of values (a register more than asked for, half
+  the bits).
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ class SimStore(ModbusServerContext):
         values = unit.read(table, address, count)
         fault = unit.device.fault
         if fault is not None and fault.kind is FaultKind.GARBAGE and not isinstance(values, ExcCodes):
-            return values[: len(values) // 2]
+            # More registers than asked cannot be a device's honest short answer past its end.
+            return values[: len(values) // 2] if table in ("coil", "discrete_input") else [*values, 0]
         return values
 
     async def async_setValues(self, device_id: int, func_code: int, address: int,

@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 
 BOOLEAN_TYPES = {"bool", "Boolean"}
 READ_ONLY_BACNET = {"analog-input", "binary-input", "multi-state-input", "accumulator"}
+# BACnet priorities up to this one belong to life safety and human operators.
+LAST_OPERATOR_PRIORITY = 8
+
+
+def operator_priority_problem(priority: int) -> str | None:
+    """Why gridctl, a supervisory controller, may not write at this BACnet priority; None when it may."""
+    if priority <= LAST_OPERATOR_PRIORITY:
+        return f"priority {priority} belongs to life safety and operators; use {LAST_OPERATOR_PRIORITY + 1}-16"
+    return None
 
 
 class _Context:
@@ -188,9 +197,9 @@ def _check_bacnet(ctx: _Context, base: PathKey, device: BacnetDevice) -> None:
         seen.setdefault(key, point.id)
         if point.writable and point.object_type in READ_ONLY_BACNET:
             ctx.report((*path, "writable"), f"{point.object_type} present-value is not commandable")
-        if point.priority is not None and point.priority <= 8:
-            ctx.report((*path, "priority"),
-                       f"priority {point.priority} belongs to life safety and operators; use 9-16")
+        problem = None if point.priority is None else operator_priority_problem(point.priority)
+        if problem is not None:
+            ctx.report((*path, "priority"), problem)
         if point.priority is not None and not point.writable:
             ctx.report((*path, "priority"), "priority is only meaningful on a writable point")
 
@@ -219,6 +228,13 @@ def _check_endpoints(ctx: _Context, site: Site) -> None:
                            f"{device.host}:{device.port} unit {device.unit_id} is already device {modbus[key]!r}")
             modbus.setdefault(key, device.id)
         elif isinstance(device, BacnetDevice):
+            host, _, port = device.address.partition(":")
+            local = site.bacnet
+            if (local.local_port and int(port or 47808) == local.local_port
+                    and (host == local.local_address
+                         or (local.local_address in (None, "0.0.0.0") and host.startswith("127.")))):
+                ctx.report(("devices", index, "address"),
+                           f"{device.address} is where gridctl itself talks BACnet/IP from (bacnet.local_port)")
             if device.device_instance in bacnet_instances:
                 ctx.report(("devices", index, "device_instance"),
                            f"BACnet device instance {device.device_instance} is already device "

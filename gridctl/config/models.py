@@ -7,6 +7,7 @@ address ``"<device_id>/<point_id>"``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import time
 from enum import StrEnum
@@ -58,7 +59,8 @@ class PointBase(Strict):
     # Largest change gridctl makes per minute (in the point's unit); None = no ramp limit.
     ramp_per_minute: float | None = Field(default=None, gt=0)
     # Written when gridctl lets go of the point (hands off, shutdown) and the protocol has no
-    # relinquish of its own; BACnet points relinquish their priority instead.
+    # relinquish of its own; BACnet points relinquish their priority instead, except on an object
+    # that is not commandable (no priority array), which gets this value or is left as it is.
     relinquish_value: float | None = None
 
     @field_validator("unit")
@@ -169,6 +171,31 @@ class BacnetDevice(DeviceBase):
     device_instance: int = Field(ge=0, le=4_194_302)
     default_priority: int = Field(default=10, ge=9, le=16)
     points: list[BacnetPoint] = Field(default_factory=list)
+
+
+class BacnetSettings(Strict):
+    """Where gridctl talks BACnet/IP from, for every BACnet device of the site: one address and port, as
+    a BACnet/IP node has, so a BBMD's table or a firewall rule can name it."""
+
+    # IPv4 address of the interface to talk from; none: loopback for loopback devices, else every
+    # interface ("0.0.0.0").
+    local_address: str | None = None
+    # UDP port; 0: a free port for each device, chosen by the system. A fixed port is one socket
+    # shared by the site's BACnet devices (47808 is BACnet/IP's own).
+    local_port: int = Field(default=0, ge=0, le=65535)
+
+    @field_validator("local_address")
+    @classmethod
+    def _unicast_ipv4(cls, address: str | None) -> str | None:
+        if address is None:
+            return None
+        try:
+            parsed = ipaddress.IPv4Address(address)
+        except ValueError:
+            raise ValueError(f"{address!r} is not an IPv4 address (a.b.c.d, without port or prefix)") from None
+        if parsed.is_multicast or parsed == ipaddress.IPv4Address("255.255.255.255"):
+            raise ValueError(f"{address} is not the address of an interface")
+        return address
 
 
 class OpcuaSecurity(Strict):
@@ -459,6 +486,7 @@ class Site(Strict):
     tariff: Tariff
     buildings: list[Building] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
+    bacnet: BacnetSettings = Field(default_factory=BacnetSettings)
     assets: list[Asset] = Field(default_factory=list)
     dwellings: list[Dwelling] = Field(default_factory=list)
     # Where the site's weather forecasts come from; without it the service forecasts from its own measurements.

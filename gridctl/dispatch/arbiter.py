@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from drivers.base import Driver, DriverError, Override, Value, WriteMismatch
+from drivers.base import Driver, DriverError, NotCommandable, Override, Value, WriteMismatch
 from gridctl.alarms import AlarmBook, AlarmKind, Severity
 from gridctl.clock import Clock
 from gridctl.config.models import BacnetDevice, Point, Site
@@ -254,11 +254,21 @@ class Arbiter:
                                       error=None if point.lease_s else "no relinquish value: left as is")
         async with self._lock(device_id):
             try:
-                result = await self.drivers[device_id].write(point_id, value, priority=priority)
+                try:
+                    result = await self.drivers[device_id].write(point_id, value, priority=priority)
+                except NotCommandable:
+                    # A BACnet object without priority array has nothing to relinquish (and a NULL could
+                    # leave it uninitialised): write its relinquish value, or leave it as it is.
+                    if point.relinquish_value is None:
+                        return await self._record(request, point, Outcome.RELINQUISHED, old=old, sent=None,
+                                                  error="not commandable and no relinquish value: left as is")
+                    value, priority = point.relinquish_value, None
+                    result = await self.drivers[device_id].write(point_id, value, priority=priority)
             except DriverError as error:
                 return await self._record(request, point, Outcome.FAILED, old=old, sent=value, priority=priority,
                                           error=f"{type(error).__name__}: {error}")
-        return await self._record(request, point, Outcome.RELINQUISHED, old=old, sent=value, priority=priority,
+        # The priority the device took the write at: none for a plain write to a non-commandable object.
+        return await self._record(request, point, Outcome.RELINQUISHED, old=old, sent=value, priority=result.priority,
                                   read_back=result.read_back)
 
     async def _mark_override(self, request: WriteRequest, point: Point, state: _PointState, priority: int,

@@ -83,7 +83,8 @@ class SiteService:
         self.metrics = metrics
         self.site: Site = site or load_site(options.site)
         site_dir = site_file(options.site).parent
-        specs = [offset_ports(device_spec(d, site_dir), options.port_offset) for d in self.site.devices]
+        specs = [offset_ports(device_spec(d, site_dir, bacnet=self.site.bacnet), options.port_offset)
+                 for d in self.site.devices]
         self.drivers = {spec.id: make_driver(spec) for spec in specs}
         self._protocols = {d.id: d.protocol for d in self.site.devices}
         # The site's weather provider (its site file's `weather`), when it has one.

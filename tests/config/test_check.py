@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from drivers.specs import BacnetDeviceSpec
 from gridctl.cli import main
 from gridctl.config import Problem, SiteError, load_site, read_site
+from gridctl.fieldbus import device_specs
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -122,6 +124,13 @@ CASES = [
          "unknown protocol 'bacnet-ip'; expected one of 'modbus', 'bacnet', 'opcua'"),
     Case("wrong-type", (("import_limit_kw: 100", "import_limit_kw: lots"),), (), "site.yaml", "import_limit_kw",
          "grid.import_limit_kw", "Input should be a valid number"),
+    Case("bacnet-local-address", (("buildings:\n", "bacnet: {local_address: 10.20.0.300, local_port: 47808}\nbuildings:\n"),),
+         (), "site.yaml", "bacnet:", "bacnet.local_address", "'10.20.0.300' is not an IPv4 address"),
+    Case("bacnet-local-port", (("buildings:\n", "bacnet: {local_port: 70000}\nbuildings:\n"),),
+         (), "site.yaml", "bacnet:", "bacnet.local_port", "less than or equal to 65535"),
+    Case("bacnet-local-is-a-device", (("buildings:\n", "bacnet: {local_port: 47899}\nbuildings:\n"),),
+         (), "site.yaml", 'address: "127.0.0.1:47899"', "devices[3].address",
+         "127.0.0.1:47899 is where gridctl itself talks BACnet/IP from (bacnet.local_port)"),
 ]
 
 
@@ -207,3 +216,14 @@ def test_times_are_not_read_as_base_60_numbers(tmp_path: Path) -> None:
     site = load_site(site_dir)
     window = site.tariff.offpeak_windows[0]
     assert (str(window.start), str(window.end)) == ("22:00:00", "06:00:00")
+
+
+def test_the_site_bacnet_binding_reaches_the_driver_spec(tmp_path: Path) -> None:
+    site_dir = _make_site(tmp_path, ("buildings:\n", "bacnet: {local_address: 10.20.0.5, local_port: 47809}\n"
+                                                      "buildings:\n"))
+    site = load_site(site_dir)
+    (spec,) = [s for s in device_specs(site) if isinstance(s, BacnetDeviceSpec)]
+    assert (spec.local_address, spec.local_port) == ("10.20.0.5", 47809)
+    # Without the section a driver picks a free port of its own, as before.
+    (default,) = [s for s in device_specs(load_site(_make_site(tmp_path / "plain"))) if isinstance(s, BacnetDeviceSpec)]
+    assert (default.local_address, default.local_port) == (None, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import socket
 import struct
 
 import pytest
@@ -22,7 +23,7 @@ from bacnet_fixtures import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.bacnet import BacnetDriver, chunk_plans, discover
+from drivers.bacnet import BacnetDriver, InstanceMismatch, chunk_plans, discover
 from drivers.bacnet_values import ANSWER_OVERHEAD_BYTES, plan_point, shortest_real
 from drivers.base import (
     ConnectionLost,
@@ -32,6 +33,7 @@ from drivers.base import (
     HealthState,
     IllegalAddress,
     LimitViolation,
+    NotAttempted,
     Override,
     Quality,
     WriteRejected,
@@ -301,9 +303,12 @@ async def test_back_off_keeps_a_dead_device_off_the_network() -> None:
             for _ in range(5):
                 readings = await driver.read()
                 assert {r.quality for r in readings} == {Quality.BAD}
-                assert "next attempt in" in (readings[0].error or "")
-            with pytest.raises(ConnectionLost, match="next attempt in"):
+                # Nothing was sent: the points say so, with what the device last did and when it is tried again.
+                assert all((r.error or "").startswith("NotAttempted: not attempted: backing off after DeviceTimeout")
+                           and "next attempt in" in (r.error or "") for r in readings)
+            with pytest.raises(NotAttempted, match="next attempt in") as raised:
                 await driver.write("zone_setpoint", 21.0)
+            assert isinstance(raised.value.cause, DeviceTimeout)
             assert server.datagrams_received == seen
             assert driver.stats.requests == 1
 
@@ -373,12 +378,22 @@ def test_discovery_needs_exactly_one_way_to_reach_devices() -> None:
         asyncio.run(discover(bbmd="127.0.0.1:47808", target="127.0.0.1:47809"))
 
 
-async def test_an_unknown_device_instance_fails_connect() -> None:
-    async with served(vav_device()) as (_device, _server, spec):
+async def test_another_device_at_the_address_is_an_instance_mismatch() -> None:
+    async with served(vav_device(instance=2001)) as (_device, server, spec):
         async with connected(dataclasses.replace(spec, device_instance=77, **FAST),
                              backoff=fast_backoff()) as driver:
-            with pytest.raises(IllegalAddress):
+            with pytest.raises(InstanceMismatch, match=r"device instance mismatch \(found 2001\)") as raised:
                 await driver.connect()
+            assert isinstance(raised.value, IllegalAddress) and raised.value.found == 2001
+            assert "expects 77" in str(raised.value)
+            # The points were not read: each says why, and no request reached the device for them.
+            received = server.datagrams_received
+            readings = await driver.read()
+            assert {r.quality for r in readings} == {Quality.BAD}
+            assert all((r.error or "").startswith("NotAttempted:") and "device instance mismatch (found 2001)"
+                       in (r.error or "") for r in readings)
+            assert server.datagrams_received == received
+            assert "device instance mismatch (found 2001)" in (driver.health().last_error or "")
 
 
 def test_chunks_respect_the_byte_budget_and_item_cap() -> None:
@@ -417,3 +432,74 @@ def test_chunks_keep_order_and_fit_the_budget(object_types: list[str], budget: i
         assert chunk
         assert len(chunk) == 1 or sum(plan.answer_bytes for plan in chunk) <= budget
         assert max_items is None or len(chunk) <= max_items
+
+
+async def test_drivers_share_the_site_local_port_and_each_hears_its_own_device() -> None:
+    # A BBMD table or a firewall rule names one address and port for gridctl: every driver talks from it.
+    port = free_udp_port()
+    local = {"local_address": "127.0.0.1", "local_port": port}
+    async with (
+        served(ahu_device("ahu", 21)) as (ahu, ahu_server, ahu_spec),
+        served(vav_device("vav", 22)) as (vav, vav_server, vav_spec),
+    ):
+        async with (
+            connected(at(ahu_spec, ahu_spec.address, **local)) as ahu_driver,
+            connected(at(vav_spec, vav_spec.address, **local)) as vav_driver,
+        ):
+            for _ in range(3):  # side by side: each answer goes to the driver of the device that sent it
+                ahu_readings, vav_readings = await asyncio.gather(ahu_driver.read(), vav_driver.read())
+                for device, spec, readings in ((ahu, ahu_spec, ahu_readings), (vav, vav_spec, vav_readings)):
+                    assert all(r.quality is Quality.GOOD for r in readings), readings
+                    assert all(same_value(p, device.get(p.id), r.value) for p, r in zip(spec.points, readings,
+                                                                                         strict=True))
+            await asyncio.gather(ahu_driver.write("fan_speed", 33.0), vav_driver.write("zone_setpoint", 22.5))
+            assert ahu.get("fan_speed") == 33.0 and vav.get("zone_setpoint") == 22.5
+            assert ahu_server.sources == vav_server.sources == {f"127.0.0.1:{port}"}
+            # Another driver for a device already reached through the port would steal its answers.
+            async with connected(at(vav_spec, vav_spec.address, **local)) as twin:
+                with pytest.raises(ConnectionLost, match="already reached through"):
+                    await twin.connect()
+            await ahu_driver.close()
+            assert all(r.quality is Quality.GOOD for r in await vav_driver.read())
+    # The last driver closed the socket: the port is free again.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", port))
+
+
+async def test_a_local_port_held_by_another_program_is_a_clear_connection_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.bind(("127.0.0.1", 0))
+        port = other.getsockname()[1]
+        async with served(vav_device()) as (_device, _server, spec):
+            async with connected(at(spec, spec.address, local_address="127.0.0.1", local_port=port)) as driver:
+                with pytest.raises(ConnectionLost, match=f"cannot open a BACnet/IP socket on 127.0.0.1:{port}"):
+                    await driver.connect()
+
+
+async def test_requests_after_a_timeout_are_not_attempted_and_say_so() -> None:
+    async with served(bench_device(objects=60), max_apdu=300) as (device, server, spec):
+        async with connected(at(spec, spec.address, timeout_s=1.0, retries=0), backoff=fast_backoff()) as driver:
+            await driver.connect()
+            chunks = chunk_plans([plan_point(p) for p in spec.points], driver.max_apdu - ANSWER_OVERHEAD_BYTES)
+            assert len(chunks) >= 3
+            # The first request is answered slowly; the device goes silent while answering it.
+            device.fault = Fault(FaultKind.SLOW, delay_s=0.5)
+            seen = server.datagrams_received
+            poll = asyncio.create_task(driver.read())
+
+            async def first_request_arrived() -> bool:
+                return server.datagrams_received > seen
+
+            await eventually(first_request_arrived, what="the first request reaching the device")
+            device.fault = Fault(FaultKind.SILENT)
+            readings = await poll
+            by_point = {r.address.split("/")[1]: r for r in readings}
+            answered, timed_out, *skipped = chunks
+            assert all(by_point[p.point.id].quality is Quality.GOOD for p in answered)
+            assert all((by_point[p.point.id].error or "").startswith("DeviceTimeout:") for p in timed_out)
+            for plan in (p for chunk in skipped for p in chunk):
+                reading = by_point[plan.point.id]
+                assert reading.quality is Quality.BAD
+                assert (reading.error or "").startswith("NotAttempted: not attempted after DeviceTimeout:"), reading
+            assert [r.address for r in readings] == [f"{spec.id}/{p.id}" for p in spec.points]
+            assert driver.stats.read_property_multiple == 2

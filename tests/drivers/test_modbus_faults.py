@@ -23,8 +23,11 @@ from drivers.base import (
     DecodeError,
     DeviceException,
     DeviceTimeout,
+    DriverError,
     HealthState,
+    NotAttempted,
     Quality,
+    Reading,
 )
 from drivers.modbus import ModbusDriver
 from drivers.specs import ModbusPointSpec
@@ -40,6 +43,22 @@ def qualities(readings) -> set[Quality]:
     return {r.quality for r in readings}
 
 
+def failed_first_block(driver: ModbusDriver, readings: list[Reading], error_type: type[DriverError]) -> None:
+    """The read's first request failed with `error_type`; the others were never sent, and say so."""
+    first = {codec.point.id for codec in driver.plan()[0].codecs}
+    assert len(first) < len(readings)
+    for reading in readings:
+        point_id = reading.address.split("/")[1]
+        error = driver.last_errors[point_id]
+        if point_id in first:
+            assert isinstance(error, error_type), (point_id, error)
+            assert (reading.error or "").startswith(f"{type(error).__name__}: "), reading
+        else:
+            assert isinstance(error, NotAttempted) and isinstance(error.cause, error_type), (point_id, error)
+            assert (reading.error or "").startswith(f"NotAttempted: not attempted after {type(error.cause).__name__}: "
+                                                    f"{error.cause}"), reading
+
+
 async def test_offline_at_start_then_comes_up():
     device = meter(timeout_s=0.3)
     device.fault = Fault(FaultKind.OFFLINE)
@@ -52,7 +71,7 @@ async def test_offline_at_start_then_comes_up():
             for _ in range(3):
                 readings = await driver.read()
                 assert qualities(readings) == {Quality.BAD}
-                assert all(r.error and r.error.startswith("ConnectionLost") for r in readings)
+                failed_first_block(driver, readings, ConnectionLost)
             health = driver.health()
             assert health.state is HealthState.OFFLINE and health.last_success is None
             assert "ConnectionLost" in (health.last_error or "")
@@ -183,7 +202,7 @@ async def test_slow_device_within_and_beyond_its_timeout():
             # One block timed out twice (timeout × attempts); the other blocks were not tried.
             assert loop.time() - started < 0.4 * 2 + 0.5
             assert qualities(readings) == {Quality.STALE}
-            assert all(isinstance(error, DeviceTimeout) for error in driver.last_errors.values())
+            failed_first_block(driver, readings, DeviceTimeout)
             device.fault = None
             # The late answers of the timed-out requests must not be taken for the next ones.
             await asyncio.sleep(1.0)
@@ -213,7 +232,7 @@ async def test_a_silent_unit_behind_a_gateway_does_not_cut_off_its_neighbours():
                 assert qualities(results[0]) == {Quality.GOOD}
                 assert qualities(results[1]) == {Quality.GOOD}
                 assert Quality.GOOD not in qualities(results[2])
-            assert isinstance(drivers[2].last_errors["power_kw"], DeviceTimeout)
+            failed_first_block(drivers[2], results[2], DeviceTimeout)
             assert drivers[2].health().state is HealthState.OFFLINE
             assert drivers[0].health().state is HealthState.OK
             assert endpoint.connects == 1
@@ -246,7 +265,7 @@ async def test_an_offline_unit_behind_a_live_gateway_is_a_timeout():
             assert qualities(good) == {Quality.GOOD}
             assert qualities(bad) == {Quality.BAD}
             # The gateway answered exception 11: the device behind it did not respond.
-            assert isinstance(drivers[1].last_errors["power_kw"], DeviceTimeout)
+            failed_first_block(drivers[1], bad, DeviceTimeout)
         finally:
             for driver in drivers:
                 await driver.close()

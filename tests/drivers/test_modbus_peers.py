@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from modbus_fixtures import METER_POINTS, METER_VALUES, at_port, device_spec, fast_pool, sim_device
 
-from drivers.base import DeviceTimeout, HealthState, Quality
-from drivers.modbus import ModbusDriver
+from drivers.base import DeviceTimeout, HealthState, NotAttempted, Quality
+from drivers.modbus import ModbusDriver, ShortAnswer
 from drivers.specs import ModbusPointSpec
 from sim.modbus_server import SimModbusServer
 
@@ -188,6 +188,38 @@ async def test_driver_reads_and_writes_a_jsmodbus_server():
             await driver.close()
 
 
+async def test_a_short_answer_past_the_device_end_keeps_the_good_neighbours_good():
+    # A meter whose holding registers end at 63: jsmodbus answers a block running past it with the registers
+    # it has, short, without an exception.
+    held = [
+        {"id": "flow", "table": "holding_register", "address": 56, "type": "uint16", "value": 42},
+        {"id": "energy", "table": "holding_register", "address": 58, "type": "float32", "value": 1234.5},
+        {"id": "status", "table": "holding_register", "address": 62, "type": "uint16", "value": 3},
+    ]
+    missing = [{"id": "straddling", "address": 63, "type": "uint32"}, {"id": "beyond", "address": 66, "type": "uint16"}]
+    points = tuple(ModbusPointSpec(id=p["id"], unit="", function="holding_register", register=p["address"],
+                                   data_type=p["type"]) for p in held + missing)
+    async with NodePeer("jsmodbus_server.js", "0", json.dumps(held), "64") as peer:
+        driver = ModbusDriver(device_spec("meter", points, port=peer.port, timeout_s=2.0), pool=fast_pool())
+        try:
+            (block,) = driver.plan()
+            assert (block.start, block.count) == (56, 11)
+            for _ in range(2):
+                readings = {r.address.split("/")[1]: r for r in await driver.read()}
+                assert {k: r.value for k, r in readings.items() if r.quality is Quality.GOOD} == {
+                    "flow": 42, "energy": 1234.5, "status": 3}
+                for point_id, sent in (("straddling", "1 of 2"), ("beyond", "0 of 1")):
+                    assert readings[point_id].quality is Quality.BAD
+                    assert isinstance(driver.last_errors[point_id], ShortAnswer)
+                    assert f"short answer: the device sent {sent} registers" in (readings[point_id].error or "")
+            # From the first short answer on, each point is read on its own.
+            assert len(driver.plan()) == 5
+            assert driver.requests_sent == 1 + 5 + 5
+            assert driver.health().state is HealthState.DEGRADED
+        finally:
+            await driver.close()
+
+
 async def test_driver_reads_and_writes_a_modbus_serial_server_and_its_silent_unit_ids():
     async with NodePeer("modbus_serial_server.js", str(free_port()), "5", json.dumps(PEER_POINTS)) as peer:
         pool = fast_pool()
@@ -201,7 +233,10 @@ async def test_driver_reads_and_writes_a_modbus_serial_server_and_its_silent_uni
                 ghost_readings, readings = await asyncio.gather(ghost.read(), driver.read())
                 assert {r.quality for r in ghost_readings} == {Quality.BAD}
                 assert {r.quality for r in readings} == {Quality.GOOD}
-            assert isinstance(ghost.last_errors["voltage_v"], DeviceTimeout)
+            # Its first request times out; the rest of each read is not sent, and says so.
+            assert isinstance(ghost.last_errors["enabled"], DeviceTimeout)
+            skipped = ghost.last_errors["voltage_v"]
+            assert isinstance(skipped, NotAttempted) and isinstance(skipped.cause, DeviceTimeout)
             assert driver.endpoint is ghost.endpoint and driver.endpoint.connects == 1
         finally:
             await ghost.close()

@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from drivers.base import (
     DecodeError,
+    HealthState,
     IllegalAddress,
     LimitViolation,
     Quality,
@@ -23,7 +24,7 @@ from drivers.health import Backoff
 from drivers.opcua import OpcuaDriver
 from drivers.opcua_codec import INTEGER_RANGES, encode, parse_node_id
 from drivers.specs import OpcuaDeviceSpec, OpcuaPointSpec
-from sim.core import SimDevice, WallClock
+from sim.core import Fault, FaultKind, SimDevice, WallClock
 from sim.opcua_server import OpcuaSimServer
 
 NS = "urn:gridctl:test:bms"
@@ -281,7 +282,6 @@ async def test_typed_variant_is_required_for_float_nodes(bms: tuple[SimDevice, O
 
 async def test_garbage_values_are_bad_with_decode_error(bms: tuple[SimDevice, OpcuaSimServer],
                                                          driver: OpcuaDriver) -> None:
-    from sim.core import Fault, FaultKind
 
     device, server = bms
     device.fault = Fault(FaultKind.GARBAGE)
@@ -381,4 +381,41 @@ async def test_splits_reads_when_the_server_refuses_too_many_operations(
         assert refused == [14, 7]
         assert driver.connections == 1
     finally:
+        await driver.close()
+
+
+async def test_reads_after_a_silent_chunk_are_not_attempted(own_bms: tuple[SimDevice, OpcuaSimServer]) -> None:
+    """A server that stops answering in the middle of a chunked poll: the chunk it left unanswered timed
+    out, the chunks after it were never sent, and each reading says which."""
+    from asyncua import ua
+    from asyncua.common.callback import CallbackType
+
+    device, server = own_bms
+    assert server._server is not None
+    limit = ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead)
+    await server._server.write_attribute_value(limit, ua.DataValue(ua.Variant(5, ua.VariantType.UInt32)))
+    driver = OpcuaDriver(spec_of(own_bms, timeout_s=0.5, retries=0), backoff=Backoff(initial_s=30.0, cap_s=30.0))
+    await driver.connect()
+    reads: list[int] = []
+
+    def silent_after_the_first_read(event: object, _dispatcher: object) -> None:
+        reads.append(len(event.request_params.NodesToRead))  # type: ignore[attr-defined]
+        device.fault = Fault(FaultKind.SILENT)
+
+    # Priority 1: after the simulator's own PreRead listener, which holds requests while the device is silent.
+    server._server.iserver.callback_service.addListener(CallbackType.PreRead, silent_after_the_first_read, 1)
+    try:
+        readings = await driver.read()
+        assert reads == [5]
+        ids = [p.id for p in device.spec.points]
+        by_id = dict(zip(ids, readings, strict=True))
+        assert all(by_id[pid].quality is Quality.GOOD for pid in ids[:5])
+        assert all(by_id[pid].quality is Quality.BAD and (by_id[pid].error or "").startswith("read: no answer")
+                   for pid in ids[5:10])
+        assert all((by_id[pid].error or "").startswith("not attempted after DeviceTimeout: read: no answer")
+                   for pid in ids[10:])
+        assert driver.read_requests == 2  # two Reads sent of the three planned
+        assert driver.health().state is HealthState.DEGRADED
+    finally:
+        device.fault = None
         await driver.close()

@@ -1,9 +1,11 @@
 // Reads a BACnet/IP device with @bacnet-js/client, an independent stack, and prints one JSON line.
 //
-// usage: node bacnet_read.js CLIENT_PORT DEVICE_ADDRESS DEVICE_INSTANCE OBJECTS_JSON
+// usage: node bacnet_read.js CLIENT_PORT DEVICE_ADDRESS DEVICE_INSTANCE OBJECTS_JSON [PRIORITY_OBJECTS_JSON]
 //   OBJECTS_JSON: [["analog-input", 1], ["binary-output", 2], ...]
+//   PRIORITY_OBJECTS_JSON: the objects whose priority-array to read (default: the first output object)
 // Output: {"device_name": ..., "max_apdu": ..., "read_property": {"analog-input,1": value, ...},
-//          "read_property_multiple": {...}, "priority_array": {"<first commandable object>": [...]}}
+//          "read_property_multiple": {...}, "priority_array": {"analog-output,1": [...],
+//          "analog-value,1": {"error": "..."} for an object without one}}
 "use strict";
 
 const path = require("path");
@@ -11,7 +13,7 @@ const bacnet = require(path.join(__dirname, "node", "node_modules", "@bacnet-js"
 const Client = bacnet.default;
 const { ObjectType, PropertyIdentifier } = bacnet;
 
-const [clientPort, deviceAddress, deviceInstance, objectsJson] = process.argv.slice(2);
+const [clientPort, deviceAddress, deviceInstance, objectsJson, priorityJson] = process.argv.slice(2);
 const objects = JSON.parse(objectsJson);
 const receiver = { address: deviceAddress };
 
@@ -49,11 +51,15 @@ async function main() {
       multiple[`${type},${instance}`] = plain(objectResult.values[0].value);
     });
     const priorityArray = {};
-    const commandable = objects.find(([type]) => type.endsWith("-output"));
-    if (commandable) {
-      const [type, instance] = commandable;
-      const result = await client.readProperty(receiver, objectId(type, instance), PropertyIdentifier.PRIORITY_ARRAY);
-      priorityArray[`${type},${instance}`] = result.values.map((entry) => entry.value);
+    const firstOutput = objects.find(([type]) => type.endsWith("-output"));
+    const priorityObjects = priorityJson ? JSON.parse(priorityJson) : firstOutput ? [firstOutput] : [];
+    for (const [type, instance] of priorityObjects) {
+      try {
+        const result = await client.readProperty(receiver, objectId(type, instance), PropertyIdentifier.PRIORITY_ARRAY);
+        priorityArray[`${type},${instance}`] = result.values.map((entry) => entry.value);
+      } catch (error) {
+        priorityArray[`${type},${instance}`] = { error: String(error && error.message ? error.message : error) };
+      }
     }
     process.stdout.write(JSON.stringify({
       device_name: plain(name.values),
