@@ -61,17 +61,25 @@ class ServiceMetrics:
         self.history = Gauge(
             "gridctl_history", "History ingest: readings written, spooled, flushed from the spool, pending, "
             "group commits and failed writes since start", ["what"], registry=self.registry)
+        self._series: dict[tuple[str, str], tuple] = {}
         # (site, device) -> (protocol, health) at its last poll, to move it between the health counts.
         self._health: dict[tuple[str, str], tuple[str, str]] = {}
 
     def observe_poll(self, site: str, device: str, protocol: str, *, lateness_s: float, duration_s: float,
                      health: HealthState, qualities: dict[str, int], missed_ticks: int = 0) -> None:
         """One finished device poll: its timings, readings by quality, and its health."""
-        self.poll_lateness.labels(protocol).observe(max(lateness_s, 0.0))
-        self.poll_seconds.labels(protocol).observe(max(duration_s, 0.0))
-        self.polls.labels(site, protocol).inc()
+        series = self._series.get((site, protocol))
+        if series is None:
+            # Looking a labelled child up costs more than observing it: once per site and protocol.
+            series = self._series[(site, protocol)] = (
+                self.poll_lateness.labels(protocol), self.poll_seconds.labels(protocol),
+                self.polls.labels(site, protocol), self.missed_ticks.labels(site, protocol))
+        lateness, duration, polls, missed = series
+        lateness.observe(max(lateness_s, 0.0))
+        duration.observe(max(duration_s, 0.0))
+        polls.inc()
         if missed_ticks:
-            self.missed_ticks.labels(site, protocol).inc(missed_ticks)
+            missed.inc(missed_ticks)
         for quality, count in qualities.items():
             self.readings.labels(site, protocol, quality).inc(count)
         now = (protocol, health.value)
