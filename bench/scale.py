@@ -11,7 +11,7 @@ intervals between successive stored polls of each device (p50, p99), CPU of the 
 from /proc (seconds per 1,000 stored readings), of the simulators, of PostgreSQL and of the whole
 machine, gridctl's memory, the deepest spool and the size of a /metrics scrape.
 
-The device mix, per site of `--site-devices` devices: 80 % Modbus meters behind gateways (32 unit ids
+The device mix (`--mix`), per site of `--site-devices` devices: 80 % Modbus meters behind gateways (32 unit ids
 per gateway port, one TCP connection each), 15 % BACnet/IP controllers (one UDP port each), 5 % OPC-UA
 devices on building servers (10 devices per server endpoint). Every device has `--points` points on
 `--period` seconds: Modbus float32 input registers (two uint32 energy counters), BACnet analog inputs
@@ -52,7 +52,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-MODBUS_SHARE, BACNET_SHARE = 0.80, 0.15
 UNITS_PER_GATEWAY = 32
 DEVICES_PER_OPCUA_SERVER = 10
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -86,17 +85,20 @@ def _port_free(port: int, kind: str) -> bool:
     return True
 
 
-def _mix(devices: int) -> tuple[int, int, int]:
-    modbus = round(devices * MODBUS_SHARE)
-    bacnet = round(devices * BACNET_SHARE)
+def _mix(devices: int, shares: tuple[float, float, float]) -> tuple[int, int, int]:
+    """Modbus, BACnet and OPC-UA devices among `devices`, by the shares given."""
+    total = sum(shares)
+    modbus = round(devices * shares[0] / total)
+    bacnet = round(devices * shares[1] / total)
     return modbus, bacnet, devices - modbus - bacnet
 
 
-def generate_site(root: Path, site_id: str, devices: int, points: int, period_s: float, ports: PortPool) -> Path:
+def generate_site(root: Path, site_id: str, devices: int, points: int, period_s: float, ports: PortPool,
+                  shares: tuple[float, float, float] = (80, 15, 5)) -> Path:
     """One site folder of `devices` devices of `points` points each on `period_s`."""
     folder = root / site_id
     (folder / "maps").mkdir(parents=True)
-    modbus, bacnet, opcua = _mix(devices)
+    modbus, bacnet, opcua = _mix(devices, shares)
     common = f"poll_interval_s: {period_s:g}, timeout_s: 2, retries: 1"
     lines = [
         f"id: {site_id}", f"name: Generated district {site_id}", "timezone: Europe/Paris",
@@ -142,12 +144,13 @@ def generate_site(root: Path, site_id: str, devices: int, points: int, period_s:
     return folder
 
 
-def generate(root: Path, devices: int, points: int, period_s: float, site_devices: int, ports: PortPool
-             ) -> list[Path]:
+def generate(root: Path, devices: int, points: int, period_s: float, site_devices: int, ports: PortPool,
+             shares: tuple[float, float, float] = (80, 15, 5)) -> list[Path]:
     """Sites of about `site_devices` devices each, `devices` in all."""
     count = max(1, round(devices / site_devices))
     sizes = [devices // count + (1 if i < devices % count else 0) for i in range(count)]
-    return [generate_site(root, f"district-{i:03d}", size, points, period_s, ports) for i, size in enumerate(sizes)]
+    return [generate_site(root, f"district-{i:03d}", size, points, period_s, ports, shares)
+            for i, size in enumerate(sizes)]
 
 
 # --------------------------------------------------------------------------------------- roles
@@ -372,7 +375,7 @@ def measure(cluster, work: Path, run: Run, args: argparse.Namespace, ports: Port
         conn.execute(f"CREATE DATABASE {dbname}")
     dsn = cluster.dsn_for(dbname)
     root = work / run.label
-    sites = generate(root, run.devices, run.points, run.poll_period_s, args.site_devices, ports)
+    sites = generate(root, run.devices, run.points, run.poll_period_s, args.site_devices, ports, args.shares)
     run.sites = len(sites)
     run.readings_expected_per_s = run.devices * run.points / run.poll_period_s
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
@@ -500,6 +503,7 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=5.0)
     parser.add_argument("--instances", default="1,2", help="instance counts to try, e.g. 1,2")
     parser.add_argument("--sharing", choices=("explicit", "leases"), default="explicit")
+    parser.add_argument("--mix", default="80,15,5", help="shares of Modbus, BACnet and OPC-UA devices")
     parser.add_argument("--site-devices", type=int, default=500, help="devices per generated site")
     parser.add_argument("--simulators", type=int, default=2, help="simulator processes")
     parser.add_argument("--warmup-s", type=float, default=30.0)
@@ -518,6 +522,9 @@ def main() -> None:
         args.steps, args.instances, args.baseline_at = "1000", "1", "1000"
         args.warmup_s, args.measure_s = 10.0, 20.0
     steps = [int(s) for s in args.steps.split(",") if s]
+    args.shares = tuple(float(x) for x in args.mix.split(","))
+    if len(args.shares) != 3 or min(args.shares) < 0 or sum(args.shares) <= 0:
+        parser.error("--mix takes three non-negative shares: Modbus,BACnet,OPC-UA")
     baseline_at = [int(s) for s in args.baseline_at.split(",") if s]
     from pgcluster import PgCluster
 
@@ -548,7 +555,8 @@ def main() -> None:
         cluster.remove()
     print(json.dumps({
         "bench": "scale", "points": args.points, "poll_period_s": args.period, "cores": os.cpu_count(),
-        "mix": {"modbus": MODBUS_SHARE, "bacnet": BACNET_SHARE, "opcua": round(1 - MODBUS_SHARE - BACNET_SHARE, 2),
+        "mix": {"modbus": args.shares[0] / sum(args.shares), "bacnet": args.shares[1] / sum(args.shares),
+                "opcua": args.shares[2] / sum(args.shares),
                 "modbus_units_per_gateway": UNITS_PER_GATEWAY, "opcua_devices_per_server": DEVICES_PER_OPCUA_SERVER},
         "elapsed_s": round(time.monotonic() - started, 1),
         "runs": [asdict(r) for r in runs],
