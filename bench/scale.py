@@ -86,10 +86,11 @@ def _port_free(port: int, kind: str) -> bool:
 
 
 def _mix(devices: int, shares: tuple[float, float, float]) -> tuple[int, int, int]:
-    """Modbus, BACnet and OPC-UA devices among `devices`, by the shares given."""
+    """Modbus, BACnet and OPC-UA devices among `devices`, by the shares given; at least one Modbus meter,
+    the site's grid meter."""
     total = sum(shares)
-    modbus = round(devices * shares[0] / total)
-    bacnet = round(devices * shares[1] / total)
+    modbus = max(1, round(devices * shares[0] / total))
+    bacnet = min(devices - modbus, round(devices * shares[1] / total))
     return modbus, bacnet, devices - modbus - bacnet
 
 
