@@ -539,11 +539,12 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="gridctl-scale-") as tmp:
             work = Path(tmp)
+            counts = [int(i) for i in args.instances.split(",")]
             for devices in baseline_at:
-                run = Run(f"baseline_{devices}", 1, True, devices, args.points, args.period, 0)
+                run = Run(f"baseline_x{counts[0]}_{devices}", counts[0], True, devices, args.points, args.period, 0)
                 runs.append(measure(cluster, work, run, args, ports))
                 log.info("%s", json.dumps(asdict(runs[-1])))
-            for instances in [int(i) for i in args.instances.split(",")]:
+            for instances in counts:
                 for devices in steps:
                     run = Run(f"x{instances}_{devices}", instances, False, devices, args.points, args.period, 0)
                     runs.append(measure(cluster, work, run, args, ports))
