@@ -3,8 +3,8 @@
 Each device runs on a fixed-rate schedule: ticks at start + phase + k × period, computed from the
 start, never from the previous poll, so they do not drift. The phase is the device's own, a stable
 hash of its id (and the poller's `phase_key`, e.g. the site) spread over the period: thousands of
-devices on the same period are polled evenly across it rather than in one burst per tick, and a device
-keeps its phase across restarts. A device with a phase is also polled once at start, so the service
+devices on the same period are polled evenly across it rather than in one burst per tick, each at the
+same offset from the start on every start. A device with a phase is also polled once at start, so the service
 has every value at once. A poll that overruns its period skips the ticks it missed instead of bursting
 to catch up, and never delays another device: every device has its own task, and drivers never block
 each other (one connection per endpoint). Each finished poll is handed to the sink (a callback, sync
