@@ -38,7 +38,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from sim.site import port_free  # noqa: E402
 
 UNITS_PER_GATEWAY = 32
 DEVICES_PER_OPCUA_SERVER = 10
@@ -71,18 +72,9 @@ class PortPool:
     def take(self, kind: str) -> int:
         while self._next < self._end:
             port, self._next = self._next, self._next + 1
-            if _port_free(port, kind):
+            if port_free(kind, port):
                 return port
         raise OSError("no free loopback port left")
-
-
-def _port_free(port: int, kind: str) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _mix(devices: int, shares: tuple[float, float, float]) -> tuple[int, int, int]:

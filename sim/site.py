@@ -61,7 +61,8 @@ def site_ports(site: Site, port_offset: int = 0) -> list[tuple[str, int]]:
     return sorted(ports)
 
 
-def _port_free(kind: str, port: int) -> bool:
+def port_free(kind: str, port: int) -> bool:
+    """Whether a "tcp" or "udp" port is free on loopback right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM) as probe:
         try:
             probe.bind(("127.0.0.1", port))
@@ -72,7 +73,7 @@ def _port_free(kind: str, port: int) -> bool:
 
 def ports_free(offset: int, *sites: Site) -> bool:
     """Whether every port of the sites, moved by `offset`, is free on loopback right now."""
-    return all(_port_free(kind, port + offset) for site in sites for kind, port in site_ports(site))
+    return all(port_free(kind, port + offset) for site in sites for kind, port in site_ports(site))
 
 
 def free_port_offset(*sites: Site, rng: random.Random | None = None, attempts: int = 200) -> int:
