@@ -29,6 +29,8 @@ from gridctl.history.base import Historian, HistorianUnavailable, SiteReadings, 
 from gridctl.history.spool import Spool
 
 log = logging.getLogger(__name__)
+# The fewest spooled readings a replay sends at once after writes timed out.
+MIN_FLUSH_BATCH = 200
 
 
 @dataclass(slots=True)
@@ -67,6 +69,7 @@ class Recorder:
         self.spool = spool
         self.write_timeout_s = write_timeout_s
         self.flush_batch = flush_batch
+        self._flush_limit = flush_batch
         self.flush_window_s = flush_window_s
         self.group_max_readings = group_max_readings
         self.retry_initial_s = retry_initial_s
@@ -240,14 +243,21 @@ class Recorder:
                 await asyncio.sleep(self.retry_max_s)
 
     async def _flush_some(self) -> None:
-        batches = await asyncio.to_thread(self.spool.peek, self.flush_batch)
+        batches = await asyncio.to_thread(self.spool.peek, self._flush_limit)
         if not batches:
             return
         # Each group keeps its own receive time; the whole peek goes in one transaction.
         groups = [SiteReadings(b.site_id, b.readings, b.received_at) for b in batches]
-        await asyncio.wait_for(self.historian.write(groups), self.write_timeout_s)
+        try:
+            await asyncio.wait_for(self.historian.write(groups), self.write_timeout_s)
+        except TimeoutError:
+            # A busy machine may need longer than the timeout for a full batch: smaller ones still
+            # make progress, where the same large one would time out again and again.
+            self._flush_limit = max(self._flush_limit // 4, MIN_FLUSH_BATCH)
+            raise
         await asyncio.to_thread(self.spool.ack, batches[-1].last_seq)
         self.stats.flushed += sum(len(b.readings) for b in batches)
+        self._flush_limit = min(self._flush_limit * 2, self.flush_batch)
 
 
 def _settle(group: Iterable[_Pending], error: BaseException | None = None) -> None:
