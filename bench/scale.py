@@ -310,9 +310,11 @@ def _verdict(run: Run, cores: int) -> None:
         reasons.append(f"gridctl process at {max(run.gridctl_cpu_cores):.0%} of its one core (event loop)")
     if max(run.simulator_cpu_cores, default=0) >= 0.85:
         reasons.append(f"simulator process at {max(run.simulator_cpu_cores):.0%} of a core")
-    if run.max_spool_depth > 0 or run.postgres_cpu_cores >= 0.8:
-        reasons.append(f"database ingest (spool {run.max_spool_depth:.0f} readings deep, PostgreSQL "
-                       f"{run.postgres_cpu_cores:.2f} cores)")
+    if run.postgres_cpu_cores >= 0.8:
+        reasons.append(f"PostgreSQL at {run.postgres_cpu_cores:.2f} cores")
+    if run.max_spool_depth > 0:
+        reasons.append(f"history writes timed out and fell back on the spool ({run.max_spool_depth:.0f} readings "
+                       f"deep, PostgreSQL at {run.postgres_cpu_cores:.2f} cores)")
     if run.machine_busy_cores >= 0.92 * cores:
         needed = (run.cpu_s_per_1000_readings or 0) * run.readings_expected_per_s / 1000
         reasons.append(f"the machine's {cores} cores: gridctl needed about {needed:.2f} cores for the load and got "
