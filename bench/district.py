@@ -14,6 +14,7 @@ from optimizer import (
     EVCharger,
     EVPool,
     EVSession,
+    HotWaterTank,
     LightingZone,
     Policy,
     Problem,
@@ -33,9 +34,30 @@ def _hphc(n: int, dt_h: float) -> list[float]:
     return out
 
 
-def district(n_assets: int, n_steps: int = 96, seed: int = 0) -> Problem:
+def _tank(aid: str, rng: random.Random, hours: list[float], t: list[datetime]) -> HotWaterTank:
+    """A flat's electric water heater: three draws a day (mornings and evenings, half the tank in all), half
+    of them on the off-peak contactor's hours (22:00-06:00), one in seven with its legionella cycle due
+    at 06:00."""
+    volume = rng.choice([150.0, 200.0, 300.0])
+    busy = [i for i, h in enumerate(hours) if 6.0 <= h < 8.5 or 19.0 <= h < 22.5]
+    draws = [0.0] * len(hours)
+    for i in rng.sample(busy, 3):
+        draws[i] += volume / 6.0
+    off_peak = rng.random() < 0.5
+    return HotWaterTank(
+        id=aid, volume_l=volume, heater_max_power_kw=rng.choice([1.2, 2.2, 3.0]),
+        heating_allowed=[h >= 22 or h < 6 for h in hours] if off_peak else True,
+        standing_loss_kw_per_k=rng.uniform(0.0015, 0.0025), ambient_temperature_c=18.0,
+        cold_water_temperature_c=11.0, initial_temperature_c=rng.uniform(52.0, 62.0), min_temperature_c=40.0,
+        draw_l=draws,
+        legionella_due_by=t[min(i for i, h in enumerate(hours) if h >= 6.0)] if rng.random() < 1 / 7 else None,
+    )
+
+
+def district(n_assets: int, n_steps: int = 96, seed: int = 0, tanks: bool = False) -> Problem:
     """A district of `n_assets` flexible assets: EV chargers in pools, heat-pump flats, batteries,
-    appliances, office lighting and street-lighting circuits, with PV, HP/HC prices and a DR event."""
+    appliances, office lighting and street-lighting circuits, with PV, HP/HC prices and a DR event.
+    With `tanks`, every other heat-pump flat is a flat's hot-water tank instead."""
     rng = random.Random(seed)
     dt_h = 24.0 / n_steps
     t = [START + timedelta(hours=i * dt_h) for i in range(n_steps + 1)]
@@ -61,6 +83,8 @@ def district(n_assets: int, n_steps: int = 96, seed: int = 0) -> Problem:
                                     sessions=[EVSession(arrival=arrival, departure=departure,
                                                         energy_needed_kwh=need)]))
             chargers.append(aid)
+        elif kind == 5 and tanks:
+            assets.append(_tank(aid, rng, hours, t))
         elif kind <= 5:
             assets.append(ThermalZone(
                 id=aid, c_air_kwh_per_k=rng.uniform(2.5, 4.0), r_air_out_k_per_kw=rng.uniform(15.0, 22.0),

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import pulp  # noqa: E402
 
-from optimizer import PV, Battery, DeferrableLoad, Problem, Settings, Site, solve  # noqa: E402
+from optimizer import PV, Battery, DeferrableLoad, HotWaterTank, Problem, Settings, Site, solve  # noqa: E402
 from optimizer.model import build  # noqa: E402
 
 
@@ -191,15 +191,19 @@ def lp_bound(problem: Problem) -> float:
 
 
 def scale(quick: bool, time_limit_s: float) -> list[dict]:
+    """The district at 10, 100 and 1000 assets, then with hot-water tanks in place of half its heat-pump flats."""
     rows = []
     goals = {10: 10.0, 100: 10.0, 1000: 60.0}
-    for n in [10, 100] if quick else [10, 100, 1000]:
-        problem = district(n, 96, seed=0)
+    sizes = [10, 100] if quick else [10, 100, 1000]
+    for n, tanks in [(n, False) for n in sizes] + [(n, True) for n in sizes[1:]]:
+        problem = district(n, 96, seed=0, tanks=tanks)
         t0 = time.perf_counter()
         sched = solve(problem, Settings(mip_gap=0.01, time_limit_s=time_limit_s))
         wall = time.perf_counter() - t0
         bound = lp_bound(problem)
-        row = {"assets": n, "steps": 96, "build_s": round(sched.build_s, 3), "solve_s": round(sched.solve_s, 3),
+        n_tanks = sum(isinstance(a, HotWaterTank) for a in problem.assets)
+        row = {"assets": n, "hot_water_tanks": n_tanks, "steps": 96, "build_s": round(sched.build_s, 3),
+               "solve_s": round(sched.solve_s, 3),
                "total_s": round(wall, 3), "goal_s": goals[n], "goal_met": wall < goals[n], "status": sched.status,
                "gap": sched.mip_gap, "objective_eur": round(sched.objective_eur, 3),
                "lp_bound_eur": round(bound, 3),

@@ -17,6 +17,8 @@ class AlarmKind(StrEnum):
     COMFORT_VIOLATION = "comfort_violation"
     SPOOL_FILLING = "spool_filling"
     OPTIMIZER_FAILED = "optimizer_failed"
+    # A stored policy version or demand-response event no longer validates; an earlier one is in force.
+    POLICY_INVALID = "policy_invalid"
     WEATHER_PROVIDER = "weather_provider"
 
 

@@ -21,7 +21,7 @@ from gridctl.config import load_site
 from gridctl.history import Historian, SiteReadings
 from gridctl.history.base import utc_now
 from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
-from gridctl.service.web import attach_api, serve_until_stopped
+from gridctl.service.web import MetricsAccess, attach_api, serve_until_stopped
 from gridctl.simulate.loop import TIMEOUT_POINTS
 from sim.core import SimClock
 from sim.site import SiteSimulation, free_port_offset, ports_free
@@ -87,7 +87,8 @@ async def create_users(app, sites: Sequence[str], resident_dwelling: str | None,
 
 
 async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: int, speed: float,
-                   backfill_days: float, seed: int) -> int:
+                   backfill_days: float, seed: int, metrics: MetricsAccess | None = None) -> int:
+    metrics = metrics or MetricsAccess()
     sites = [load_site(path) for path in site_paths]
     wall_now = datetime.now(UTC).replace(second=0, microsecond=0)
     clock = SimClock(wall_now - timedelta(days=backfill_days))
@@ -114,7 +115,7 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
     clock.set_speed(speed)
     for simulation in simulations:
         await simulation.start(step_interval_s=0.5)
-    app = await attach_api(host)
+    app = await attach_api(host, metrics)
     resident = next((f"{s.id}/{s.dwellings[0].id}" for s in sites if s.dwellings), None)
     users = await create_users(app, [s.id for s in sites], resident, clock.now())
     base = f"http://{address}:{port}"
@@ -129,7 +130,8 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
                       f"({count} device{'s' if count > 1 else ''})")
         print(f"\n  web pages   {base}/ui/login")
         print(f"  API         {base}/api/v1/openapi.json")
-        print(f"  metrics     {base}/metrics")
+        where = f"http://{metrics.listen[0]}:{metrics.listen[1]}" if metrics.listen else base
+        print(f"  metrics     {where}/metrics{' (bearer token required)' if metrics.token else ''}")
         print("\n  demo users (sign in on the pages with the name and password; the token is for the API):")
         for user in users:
             print(f"    {user.role:<9} {', '.join(user.scope):<45} {base}{user.page}\n"
@@ -142,7 +144,8 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
             await simulation.stop()
 
     try:
-        await serve_until_stopped(host, app, address, port, announce=announce, after_stop=after_stop)
+        await serve_until_stopped(host, app, address, port, announce=announce, after_stop=after_stop,
+                                  metrics=metrics)
     finally:
         print("stopped: setpoints relinquished, history flushed.", flush=True)
     return 0

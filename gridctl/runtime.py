@@ -63,3 +63,7 @@ class SiteRuntime(Protocol):
     async def demand_response(self, event: DemandResponse) -> None:
         """A demand-response event was announced: re-optimise at once."""
         ...
+
+    async def demand_response_cancelled(self, event_id: str) -> None:
+        """A demand-response event was cancelled: stop honouring it now and re-optimise."""
+        ...

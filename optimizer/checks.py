@@ -6,11 +6,13 @@ from datetime import datetime
 
 import pandas as pd
 
+from optimizer.hot_water import tank_steps
 from optimizer.problem import (
     Battery,
     DeferrableLoad,
     EVCharger,
     EVPool,
+    HotWaterTank,
     LightingZone,
     Problem,
     PublicLightingCircuit,
@@ -70,6 +72,8 @@ class _Checker:
                     curfew = self.p.flags(a.curfew)
                     caps = [a.curfew_level_pct if c else 100.0 for c in curfew]
                     self.at_most(a.id, "curfew", f"{a.id}.dimming_pct", caps, "%")
+            elif isinstance(a, HotWaterTank):
+                self.tank(a)
             elif isinstance(a, DeferrableLoad):
                 starts = self.sp[f"{a.id}.started"].sum()
                 if starts > 1 + self.tol:
@@ -95,12 +99,40 @@ class _Checker:
             if e < lo - self.tol or e > hi + self.tol:
                 self.add(a.id, "energy_bounds", self.t0[t], self.t0[t + 1], float(max(lo - e, e - hi)), "kWh")
             # The stored energy must be reachable from the previous step within the power limits.
-            step = e - prev
+            step = e - prev * (1.0 - a.standing_loss_per_h * durations[t])
             up = a.max_charge_kw * a.charge_efficiency * durations[t]
             down = a.max_discharge_kw / a.discharge_efficiency * durations[t]
             if step > up + self.tol * max(1.0, up) or -step > down + self.tol * max(1.0, down):
                 self.add(a.id, "energy_step", self.t0[t], self.t0[t + 1], float(abs(step)), "kWh")
             prev = e
+
+    def tank(self, a: HotWaterTank) -> None:
+        power = self.sp[f"{a.id}.power_kw"].to_numpy()
+        allowed = self.p.flags(a.heating_allowed)
+        top = a.heater_max_power_kw
+        self.at_most(a.id, "heater_power", f"{a.id}.power_kw", top)
+        self.at_least(a.id, "heater_power", f"{a.id}.power_kw", 0.0, "kW")
+        for t, v in enumerate(power):
+            span = (self.t0[t], self.t0[t + 1])
+            if not allowed[t] and v > self.tol:
+                self.add(a.id, "heating_not_allowed", *span, float(v), "kW")
+            elif a.on_off and self.tol < v < top - self.tol * max(1.0, top):
+                self.add(a.id, "heater_not_on_off", *span, float(min(v, top - v)), "kW")
+        # The temperatures must follow from the planned power, and stay under the maximum unless the tank
+        # would be above it anyway without heating.
+        steps = tank_steps(a, self.p)
+        e0 = steps.energy_kwh(a, a.initial_temperature_c)
+        heated = steps.simulate(e0, [float(v) for v in power])
+        free = steps.simulate(e0, [0.0] * len(power))
+        planned = self.sp[f"{a.id}.temperature_c"].to_numpy()
+        for t, (e, f, got) in enumerate(zip(heated, free, planned, strict=True)):
+            want = steps.temperature_c(a, e)
+            span = (self.t0[t], self.t0[t + 1])
+            if abs(got - want) > self.tol * max(1.0, abs(want)):
+                self.add(a.id, "temperature_trajectory", *span, float(abs(got - want)), "K")
+            ceiling = max(a.max_temperature_c, steps.temperature_c(a, f))
+            if want > ceiling + self.tol * max(1.0, ceiling):
+                self.add(a.id, "max_temperature", *span, float(want - ceiling), "K")
 
     def charger(self, a: EVCharger) -> None:
         self.at_most(a.id, "charger_power", f"{a.id}.power_kw", a.max_power_kw)

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pulp
 
+from optimizer.hot_water import TankSteps, tank_steps
 from optimizer.problem import (
     LIGHTING_CLASS_LEVELS,
     PV,
@@ -21,6 +22,7 @@ from optimizer.problem import (
     DeferrableLoad,
     EVCharger,
     EVPool,
+    HotWaterTank,
     LightingZone,
     Problem,
     PublicLightingCircuit,
@@ -54,6 +56,8 @@ TERM_UNITS: dict[str, str] = {
     "terminal_soc_shortfall": "kWh",
     "battery_out_of_band": "kWh·h",
     "deferrable_not_run": "runs",
+    "hot_water_shortfall": "K·h",
+    "legionella_shortfall": "K",
     "hard_limit_relief": "kWh",
 }
 
@@ -96,12 +100,28 @@ class SessionVars:
 
 
 @dataclass
+class TankSwitches:
+    """A tank's binaries by step (contactor on, legionella temperature reached there), and what a rounding
+    needs to keep the tank physical."""
+
+    on: dict[int, pulp.LpVariable]
+    legionella: dict[int, pulp.LpVariable]
+    legionella_kwh: float
+    energy: list[pulp.LpVariable]
+    steps: TankSteps
+    power_kw: float
+    initial_kwh: float
+    ceiling_kwh: list[float]
+
+
+@dataclass
 class Switches:
     """Binary variables by role, so a heuristic can round them with some sense of the physics."""
 
     sessions: list[SessionVars] = field(default_factory=list)
     pools: list[tuple[float, list[str]]] = field(default_factory=list)
     deferrable_starts: list[list[pulp.LpVariable]] = field(default_factory=list)
+    tanks: list[TankSwitches] = field(default_factory=list)
     # (binary, flow allowed when 1, flow allowed when 0)
     directions: list[tuple[pulp.LpVariable, pulp.LpVariable, pulp.LpVariable]] = field(default_factory=list)
 
@@ -222,10 +242,11 @@ class _Builder:
         for t in range(self.n):
             dt = self.dt[t]
             terms: Terms = [(e[t], 1.0), (ch[t], -a.charge_efficiency * dt), (dis[t], dt / a.discharge_efficiency)]
+            kept = 1.0 - a.standing_loss_per_h * dt
             if prev is None:
-                self.con(terms, pulp.LpConstraintEQ, a.initial_energy_kwh)
+                self.con(terms, pulp.LpConstraintEQ, a.initial_energy_kwh * kept)
             else:
-                self.con([*terms, (prev, -1.0)], pulp.LpConstraintEQ, 0.0)
+                self.con([*terms, (prev, -kept)], pulp.LpConstraintEQ, 0.0)
             prev = e[t]
             self.balance[t].extend([(ch[t], 1.0), (dis[t], -1.0)])
             if exclusive[t] and a.max_charge_kw > 0 and a.max_discharge_kw > 0:
@@ -406,13 +427,13 @@ class _Builder:
         design = LIGHTING_CLASS_LEVELS[a.design_class]
         dim: list[pulp.LpVariable] = []
         for t in range(self.n):
+            cap = a.curfew_level_pct if curfew[t] else 100.0
             if not dark[t] or classes[t] == "off":
-                need, cap = 0.0, 100.0
-            elif curfew[t]:
-                need = cap = a.curfew_level_pct
+                need = 0.0
             else:
                 need = max(min(100.0, 100.0 * LIGHTING_CLASS_LEVELS[classes[t]] / design), a.min_safety_pct)
-                cap = 100.0
+            # The curfew caps the level; what it cuts below the class's level is the commune's choice.
+            need = min(need, cap)
             d = self.var(0.0, cap)
             dim.append(d)
             if need > 0:
@@ -425,6 +446,83 @@ class _Builder:
             self.balance[t].append((d, a.installed_power_kw / 100.0))
         self.column(f"{a.id}.dimming_pct", [[(v, 1.0)] for v in dim])
         self.column(f"{a.id}.power_kw", [[(v, a.installed_power_kw / 100.0)] for v in dim])
+
+    def hot_water_tank(self, a: HotWaterTank) -> None:
+        steps = tank_steps(a, self.p)
+        cap = steps.capacity_kwh_per_k
+        allowed = self.p.flags(a.heating_allowed)
+        cop = self.p.series(a.cop)
+        low = self.p.series(a.min_temperature_c)
+        e0 = steps.energy_kwh(a, a.initial_temperature_c)
+        # Heating only adds heat, so the tank never holds less than without it, and a tank found above its
+        # maximum (or pushed there by a warm room) may cool back on its own.
+        free = steps.simulate(e0, [0.0] * self.n)
+        top = steps.energy_kwh(a, a.max_temperature_c)
+        ceiling = [max(top, f) for f in free]
+        power: list[Terms] = []
+        on: dict[int, pulp.LpVariable] = {}
+        for t in range(self.n):
+            pmax = a.heater_max_power_kw if allowed[t] else 0.0
+            if pmax <= 0:
+                power.append([])
+            elif a.on_off:
+                on[t] = self.var(binary=True)
+                power.append([(on[t], pmax)])
+            else:
+                power.append([(self.var(0.0, pmax), 1.0)])
+        energy: list[pulp.LpVariable] = []
+        for t in range(self.n):
+            dt = self.dt[t]
+            e = self.var(None, ceiling[t])
+            terms: Terms = [(e, 1.0), *((v, -c * steps.heat_kwh_per_kw[t]) for v, c in power[t])]
+            if energy:
+                self.con([*terms, (energy[-1], -steps.decay[t])], pulp.LpConstraintEQ, steps.drift_kwh[t])
+            else:
+                self.con(terms, pulp.LpConstraintEQ, steps.decay[t] * e0 + steps.drift_kwh[t])
+            energy.append(e)
+            need = steps.energy_kwh(a, low[t])
+            if low[t] > a.cold_water_temperature_c and need > free[t]:
+                short = self.var()  # K below the minimum at the end of the step
+                self.con([(e, 1.0), (short, cap)], pulp.LpConstraintGE, need)
+                self.term("hot_water_shortfall", short, dt, self.pol.hot_water_shortfall_eur_per_k_h * dt)
+                self.slack(a.id, "too_cold", "K·h", t, short, dt)
+            self.balance[t].extend(power[t])
+        chosen = self._legionella(a, energy, free, cap)
+        if on or chosen:
+            target = cap * (a.legionella_temperature_c - a.cold_water_temperature_c)
+            self.switches.tanks.append(
+                TankSwitches(on, chosen, target, energy, steps, a.heater_max_power_kw, e0, ceiling)
+            )
+        self.column(f"{a.id}.power_kw", power)
+        self.column(f"{a.id}.heat_kw", [[(v, c * cop[t]) for v, c in power[t]] for t in range(self.n)])
+        self.column(f"{a.id}.temperature_c", [[(e, 1.0 / cap)] for e in energy], [a.cold_water_temperature_c] * self.n)
+        self.column(f"{a.id}.energy_kwh", [[(e, 1.0)] for e in energy])
+
+    def _legionella(
+        self, a: HotWaterTank, energy: list[pulp.LpVariable], free: list[float], cap: float
+    ) -> dict[int, pulp.LpVariable]:
+        """Reach the disinfection temperature at the end of at least one step ending by the due time.
+        Returns the binary of each candidate step (none when there is a single candidate)."""
+        due = a.legionella_due_by
+        chosen: dict[int, pulp.LpVariable] = {}
+        if due is None or due > self.t0[-1] or not self.n:
+            return chosen  # not due within this horizon
+        due = max(due, self.t0[1])  # overdue: as soon as possible
+        target = a.legionella_temperature_c - a.cold_water_temperature_c
+        short = self.var()  # K short at the best step
+        candidates = [t for t in range(self.n) if self.t0[t + 1] <= due]
+        if len(candidates) == 1:
+            self.con([(energy[candidates[0]], 1.0), (short, cap)], pulp.LpConstraintGE, cap * target)
+        else:
+            for t in candidates:
+                z = chosen[t] = self.var(binary=True)
+                # Off the chosen step the constraint relaxes to E ≥ the free response, which always holds.
+                big = max(cap * target - free[t], 0.0)
+                self.con([(energy[t], 1.0), (short, cap), (z, -big)], pulp.LpConstraintGE, cap * target - big)
+            self.con([(z, 1.0) for z in chosen.values()], pulp.LpConstraintEQ, 1.0)
+        self.term("legionella_shortfall", short, 1.0, self.pol.legionella_eur_per_k)
+        self.slacks.append(Slack(a.id, "legionella_not_reached", "K", self.t0[0], due, short, 1.0))
+        return chosen
 
     # -- site ----------------------------------------------------------------------------------------
 
@@ -507,6 +605,8 @@ class _Builder:
                 total += max(a.power_profile_kw)
             elif isinstance(a, LightingZone | PublicLightingCircuit):
                 total += a.installed_power_kw
+            elif isinstance(a, HotWaterTank):
+                total += a.heater_max_power_kw
         return total
 
     @property
@@ -550,6 +650,8 @@ class _Builder:
                 self.lighting_zone(a)
             elif isinstance(a, PublicLightingCircuit):
                 self.public_lighting(a)
+            elif isinstance(a, HotWaterTank):
+                self.hot_water_tank(a)
         for a in self.p.assets:
             if isinstance(a, EVPool):
                 self.ev_pool(a, chargers)

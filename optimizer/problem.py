@@ -10,9 +10,12 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
-Series = float | list[float]
+# A number: a boolean or a numeric string is refused rather than read as 1.0 or parsed.
+Number = Annotated[float, Strict()]
+Count = Annotated[int, Strict()]
+Series = Number | list[Number]
 Flags = bool | list[bool]
 
 # EN 13201 performance levels: road (M, cd/m²), pedestrian (P, lx), conflict areas (C, lx).
@@ -28,24 +31,27 @@ def _utc(value: datetime) -> datetime:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are refused wherever a number is expected: one NaN would poison the whole schedule.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Policy(_Model):
     """An energy manager's weights: € per unit of each objective term."""
 
-    cost_weight: float = Field(1.0, ge=0)
-    carbon_eur_per_kg: float = Field(0.0, ge=0)
-    peak_eur_per_kw: float = Field(0.0, ge=0)
-    overshoot_eur_per_kw_h: float = Field(12.41, ge=0)
-    discomfort_eur_per_k_h: float = Field(0.5, ge=0)
-    ev_unmet_eur_per_kwh: float = Field(1.0, ge=0)
-    under_illumination_eur_per_lux_h: float = Field(0.05, ge=0)
-    public_lighting_eur_per_pct_h: float = Field(1.0, ge=0)
-    terminal_soc_eur_per_kwh: float = Field(1.0, ge=0)
-    deferrable_not_run_eur: float = Field(100.0, ge=0)
+    cost_weight: Number = Field(1.0, ge=0)
+    carbon_eur_per_kg: Number = Field(0.0, ge=0)
+    peak_eur_per_kw: Number = Field(0.0, ge=0)
+    overshoot_eur_per_kw_h: Number = Field(12.41, ge=0)
+    discomfort_eur_per_k_h: Number = Field(0.5, ge=0)
+    ev_unmet_eur_per_kwh: Number = Field(1.0, ge=0)
+    under_illumination_eur_per_lux_h: Number = Field(0.05, ge=0)
+    public_lighting_eur_per_pct_h: Number = Field(1.0, ge=0)
+    terminal_soc_eur_per_kwh: Number = Field(1.0, ge=0)
+    deferrable_not_run_eur: Number = Field(100.0, ge=0)
+    hot_water_shortfall_eur_per_k_h: Number = Field(1.0, ge=0)
+    legionella_eur_per_k: Number = Field(10.0, ge=0)
     # Relief of a hard site limit only happens when nothing else can keep the site inside it.
-    hard_limit_eur_per_kwh: float = Field(1000.0, ge=0)
+    hard_limit_eur_per_kwh: Number = Field(1000.0, ge=0)
 
 
 class DemandResponseEvent(_Model):
@@ -54,15 +60,15 @@ class DemandResponseEvent(_Model):
     id: str
     start: AwareDatetime
     end: AwareDatetime
-    max_import_kw: float = Field(ge=0)
-    value_eur_per_kwh: float = Field(ge=0)
+    max_import_kw: Number = Field(ge=0)
+    value_eur_per_kwh: Number = Field(ge=0)
 
     _utc_times = field_validator("start", "end")(_utc)
 
 
 class Site(_Model):
-    import_limit_kw: float | None = Field(None, ge=0)
-    export_limit_kw: float | None = Field(None, ge=0)
+    import_limit_kw: Number | None = Field(None, ge=0)
+    export_limit_kw: Number | None = Field(None, ge=0)
     subscribed_power_kw: Series | None = None
     load_kw: Series = 0.0
     import_price_eur_per_kwh: Series = 0.0
@@ -73,16 +79,18 @@ class Site(_Model):
 class Battery(_Model):
     type: Literal["battery"] = "battery"
     id: str
-    capacity_kwh: float = Field(gt=0)
-    max_charge_kw: float = Field(ge=0)
-    max_discharge_kw: float = Field(ge=0)
-    charge_efficiency: float = Field(0.95, gt=0, le=1)
-    discharge_efficiency: float = Field(0.95, gt=0, le=1)
-    min_energy_kwh: float = Field(0.0, ge=0)
-    max_energy_kwh: float | None = None
-    initial_energy_kwh: float = Field(ge=0)
-    terminal_energy_kwh: float | None = None
-    cycling_cost_eur_per_kwh: float = Field(0.0, ge=0)
+    capacity_kwh: Number = Field(gt=0)
+    max_charge_kw: Number = Field(ge=0)
+    max_discharge_kw: Number = Field(ge=0)
+    charge_efficiency: Number = Field(0.95, gt=0, le=1)
+    discharge_efficiency: Number = Field(0.95, gt=0, le=1)
+    min_energy_kwh: Number = Field(0.0, ge=0)
+    max_energy_kwh: Number | None = None
+    initial_energy_kwh: Number = Field(ge=0)
+    terminal_energy_kwh: Number | None = None
+    cycling_cost_eur_per_kwh: Number = Field(0.0, ge=0)
+    # Share of the stored energy lost per hour by itself (self-discharge, standby).
+    standing_loss_per_h: Number = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _bounds(self) -> Battery:
@@ -101,8 +109,8 @@ class Battery(_Model):
 class EVSession(_Model):
     arrival: AwareDatetime
     departure: AwareDatetime
-    energy_needed_kwh: float = Field(ge=0)
-    max_power_kw: float | None = Field(None, gt=0)
+    energy_needed_kwh: Number = Field(ge=0)
+    max_power_kw: Number | None = Field(None, gt=0)
     id: str | None = None
 
     _utc_times = field_validator("arrival", "departure")(_utc)
@@ -113,9 +121,9 @@ class EVCharger(_Model):
 
     type: Literal["ev_charger"] = "ev_charger"
     id: str
-    max_power_kw: float = Field(gt=0)
-    min_power_kw: float = Field(0.0, ge=0)
-    efficiency: float = Field(1.0, gt=0, le=1)
+    max_power_kw: Number = Field(gt=0)
+    min_power_kw: Number = Field(0.0, ge=0)
+    efficiency: Number = Field(1.0, gt=0, le=1)
     sessions: list[EVSession] = []
 
     @model_validator(mode="after")
@@ -137,7 +145,7 @@ class EVPool(_Model):
 
     type: Literal["ev_pool"] = "ev_pool"
     id: str
-    max_power_kw: float = Field(ge=0)
+    max_power_kw: Number = Field(ge=0)
     charger_ids: list[str]
 
 
@@ -152,24 +160,24 @@ class ThermalZone(_Model):
     type: Literal["thermal_zone"] = "thermal_zone"
     id: str
     model: Literal["1R1C", "2R2C"] = "1R1C"
-    c_air_kwh_per_k: float = Field(gt=0)
-    r_air_out_k_per_kw: float | None = Field(None, gt=0)
-    c_mass_kwh_per_k: float | None = Field(None, gt=0)
-    r_air_mass_k_per_kw: float | None = Field(None, gt=0)
-    r_mass_out_k_per_kw: float | None = Field(None, gt=0)
-    initial_temperature_c: float
-    initial_mass_temperature_c: float | None = None
+    c_air_kwh_per_k: Number = Field(gt=0)
+    r_air_out_k_per_kw: Number | None = Field(None, gt=0)
+    c_mass_kwh_per_k: Number | None = Field(None, gt=0)
+    r_air_mass_k_per_kw: Number | None = Field(None, gt=0)
+    r_mass_out_k_per_kw: Number | None = Field(None, gt=0)
+    initial_temperature_c: Number
+    initial_mass_temperature_c: Number | None = None
     outdoor_temperature_c: Series
     solar_gain_kw: Series = 0.0
     internal_gain_kw: Series = 0.0
-    heat_pump_max_power_kw: float = Field(ge=0)
+    heat_pump_max_power_kw: Number = Field(ge=0)
     cop: Series | None = None
-    supply_temperature_c: float = 35.0
-    carnot_fraction: float = Field(0.55, gt=0, le=1)
-    approach_k: float = Field(5.0, ge=0)
+    supply_temperature_c: Number = 35.0
+    carnot_fraction: Number = Field(0.55, gt=0, le=1)
+    approach_k: Number = Field(5.0, ge=0)
     occupied: Flags = True
-    comfort_occupied_c: tuple[float, float] = (19.0, 24.0)
-    comfort_unoccupied_c: tuple[float, float] = (17.0, 26.0)
+    comfort_occupied_c: tuple[Number, Number] = (19.0, 24.0)
+    comfort_unoccupied_c: tuple[Number, Number] = (17.0, 26.0)
 
     @model_validator(mode="after")
     def _check(self) -> ThermalZone:
@@ -192,7 +200,7 @@ class DeferrableLoad(_Model):
     id: str
     earliest_start: AwareDatetime
     finish_by: AwareDatetime
-    power_profile_kw: list[float] = Field(min_length=1)
+    power_profile_kw: list[Number] = Field(min_length=1)
 
     _utc_times = field_validator("earliest_start", "finish_by")(_utc)
 
@@ -202,30 +210,31 @@ class LightingZone(_Model):
 
     type: Literal["lighting_zone"] = "lighting_zone"
     id: str
-    installed_power_kw: float = Field(ge=0)
-    max_illuminance_lux: float = Field(gt=0)
-    required_illuminance_lux: float = Field(500.0, ge=0)
+    installed_power_kw: Number = Field(ge=0)
+    max_illuminance_lux: Number = Field(gt=0)
+    required_illuminance_lux: Number = Field(500.0, ge=0)
     occupied: Flags = True
     daylight_lux: Series = 0.0
-    dr_dimming_allowance_pct: float = Field(20.0, ge=0, le=20)
+    dr_dimming_allowance_pct: Number = Field(20.0, ge=0, le=20)
 
 
 class PublicLightingCircuit(_Model):
     """Street lighting: the level follows the EN 13201 class of each period, relative to the design class.
 
-    Lit when `dark`; during the commune's `curfew` the level is capped at `curfew_level_pct`; otherwise
-    it never goes below `min_safety_pct`.
+    Lit when `dark`, at the class's level and never below `min_safety_pct`. During the commune's `curfew`
+    the level is at most `curfew_level_pct`: a cap, never a requirement (below the class's level it is
+    the commune's choice, not a shortfall).
     """
 
     type: Literal["public_lighting"] = "public_lighting"
     id: str
-    installed_power_kw: float = Field(ge=0)
+    installed_power_kw: Number = Field(ge=0)
     design_class: str = "M3"
     lighting_class: str | list[str] = "M3"
     dark: Flags = True
     curfew: Flags = False
-    curfew_level_pct: float = Field(0.0, ge=0, le=100)
-    min_safety_pct: float = Field(20.0, ge=0, le=100)
+    curfew_level_pct: Number = Field(0.0, ge=0, le=100)
+    min_safety_pct: Number = Field(20.0, ge=0, le=100)
 
     @model_validator(mode="after")
     def _check(self) -> PublicLightingCircuit:
@@ -239,6 +248,55 @@ class PublicLightingCircuit(_Model):
         return self
 
 
+class HotWaterTank(_Model):
+    """A domestic hot-water tank, fully mixed, with a resistive element (cop 1) or a heat pump.
+
+    The state is the heat stored above cold water, E = C·(T − T_cold) with C = 1.163 Wh/(l·K) × volume:
+    heating adds cop × power, a draw of d litres at the tank's temperature replaces them with cold water
+    and standing losses are UA·(T − T_ambient); all linear in E (see FORMAT.md and hot_water.py).
+    """
+
+    type: Literal["hot_water_tank"] = "hot_water_tank"
+    id: str
+    volume_l: Number = Field(gt=0)
+    heater_max_power_kw: Number = Field(ge=0)
+    cop: Series = 1.0
+    # True: a contactor switches the element fully on or off (binary); false: the power modulates.
+    on_off: bool = True
+    heating_allowed: Flags = True
+    standing_loss_kw_per_k: Number = Field(ge=0)
+    ambient_temperature_c: Series = 20.0
+    cold_water_temperature_c: Number = 12.0
+    initial_temperature_c: Number
+    min_temperature_c: Series = 40.0
+    max_temperature_c: Number = 65.0
+    draw_l: Series = 0.0
+    legionella_temperature_c: Number = 60.0
+    legionella_due_by: AwareDatetime | None = None
+
+    @field_validator("legionella_due_by")
+    @classmethod
+    def _utc_due(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _utc(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> HotWaterTank:
+        def values(v: Series) -> list[float]:
+            return v if isinstance(v, list) else [v]
+
+        if min(values(self.cop), default=1.0) <= 0:
+            raise ValueError(f"tank {self.id}: cop must be positive")
+        if min(values(self.draw_l), default=0.0) < 0:
+            raise ValueError(f"tank {self.id}: draw_l must not be negative")
+        if self.max_temperature_c <= self.cold_water_temperature_c:
+            raise ValueError(f"tank {self.id}: max_temperature_c must be above cold_water_temperature_c")
+        if max(values(self.min_temperature_c), default=0.0) > self.max_temperature_c:
+            raise ValueError(f"tank {self.id}: min_temperature_c above max_temperature_c")
+        if self.legionella_temperature_c > self.max_temperature_c:
+            raise ValueError(f"tank {self.id}: legionella_temperature_c above max_temperature_c")
+        return self
+
+
 class PV(_Model):
     type: Literal["pv"] = "pv"
     id: str
@@ -247,7 +305,15 @@ class PV(_Model):
 
 
 Asset = Annotated[
-    Battery | EVCharger | EVPool | ThermalZone | DeferrableLoad | LightingZone | PublicLightingCircuit | PV,
+    Battery
+    | EVCharger
+    | EVPool
+    | ThermalZone
+    | DeferrableLoad
+    | LightingZone
+    | PublicLightingCircuit
+    | HotWaterTank
+    | PV,
     Field(discriminator="type"),
 ]
 
@@ -256,9 +322,9 @@ class Problem(_Model):
     """One scheduling problem: horizon, site, policy, assets and demand-response events."""
 
     start: AwareDatetime
-    n_steps: int | None = Field(None, gt=0)
-    step_minutes: float = Field(15.0, gt=0)
-    step_durations_min: list[float] | None = None
+    n_steps: Count | None = Field(None, gt=0)
+    step_minutes: Number = Field(15.0, gt=0)
+    step_durations_min: list[Number] | None = None
     site: Site
     policy: Policy = Policy()
     assets: list[Asset] = []
@@ -337,20 +403,20 @@ class Settings(_Model):
 
     solver: Literal["highs", "cbc"] = "highs"
     fallback: bool = True
-    time_limit_s: float = Field(30.0, gt=0)
-    mip_gap: float = Field(1e-3, ge=0)
-    threads: int | None = Field(None, gt=0)
+    time_limit_s: Number = Field(30.0, gt=0)
+    mip_gap: Number = Field(1e-3, ge=0)
+    threads: Count | None = Field(None, gt=0)
     msg: bool = False
     # "auto" adds a charge/discharge binary only on steps where wasting energy in the battery could pay.
     battery_exclusivity: Literal["always", "auto"] = "auto"
-    hard_limit_tolerance: float = Field(1e-4, ge=0)
+    hard_limit_tolerance: Number = Field(1e-4, ge=0)
     # "auto" switches to the LP-rounding start (see rounding.py) above this many binaries.
     strategy: Literal["auto", "mip", "rounding"] = "auto"
-    rounding_above_binaries: int = Field(300, ge=0)
+    rounding_above_binaries: Count = Field(300, ge=0)
     # "auto" splits districts with more assets than this into sub-districts (see decompose.py).
     decompose: Literal["auto", "never", "always"] = "auto"
-    decompose_above_assets: int = Field(300, ge=1)
-    group_size: int = Field(100, ge=1)
-    workers: int = Field(1, ge=1)
-    coordination_passes: int = Field(1, ge=0)
+    decompose_above_assets: Count = Field(300, ge=1)
+    group_size: Count = Field(100, ge=1)
+    workers: Count = Field(1, ge=1)
+    coordination_passes: Count = Field(1, ge=0)
 

@@ -14,6 +14,7 @@ from optimizer.problem import (
     Battery,
     DeferrableLoad,
     EVCharger,
+    HotWaterTank,
     LightingZone,
     Problem,
     PublicLightingCircuit,
@@ -28,7 +29,9 @@ def _shift(value: list, k: int) -> list:
     return rest + [value[-1]] * (len(value) - len(rest))
 
 
-def _shift_fields(obj: Site | PV | ThermalZone | LightingZone | PublicLightingCircuit, k: int, n: int) -> dict:
+def _shift_fields(
+    obj: Site | PV | ThermalZone | LightingZone | PublicLightingCircuit | HotWaterTank, k: int, n: int
+) -> dict:
     return {
         name: _shift(v, k)
         for name, v in obj
@@ -85,6 +88,14 @@ def roll_forward(problem: Problem, schedule: Schedule, steps: int) -> Problem:
                 }))
             else:
                 assets.append(a.model_copy(update={"earliest_start": max(a.earliest_start, new_start)}))
+        elif isinstance(a, HotWaterTank):
+            update = _shift_fields(a, steps, n)
+            temperatures = sp[f"{a.id}.temperature_c"].to_numpy()
+            update["initial_temperature_c"] = float(temperatures[steps - 1])
+            due = a.legionella_due_by
+            if due is not None and (temperatures[:steps] >= a.legionella_temperature_c - 1e-6).any():
+                update["legionella_due_by"] = None  # disinfected: the next cycle is not due yet
+            assets.append(a.model_copy(update=update))
         elif isinstance(a, PV | LightingZone | PublicLightingCircuit):
             assets.append(a.model_copy(update=_shift_fields(a, steps, n)))
         else:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pulp
 
-from optimizer.model import Model, SessionVars
+from optimizer.banner import silence_highs_banner
+from optimizer.model import Model, SessionVars, TankSwitches
 from optimizer.problem import Settings
 
 if TYPE_CHECKING:
@@ -47,6 +48,80 @@ def _round_session(s: SessionVars) -> dict[int, int]:
         chosen.pop()
     on = set(chosen)
     return {i: int(i in on) for i in range(len(p))}
+
+
+def _tank_budget_kw(model: Model) -> list[float] | None:
+    """Per step, the power the contactor tanks may draw together under the site's import limit: what the
+    LP gave them plus the LP's headroom under the limit (all closing at once is the 22:00 peak)."""
+    limit = model.problem.site.import_limit_kw
+    if limit is None or not model.switches.tanks:
+        return None
+    budget = [max(0.0, limit - _val(imp)) for imp, _ in model.site_flows]
+    for tank in model.switches.tanks:
+        for t, on in tank.on.items():
+            budget[t] += tank.power_kw * _val(on)
+    return budget
+
+
+def _round_tanks(tanks: list[TankSwitches], budget: list[float] | None) -> dict[pulp.LpVariable, float]:
+    """Step by step, switch a contactor on wherever its tank would otherwise hold less heat than in the LP,
+    within the tank's maximum and, most behind first, within the site's budget. Then heat more before a
+    legionella due time the LP's heating does not reach; the step chosen for it is the hottest candidate."""
+    n = len(tanks[0].ceiling_kwh) if tanks else 0
+    states = [[0.0] * n for _ in tanks]
+    energies = [k.initial_kwh for k in tanks]
+    for t in range(n):
+        behind = []
+        for i, k in enumerate(tanks):
+            off = k.steps.decay[t] * energies[i] + k.steps.drift_kwh[t]
+            quantum = k.steps.heat_kwh_per_kw[t] * k.power_kw
+            energies[i] = off
+            if t in k.on and off < _val(k.energy[t]) - 1e-9 and off + quantum <= k.ceiling_kwh[t] + 1e-9:
+                behind.append(((_val(k.energy[t]) - off) / quantum, i, quantum))
+        for _, i, quantum in sorted(behind, reverse=True):
+            if budget is None or budget[t] >= tanks[i].power_kw - 1e-9:
+                states[i][t] = 1.0
+                energies[i] += quantum
+                if budget is not None:
+                    budget[t] -= tanks[i].power_kw
+    fixed: dict[pulp.LpVariable, float] = {}
+    for k, state in zip(tanks, states, strict=True):
+        fixed.update(_finish_tank(k, state, budget))
+    return fixed
+
+
+def _finish_tank(tank: TankSwitches, state: list[float], budget: list[float] | None) -> dict[pulp.LpVariable, float]:
+    n = len(state)
+
+    def simulate() -> list[float]:
+        return tank.steps.simulate(tank.initial_kwh, [s * tank.power_kw for s in state])
+
+    energy = simulate() if tank.on else [_val(e) for e in tank.energy]
+    while tank.on and tank.legionella and max(energy[t] for t in tank.legionella) < tank.legionella_kwh - 1e-9:
+        best = max(tank.legionella, key=lambda t: energy[t])
+        idle = [t for t in tank.on if t <= best and not state[t]
+                and (budget is None or budget[t] >= tank.power_kw - 1e-9)]
+        if not idle:
+            break
+        state[idle[-1]] = 1.0
+        if budget is not None:
+            budget[idle[-1]] -= tank.power_kw
+        energy = simulate()
+    # Heating added before a due time may pass the maximum later on: switch off the latest step before.
+    while tank.on:
+        over = next((t for t in range(n) if energy[t] > tank.ceiling_kwh[t] + 1e-9), None)
+        heated = [t for t in range(over + 1) if state[t]] if over is not None else []
+        if not heated:
+            break
+        state[heated[-1]] = 0.0
+        if budget is not None:
+            budget[heated[-1]] += tank.power_kw
+        energy = simulate()
+    fixed = {on: state[t] for t, on in tank.on.items()}
+    if tank.legionella:
+        hottest = max(tank.legionella, key=lambda t: energy[t])
+        fixed.update({z: float(t == hottest) for t, z in tank.legionella.items()})
+    return fixed
 
 
 def round_switches(model: Model) -> dict[pulp.LpVariable, float]:
@@ -77,6 +152,7 @@ def round_switches(model: Model) -> dict[pulp.LpVariable, float]:
         best = int(np.argmax(vals))
         for k, v in enumerate(starts):
             fixed[v] = 1.0 if (k == best and sum(vals) >= 0.5) else 0.0
+    fixed.update(_round_tanks(sw.tanks, _tank_budget_kw(model)))
     for u, when_one, when_zero in sw.directions:
         fixed[u] = 1.0 if _val(when_one) >= _val(when_zero) else 0.0
     for v in model.binaries:
@@ -107,6 +183,8 @@ def solve_by_rounding(model: Model, settings: Settings) -> tuple[str, float | No
     """Returns (status, gap). Leaves the best schedule found in the PuLP variables."""
     # Imported here so that the optimiser still loads (and falls back to CBC) without highspy.
     import highspy
+
+    silence_highs_banner()
     deadline = time.perf_counter() + settings.time_limit_s
     lp = pulp.HiGHS(mip=False, msg=settings.msg, timeLimit=settings.time_limit_s, threads=settings.threads)
     model.prob.solve(lp)

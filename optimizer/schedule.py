@@ -56,6 +56,7 @@ class Schedule:
 
     @property
     def objective_eur(self) -> float:
+        """The objective in € (0 without a schedule: check `has_solution` before reading it as a cost)."""
         return sum(t.eur for t in self.objective.values())
 
     @property
@@ -93,8 +94,12 @@ class Schedule:
         lines = [
             f"status: {self.status} (solver {self.solver}, gap {gap}, "
             f"build {self.build_s:.2f} s, solve {self.solve_s:.2f} s)",
-            f"objective: {self.objective_eur:.4f} EUR",
         ]
+        if not self.has_solution:
+            lines.append("no schedule: no objective and no violations to report")
+            lines.extend("note: " + n for n in self.notes)
+            return "\n".join(lines)
+        lines.append(f"objective: {self.objective_eur:.4f} EUR")
         for t in self.objective.values():
             lines.append(f"  {t.name:<28} {t.value:>12.4f} {t.unit:<6} {t.eur:>12.4f} EUR")
         lines.append(f"violations: {len(self.violations)}")

@@ -8,6 +8,7 @@ import warnings
 import pandas as pd
 import pulp
 
+from optimizer.banner import silence_highs_banner
 from optimizer.checks import hard_limit_violations
 from optimizer.decompose import solve_decomposed
 from optimizer.memory import release_freed_memory
@@ -21,6 +22,7 @@ _EPS = 1e-6
 
 
 def _highs(settings: Settings) -> pulp.LpSolver:
+    silence_highs_banner()
     return pulp.HiGHS(
         msg=settings.msg, timeLimit=settings.time_limit_s, gapRel=settings.mip_gap, threads=settings.threads
     )
@@ -58,13 +60,20 @@ def _highs_status(prob: pulp.LpProblem) -> tuple[str, float | None]:
 
 
 def _run(model: Model, settings: Settings) -> tuple[str, str, float | None]:
-    """Returns (solver name, status, gap)."""
+    """Returns (solver name, status, gap). The fallback solver gets what is left of the time limit."""
     order = ["highs", "cbc"] if settings.solver == "highs" else ["cbc", "highs"]
     if not settings.fallback:
         order = order[:1]
-    status, gap, name = "not_solved", None, order[0]
-    for name in order:
-        solver = _highs(settings) if name == "highs" else _cbc(settings)
+    status, gap, ran = "not_solved", None, order[0]
+    deadline = time.perf_counter() + settings.time_limit_s
+    for k, name in enumerate(order):
+        left = deadline - time.perf_counter()
+        if k and left < 0.05:
+            model.notes.append(f"no time left to try solver {name}")
+            break
+        ran = name
+        step = settings if not k else settings.model_copy(update={"time_limit_s": left})
+        solver = _highs(step) if name == "highs" else _cbc(step)
         if not solver.available():
             model.notes.append(f"solver {name} not available")
             continue
@@ -81,7 +90,7 @@ def _run(model: Model, settings: Settings) -> tuple[str, str, float | None]:
         if status in ("optimal", "time_limit"):
             return name, status, gap
         model.notes.append(f"solver {name} returned {status}")
-    return name, status, gap
+    return ran, status, gap
 
 
 def _pulp_status(prob: pulp.LpProblem) -> str:
@@ -172,8 +181,10 @@ def _solve(problem: Problem, settings: Settings) -> Schedule:
         solver = "highs+rounding"
         status, gap = solve_by_rounding(model, settings)
     if status not in ("optimal", "time_limit"):
-        left = settings.time_limit_s - (time.perf_counter() - t1)
-        solver, status, gap = _run(model, settings.model_copy(update={"time_limit_s": max(1.0, left)}))
+        limit = settings.time_limit_s
+        if solver:  # the rounding start failed: the MIP gets what is left, and at least a second
+            limit = max(min(1.0, limit), limit - (time.perf_counter() - t1))
+        solver, status, gap = _run(model, settings.model_copy(update={"time_limit_s": limit}))
     t2 = time.perf_counter()
     has_solution = status in ("optimal", "time_limit")
     if has_solution:

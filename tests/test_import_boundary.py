@@ -14,12 +14,35 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _type_checking(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`): its imports never run."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of a file that can run: all of it but the bodies of `if TYPE_CHECKING:` blocks."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if _type_checking(node):
+            todo.extend(node.orelse)  # type: ignore[attr-defined]
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def _imports(path: Path, module: str | None = None) -> set[str]:
-    """Every module a file imports (absolute names; relative imports resolved), at any depth of the file."""
+    """Every module a file imports at run time (absolute names; relative imports resolved), at any depth."""
     module = module or _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -76,6 +99,9 @@ def test_nothing_in_the_controller_path_imports_the_simulator() -> None:
 
 def test_the_scan_sees_an_import_of_the_simulator(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    import sim.core\n    from ...sim.physics import noise\n")
+    probe.write_text("def f():\n    import sim.core\n    from ...sim.physics import noise\n"
+                     "if TYPE_CHECKING:\n    import sim.site\n")
     names = _imports(probe, "gridctl.service.probe")
     assert "sim.core" in names and "sim.physics.noise" in names
+    # A type-only import never runs.
+    assert "sim.site" not in names

@@ -3,8 +3,8 @@ web pages under `/ui/`."""
 
 from __future__ import annotations
 
-import hashlib
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -12,13 +12,17 @@ from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gridctl.api.auth import SESSION_COOKIE
 from gridctl.api.context import ApiContext
-from gridctl.api.db import Database, open_database
-from gridctl.api.ratelimit import RateLimiter
+from gridctl.api.db import Busy, Conflict, Database, open_database
+from gridctl.api.ratelimit import RateLimiter, client_keys
+from gridctl.api.responses import AUTHENTICATED, COMMON, with_validation_errors_as_answered
 from gridctl.api.routers import account, managers, opendata, operators, residents
 from gridctl.api.settings import ApiSettings
 from gridctl.api.store import ApiStore
@@ -73,7 +77,8 @@ class SecurityHeadersMiddleware:
 
 
 class RateLimitMiddleware:
-    """429 with Retry-After when a client (its bearer token, else its address) exceeds its bucket."""
+    """429 with Retry-After when a client exceeds its bucket: one per token (else per address), and one per
+    address whatever the token."""
 
     def __init__(self, app: Any, limiter: RateLimiter, per_address: RateLimiter, prefix: str) -> None:
         self.app = app
@@ -85,13 +90,7 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        address = client[0] if client else "unknown"
-        key = "a:" + address
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                key = "t:" + hashlib.sha256(value).hexdigest()[:32]
-                break
+        address, key = client_keys(scope, SESSION_COOKIE)
         wait = self.per_address.take(address)
         if wait <= 0:
             wait = self.limiter.take(key)
@@ -106,6 +105,44 @@ class RateLimitMiddleware:
                         (b"content-length", str(len(body)).encode())],
         })
         await send({"type": "http.response.body", "body": body})
+
+
+# What FastAPI answers (400) to a body it cannot decode.
+_UNDECODABLE_BODY = "There was an error parsing the body"
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 400 and exc.detail == _UNDECODABLE_BODY:
+        # A problem with the body like any other, so a 422 naming it.
+        detail = [{"type": "body_invalid", "loc": ["body"], "msg": str(exc.detail)}]
+        return JSONResponse({"detail": detail, "message": f"body: {exc.detail}"}, status_code=422)
+    if exc.status_code == 405:
+        # The router names the methods of the one route it tried; the path may have others.
+        allowed = _methods_of(request.app, request.url.path)
+        headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)} if allowed else exc.headers
+        return JSONResponse({"detail": exc.detail}, status_code=405, headers=headers)
+    return await http_exception_handler(request, exc)
+
+
+def _methods_of(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI schema documents for a concrete path (its `{parameters}` matching a segment)."""
+    table = getattr(app.state, "methods_by_path", None)
+    if table is None:
+        table = app.state.methods_by_path = [
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"),
+             {m.upper() for m in operations})
+            for template, operations in app.openapi()["paths"].items()
+        ]
+    return sorted(set().union(*(methods for pattern, methods in table if pattern.match(path))))
+
+
+async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
+    return JSONResponse({"detail": f"conflicts with what is stored: {exc}"}, status_code=409)
+
+
+async def _busy(_request: Request, exc: Busy) -> JSONResponse:
+    return JSONResponse({"detail": f"the database is busy ({exc}); try again"}, status_code=503,
+                        headers={"Retry-After": "1"})
 
 
 def _page(path: str) -> Callable[[], Any]:
@@ -161,9 +198,23 @@ def create_app(
         redoc_url=None,
     )
     app.state.context = ctx
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_validation_errors_as_answered(plain_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    for router in (account.router, residents.router, operators.router, managers.router, opendata.router):
-        app.include_router(router, prefix=API_PREFIX)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Conflict, _conflict)  # type: ignore[arg-type]
+    app.add_exception_handler(Busy, _busy)  # type: ignore[arg-type]
+    # Signing in needs no token; open data neither.
+    app.include_router(account.router, prefix=API_PREFIX, responses=COMMON)
+    for router in (residents.router, operators.router, managers.router):
+        app.include_router(router, prefix=API_PREFIX, responses={**COMMON, **AUTHENTICATED})
+    app.include_router(opendata.router, prefix=API_PREFIX, responses=COMMON)
     static = files("gridctl.api") / "static"
     for name in PAGES:
         app.add_api_route(f"/ui/{name}", _page(str(static / f"{name}.html")), include_in_schema=False)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -40,6 +42,35 @@ class TokenCache:
         self._entries = {k: v for k, v in self._entries.items() if v[0] is None or v[0].id != user_id}
 
 
+class PreviewGate:
+    """One preview solve per site at a time: a solve takes a core for seconds, and previews queue nowhere."""
+
+    def __init__(self) -> None:
+        self._running: set[str] = set()
+        self._last_s: dict[str, float] = {}
+
+    def busy(self, site_id: str) -> bool:
+        return site_id in self._running
+
+    def retry_after_s(self, site_id: str) -> int:
+        """Seconds until the running preview likely ends: as long as the last one took."""
+        return max(1, math.ceil(self._last_s.get(site_id, 5.0)))
+
+    @contextlib.contextmanager
+    def running(self, site_id: str) -> Iterator[None]:
+        # Checked and taken without an await in between: on one event loop nothing runs in between.
+        if site_id in self._running:
+            raise RuntimeError(f"a preview of {site_id} is already running")
+        self._running.add(site_id)
+        try:
+            yield
+        finally:
+            self._running.discard(site_id)
+
+    def took(self, site_id: str, seconds: float) -> None:
+        self._last_s[site_id] = seconds
+
+
 @dataclass
 class ApiContext:
     historian: Historian
@@ -50,6 +81,7 @@ class ApiContext:
     # Sites served without a live runtime (history and open data only).
     extra_sites: Mapping[str, Site] = field(default_factory=dict)
     token_cache: TokenCache = field(default_factory=lambda: TokenCache())
+    previews: PreviewGate = field(default_factory=lambda: PreviewGate())
     # Sessions and sign-in back-off run on the wall clock even when the service runs on simulated time.
     wall_clock: Callable[[], datetime] = utc_now
     # The service clock's seconds per wall-clock second (above 1 in an accelerated simulation).

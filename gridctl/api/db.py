@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -18,6 +19,22 @@ from gridctl.history import HistorianUnavailable, is_postgres_dsn
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+
+
+class Conflict(Exception):
+    """A row with the same key exists (a concurrent insert won the race)."""
+
+
+class Busy(Exception):
+    """The database could not take the statement now (locked, serialisation failure); try again later."""
+
+
+def _sqlite_error(error: sqlite3.Error) -> Exception:
+    if isinstance(error, sqlite3.IntegrityError) and ("UNIQUE" in str(error) or "PRIMARY KEY" in str(error)):
+        return Conflict(str(error))
+    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+        return Busy(str(error))
+    return error
 
 
 class Database(abc.ABC):
@@ -81,7 +98,13 @@ class SQLiteDatabase(Database):
             raise RuntimeError("database is not open")
         conn = self._conn
         async with self._lock:
-            return await asyncio.to_thread(fn, conn)
+            try:
+                return await asyncio.to_thread(fn, conn)
+            except sqlite3.Error as error:
+                translated = _sqlite_error(error)
+                if translated is error:
+                    raise
+                raise translated from error
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await self._run(lambda conn: conn.execute(sql, list(params)).fetchall())
@@ -154,21 +177,24 @@ class PostgresDatabase(Database):
         return sql.replace("?", "%s")
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(self._sql(sql), list(params))
-            return await cursor.fetchall() if cursor.description else []
+        with _postgres_errors():
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(self._sql(sql), list(params))
+                return await cursor.fetchall() if cursor.description else []
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(self._sql(sql), list(params))
-            return cursor.rowcount
+        with _postgres_errors():
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(self._sql(sql), list(params))
+                return cursor.rowcount
 
     async def script(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
         out: list[list[Row]] = []
-        async with self._pool.connection() as conn, conn.transaction():
-            for sql, params in statements:
-                cursor = await conn.execute(self._sql(sql), list(params))
-                out.append(await cursor.fetchall() if cursor.description else [])
+        with _postgres_errors():
+            async with self._pool.connection() as conn, conn.transaction():
+                for sql, params in statements:
+                    cursor = await conn.execute(self._sql(sql), list(params))
+                    out.append(await cursor.fetchall() if cursor.description else [])
         return out
 
     def ts(self, moment: datetime | None) -> Any:
@@ -179,6 +205,18 @@ class PostgresDatabase(Database):
 
     def epoch_seconds(self, raw: Any) -> int:
         return int(raw.timestamp())
+
+
+@contextlib.contextmanager
+def _postgres_errors() -> Iterator[None]:
+    from psycopg import errors
+
+    try:
+        yield
+    except errors.UniqueViolation as error:
+        raise Conflict(str(error)) from error
+    except (errors.SerializationFailure, errors.DeadlockDetected, errors.LockNotAvailable) as error:
+        raise Busy(str(error)) from error
 
 
 def open_database(target: str) -> Database:

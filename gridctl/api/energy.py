@@ -196,21 +196,62 @@ async def compare_with_building(historian: Historian, site: Site, dwelling_id: s
 @dataclass(frozen=True)
 class AggregateDay:
     day: date
-    energy_kwh: float | None  # None: fewer than the minimum dwellings reported that day
-    dwellings: int
+    energy_kwh: float | None  # None: withheld
+    dwellings: int  # dwellings reporting that day
+    note: str | None = None  # why it is withheld
 
 
-async def aggregate_daily(historian: Historian, site: Site, dwellings: list[str], start: date, end: date,
-                          minimum: int) -> list[AggregateDay]:
-    """Total daily consumption of a group of dwellings; a day with fewer than `minimum` reporting is withheld."""
-    if len(dwellings) < minimum:
-        raise NotEnoughDwellings(len(dwellings), minimum)
-    frame = await daily_totals(historian, site, dwellings, start, end)
-    out = []
+def publishable_building(site: Site, building_id: str, minimum: int) -> bool:
+    """A building's aggregate may be published when it covers enough dwellings and so does the rest of the site,
+    so that the site total minus the building total never isolates a handful of dwellings."""
+    members = len(building_dwellings(site, building_id))
+    rest = len(site.dwellings) - members
+    return members >= minimum and (rest == 0 or rest >= minimum)
+
+
+async def open_daily(historian: Historian, site: Site, start: date, end: date,
+                     minimum: int) -> dict[str | None, list[AggregateDay]]:
+    """Daily consumption of the site's dwellings (key None) and of each building's (key: its id).
+
+    No published figure covers fewer than `minimum` reporting dwellings, and neither does the difference
+    of two figures of the same day: when the buildings withheld that day (too few reporting, or too small)
+    hold between 1 and `minimum - 1` reporting dwellings, the site total minus the published buildings would
+    be theirs, so published buildings are withheld too, the smallest first, until it is not. The site total
+    is kept: it is the figure most users want.
+    """
+    if len(site.dwellings) < minimum:
+        raise NotEnoughDwellings(len(site.dwellings), minimum)
+    members: dict[str, list[str]] = {}
+    for dwelling in site.dwellings:
+        members.setdefault(dwelling.building, []).append(dwelling.id)
+    eligible = {b for b in members if publishable_building(site, b, minimum)}
+    frame = await daily_totals(historian, site, [d.id for d in site.dwellings], start, end)
+    out: dict[str | None, list[AggregateDay]] = {None: [], **{b: [] for b in members}}
     for ts, row in frame.iterrows():
-        present = row.dropna()
-        count = len(present)
-        out.append(AggregateDay(ts.date(), float(present.sum()) if count >= minimum else None, count))
+        day = ts.date()
+        reporting = {b: int(row[ids].notna().sum()) for b, ids in members.items()}
+        energy = {b: float(row[ids].dropna().sum()) for b, ids in members.items()}
+        total = sum(reporting.values())
+        published = {b for b in eligible if reporting[b] >= minimum}
+        if total >= minimum:
+            hidden = total - sum(reporting[b] for b in published)
+            for b in sorted(published, key=lambda b: (reporting[b], b)):
+                if hidden == 0 or hidden >= minimum:
+                    break
+                published.discard(b)
+                hidden += reporting[b]
+            out[None].append(AggregateDay(day, sum(energy.values()), total))
+        else:
+            published = set()
+            out[None].append(AggregateDay(day, None, total, f"fewer than {minimum} dwellings reported"))
+        for b in members:
+            if b in published:
+                out[b].append(AggregateDay(day, energy[b], reporting[b]))
+            else:
+                note = (f"fewer than {minimum} dwellings reported" if reporting[b] < minimum else
+                        "withheld so that the site total minus this building's would not reveal the few dwellings "
+                        "of the rest of the site that reported")
+                out[b].append(AggregateDay(day, None, reporting[b], note))
     return out
 
 

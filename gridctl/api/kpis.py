@@ -7,9 +7,11 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
-from gridctl.api.energy import Bucket, cost_of, in_window, local_midnight
+from gridctl.api.energy import Bucket, cost_of, local_midnight
 from gridctl.api.models import Kpi
-from gridctl.config.models import PvArray, Site, ThermalZone
+from gridctl.assets import AssetAdapter, KpiPart, site_adapters
+from gridctl.assets.base import Hourly
+from gridctl.config.models import Site
 from gridctl.config.units import UNITS
 from gridctl.history import EnergyResolution, Historian
 from gridctl.runtime import SiteRuntime
@@ -34,13 +36,12 @@ async def site_kpis(historian: Historian, site: Site, start: date, end: date, ca
     tz = site.tz
     lo, hi = local_midnight(start, tz), local_midnight(end, tz)
     grid = site.grid.points
-    pv_assets = [a for a in site.assets if isinstance(a, PvArray)]
-    zones = [a for a in site.assets if isinstance(a, ThermalZone)]
+    adapters = site_adapters(site)
     addresses = [a for a in (grid.get("power"), grid.get("import_energy"), grid.get("export_energy")) if a]
-    addresses += [a.points["energy"] for a in pv_assets if "energy" in a.points]
-    addresses += [z.points["temperature"] for z in zones if "temperature" in z.points]
+    addresses += [address for adapter in adapters for address in adapter.history_points()]
     frame = await historian.rollups(site.id, addresses, lo, hi, EnergyResolution.HOUR)
     kpis: dict[str, Kpi] = {}
+    parts = _asset_parts(adapters, lambda address, column: _hourly(frame, address, column))
 
     imported = _hourly(frame, grid["import_energy"], "energy_kwh") if "import_energy" in grid else pd.Series()
     exported = _hourly(frame, grid["export_energy"], "energy_kwh") if "export_energy" in grid else pd.Series()
@@ -67,12 +68,8 @@ async def site_kpis(historian: Historian, site: Site, start: date, end: date, ca
             note="highest grid power reading",
         )
 
-    pv_kwh = None
-    for asset in pv_assets:
-        if "energy" in asset.points:
-            produced = _sum(_hourly(frame, asset.points["energy"], "energy_kwh"))
-            if produced is not None:
-                pv_kwh = (pv_kwh or 0.0) + produced
+    pv = parts.pop("pv_energy", None)
+    pv_kwh = pv.value if pv else None
     kpis["pv_energy"] = Kpi(value=pv_kwh, unit="kWh")
     if pv_kwh and export_kwh is not None:
         kpis["self_consumption"] = Kpi(value=max(0.0, min(1.0, (pv_kwh - export_kwh) / pv_kwh)), unit="ratio",
@@ -80,23 +77,25 @@ async def site_kpis(historian: Historian, site: Site, start: date, end: date, ca
     else:
         kpis["self_consumption"] = Kpi(value=None, unit="ratio", note="no PV production recorded in the period")
 
-    discomfort = None
-    for zone in zones:
-        address = zone.points.get("temperature")
-        if address is None:
-            continue
-        temperatures = _hourly(frame, address, "value_avg").dropna()
-        for ts, value in temperatures.items():
-            local = ts.to_pydatetime().astimezone(tz)
-            occupied = any(in_window(local, w) for w in zone.occupancy)
-            band = zone.comfort_occupied if occupied else zone.comfort_unoccupied
-            outside = max(0.0, band.min_temperature_c - value, value - band.max_temperature_c)
-            discomfort = (discomfort or 0.0) + outside
-    kpis["discomfort"] = Kpi(value=discomfort, unit="K·h", note="hourly mean temperature outside the comfort band")
+    discomfort = parts.pop("discomfort", None)
+    kpis["discomfort"] = Kpi(value=discomfort.value if discomfort else None, unit="K·h",
+                             note="hourly mean temperature outside the comfort band")
+    for name, part in parts.items():
+        kpis[name] = Kpi(value=part.value, unit=part.unit, note=part.note)
 
     kpis["plan_adherence"] = await _plan_adherence(historian, site, runtime, lo, min(hi, now))
     kpis["forecast_accuracy"] = await _forecast_accuracy(historian, site, runtime, lo, min(hi, now))
     return kpis
+
+
+def _asset_parts(adapters: list[AssetAdapter], hourly: Hourly) -> dict[str, KpiPart]:
+    """The assets' KPI parts, summed by name."""
+    parts: dict[str, KpiPart] = {}
+    for adapter in adapters:
+        for name, part in adapter.history_kpis(hourly).items():
+            seen = parts.get(name)
+            parts[name] = part if seen is None else KpiPart(seen.value + part.value, seen.unit, seen.note)
+    return parts
 
 
 async def _measured(historian: Historian, site: Site, address: str, steps: list[datetime],
@@ -138,17 +137,18 @@ async def _forecast_accuracy(historian: Historian, site: Site, runtime: SiteRunt
     """PV forecast error of the schedule in force: mean absolute error against the measured production."""
     unit = "kW"
     found = _past_steps(runtime, lo, hi)
-    pv = [a for a in site.assets if isinstance(a, PvArray) and "power" in a.points]
-    if found is None or not pv:
+    checks = [check for adapter in site_adapters(site) for check in adapter.forecast_checks()]
+    if found is None or not checks:
         return Kpi(value=None, unit=unit, note="no elapsed step of a schedule with a PV forecast within the period")
     past, step = found
     errors: list[float] = []
-    for asset in pv:
-        columns = [f"{asset.id}.power_kw", f"{asset.id}.curtailed_kw"]
-        if columns[0] not in past:
+    for check in checks:
+        if check.columns[0] not in past:
             continue
-        forecast = past[columns[0]] + (past[columns[1]] if columns[1] in past else 0.0)
-        address = asset.points["power"]
+        forecast = past[check.columns[0]]
+        for column in check.columns[1:]:
+            forecast = forecast + (past[column] if column in past else 0.0)
+        address = check.address
         measured = await _measured(historian, site, address, [ts.to_pydatetime() for ts in past.index], step)
         measured = measured * _factor_kw(site, address)
         gap = (measured - pd.Series(forecast.to_numpy(), index=measured.index)).abs().dropna()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
+from gridctl.alarms import AlarmKind
 from gridctl.api.energy import Resolution
 from gridctl.api.store import Purpose, Role
 from gridctl.policy import DemandResponse, SitePolicy
@@ -83,7 +84,7 @@ class ConsentState(BaseModel):
 
 
 class ConsentChange(Body):
-    granted: bool
+    granted: Annotated[bool, Strict()]
 
 
 class ErasureOut(BaseModel):
@@ -115,6 +116,8 @@ class LivePoint(BaseModel):
     age_wall_s: float = Field(description="the age in wall-clock seconds (differs from age_s in a simulation "
                                           "running faster than real time)")
     error: str | None = None
+    note: str | None = Field(default=None, description="for a building's dwellings: what the total covers, or why "
+                                                          "it is withheld")
 
 
 class DeviceHealthOut(BaseModel):
@@ -140,7 +143,7 @@ class AlarmOut(BaseModel):
 
 
 class AlarmAck(Body):
-    kind: str = Field(max_length=64)
+    kind: AlarmKind
     subject: str = Field(max_length=200)
 
 
@@ -180,8 +183,13 @@ class ScheduleOut(BaseModel):
                                         description="asset (and charger) id -> its name, for the series' labels")
 
 
+# `site`, `device:<id>` or `point:<device>/<point>`.
+SCOPE_PATTERN = r"^(site|device:[^/]+|point:[^/]+/[^/]+)$"
+
+
 class HandsOffRequest(Body):
-    scope: str = Field(max_length=200, description="`site`, `device:<id>` or `point:<device>/<point>`")
+    scope: str = Field(max_length=200, pattern=SCOPE_PATTERN,
+                       description="`site`, `device:<id>` or `point:<device>/<point>`")
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -193,10 +201,22 @@ class HandsOffOut(BaseModel):
 class PolicyChange(Body):
     policy: SitePolicy
     comment: str = Field(default="", max_length=1000)
+    base_version: Annotated[int, Strict()] | None = Field(
+        default=None, ge=0, le=2**31 - 1,
+        description="The version this change was made from (0: the site defaults). When given, the change is "
+                    "refused (409) if another version was stored since.")
 
 
 class PolicyPreviewRequest(Body):
     policy: SitePolicy
+
+
+class RejectedVersionOut(BaseModel):
+    version: int
+    author: str
+    comment: str
+    created_at: datetime
+    problem: str = Field(description="why this stored version no longer validates")
 
 
 class PolicyVersionOut(BaseModel):
@@ -207,13 +227,34 @@ class PolicyVersionOut(BaseModel):
     created_at: datetime | None
     policy: SitePolicy
     changed: list[str]
+    rejected: list[RejectedVersionOut] = Field(
+        default_factory=list,
+        description="Stored versions newer than this one that no longer validate: this one is in force instead.")
+
+
+class StoredVersionOut(BaseModel):
+    site_id: str
+    version: int
+    author: str
+    comment: str
+    created_at: datetime
+    policy: SitePolicy | None = Field(description="null when the version no longer validates")
+    changed: list[str]
+    problem: str | None = Field(default=None, description="why the version no longer validates")
 
 
 class DemandResponseOut(BaseModel):
     site_id: str
-    event: DemandResponse
+    event_id: str
+    event: DemandResponse | None = Field(description="null when the stored event no longer validates")
+    problem: str | None = Field(default=None, description="why the stored event no longer validates")
     created_by: str
     created_at: datetime
+    cancelled_at: datetime | None = None
+    cancelled_by: str | None = None
+    cancel_reason: str | None = None
+    state: Literal["upcoming", "in_progress", "over", "cancelled", "rejected"] = Field(
+        description="at the service's time: pages must not judge it by the browser's clock")
 
 
 class Kpi(BaseModel):
@@ -233,6 +274,7 @@ class OpenDay(BaseModel):
     day: date
     energy_kwh: float | None
     dwellings_reporting: int
+    note: str | None = Field(default=None, description="why the day's figure is withheld")
 
 
 class OpenDaily(BaseModel):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from drivers.base import Quality, Reading
+from gridctl.assets import site_adapters
 from gridctl.config import models as m
 from gridctl.config.units import UNITS
 
@@ -27,19 +28,8 @@ def _power_points(site: m.Site) -> dict[str, list[str]]:
     by_kind: dict[str, list[str]] = {kind: [] for kind in FLOW_KINDS}
     if "power" in site.grid.points:
         by_kind["grid"].append(site.grid.points["power"])
-    for asset in site.assets:
-        if isinstance(asset, m.PvArray):
-            by_kind["pv"].append(asset.points["power"])
-        elif isinstance(asset, m.BatteryAsset):
-            by_kind["battery"].append(asset.points["power"])
-        elif isinstance(asset, m.EvChargerPool):
-            by_kind["ev"] += [c.points["power"] for c in asset.chargers if "power" in c.points]
-        elif isinstance(asset, m.ThermalZone):
-            by_kind["heating_cooling"].append(asset.points["heat_pump_power"])
-        elif isinstance(asset, m.LightingZone | m.PublicLightingCircuit):
-            by_kind["lighting"].append(asset.points["power"])
-        elif isinstance(asset, m.DeferrableAppliance):
-            by_kind["appliances"].append(asset.points["power"])
+    for adapter in site_adapters(site):
+        by_kind[adapter.flow] += adapter.power_points()
     return by_kind
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import NoReturn
 
-from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
 from gridctl.api.energy import Resolution
@@ -32,9 +31,8 @@ def period(start: date | None, end: date | None, resolution: Resolution, setting
         field_error("query", "end", "must be after start", str(end))
     limit = settings.max_range[resolution]
     if end - start > limit:
-        raise HTTPException(
-            400, f"a {resolution.value} query covers at most {limit.days} days; this one covers {(end - start).days}"
-        )
+        field_error("query", "end", f"a {resolution.value} query covers at most {limit.days} days; this one covers "
+                                    f"{(end - start).days}", str(end))
     return start, end
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import http.cookies
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -37,3 +41,35 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self.rate
+
+
+def bearer_token(authorization: bytes) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; the scheme's case and spacing don't matter."""
+    scheme, _, credentials = authorization.decode("latin-1").strip().partition(" ")
+    token = credentials.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def client_keys(scope: dict[str, Any], session_cookie: str | None = None) -> tuple[str, str]:
+    """(the client's address, the bucket of its bearer token, else of its session cookie, else of its address)."""
+    client = scope.get("client")
+    address = client[0] if client else "unknown"
+    session = None
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            token = bearer_token(value)
+            if token is not None:
+                return address, "t:" + _digest(token)
+        elif name == b"cookie" and session_cookie is not None:
+            cookies = http.cookies.SimpleCookie()
+            with contextlib.suppress(http.cookies.CookieError):
+                cookies.load(value.decode("latin-1"))
+            if session_cookie in cookies and cookies[session_cookie].value:
+                session = cookies[session_cookie].value
+    if session is not None:
+        return address, "s:" + _digest(session)
+    return address, "a:" + address
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:32]

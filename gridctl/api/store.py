@@ -12,9 +12,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from gridctl.api.db import Database
+from pydantic import ValidationError
+
+from gridctl.api.db import Conflict, Database
 from gridctl.dispatch.audit import AuditEntry, Outcome
-from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
+from gridctl.policy import DemandResponse, PolicyVersion, RejectedPolicy, SitePolicy
 
 TOKEN_PREFIX = "gct_"
 
@@ -82,14 +84,27 @@ class AuditFilter:
     start: datetime | None = None
     end: datetime | None = None
     limit: int = 500
+    # Devices whose entries are left out (dwellings' meters).
+    hidden_devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class DemandResponseRecord:
     site_id: str
-    event: DemandResponse
+    event_id: str
+    # None when the stored event no longer validates (`problem` says why): it is never honoured.
+    event: DemandResponse | None
     created_by: str
     created_at: datetime
+    cancelled_at: datetime | None = None
+    cancelled_by: str | None = None
+    cancel_reason: str | None = None
+    problem: str | None = None
+    # As stored, valid or not.
+    ends_at: datetime | None = None
+
+    def in_force(self, now: datetime) -> bool:
+        return self.event is not None and self.cancelled_at is None and self.event.end > now
 
 
 def new_token() -> str:
@@ -224,6 +239,9 @@ class ApiStore:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if query.hidden_devices:
+            where.append(f"device_id NOT IN ({', '.join('?' * len(query.hidden_devices))})")
+            params.extend(query.hidden_devices)
         if query.start is not None:
             where.append("ts >= ?")
             params.append(self.db.ts(query.start))
@@ -250,23 +268,40 @@ class ApiStore:
 
     # --- policies --------------------------------------------------------------------------------
 
-    def _policy(self, row: tuple[Any, ...]) -> PolicyVersion:
-        return PolicyVersion(
-            site_id=row[0], version=row[1], policy=SitePolicy.model_validate_json(row[2]), author=row[3],
-            comment=row[4], created_at=self.db.from_ts(row[5]),  # type: ignore[arg-type]
-        )
+    def _policy(self, row: tuple[Any, ...]) -> PolicyVersion | RejectedPolicy:
+        site_id, version, raw, author, comment, created = row
+        created_at = self.db.from_ts(created)
+        try:
+            policy = SitePolicy.model_validate_json(raw)
+        except ValidationError as error:
+            # Stored by an earlier gridctl with looser rules, or edited by hand: kept, never put in force.
+            problem = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+            return RejectedPolicy(site_id, version, author, comment, created_at, problem, raw)  # type: ignore[arg-type]
+        return PolicyVersion(site_id=site_id, version=version, policy=policy, author=author, comment=comment,
+                             created_at=created_at)  # type: ignore[arg-type]
 
-    async def add_policy(self, site_id: str, policy: SitePolicy, author: str, comment: str,
-                         now: datetime) -> PolicyVersion:
+    async def add_policy(self, site_id: str, policy: SitePolicy, author: str, comment: str, now: datetime,
+                         base_version: int | None = None) -> PolicyVersion:
+        """Store the next version. With `base_version` (the version the author started from; 0 for none),
+        raises `Conflict` when another version was stored since; concurrent inserts raise `Conflict` too."""
+        having = ""
+        params: list[Any] = [site_id, policy.model_dump_json(), author, comment, self.db.ts(now), site_id]
+        if base_version is not None:
+            having = " HAVING coalesce(max(version), 0) = ?"
+            params.append(base_version)
         rows = await self.db.fetch(
             "INSERT INTO policy_versions (site_id, version, policy, author, comment, created_at) "
-            "SELECT ?, coalesce(max(version), 0) + 1, ?, ?, ?, ? FROM policy_versions WHERE site_id = ? "
+            f"SELECT ?, coalesce(max(version), 0) + 1, ?, ?, ?, ? FROM policy_versions WHERE site_id = ?{having} "
             "RETURNING site_id, version, policy, author, comment, created_at",
-            [site_id, policy.model_dump_json(), author, comment, self.db.ts(now), site_id],
+            params,
         )
-        return self._policy(rows[0])
+        if not rows:
+            raise Conflict(f"the policy was changed since version {base_version}")
+        stored = self._policy(rows[0])
+        assert isinstance(stored, PolicyVersion)
+        return stored
 
-    async def policies(self, site_id: str) -> list[PolicyVersion]:
+    async def policies(self, site_id: str) -> list[PolicyVersion | RejectedPolicy]:
         rows = await self.db.fetch(
             "SELECT site_id, version, policy, author, comment, created_at FROM policy_versions "
             "WHERE site_id = ? ORDER BY version",
@@ -274,7 +309,7 @@ class ApiStore:
         )
         return [self._policy(r) for r in rows]
 
-    async def policy(self, site_id: str, version: int | None = None) -> PolicyVersion | None:
+    async def policy(self, site_id: str, version: int | None = None) -> PolicyVersion | RejectedPolicy | None:
         if version is None:
             sql, params = "WHERE site_id = ? ORDER BY version DESC LIMIT 1", [site_id]
         else:
@@ -287,35 +322,55 @@ class ApiStore:
     # --- demand response -------------------------------------------------------------------------
 
     async def add_demand_response(self, site_id: str, event: DemandResponse, author: str, now: datetime) -> bool:
-        """Record an event; False when the site already has one with this id."""
-        existing = await self.db.fetch(
-            "SELECT 1 FROM demand_response_events WHERE site_id = ? AND id = ?", [site_id, event.id]
-        )
-        if existing:
+        """Record an event; False when the site already has one with this id (also under concurrent inserts)."""
+        try:
+            added = await self.db.execute(
+                "INSERT INTO demand_response_events (site_id, id, start_at, end_at, max_import_kw, "
+                "value_eur_per_kwh, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (site_id, id) DO NOTHING",
+                [site_id, event.id, self.db.ts(event.start), self.db.ts(event.end), event.max_import_kw,
+                 event.value_eur_per_kwh, author, self.db.ts(now)],
+            )
+        except Conflict:
             return False
-        await self.db.execute(
-            "INSERT INTO demand_response_events (site_id, id, start_at, end_at, max_import_kw, value_eur_per_kwh, "
-            "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [site_id, event.id, self.db.ts(event.start), self.db.ts(event.end), event.max_import_kw,
-             event.value_eur_per_kwh, author, self.db.ts(now)],
+        return added > 0
+
+    async def cancel_demand_response(self, site_id: str, event_id: str, who: str, reason: str,
+                                     now: datetime) -> DemandResponseRecord | None:
+        """Mark an event cancelled; None when there is no such event or it was already cancelled."""
+        changed = await self.db.execute(
+            "UPDATE demand_response_events SET cancelled_at = ?, cancelled_by = ?, cancel_reason = ? "
+            "WHERE site_id = ? AND id = ? AND cancelled_at IS NULL",
+            [self.db.ts(now), who, reason, site_id, event_id],
         )
-        return True
+        return await self.demand_response(site_id, event_id) if changed else None
+
+    async def demand_response(self, site_id: str, event_id: str) -> DemandResponseRecord | None:
+        found = await self._demand_responses("WHERE site_id = ? AND id = ?", [site_id, event_id])
+        return found[0] if found else None
 
     async def demand_responses(self, site_id: str) -> list[DemandResponseRecord]:
+        return await self._demand_responses("WHERE site_id = ? ORDER BY start_at, id", [site_id])
+
+    async def _demand_responses(self, where: str, params: list[Any]) -> list[DemandResponseRecord]:
         rows = await self.db.fetch(
-            "SELECT id, start_at, end_at, max_import_kw, value_eur_per_kwh, created_by, created_at "
-            "FROM demand_response_events WHERE site_id = ? ORDER BY start_at",
-            [site_id],
+            "SELECT site_id, id, start_at, end_at, max_import_kw, value_eur_per_kwh, created_by, created_at, "
+            f"cancelled_at, cancelled_by, cancel_reason FROM demand_response_events {where}",
+            params,
         )
-        return [
-            DemandResponseRecord(
-                site_id,
-                DemandResponse(id=r[0], start=self.db.from_ts(r[1]), end=self.db.from_ts(r[2]),  # type: ignore[arg-type]
-                               max_import_kw=r[3], value_eur_per_kwh=r[4]),
-                r[5], self.db.from_ts(r[6]),  # type: ignore[arg-type]
-            )
-            for r in rows
-        ]
+        out = []
+        for site_id, event_id, start, end, max_kw, value, by, at, cancelled_at, cancelled_by, why in rows:
+            event, problem = None, None
+            try:
+                event = DemandResponse(id=event_id, start=self.db.from_ts(start), end=self.db.from_ts(end),  # type: ignore[arg-type]
+                                       max_import_kw=max_kw, value_eur_per_kwh=value)
+            except ValidationError as error:
+                problem = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}"
+                                    for e in error.errors())
+            out.append(DemandResponseRecord(site_id, event_id, event, by, self.db.from_ts(at),  # type: ignore[arg-type]
+                                            self.db.from_ts(cancelled_at), cancelled_by, why, problem,
+                                            self.db.from_ts(end)))
+        return out
 
 
 class StoreAuditSink:

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from gridctl import logs, paths
+from gridctl.commands.run import add_metrics_options, metrics_access
 
 SITES = Path(__file__).resolve().parents[2] / "sites"
 DEMONSTRATORS = ("zac-saint-sauveur", "zac-union", "zac-haute-deule")
@@ -24,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="simulated seconds per wall second (default 360: an hour every 10 s)")
     parser.add_argument("--backfill-days", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
+    add_metrics_options(parser)
     parser.add_argument("--log-level", default="warning")
     parser.set_defaults(func=run)
 
@@ -40,4 +42,4 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"no site description at {', '.join(missing)}")
     db = args.db or paths.data_dir() / "demo.sqlite3"
     return asyncio.run(run_demo(sites, db=db, address=args.host, port=args.port, speed=args.speed,
-                                backfill_days=args.backfill_days, seed=args.seed))
+                                backfill_days=args.backfill_days, seed=args.seed, metrics=metrics_access(args)))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from gridctl.config.models import (
     BacnetDevice,
-    BatteryAsset,
-    EvChargerPool,
     ModbusDevice,
     ModbusPoint,
     OpcuaDevice,
@@ -58,6 +56,8 @@ class _Context:
 
 def check_site_semantics(site: Site, document: YamlDocument, origins: dict[PathKey, Origin],
                          sink: ProblemSink) -> None:
+    from gridctl.assets import adapter_for  # the adapters import the service, which imports the config
+
     ctx = _Context(document, origins, sink)
     _unique(ctx, ("buildings",), [b.id for b in site.buildings], "building")
     _unique(ctx, ("devices",), [d.id for d in site.devices], "device")
@@ -83,6 +83,7 @@ def check_site_semantics(site: Site, document: YamlDocument, origins: dict[PathK
             ctx.report((*base, "local_mode_point"), f"no point {device.local_mode_point!r} on this device")
     _check_endpoints(ctx, site)
 
+    checks = _Checks(ctx, points)
     grid_roles = ROLES["grid"]
     _check_roles(ctx, ("grid", "points"), site.grid.points, grid_roles, points, "grid")
     if site.grid.subscribed_power_kw > site.grid.import_limit_kw:
@@ -94,19 +95,9 @@ def check_site_semantics(site: Site, document: YamlDocument, origins: dict[PathK
         base = ("assets", index)
         if asset.building is not None and asset.building not in buildings:
             ctx.report((*base, "building"), f"unknown building {asset.building!r}")
-        _check_roles(ctx, (*base, "points"), asset.points, ROLES[asset.type], points, asset.type)
-        if isinstance(asset, EvChargerPool):
-            _unique(ctx, (*base, "chargers"), [c.id for c in asset.chargers], "charger")
-            for charger_index, charger in enumerate(asset.chargers):
-                charger_path = (*base, "chargers", charger_index)
-                _check_roles(ctx, (*charger_path, "points"), charger.points, ROLES["ev_charger"], points,
-                             "ev_charger")
-                if charger.min_current_a > charger.max_current_a:
-                    ctx.report((*charger_path, "min_current_a"), "min_current_a exceeds max_current_a")
-                _check_current_limit(ctx, charger_path, charger.points.get("current_limit"), points,
-                                     charger.max_current_a)
-        if isinstance(asset, BatteryAsset) and asset.soc_min_pct >= asset.soc_max_pct:
-            ctx.report((*base, "soc_min_pct"), "soc_min_pct must be below soc_max_pct")
+        adapter = adapter_for(asset, site)
+        checks.roles((*base, "points"), asset.points, adapter.roles, adapter.type)
+        adapter.check(checks, base)
 
     for index, dwelling in enumerate(site.dwellings):
         base = ("dwellings", index)
@@ -120,6 +111,26 @@ def check_site_semantics(site: Site, document: YamlDocument, origins: dict[PathK
                        f"meter {dwelling.meter} is already the meter of dwelling "
                        f"{site.dwellings[meters[dwelling.meter]].id!r}")
         meters.setdefault(dwelling.meter, index)
+
+
+class _Checks:
+    """The checks an asset adapter may run on its part of the site file."""
+
+    def __init__(self, ctx: _Context, points: dict[str, Point]) -> None:
+        self._ctx = ctx
+        self._points = points
+
+    def report(self, path: PathKey, message: str) -> None:
+        self._ctx.report(path, message)
+
+    def roles(self, path: PathKey, bound: Mapping[str, str], roles: Mapping[str, Role], owner: str) -> None:
+        _check_roles(self._ctx, path, bound, roles, self._points, owner)
+
+    def unique(self, path: PathKey, ids: Sequence[str], what: str) -> None:
+        _unique(self._ctx, path, ids, what)
+
+    def point(self, address: str) -> Point | None:
+        return self._points.get(address)
 
 
 def _unique(ctx: _Context, path: PathKey, ids: Iterable[str], what: str) -> None:
@@ -242,7 +253,7 @@ def _check_endpoints(ctx: _Context, site: Site) -> None:
             bacnet_instances.setdefault(device.device_instance, device.id)
 
 
-def _check_roles(ctx: _Context, path: PathKey, bound: dict[str, str], roles: dict[str, Role],
+def _check_roles(ctx: _Context, path: PathKey, bound: Mapping[str, str], roles: Mapping[str, Role],
                  points: dict[str, Point], owner: str) -> None:
     for role_name, role in roles.items():
         if role.required and role_name not in bound:
@@ -266,11 +277,3 @@ def _check_roles(ctx: _Context, path: PathKey, bound: dict[str, str], roles: dic
             ctx.report(role_path, f"{address} is a {point.kind.value}, but {role_name} needs a {kinds}")
         if role.writable and not point.writable:
             ctx.report(role_path, f"{address} is not writable, but {role_name} is written by gridctl")
-
-
-def _check_current_limit(ctx: _Context, path: PathKey, address: str | None, points: dict[str, Point],
-                         max_current_a: float) -> None:
-    point = points.get(address) if address else None
-    if point is not None and point.max is not None and point.max < max_current_a:
-        ctx.report((*path, "max_current_a"),
-                   f"max_current_a {max_current_a} A exceeds the limit of {address} ({point.max} A)")

@@ -77,7 +77,7 @@ def site_file(path: str | Path) -> Path:
 def _schema_problems(error: ValidationError, document: YamlDocument, base: PathKey, data: Any,
                      sink: ProblemSink, remap: dict[PathKey, Origin] | None = None) -> None:
     for detail in error.errors(include_url=False):
-        path = _data_path(data, detail["loc"])
+        path = data_path(data, detail["loc"])
         message = detail["msg"]
         if detail["type"] == "extra_forbidden":
             message = "unknown field"
@@ -98,7 +98,7 @@ def _schema_problems(error: ValidationError, document: YamlDocument, base: PathK
         sink.add(origin, message)
 
 
-def _data_path(data: Any, loc: tuple[Any, ...]) -> PathKey:
+def data_path(data: Any, loc: tuple[Any, ...]) -> PathKey:
     """Follow pydantic's error location through the data, dropping union tags it inserts."""
     path: list[str | int] = []
     cursor = data

@@ -274,6 +274,14 @@ class TimeWindow(Strict):
         default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
     )
 
+    @field_validator("start", "end")
+    @classmethod
+    def _wall_clock(cls, value: time) -> time:
+        # Local times are compared with the site's clock; one with an offset cannot be.
+        if value.tzinfo is not None:
+            raise ValueError("must be a local wall-clock time without an offset (e.g. 22:00)")
+        return value
+
 
 class AssetBase(Strict):
     id: Identifier
@@ -292,6 +300,8 @@ class BatteryAsset(AssetBase):
     soc_min_pct: float = Field(default=10, ge=0, le=100)
     soc_max_pct: float = Field(default=95, ge=0, le=100)
     cycling_cost_eur_per_kwh: float = Field(default=0.02, ge=0)
+    # Energy the battery loses by itself (self-discharge, standby consumption), share of what it holds.
+    standing_loss_pct_per_day: float = Field(default=0.0, ge=0, lt=100)
 
 
 class EvCharger(Strict):

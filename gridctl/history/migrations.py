@@ -412,3 +412,14 @@ MIGRATIONS.append(Migration(
         "CREATE INDEX api_login_attempts_address ON api_login_attempts (address, at)",
     ],
 ))
+
+# Managers cancel demand-response events: who, when and why stay with the event.
+MIGRATIONS.append(Migration(
+    104,
+    "demand-response cancellation",
+    [
+        "ALTER TABLE demand_response_events ADD COLUMN cancelled_at {ts}",
+        "ALTER TABLE demand_response_events ADD COLUMN cancelled_by {text}",
+        "ALTER TABLE demand_response_events ADD COLUMN cancel_reason {text}",
+    ],
+))

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
@@ -19,14 +19,15 @@ from typing import Protocol
 import optimizer as opt
 from drivers.base import DeviceHealth, Driver, HealthState, Quality, Reading
 from gridctl.alarms import AlarmBook, AlarmKind, Severity
+from gridctl.assets import AssetMemory, site_adapters
 from gridctl.clock import Clock
 from gridctl.config import models as m
-from gridctl.dispatch import Arbiter, AuditEntry, AuditSink, DispatchSettings, MemoryAuditSink, WriteRequest
+from gridctl.dispatch import Arbiter, AuditEntry, AuditSink, DispatchSettings, MemoryAuditSink
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 from gridctl.runtime import PlannedSchedule
 from gridctl.service import planner
 from gridctl.service.forecasts import Forecasts
-from gridctl.service.problem import AssetState, build_problem
+from gridctl.service.problem import build_problem
 from gridctl.service.snapshot import LatestValues, Snapshot
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class SiteController:
         self.history = history
         self.audit = audit or MemoryAuditSink()
         self.policy = policy
+        # Demand-response events announced apart from the policy versions, by id.
+        self.events: dict[str, DemandResponse] = {}
         self._alarms = AlarmBook()
         max_age = {d.id: timedelta(seconds=max(d.poll_interval_s, self.settings.poll_floor_s)
                                    * self.settings.stale_after_periods) for d in site.devices}
@@ -101,14 +104,14 @@ class SiteController:
         self.arbiter = Arbiter(site, self.drivers, clock, self.audit, self._alarms,
                                settings=self.settings.dispatch, latest=self.values.value)
         self.planned: PlannedSchedule | None = None
-        self.asset_state = AssetState()
+        self.adapters = site_adapters(site)
+        self.asset_memory = AssetMemory()
         self.stats = CycleStats()
         self.last_fallbacks: dict[str, str] = {}
         self.is_dark = is_dark or (lambda _moment: False)
         self._optimise_lock = asyncio.Lock()
         self.replan_requested = asyncio.Event()
-        self._plug_points = {c.points["plug_state"] for a in site.assets if isinstance(a, m.EvChargerPool)
-                             for c in a.chargers}
+        self._replan_points = {address: adapter for adapter in self.adapters for address in adapter.replan_points()}
 
     # ------------------------------------------------------------------ SiteRuntime
 
@@ -140,7 +143,7 @@ class SiteController:
         log.info("%s: hands on %s by %s", self._site.id, scope, actor)
 
     async def preview(self, policy: SitePolicy) -> opt.Schedule:
-        problem = await self._problem(policy, self.clock.now())
+        problem = await self._problem(self._with_events(policy), self.clock.now())
         return await asyncio.to_thread(opt.solve, problem, self.settings.solver)
 
     async def policy_changed(self, version: PolicyVersion) -> None:
@@ -148,21 +151,30 @@ class SiteController:
         self.replan_requested.set()
 
     async def demand_response(self, event: DemandResponse) -> None:
-        current = self.policy.policy if self.policy else SitePolicy()
-        events = [e for e in current.demand_response if e.id != event.id] + [event]
-        policy = current.model_copy(update={"demand_response": events})
-        version = (self.policy.version + 1) if self.policy else 1
-        self.policy = PolicyVersion(site_id=self._site.id, version=version, policy=policy,
-                                    author="demand-response", comment=f"event {event.id}",
-                                    created_at=self.clock.now())
+        self.events[event.id] = event
         self.replan_requested.set()
+
+    async def demand_response_cancelled(self, event_id: str) -> None:
+        # The dispatch stops limiting import at once; the re-plan drops the event from the schedule.
+        if self.events.pop(event_id, None) is not None:
+            self.replan_requested.set()
+
+    def policy_in_force(self) -> SitePolicy:
+        """The policy version in force with the announced demand-response events."""
+        return self._with_events(self.policy.policy if self.policy else SitePolicy())
+
+    def _with_events(self, policy: SitePolicy) -> SitePolicy:
+        if not self.events:
+            return policy
+        events = [e for e in policy.demand_response if e.id not in self.events] + list(self.events.values())
+        return policy.model_copy(update={"demand_response": events})
 
     # ------------------------------------------------------------------ the cycle
 
     async def ingest(self, device_id: str, readings: list[Reading], health: DeviceHealth) -> None:
         """A device's poll: remember it, store it, raise or clear its alarms."""
-        if self._plug_ins(readings):
-            # A car just arrived: plan for it now rather than at the next scheduled optimisation.
+        if self._calls_for_replan(readings):
+            # E.g. a car just arrived: plan for it now rather than at the next scheduled optimisation.
             self.replan_requested.set()
         self.values.update(readings)
         self._health[device_id] = health
@@ -175,22 +187,20 @@ class SiteController:
         if self.history is not None and readings:
             await self.history.record(readings)
 
-    def _plug_ins(self, readings: list[Reading]) -> bool:
+    def _calls_for_replan(self, readings: list[Reading]) -> bool:
         if self.settings.kind == ControllerKind.BASELINE:
             return False
         for reading in readings:
-            if reading.address not in self._plug_points or reading.quality != Quality.GOOD:
+            adapter = self._replan_points.get(reading.address)
+            if adapter is None or reading.quality != Quality.GOOD:
                 continue
-            before = self.values.value(reading.address)
-            was_plugged = before is not None and int(before) in planner.PLUGGED_STATES
-            now_plugged = reading.value is not None and int(reading.value) in planner.PLUGGED_STATES
-            if now_plugged and not was_plugged:
+            if adapter.replan_on(self.values.value(reading.address), reading.value):
                 return True
         return False
 
     def _import_limit_kw(self, now: datetime) -> float:
         """Import allowed now: the connection, the policy's own limit, and any demand-response event."""
-        policy = self.policy.policy if self.policy else SitePolicy()
+        policy = self.policy_in_force()
         limits = [self._site.grid.import_limit_kw]
         if policy.import_limit_kw is not None:
             limits.append(policy.import_limit_kw)
@@ -208,7 +218,8 @@ class SiteController:
         async with self._optimise_lock:
             self.replan_requested.clear()
             now = self.clock.now()
-            policy = self.policy.policy if self.policy else SitePolicy()
+            self.events = {i: e for i, e in self.events.items() if e.end > now}
+            policy = self.policy_in_force()
             started = time.perf_counter()
             try:
                 schedule = await asyncio.wait_for(self._forecast_and_solve(policy, now),
@@ -243,15 +254,17 @@ class SiteController:
                                   import_limit_kw=self._import_limit_kw(now),
                                   correct=self.settings.correct_between_plans)
             requests = result.requests
-            self._fallback_alarms(result.fallbacks, now)
+            self._stale_alarms(result, now)
             self.last_fallbacks = result.fallbacks
-        requests = self._keep_programs_running(requests, now)
+        for adapter in self.adapters:
+            requests = adapter.hold(requests, now, self.asset_memory)
         entries = []
         for request in requests:
             entry = await self.arbiter.write(request)
             if entry is not None:
                 entries.append(entry)
-        self._remember_runs(requests, now)
+        for adapter in self.adapters:
+            adapter.remember(requests, now, self.asset_memory)
         self.stats.dispatch_cycles += 1
         self.stats.writes += len(entries)
         return entries
@@ -290,7 +303,7 @@ class SiteController:
         n_steps = int(timedelta(hours=policy.horizon_hours) / step)
         snapshot = self.values.snapshot(now)
         forecasts = await self.forecaster.forecast(self._site, snapshot, start, n_steps, step)
-        return build_problem(self._site, policy, snapshot, forecasts, self.asset_state)
+        return build_problem(self._site, policy, snapshot, forecasts, self.asset_memory)
 
     def _optimiser_failed(self, reason: str, now: datetime) -> PlannedSchedule | None:
         self.stats.optimiser_failures += 1
@@ -300,17 +313,20 @@ class SiteController:
                                  now)
         return self.planned
 
-    def _fallback_alarms(self, fallbacks: dict[str, str], now: datetime) -> None:
-        for asset in self._site.assets:
-            reason = fallbacks.get(asset.id, "")
-            if reason.startswith("stale input"):
-                self._alarms.raise_alarm(AlarmKind.STALE_POINT, asset.id, f"{asset.id} on safe defaults: {reason}",
+    def _stale_alarms(self, result: planner.Plan, now: datetime) -> None:
+        """An asset whose watched inputs are stale is on its safe default: say so, and which inputs, until
+        they are fresh again (whether or not a schedule is in force)."""
+        for adapter in self.adapters:
+            stale = result.stale.get(adapter.id)
+            if stale:
+                self._alarms.raise_alarm(AlarmKind.STALE_POINT, adapter.id,
+                                         f"{adapter.id} on safe defaults: {planner.STALE_INPUT} {', '.join(stale)}",
                                          now)
             else:
-                self._alarms.clear(AlarmKind.STALE_POINT, asset.id, now)
+                self._alarms.clear(AlarmKind.STALE_POINT, adapter.id, now)
 
     def _comfort_alarms(self, schedule: opt.Schedule, now: datetime) -> None:
-        zones = {a.id for a in self._site.assets if isinstance(a, m.ThermalZone)}
+        zones = {a.id for a in self.adapters if a.comfort_alarm}
         soon = now + timedelta(hours=1)
         hot = {v.asset_id for v in schedule.violations
                if v.asset_id in zones and v.start < soon and v.amount > 0.5}
@@ -320,28 +336,6 @@ class SiteController:
                                          f"{zone}: comfort band cannot be held within the next hour", now)
             else:
                 self._alarms.clear(AlarmKind.COMFORT_VIOLATION, zone, now)
-
-    def _keep_programs_running(self, requests: list[WriteRequest], now: datetime) -> list[WriteRequest]:
-        starts = {a.points["start"]: a for a in self._site.assets if isinstance(a, m.DeferrableAppliance)}
-        out = []
-        for request in requests:
-            asset = starts.get(request.address)
-            until = self.asset_state.deferrable_running_until.get(asset.id) if asset else None
-            if asset is not None and until is not None and now < until and request.value is not True:
-                request = replace(request, value=True, reason=f"{request.reason}; program runs until {until:%H:%M}")
-            out.append(request)
-        return out
-
-    def _remember_runs(self, requests: list[WriteRequest], now: datetime) -> None:
-        starts = {a.points["start"]: a for a in self._site.assets if isinstance(a, m.DeferrableAppliance)}
-        for request in requests:
-            asset = starts.get(request.address)
-            if asset is None or request.value is not True:
-                continue
-            until = self.asset_state.deferrable_running_until.get(asset.id)
-            if until is None or now >= until:
-                self.asset_state.deferrable_running_until[asset.id] = now + timedelta(minutes=asset.duration_min)
-                self.asset_state.deferrable_done[asset.id] = now.astimezone(self._site.tz).date()
 
 
 def _floor(moment: datetime, step: timedelta) -> datetime:

@@ -4,25 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from gridctl.api.app import create_app
+from gridctl.api.policies import restore
+from gridctl.api.ratelimit import bearer_token
 from gridctl.api.store import StoreAuditSink
 from gridctl.service.runner import ServiceHost
 
 log = logging.getLogger(__name__)
 
 
-async def attach_api(host: ServiceHost) -> FastAPI:
+@dataclass(frozen=True)
+class MetricsAccess:
+    """How /metrics is reached: on the API's listener or on its own (`listen`), with or without a token."""
+
+    token: str | None = None
+    listen: tuple[str, int] | None = None
+
+    @staticmethod
+    def parse_listen(text: str) -> tuple[str, int]:
+        """`HOST:PORT` (IPv6 in brackets: `[::1]:9100`)."""
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not host or not 0 < int(port) < 65536:
+            raise ValueError(f"{text!r} is not HOST:PORT")
+        return host.strip("[]"), int(port)
+
+
+async def attach_api(host: ServiceHost, metrics: MetricsAccess | None = None) -> FastAPI:
     """The API over the host's sites, its database open, its audit log the arbiters' sink, and the
-    policies and demand-response events stored earlier back in force."""
-    app = build_app(host)
+    policies and demand-response events stored earlier back in force (a stored version that no longer
+    validates is never used: see `gridctl.api.policies.restore`)."""
+    app = build_app(host, metrics)
     store = app.state.context.store
     await store.db.open()
     audit = StoreAuditSink(store)
@@ -31,25 +52,38 @@ async def attach_api(host: ServiceHost) -> FastAPI:
         controller = service.controller
         controller.audit = audit
         controller.arbiter.audit = audit
-        version = await store.policy(service.site.id)
-        if version is not None:
-            controller.policy = version
-        for record in await store.demand_responses(service.site.id):
-            if record.event.end > now:
-                await controller.demand_response(record.event)
+        await restore(store, controller, now)
     return app
 
 
-def build_app(host: ServiceHost) -> FastAPI:
+def build_app(host: ServiceHost, metrics: MetricsAccess | None = None) -> FastAPI:
     runtimes = {service.site.id: service.controller for service in host.sites}
     app = create_app(host.historian, runtimes, database=host.db, clock=host.clock.now,
                      clock_speed=lambda: getattr(host.clock, "speed", None) or 1.0)
+    access = metrics or MetricsAccess()
+    if access.listen is None:
+        add_metrics(app, host, access.token)
+    return app
+
+
+def add_metrics(app: FastAPI, host: ServiceHost, token: str | None) -> None:
+    """/metrics in Prometheus' format; with a token, only for `Authorization: Bearer <token>`."""
     metrics = host.metrics
 
     @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        if token is not None:
+            given = bearer_token(request.headers.get("authorization", "").encode("latin-1"))
+            if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+                return Response("a bearer token is required\n", status_code=401, media_type="text/plain",
+                                headers={"WWW-Authenticate": "Bearer"})
         return Response(metrics.render(), media_type=metrics.content_type)
 
+
+def metrics_app(host: ServiceHost, token: str | None) -> FastAPI:
+    """/metrics alone, for a listener of its own (an internal interface, say)."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    add_metrics(app, host, token)
     return app
 
 
@@ -87,15 +121,20 @@ class WebServer:
 
 async def serve_until_stopped(host: ServiceHost, app: FastAPI, address: str, port: int, *,
                               announce: Callable[[], None] = lambda: None,
-                              after_stop: Callable[[], Awaitable[None]] | None = None) -> None:
-    """Serve the API and run the service until SIGINT or SIGTERM, then stop in order: the service first
-    (its last writes, relinquishing leases, are audited in the database), then the web server."""
+                              after_stop: Callable[[], Awaitable[None]] | None = None,
+                              metrics: MetricsAccess | None = None) -> None:
+    """Serve the API (and /metrics on its own listener when asked) and run the service until SIGINT or
+    SIGTERM, then stop in order: the service first (its last writes, relinquishing leases, are audited in
+    the database), then the web servers."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    web = WebServer(app, address, port)
-    await web.start()
+    servers = [WebServer(app, address, port)]
+    if metrics is not None and metrics.listen is not None:
+        servers.append(WebServer(metrics_app(host, metrics.token), *metrics.listen))
+    for server in servers:
+        await server.start()
     await host.start()
     announce()
     try:
@@ -105,4 +144,5 @@ async def serve_until_stopped(host: ServiceHost, app: FastAPI, address: str, por
         await host.stop()
         if after_stop is not None:
             await after_stop()
-        await web.stop()
+        for server in servers:
+            await server.stop()

@@ -4,16 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from gridctl.assets import site_adapters
 from gridctl.config import models as m
-from gridctl.service.calendar import in_any, tariff_prices
+from gridctl.service.calendar import tariff_prices
 from gridctl.service.forecasting import carbon_intensity
-from gridctl.service.planner import street_level
 from sim.physics.district import DistrictPhysics
-
-# Below this share of the required illuminance an occupied zone counts as under-lit.
-ILLUMINANCE_TOLERANCE = 0.95
 
 
 @dataclass
@@ -33,6 +30,8 @@ class Kpis:
     grid_limit_violations: int = 0
     # Energy left in batteries at the end minus at the start: a saving that is still to come, or a debt.
     battery_stored_delta_kwh: float = 0.0
+    # KPIs of other asset types (e.g. hours a hot-water tank spent below its minimum), by name.
+    asset_kpis: dict[str, float] = field(default_factory=dict)
     simulated_s: float = 0.0
     controller_s: float = 0.0
 
@@ -65,6 +64,7 @@ class Kpis:
             "street_under_lit_h": round(self.street_under_lit_h, 3),
             "grid_limit_violations": self.grid_limit_violations,
             "battery_stored_delta_kwh": round(self.battery_stored_delta_kwh, 3),
+            **{name: round(value, 3) for name, value in self.asset_kpis.items()},
             "computational_time_ratio": round(self.time_ratio, 6),
         }
 
@@ -76,16 +76,12 @@ class KpiMeter:
         self.site = site
         self.physics = physics
         self.tempo_colours = tempo_colours or {}
-        self.kpis = Kpis(discomfort_k_h={a.id: 0.0 for a in site.assets if isinstance(a, m.ThermalZone)})
+        self.kpis = Kpis()
         self._import = physics.grid.imported.energy_kwh
         self._export = physics.grid.exported.energy_kwh
-        self._zones = {a.id: a for a in site.assets if isinstance(a, m.ThermalZone)}
-        self._lighting = {a.id: a for a in site.assets if isinstance(a, m.LightingZone)}
-        self._streets = {a.id: a for a in site.assets if isinstance(a, m.PublicLightingCircuit)}
-        self._stored_at_start = self._stored_kwh()
-
-    def _stored_kwh(self) -> float:
-        return sum(b.model.capacity_kwh * b.model.soc_pct / 100.0 for b in self.physics.batteries.values())
+        # Each asset's share, read from the physics' truth by its adapter.
+        parts = (adapter.physics_kpis(physics, self.kpis) for adapter in site_adapters(site))
+        self._parts = [part for part in parts if part is not None]
 
     def step(self, start: datetime, end: datetime) -> None:
         """Account for [start, end), the physics having just been stepped to `end`."""
@@ -110,48 +106,12 @@ class KpiMeter:
             kpis.overshoot_cost_eur += site.tariff.overshoot_penalty_eur_per_hour * hours
         if import_kw > site.grid.import_limit_kw + 1e-6 or export_kw > site.grid.export_limit_kw + 1e-6:
             kpis.grid_limit_violations += 1
-        for zone_id, asset in self._zones.items():
-            temperature = physics.zones[zone_id].zone.air_temperature_c
-            band = asset.comfort_occupied if in_any(middle, asset.occupancy, site.tz) else asset.comfort_unoccupied
-            deviation = max(band.min_temperature_c - temperature, temperature - band.max_temperature_c, 0.0)
-            kpis.discomfort_k_h[zone_id] += deviation * hours
-        weather = physics.weather.sample(middle)
-        for circuit_id, asset in self._streets.items():
-            if weather.dark and physics.public_lighting[circuit_id].dimming.read() < (
-                    ILLUMINANCE_TOLERANCE * street_level(asset, middle, site.tz)):
-                kpis.street_under_lit_h += hours
-                kpis.under_illumination_h += hours
-        for zone_id, asset in self._lighting.items():
-            component = physics.lighting[zone_id]
-            if component.occupancy.present(middle) and (
-                    component.model.illuminance_lx < ILLUMINANCE_TOLERANCE * asset.required_illuminance_lx):
-                kpis.under_illumination_h += hours
+        for part in self._parts:
+            part.step(kpis, middle, hours)
         kpis.simulated_s += hours * 3600.0
 
     def finish(self, start: datetime, end: datetime) -> Kpis:
-        """Close the run: EV sessions that departed within it, what they asked and what they got."""
-        departed = sessions_departed(self.physics, start, end)
-        self.kpis.ev_requested_kwh = sum(asked for _, asked, _ in departed)
-        self.kpis.ev_unmet_kwh = sum(max(asked - got, 0.0) for _, asked, got in departed)
-        self.kpis.battery_stored_delta_kwh = self._stored_kwh() - self._stored_at_start
+        """Close the run: what the assets account at the end (EV sessions departed, energy stored)."""
+        for part in self._parts:
+            part.finish(self.kpis, start, end)
         return self.kpis
-
-
-def sessions_departed(physics: DistrictPhysics, start: datetime, end: datetime) -> list[tuple[str, float, float]]:
-    """(charger, requested, delivered) of every session that departed within [start, end)."""
-    out = []
-    for charger_id, component in physics.chargers.items():
-        model = component.model
-        if model.schedule is None:
-            continue
-        day = start - timedelta(days=1)
-        seen = set()
-        while day < end:
-            for session in model.schedule.around(day):
-                if session.arrival in seen or not start <= session.departure < end:
-                    continue
-                seen.add(session.arrival)
-                _asked, got = model.served.get(session.arrival, (session.energy_kwh, 0.0))
-                out.append((charger_id, session.energy_kwh, got))
-            day += timedelta(days=1)
-    return out

@@ -116,7 +116,8 @@ def _true_gains(problem: opt.Problem, site: m.Site, plant: Plant, trace: Exogeno
                 step: timedelta) -> opt.Problem:
     """The problem with each zone's internal gains as the plant has them: its true gain densities times
     the share of each step someone is really there."""
-    zones = {a.id: a for a in site.assets if isinstance(a, m.ThermalZone)}
+    # The optimiser's zones are the site's thermal zones, by id.
+    zones = {a.id: a for a in site.assets}
     assets = []
     for asset in problem.assets:
         zone = zones.get(asset.id)

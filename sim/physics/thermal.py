@@ -4,13 +4,16 @@
 2R2C: the air node (C) joined by R to an envelope node (C_e), itself joined to outdoors by R_e.
 Heating, solar and internal gains enter the air node. Units: kW, kWh/K, K/kW, so R×C is in hours.
 With inputs held over a step the linear system x' = A x + b has the exact solution
-x(t) = x_eq + e^{At} (x0 − x_eq), x_eq = −A⁻¹ b; the 2×2 exponential has a closed form.
+x(t) = x_eq + e^{At} (x0 − x_eq), x_eq = −A⁻¹ b.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.linalg import expm
 
 KELVIN = 273.15
 
@@ -23,6 +26,8 @@ class RcZone:
     envelope_capacitance_kwh_per_k: float | None = None
     air_temperature_c: float = 20.0
     envelope_temperature_c: float = 15.0
+    # e^{At} of the last step: the parameters and the step rarely change, and expm costs ~100 µs.
+    _propagator: tuple[tuple[float, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def two_node(self) -> bool:
@@ -45,38 +50,26 @@ class RcZone:
             self.air_temperature_c = equilibrium + (self.air_temperature_c - equilibrium) * math.exp(-hours / tau_h)
             return
         assert self.envelope_resistance_k_per_kw is not None and self.envelope_capacitance_kwh_per_k is not None
-        c_air, c_env = self.capacitance_kwh_per_k, self.envelope_capacitance_kwh_per_k
         g_inner, g_outer = 1.0 / self.resistance_k_per_kw, 1.0 / self.envelope_resistance_k_per_kw
-        a11, a12 = -g_inner / c_air, g_inner / c_air
-        a21, a22 = g_inner / c_env, -(g_inner + g_outer) / c_env
         # Steady state: the envelope sits on the line between outdoors and the air, both carrying heat_kw.
         env_eq = outdoor_c + heat_kw / g_outer
         air_eq = env_eq + heat_kw / g_inner
-        e11, e12, e21, e22 = _expm2(a11, a12, a21, a22, hours)
+        e = self._exp_at(hours)
         d_air = self.air_temperature_c - air_eq
         d_env = self.envelope_temperature_c - env_eq
-        self.air_temperature_c = air_eq + e11 * d_air + e12 * d_env
-        self.envelope_temperature_c = env_eq + e21 * d_air + e22 * d_env
+        self.air_temperature_c = air_eq + float(e[0, 0] * d_air + e[0, 1] * d_env)
+        self.envelope_temperature_c = env_eq + float(e[1, 0] * d_air + e[1, 1] * d_env)
 
-
-def _expm2(a11: float, a12: float, a21: float, a22: float, t: float) -> tuple[float, float, float, float]:
-    """e^{At} of a 2×2 matrix with real distinct eigenvalues (true of every RC network)."""
-    trace = a11 + a22
-    det = a11 * a22 - a12 * a21
-    root = math.sqrt(max(trace * trace / 4.0 - det, 0.0))
-    l1, l2 = trace / 2.0 + root, trace / 2.0 - root
-    if root < 1e-12:
-        # Repeated eigenvalue: e^{At} = e^{lt} (I + (A − lI) t).
-        e = math.exp(l1 * t)
-        return e * (1 + (a11 - l1) * t), e * a12 * t, e * a21 * t, e * (1 + (a22 - l1) * t)
-    x1, x2 = math.exp(l1 * t), math.exp(l2 * t)
-    k = 1.0 / (l1 - l2)
-    return (
-        k * (x1 * (a11 - l2) - x2 * (a11 - l1)),
-        k * (x1 - x2) * a12,
-        k * (x1 - x2) * a21,
-        k * (x1 * (a22 - l2) - x2 * (a22 - l1)),
-    )
+    def _exp_at(self, hours: float) -> np.ndarray:
+        assert self.envelope_resistance_k_per_kw is not None and self.envelope_capacitance_kwh_per_k is not None
+        key = (hours, self.resistance_k_per_kw, self.capacitance_kwh_per_k, self.envelope_resistance_k_per_kw,
+               self.envelope_capacitance_kwh_per_k)
+        if self._propagator is None or self._propagator[0] != key:
+            c_air, c_env = self.capacitance_kwh_per_k, self.envelope_capacitance_kwh_per_k
+            g_inner, g_outer = 1.0 / self.resistance_k_per_kw, 1.0 / self.envelope_resistance_k_per_kw
+            a = np.array([[-g_inner / c_air, g_inner / c_air], [g_inner / c_env, -(g_inner + g_outer) / c_env]])
+            self._propagator = (key, expm(a * hours))
+        return self._propagator[1]
 
 
 def carnot_cop(outdoor_c: float, supply_c: float, carnot_efficiency: float, approach_k: float) -> float:

@@ -115,6 +115,7 @@ class HistoryRuntime:
         self._planned: PlannedSchedule | None = None
         self.policy_versions: list[PolicyVersion] = []
         self.demand_responses: list[DemandResponse] = []
+        self.cancelled_events: list[str] = []
 
     async def refresh(self) -> None:
         """Poll the history once: latest values, device health and the alarms they raise."""
@@ -168,6 +169,9 @@ class HistoryRuntime:
 
     async def demand_response(self, event: DemandResponse) -> None:
         self.demand_responses.append(event)
+
+    async def demand_response_cancelled(self, event_id: str) -> None:
+        self.cancelled_events.append(event_id)
 
     async def command(self, address: str, value: float, actor: str = "optimizer") -> None:
         await self.arbiter.write(WriteRequest(address, value, actor, "schedule", "plan-1", 1))

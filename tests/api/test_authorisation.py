@@ -52,6 +52,15 @@ def _event() -> dict:
             "max_import_kw": 120, "value_eur_per_kwh": 0.3}
 
 
+async def _announced_event(api: Api) -> None:
+    """An event to cancel, announced (again) before each call."""
+    from gridctl.policy import DemandResponse
+
+    event = DemandResponse.model_validate({**_event(), "id": "dr-cancel"})
+    await api.ctx.store.add_demand_response(SITE, event, "seed", api.clock.now())
+    await api.ctx.store.db.execute("UPDATE demand_response_events SET cancelled_at = NULL WHERE id = 'dr-cancel'")
+
+
 async def _hands_off_battery(api: Api) -> None:
     await api.runtime.hands_off("device:battery", "test", "prepare hands on")
 
@@ -101,6 +110,8 @@ ENDPOINTS = [
     Endpoint("GET", "/sites/{site_id}/demand-response", "/sites/{target}/demand-response", MANAGERS),
     Endpoint("POST", "/sites/{site_id}/demand-response", "/sites/{target}/demand-response", MANAGERS, body=_event,
              success=201),
+    Endpoint("DELETE", "/sites/{site_id}/demand-response/{event_id}",
+             "/sites/{target}/demand-response/dr-cancel?reason=matrix", MANAGERS, prepare=_announced_event),
     Endpoint("GET", "/open/sites", "/open/sites", set(ROLES), scoped=False, public=True),
     Endpoint("GET", "/open/sites/{site_id}/daily", f"/open/sites/{SITE}/daily", set(ROLES), scoped=False,
              public=True),

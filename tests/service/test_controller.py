@@ -34,8 +34,17 @@ def site() -> Site:
     return load_site(SITES / "zac-saint-sauveur")
 
 
+# What the demonstrator's sensors read at the start of a test.
+SAINT_SAUVEUR_VALUES = {
+    "grid-meter/power": 60.0, "battery/soc": 50.0, "gym-controller/hall-temperature": 17.5,
+    "gym-controller/hall-illuminance": 120.0, "gym-controller/occupancy": True, "rooftop-pv-inverter/power": 20.0,
+    "heat-substation/outdoor-temperature": 3.0,
+}
+
+
 class Rig:
-    def __init__(self, site: Site, forecaster=None, settings: ControllerSettings | None = None) -> None:
+    def __init__(self, site: Site, forecaster=None, settings: ControllerSettings | None = None,
+                 values: dict[str, object] | None = None) -> None:
         self.clock = ManualClock(START)
         self.devices = {d.id: SimDevice(device_spec(d), self.clock) for d in site.devices
                         if not d.id.startswith("meter-")}
@@ -44,21 +53,18 @@ class Rig:
         self.controller = SiteController(site, self.drivers, self.clock, forecaster or SignalForecaster(),
                                          settings=settings or ControllerSettings(
                                              solver=opt.Settings(time_limit_s=20, mip_gap=0.01)))
-        self.set("grid-meter/power", 60.0)
-        self.set("battery/soc", 50.0)
-        self.set("gym-controller/hall-temperature", 17.5)
-        self.set("gym-controller/hall-illuminance", 120.0)
-        self.set("gym-controller/occupancy", True)
-        self.set("rooftop-pv-inverter/power", 20.0)
-        self.set("heat-substation/outdoor-temperature", 3.0)
+        for address, value in (SAINT_SAUVEUR_VALUES if values is None else values).items():
+            self.set(address, value)
 
     def set(self, address: str, value: object) -> None:
         device_id, _, point_id = address.partition("/")
         self.devices[device_id].set(point_id, value)
 
-    async def poll(self) -> None:
+    async def poll(self, skip: frozenset[str] = frozenset()) -> None:
         now = self.clock.now()
         for device_id, device in self.devices.items():
+            if device_id in skip:
+                continue
             readings = [Reading(f"{device_id}/{p}", now, v, Quality.GOOD) for p, v in device.values.items()]
             await self.controller.ingest(device_id, readings, DeviceHealth(device_id, HealthState.OK, now, None,
                                                                            None, 0))
@@ -167,3 +173,45 @@ async def test_baseline_controller_runs_todays_rules_without_an_optimiser(site: 
     # Self-consumption: 60 kW import with the battery idle → discharge, within its 100 kW limit.
     assert by_address["battery/power-setpoint"].written_value == -50.0  # ramped 50 kW/min from 0
     assert all(e.actor == "baseline" for e in entries)
+
+
+async def test_a_charger_gone_silent_puts_its_pool_on_the_fallback_current_until_it_answers_again() -> None:
+    union = load_site(SITES / "zac-union")
+    pool = union.assets[0]
+    assert pool.id == "silo-chargers"
+    # Cars on chargers 01 and 03; charger 02 was empty when it last answered.
+    rig = Rig(union, values={"grid-meter/power": 80.0, "charger-01/plug-state": 2, "charger-02/plug-state": 0,
+                             "charger-03/plug-state": 1, "offices-ahu/return-temperature": 20.0})
+    await rig.poll()
+    assert await rig.controller.optimise() is not None
+    await rig.controller.dispatch()
+    assert "silo-chargers" not in rig.controller.last_fallbacks
+    # Charger 02 stops answering; a minute later (over 3 polls of 10 s) its plug state and power are stale.
+    rig.clock.advance(timedelta(minutes=1))
+    now = rig.clock.now()
+    await rig.controller.ingest("charger-02", [Reading("charger-02/plug-state", now, None, Quality.BAD, "timeout"),
+                                               Reading("charger-02/power", now, None, Quality.BAD, "timeout")],
+                                DeviceHealth("charger-02", HealthState.OFFLINE, None, "timeout", now, 3))
+    await rig.poll(skip=frozenset({"charger-02"}))
+    entries = await rig.controller.dispatch()
+    assert rig.controller.alarms.is_active(AlarmKind.DEVICE_OFFLINE, "charger-02")
+    stale = next(a for a in rig.controller.alarms.active()
+                 if a.kind == AlarmKind.STALE_POINT and a.subject == "silo-chargers")
+    assert "charger-02/plug-state" in stale.message and "charger-02/power" in stale.message
+    assert rig.controller.last_fallbacks["silo-chargers"].startswith("stale input charger-02/plug-state")
+    # Every charger of the pool on its fallback current: the 200 kW are shared by the two cars and the
+    # charger that may hold one (66.7 kW each, capped at 32 A); the chargers known to be empty get 0 A.
+    limits = {e.address: e for e in entries if e.address.endswith("/current-limit")}
+    expected = {c.points["current_limit"]: 32.0 if c.id in ("charger-01", "charger-02", "charger-03") else 0.0
+                for c in pool.chargers}
+    assert {a: e.requested_value for a, e in limits.items()} == expected
+    assert all(e.actor == "gridctl:fallback" for e in limits.values())
+    # The other assets keep following the plan.
+    assert any(e.actor == "gridctl:optimizer" for e in entries)
+    # Charger 02 answers again: the alarm clears and the pool follows the plan.
+    rig.clock.advance(timedelta(seconds=10))
+    await rig.poll()
+    entries = await rig.controller.dispatch()
+    assert not rig.controller.alarms.is_active(AlarmKind.STALE_POINT, "silo-chargers")
+    assert "silo-chargers" not in rig.controller.last_fallbacks
+    assert all(e.actor == "gridctl:optimizer" for e in entries if e.address.endswith("/current-limit"))

@@ -11,8 +11,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,10 +33,11 @@ def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
 
 
 def test_demo_serves_the_demonstrators_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {**os.environ, "GRIDCTL_DATA_DIR": str(tmp_path / "data")}
+    port, metrics_port = _free_port(), _free_port()
+    env = {**os.environ, "GRIDCTL_DATA_DIR": str(tmp_path / "data"), "GRIDCTL_METRICS_TOKEN": "scrape-me"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gridctl.cli", "demo", "--port", str(port), "--backfill-days", "0.25"],
+        [sys.executable, "-m", "gridctl.cli", "demo", "--port", str(port), "--backfill-days", "0.25",
+         "--metrics-listen", f"127.0.0.1:{metrics_port}"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     ready = threading.Event()
@@ -71,7 +75,13 @@ def test_demo_serves_the_demonstrators_and_stops_cleanly(tmp_path: Path) -> None
         assert status == 200 and me["dwellings"][0]["site_id"] == "zac-saint-sauveur"
         status, body = _get(f"http://127.0.0.1:{port}/api/v1/sites", tokens["operator"])
         assert {s["id"] for s in json.loads(body)} == {"zac-saint-sauveur", "zac-union", "zac-haute-deule"}
-        # The service polls the simulated devices over their protocols: live values arrive.
+        # The service polls the simulated devices over their protocols: live values arrive. /metrics is on its
+        # own listener, behind its token.
+        assert f"metrics     http://127.0.0.1:{metrics_port}/metrics (bearer token required)" in output
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            _get(f"http://127.0.0.1:{port}/metrics")
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            _get(f"http://127.0.0.1:{metrics_port}/metrics")
         deadline = time.monotonic() + 60
         health: dict[str, str] = {}
         while time.monotonic() < deadline:
@@ -81,10 +91,20 @@ def test_demo_serves_the_demonstrators_and_stops_cleanly(tmp_path: Path) -> None
                 break
             time.sleep(2)
         assert health.get("charger-01") == "ok", health
-        # /metrics counts devices by site, protocol and health, never one series per device.
-        status, body = _get(f"http://127.0.0.1:{port}/metrics")
+        # /metrics counts devices by site, protocol and health: no series names a device, so the dwelling
+        # meters appear in it only as counts.
+        status, body = _get(f"http://127.0.0.1:{metrics_port}/metrics", "scrape-me")
         assert b'gridctl_devices{health="ok",protocol="modbus",site="zac-union"}' in body
-        assert b"charger-01" not in body
+        assert b'device="' not in body and b"meter-" not in body and b"charger-01" not in body
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            live = {p["address"]: p for p in json.loads(
+                _get(f"http://127.0.0.1:{port}/api/v1/sites/zac-saint-sauveur/live", tokens["operator"])[1])}
+            if live.get("dwellings:block-a/power", {}).get("value") is not None:
+                break
+            time.sleep(2)
+        assert live["dwellings:block-a/power"]["value"] is not None, live.get("dwellings:block-a/power")
+        assert not [a for a in live if a.startswith("meter-")]
         process.send_signal(signal.SIGINT)
         process.wait(timeout=90)
         reader.join(timeout=10)

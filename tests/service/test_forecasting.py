@@ -10,19 +10,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.base import Quality, Reading
+from gridctl.assets.ev_pool import STILL_CHARGING_KWH, WORKPLACE_ENERGY_KWH, WORKPLACE_PLUG_IN, ev_session
+from gridctl.assets.pv import pv_output_kw
 from gridctl.config import load_site
 from gridctl.config import models as m
 from gridctl.history import SiteReadings
 from gridctl.service.cloud import PRIOR_INDEX, CloudIndexHistory
-from gridctl.service.forecasting import (
-    STILL_CHARGING_KWH,
-    WORKPLACE_ENERGY_KWH,
-    WORKPLACE_PLUG_IN,
-    SignalForecaster,
-    ev_session,
-    observed_points,
-    solar,
-)
+from gridctl.service.forecasting import SignalForecaster, observed_points, solar
 from gridctl.service.snapshot import Snapshot
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -102,7 +96,7 @@ async def test_pv_forecast_follows_the_measured_sky_and_learns_the_arrays_yield(
     moments = [start - timedelta(days=3) + STEP * k for k in range(3 * 96)]
     clear, _ = solar(site, moments)
     # The sky gives 60 % of clear-sky irradiance; the array makes 90 % of what the model says for it.
-    modelled = SignalForecaster._pv_model(site, array, moments, [0.6] * len(moments), [12.0] * len(moments))
+    modelled = pv_output_kw(site, array, moments, [0.6] * len(moments), [12.0] * len(moments))
     rows = []
     for moment, ghi, model_kw in zip(moments, clear, modelled, strict=True):
         point_values = {sensor: 0.6 * ghi, array.points["power"]: 0.9 * model_kw}
@@ -111,11 +105,11 @@ async def test_pv_forecast_follows_the_measured_sky_and_learns_the_arrays_yield(
         rows.append((moment, point_values.get))
     forecaster = SignalForecaster()
     forecaster.warm_up(site, rows)
-    assert forecaster.pv_calibration(array.id) == pytest.approx(0.9, rel=0.01)
+    assert forecaster.models(site)[array.id].calibration() == pytest.approx(0.9, rel=0.01)
     noon = start.replace(hour=10)  # 12:00 in Lille
     forecasts = await forecaster.forecast(site, _empty_snapshot(start), start, 96, STEP)
     k = int((noon - start) / STEP)
-    expected = 0.9 * SignalForecaster._pv_model(site, array, [noon + STEP / 2], [(3 * 0.6 + PRIOR_INDEX) / 4],
+    expected = 0.9 * pv_output_kw(site, array, [noon + STEP / 2], [(3 * 0.6 + PRIOR_INDEX) / 4],
                                                 [forecasts.outdoor_temperature_c[k]])[0]
     assert forecasts.pv_kw[array.id][k] == pytest.approx(min(expected, array.inverter_max_power_kw or expected),
                                                         rel=0.01)
@@ -132,7 +126,7 @@ def test_a_curtailed_array_does_not_teach_its_yield() -> None:
                  array.points["curtailment_limit"]: 10.0}.get) for t, g in zip(moments, clear, strict=True)]
     forecaster = SignalForecaster()
     forecaster.warm_up(site, rows)
-    assert forecaster.pv_calibration(array.id) == 1.0
+    assert forecaster.models(site)[array.id].calibration() == 1.0
 
 
 def test_ev_needs_declared_by_the_car_or_driver_are_planned_with_a_margin() -> None:

@@ -46,6 +46,8 @@ def _snapshot(site: m.Site, states: dict[str, int]) -> Snapshot:
     for charger in _pool(site).chargers:
         address = charger.points["plug_state"]
         readings[address] = Reading(address, NOW, states.get(charger.id, 0), Quality.GOOD)
+        # The pool follows a plan only while every charger's plug state and power are fresh.
+        readings[charger.points["power"]] = Reading(charger.points["power"], NOW, 0.0, Quality.GOOD)
     return Snapshot(NOW, MappingProxyType(readings), MappingProxyType({}))
 
 
@@ -138,3 +140,36 @@ def test_empty_chargers_offer_nothing_under_a_plan_that_knows_every_arrival(site
     powers = _charger_powers(site, planner.plan(site, planned, snapshot, NOW, lambda _t: False, correct=False))
     assert powers["charger-02"] > 0.0  # a car the plan ignores is still served
     assert all(powers[f"charger-{n:02d}"] == 0.0 for n in range(3, 25))
+
+
+def _stale_plug_snapshot(site: m.Site, states: dict[str, int], stale: str) -> Snapshot:
+    """Fresh readings of every charger, except `stale`'s, last read ten minutes ago (empty then)."""
+    readings = dict(_snapshot(site, states).readings)
+    for charger in _pool(site).chargers:
+        if charger.id == stale:
+            for role in ("plug_state", "power"):
+                address = charger.points[role]
+                readings[address] = Reading(address, NOW - timedelta(minutes=10), 0, Quality.GOOD)
+    return Snapshot(NOW, MappingProxyType(readings), MappingProxyType({stale: timedelta(seconds=30)}))
+
+
+@pytest.mark.parametrize(("pool_limit_kw", "expected_a"), [
+    (200.0, {"charger-01": 32.0, "charger-02": 32.0, "charger-03": 32.0}),  # room for all: each its maximum
+    (30.0, {"charger-01": 14.4, "charger-02": 14.5, "charger-03": 14.5}),   # 10 kW each, 0.1 A steps down
+    (10.0, {"charger-01": 6.0, "charger-02": 6.0, "charger-03": 0.0}),      # below the minimum: who fits
+])
+def test_a_pool_with_a_stale_charger_shares_its_limit_among_the_chargers_that_may_hold_a_car(
+        site: m.Site, pool_limit_kw: float, expected_a: dict[str, float]) -> None:
+    pool = _pool(site).model_copy(update={"pool_limit_kw": pool_limit_kw})
+    narrow = site.model_copy(update={"assets": [pool if a.id == pool.id else a for a in site.assets]})
+    planned = _planned(narrow, {"charger-01.power_kw": [22.0] * 4, "site.import_kw": [60.0] * 4})
+    # Cars on 01 and 02; 03 has not answered for ten minutes (it was empty then, a car may be there now).
+    snapshot = _stale_plug_snapshot(narrow, {"charger-01": 2, "charger-02": 1}, stale="charger-03")
+    result = planner.plan(narrow, planned, snapshot, NOW, lambda _t: False)
+    assert result.fallbacks[pool.id] == "stale input charger-03/plug-state, charger-03/power"
+    assert result.stale[pool.id] == ["charger-03/plug-state", "charger-03/power"]
+    currents = {r.address.partition("/")[0]: r.value for r in result.requests if r.address.endswith("/current-limit")}
+    assert currents == {c.id: expected_a.get(c.id, 0.0) for c in pool.chargers}
+    assert all(r.actor == "gridctl:fallback" for r in result.requests if r.address.endswith("/current-limit"))
+    power_kw = sum(amps * c.voltage_v * c.phases / 1000.0 for c in pool.chargers for amps in [currents[c.id]])
+    assert power_kw <= pool_limit_kw

@@ -33,3 +33,15 @@ def test_workplace_charging_morning_against_the_baseline() -> None:
     assert kg["discomfort_total_k_h"] <= kb["discomfort_total_k_h"] + 0.05
     assert kg["cost_eur"] < kb["cost_eur"]
     assert 0 < kg["computational_time_ratio"] < 0.05
+
+
+def test_json_output_is_the_whole_of_stdout() -> None:
+    # A day of the smallest demonstrator with the optimiser in the loop: HiGHS must not print its banner.
+    done = subprocess.run(
+        [sys.executable, "-m", "gridctl.cli", "simulate", str(REPO / "sites" / "zac-haute-deule"), "--days", "1",
+         "--controller", "gridctl", "--step-min", "60", "--optimise-every-min", "720", "--history-days", "0",
+         "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["optimisations"] >= 2 and result["optimiser_failures"] == 0

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from gridctl.api.auth import CSRF_COOKIE, SESSION_COOKIE, current_user, same_origin
 from gridctl.api.context import ApiContext, context
 from gridctl.api.models import ActivationRequest, LoginRequest, SessionOut
+from gridctl.api.periods import field_error
+from gridctl.api.responses import ErrorOut, errors
 from gridctl.api.signin import LockedOut, PasswordRejected
 from gridctl.api.store import Role, User
 
@@ -39,9 +41,9 @@ async def _open(response: Response, request: Request, ctx: ApiContext, user: Use
 
 
 @router.post("/login", response_model=SessionOut, summary="Sign in with a user name and password",
-             responses={401: {"description": "wrong user name or password"},
-                        403: {"description": "sent from another site's page"},
-                        429: {"description": "too many failed attempts; see Retry-After"}})
+             responses=errors(401, 403, 422, 429, e401="wrong user name or password",
+                              e403="sent from another site's page",
+                              e429="too many requests, or too many failed attempts: wait Retry-After seconds"))
 async def login(body: LoginRequest, request: Request, response: Response,
                 ctx: ApiContext = Depends(context)) -> SessionOut:
     _check_origin(request)
@@ -57,28 +59,29 @@ async def login(body: LoginRequest, request: Request, response: Response,
 
 @router.post("/activate", response_model=SessionOut,
              summary="Set a password with a one-time activation link, and sign in",
-             responses={400: {"description": "the password does not meet the rules"},
-                        403: {"description": "sent from another site's page"},
-                        410: {"description": "the link is unknown, used or expired"}})
+             responses={**errors(403, 422, e403="sent from another site's page",
+                                 e422="a field is invalid, or the password does not meet the rules"),
+                        410: {"model": ErrorOut, "description": "the link is unknown, used or expired"}})
 async def activate(body: ActivationRequest, request: Request, response: Response,
                    ctx: ApiContext = Depends(context)) -> SessionOut:
     _check_origin(request)
     try:
         user = await ctx.signin.activate(body.token, body.password, ctx.wall_clock(), ctx.clock())
     except PasswordRejected as exc:
-        raise HTTPException(400, str(exc)) from exc
+        field_error("body", "password", str(exc))
     if user is None:
         raise HTTPException(410, "this activation link is unknown, already used or expired: ask for a new one")
     return await _open(response, request, ctx, user)
 
 
-@router.get("/session", response_model=SessionOut, summary="Who is signed in (every role)")
+@router.get("/session", response_model=SessionOut, responses=errors(401),
+            summary="Who is signed in (every role)")
 async def session(user: User = Depends(current_user)) -> SessionOut:
     return SessionOut(name=user.name, role=user.role, home=HOME[user.role])
 
 
 @router.post("/logout", status_code=204, summary="End the session (needs its CSRF token)",
-             responses={403: {"description": "no CSRF token"}})
+             responses=errors(401, 403, e403="no CSRF token"))
 async def logout(request: Request, response: Response, _user: User = Depends(current_user),
                  ctx: ApiContext = Depends(context)) -> None:
     session_id = request.cookies.get(SESSION_COOKIE)

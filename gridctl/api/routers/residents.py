@@ -35,12 +35,15 @@ from gridctl.api.models import (
     ResidentAdvice,
 )
 from gridctl.api.periods import field_error, period
+from gridctl.api.responses import csv_or_json, errors
 from gridctl.api.store import Purpose, User
 from gridctl.config.models import Site
 
 router = APIRouter(prefix="/me", tags=["residents"])
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+# Months from 2000-01 to 2099-12.
+MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
 
 
 def _dwelling(ctx: ApiContext, user: User, site_id: str, dwelling_id: str) -> Site:
@@ -72,7 +75,8 @@ async def me(user: User = Depends(current_user), ctx: ApiContext = Depends(conte
     "/dwellings/{site_id}/{dwelling_id}/consumption",
     response_model=Consumption,
     summary="Energy used per 15 min, hour, day or month; the load curve (15 min, hour) needs consent",
-    responses={403: {"description": "load curve without consent"}, 400: {"description": "range too long"}},
+    responses={**errors(403, 404, 422, e403="the token is not a resident's, or the load curve lacks the resident's "
+                                            "consent"), **csv_or_json()},
 )
 async def consumption(
     site_id: str,
@@ -116,13 +120,14 @@ def _month(month: str | None) -> date | None:
     return date(int(match[1]), int(match[2]), 1)
 
 
-@router.get("/dwellings/{site_id}/{dwelling_id}/advice", response_model=ResidentAdvice,
+@router.get("/dwellings/{site_id}/{dwelling_id}/advice", response_model=ResidentAdvice, responses=errors(404, 422),
             summary="A month against the building in plain figures, the peak/off-peak split and its cost, the "
                     "range with data, and advice with what it would save a year")
 async def advice(
     site_id: str,
     dwelling_id: str,
-    month: str | None = Query(None, description="YYYY-MM (default: the month of the latest data)", max_length=7),
+    month: str | None = Query(None, description="YYYY-MM (default: the month of the latest data)",
+                              pattern=MONTH_PATTERN),
     user: User = Depends(RESIDENT),
     ctx: ApiContext = Depends(context),
 ) -> ResidentAdvice:
@@ -131,12 +136,13 @@ async def advice(
                                  ctx.settings.minimum_aggregate_dwellings)
 
 
-@router.get("/dwellings/{site_id}/{dwelling_id}/summary", response_model=MonthlySummary,
+@router.get("/dwellings/{site_id}/{dwelling_id}/summary", response_model=MonthlySummary, responses=errors(404, 422),
             summary="A month's consumption and its cost under the dwelling's tariff")
 async def monthly_summary(
     site_id: str,
     dwelling_id: str,
-    month: str | None = Query(None, description="YYYY-MM (default: the current month)", max_length=7),
+    month: str | None = Query(None, description="YYYY-MM (default: the current month)",
+                              pattern=MONTH_PATTERN),
     user: User = Depends(RESIDENT),
     ctx: ApiContext = Depends(context),
 ) -> MonthlySummary:
@@ -159,7 +165,7 @@ async def monthly_summary(
 
 @router.get("/dwellings/{site_id}/{dwelling_id}/comparison", response_model=ComparisonOut,
             summary="Daily consumption against the median of the building's dwellings (at least 10)",
-            responses={409: {"description": "fewer than the minimum number of dwellings to compare with"}})
+            responses=errors(404, 409, 422, e409="fewer than the minimum number of dwellings to compare with"))
 async def comparison(
     site_id: str,
     dwelling_id: str,
@@ -171,7 +177,7 @@ async def comparison(
     site = _dwelling(ctx, user, site_id, dwelling_id)
     start, end = period(start, end, Resolution.DAY, ctx.settings, _today(ctx, site))
     if (end - start).days > 366:
-        raise HTTPException(400, "a comparison covers at most 366 days")
+        field_error("query", "end", "a comparison covers at most 366 days", str(end))
     try:
         result = await compare_with_building(
             ctx.historian, site, dwelling_id, start, end, ctx.settings.minimum_aggregate_dwellings
@@ -186,7 +192,7 @@ async def comparison(
     )
 
 
-@router.get("/dwellings/{site_id}/{dwelling_id}/consents", response_model=list[ConsentState],
+@router.get("/dwellings/{site_id}/{dwelling_id}/consents", response_model=list[ConsentState], responses=errors(404),
             summary="The resident's decision for each purpose")
 async def consents(site_id: str, dwelling_id: str, user: User = Depends(RESIDENT),
                    ctx: ApiContext = Depends(context)) -> list[ConsentState]:
@@ -199,6 +205,7 @@ async def consents(site_id: str, dwelling_id: str, user: User = Depends(RESIDENT
 
 
 @router.put("/dwellings/{site_id}/{dwelling_id}/consents/{purpose}", response_model=ConsentState,
+            responses=errors(404),
             summary="Grant or revoke consent for one purpose (recorded)")
 async def set_consent(site_id: str, dwelling_id: str, purpose: Purpose, change: ConsentChange,
                       user: User = Depends(RESIDENT), ctx: ApiContext = Depends(context)) -> ConsentState:

@@ -1,0 +1,171 @@
+"""A heated zone: its heat pump, its RC model and comfort bands, driven through a temperature setpoint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+import optimizer as opt
+from gridctl.assets.base import (
+    AssetAdapter,
+    DispatchContext,
+    Hourly,
+    KpiPart,
+    Number,
+    PolicyDefaults,
+    ProblemContext,
+    power_kw,
+)
+from gridctl.config import models as m
+from gridctl.config.roles import COUNTER, MEASURED, SETPOINT, STATE, Role
+from gridctl.config.units import Quantity
+from gridctl.dispatch import WriteRequest
+from gridctl.policy import SitePolicy
+from gridctl.service.calendar import in_any
+from gridctl.service.forecasts import Forecasts
+
+# Heat from people, lighting and equipment, occupied and not (a calibration to refine from data).
+INTERNAL_GAIN_KW_PER_M2 = 0.003
+IDLE_GAIN_KW_PER_M2 = 0.0005
+
+
+def occupancy_series(asset_id: str, windows: list[m.TimeWindow], forecasts: Forecasts,
+                     mids: list[datetime], tz: Any) -> list[bool]:
+    """Occupied at each step: the forecast's when it has one for the asset, else the site file's windows."""
+    if asset_id in forecasts.occupied:
+        return list(forecasts.occupied[asset_id])
+    return [in_any(t, windows, tz) for t in mids]
+
+
+def comfort_bands(asset: m.ThermalZone, policy: SitePolicy) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(occupied, unoccupied) comfort bands in °C: the site file's, unless the policy overrides them."""
+    occupied = asset.comfort_occupied
+    unoccupied = asset.comfort_unoccupied
+    override = policy.comfort.get(asset.id)
+    occ = (occupied.min_temperature_c, occupied.max_temperature_c)
+    unocc = (unoccupied.min_temperature_c, unoccupied.max_temperature_c)
+    if override and override.occupied:
+        occ = (override.occupied.min_temperature_c, override.occupied.max_temperature_c)
+    if override and override.unoccupied:
+        unocc = (override.unoccupied.min_temperature_c, override.unoccupied.max_temperature_c)
+    return occ, unocc
+
+
+class ThermalZone(AssetAdapter[m.ThermalZone]):
+    type = "thermal_zone"
+    model = m.ThermalZone
+    flow = "heating_cooling"
+    roles = MappingProxyType({
+        "temperature": Role(Quantity.TEMPERATURE, MEASURED, required=True),
+        "setpoint": Role(Quantity.TEMPERATURE, SETPOINT, required=True, writable=True),
+        "heat_pump_power": Role(Quantity.POWER, MEASURED, required=True),
+        "occupancy": Role(Quantity.DIMENSIONLESS, STATE),
+        "heat_pump_energy": Role(Quantity.ENERGY, COUNTER),
+        "mode": Role(Quantity.DIMENSIONLESS, STATE),
+    })
+    comfort_alarm = True
+
+    def _band(self, now: datetime, tz: Any) -> m.ComfortBand:
+        asset = self.asset
+        return asset.comfort_occupied if in_any(now, asset.occupancy, tz) else asset.comfort_unoccupied
+
+    def watched_points(self) -> list[str]:
+        return [self.asset.points["temperature"]]
+
+    def observed_points(self) -> set[str]:
+        return {self.asset.points["heat_pump_power"]}
+
+    def power_points(self) -> list[str]:
+        return [self.asset.points["heat_pump_power"]]
+
+    def policy_defaults(self) -> PolicyDefaults:
+        asset = self.asset
+        return PolicyDefaults(comfort=(asset.comfort_occupied, asset.comfort_unoccupied, list(asset.occupancy)))
+
+    def power_kw(self, number: Number) -> float:
+        return power_kw(self.site, number, self.asset.points["heat_pump_power"])
+
+    def problem_assets(self, ctx: ProblemContext) -> list[opt.Asset]:
+        asset, forecasts = self.asset, ctx.forecasts
+        model = asset.thermal_model
+        override = ctx.policy.comfort.get(asset.id)
+        if override is not None and override.occupied_hours is not None:
+            # The energy manager's occupied hours replace the site file's and any forecast.
+            occupied = [in_any(t, override.occupied_hours, ctx.tz) for t in ctx.mids]
+        else:
+            occupied = occupancy_series(asset.id, asset.occupancy, forecasts, ctx.mids, ctx.tz)
+        occ, unocc = comfort_bands(asset, ctx.policy)
+        measured = ctx.snapshot.number(asset.points["temperature"])
+        initial = measured if measured is not None else (occ[0] + occ[1]) / 2
+        solar = [model.solar_aperture_m2 * g / 1000.0 for g in forecasts.irradiance_w_m2]
+        internal = [(INTERNAL_GAIN_KW_PER_M2 if o else IDLE_GAIN_KW_PER_M2) * asset.floor_area_m2 for o in occupied]
+        common: dict[str, Any] = dict(
+            id=asset.id, initial_temperature_c=initial, outdoor_temperature_c=forecasts.outdoor_temperature_c,
+            solar_gain_kw=solar, internal_gain_kw=internal,
+            heat_pump_max_power_kw=asset.heat_pump.max_electric_power_kw,
+            supply_temperature_c=asset.heat_pump.supply_temperature_c,
+            carnot_fraction=asset.heat_pump.carnot_efficiency, approach_k=asset.heat_pump.approach_k,
+            occupied=occupied, comfort_occupied_c=occ, comfort_unoccupied_c=unocc,
+        )
+        if model.structure == "1R1C":
+            return [opt.ThermalZone(model="1R1C", c_air_kwh_per_k=model.capacitance_kwh_per_k,
+                                    r_air_out_k_per_kw=model.resistance_k_per_kw, **common)]
+        return [opt.ThermalZone(
+            model="2R2C", c_air_kwh_per_k=model.capacitance_kwh_per_k, r_air_mass_k_per_kw=model.resistance_k_per_kw,
+            c_mass_kwh_per_k=model.envelope_capacitance_kwh_per_k,
+            r_mass_out_k_per_kw=model.envelope_resistance_k_per_kw, initial_mass_temperature_c=initial, **common)]
+
+    def follow(self, ctx: DispatchContext) -> list[WriteRequest]:
+        following = ctx.next_row()
+        target = ctx.planned_value(f"{self.id}.temperature_c", following)
+        if target is None:
+            return []
+        heating = (ctx.planned_value(f"{self.id}.power_kw") or 0.0) > 0.05
+        band = self._band(ctx.now, ctx.tz)
+        # The local controller heats to whatever it is given: when the plan coasts on free gains,
+        # give it the band's floor, not the warmer temperature the plan expects to float to.
+        setpoint = target if heating else band.min_temperature_c
+        setpoint = min(max(setpoint, band.min_temperature_c), band.max_temperature_c)
+        return [ctx.request(self.asset.points["setpoint"], round(setpoint, 1))]
+
+    def safe_default(self, ctx: DispatchContext) -> list[WriteRequest]:
+        # A thermostat schedule: a degree above the band's floor.
+        band = self._band(ctx.now, ctx.tz)
+        return [ctx.request(self.asset.points["setpoint"], min(band.min_temperature_c + 1.0, band.max_temperature_c))]
+
+    baseline = safe_default
+
+    def physics_kpis(self, physics: Any, kpis: Any) -> _Discomfort:
+        kpis.discomfort_k_h[self.id] = 0.0
+        return _Discomfort(self, physics.zones[self.id].zone)
+
+    def history_points(self) -> list[str]:
+        return [self.asset.points["temperature"]]
+
+    def history_kpis(self, hourly: Hourly) -> dict[str, KpiPart]:
+        temperatures = hourly(self.asset.points["temperature"], "value_avg").dropna()
+        if not len(temperatures):
+            return {}
+        outside = 0.0
+        for ts, value in temperatures.items():
+            band = self._band(ts.to_pydatetime(), self.site.tz)
+            outside += max(0.0, band.min_temperature_c - value, value - band.max_temperature_c)
+        return {"discomfort": KpiPart(outside, "K·h", "hourly mean temperature outside the comfort band")}
+
+
+class _Discomfort:
+    """Kelvin-hours outside the comfort band in force, from the zone's true air temperature."""
+
+    def __init__(self, adapter: ThermalZone, zone: Any) -> None:
+        self.adapter = adapter
+        self.zone = zone
+
+    def step(self, kpis: Any, middle: datetime, hours: float) -> None:
+        band = self.adapter._band(middle, self.adapter.site.tz)
+        temperature = self.zone.air_temperature_c
+        deviation = max(band.min_temperature_c - temperature, temperature - band.max_temperature_c, 0.0)
+        kpis.discomfort_k_h[self.adapter.id] += deviation * hours
+
+    def finish(self, kpis: Any, start: datetime, end: datetime) -> None:
+        pass
