@@ -316,10 +316,12 @@ def _verdict(run: Run, cores: int) -> None:
         reasons.append(f"history writes timed out and fell back on the spool ({run.max_spool_depth:.0f} readings "
                        f"deep, PostgreSQL at {run.postgres_cpu_cores:.2f} cores)")
     if run.machine_busy_cores >= 0.92 * cores:
-        needed = (run.cpu_s_per_1000_readings or 0) * run.readings_expected_per_s / 1000
-        reasons.append(f"the machine's {cores} cores: gridctl needed about {needed:.2f} cores for the load and got "
-                       f"{sum(run.gridctl_cpu_cores):.2f}, the simulators took {sum(run.simulator_cpu_cores):.2f}, "
-                       f"PostgreSQL {run.postgres_cpu_cores:.2f} and other programs {run.other_cpu_cores:.2f}")
+        # What gridctl would have needed, from its cost per reading, is only told when it stored enough to know.
+        needed = (f" needed about {(run.cpu_s_per_1000_readings or 0) * run.readings_expected_per_s / 1000:.2f} "
+                  "cores for the load and") if run.stored_ratio >= 0.5 else ""
+        reasons.append(f"the machine's {cores} cores: gridctl{needed} got {sum(run.gridctl_cpu_cores):.2f}, "
+                       f"the simulators took {sum(run.simulator_cpu_cores):.2f}, PostgreSQL "
+                       f"{run.postgres_cpu_cores:.2f} and other programs {run.other_cpu_cores:.2f}")
     run.saturates = "; ".join(reasons) or "unclear: no process at its limit (see the figures)"
 
 
