@@ -85,6 +85,7 @@ class Recorder:
         self._has_pending = asyncio.Event()
         self._group_full = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
+        self._closing = False
         self._last_commit = float("-inf")
 
     async def start(self) -> None:
@@ -93,17 +94,18 @@ class Recorder:
             self._set_empty(len(self.spool) == 0)
             self._flusher = asyncio.create_task(self._flush_loop(), name="history-spool-flusher")
         if self._committer is None:
+            self._closing = False
             self._committer = asyncio.create_task(self._commit_loop(), name="history-group-commit")
 
     async def close(self) -> None:
         """Commit what is pending, then stop; what is still spooled stays on disk for the next start."""
         committer, self._committer = self._committer, None
         if committer is not None:
-            while self._pending and not committer.done():
-                await self._commit(self._take())
-            committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
+            # The writer finishes the write under way and what is pending, then ends by itself: cancelling
+            # it in the middle of a write would leave that group neither stored nor spooled.
+            self._closing = True
+            self._has_pending.set()
+            await committer
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -176,10 +178,14 @@ class Recorder:
     async def _commit_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self._has_pending.wait()
+            if not self._pending:
+                if self._closing:
+                    return
+                await self._has_pending.wait()
+                continue
             # At most one database commit per window; a spool append (outage) need not wait.
             wait_s = self._last_commit + self.flush_window_s - loop.time()
-            if wait_s > 0 and self._empty.is_set():
+            if wait_s > 0 and self._empty.is_set() and not self._closing:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._group_full.wait(), wait_s)
             self._last_commit = loop.time()

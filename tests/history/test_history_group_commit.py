@@ -86,3 +86,17 @@ async def test_a_blocked_database_sends_whole_groups_to_the_spool_and_they_come_
     assert counts.to_numpy().tolist() == [[1.0] * len(addresses)] * POLLS
     assert recorder.stats.written + recorder.stats.spooled == 50 * POLLS * POINTS
     await historian.close()
+
+
+async def test_closing_stores_every_poll_handed_in_before(historian: Historian, tmp_path):
+    recorder = Recorder(historian, Spool(tmp_path / "spool.db"), flush_window_s=0.2)
+    await recorder.start()
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    polls = [asyncio.create_task(recorder.record(SITE, _poll(base, d, 0))) for d in range(100)]
+    await asyncio.sleep(0)
+    await recorder.close()
+    await asyncio.gather(*polls)
+    assert recorder.stats.written == 100 * POINTS and recorder.pending == 0
+    addresses = [f"dev{d:03d}/p{k}" for d in range(100) for k in range(POINTS)]
+    counts = await historian.query(SITE, addresses, base, base + timedelta(seconds=1), timedelta(seconds=1), "count")
+    assert counts.to_numpy().tolist() == [[1.0] * len(addresses)]
