@@ -190,7 +190,8 @@ async def run_instance(sites: Sequence[str], db: str, port: int, baseline: bool)
     if baseline:
         from gridctl.history.recorder import Recorder
 
-        host.recorder = Recorder(host.historian, host.spool, clock=host.clock.now, flush_window_s=0.0,
+        host.recorder = Recorder(host.historian, host.spool, clock=host.clock.now, on_status=host._history_status,
+                                 flush_window_s=0.0,
                                  group_max_readings=1)
         for service in host.sites:
             service.controller.history.recorder = host.recorder

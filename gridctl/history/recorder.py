@@ -8,11 +8,16 @@ the database sees a few large transactions a second instead of one per device po
 once its readings are durable, in the database or in the spool, so a caller that was told "recorded"
 never loses them; a device's poll task waits for its own group and no other.
 
-While the spool holds anything, new readings queue behind it, so history is written in the order it
-was received. A write that fails or takes longer than `write_timeout_s` sends its whole group to the
-spool (one transaction), and groups keep going there until the flusher has replayed it: a slow
-database pushes back into the spool rather than into the polls. A flush that times out may still have
-committed; sending it again is harmless because the historian's unique key makes writes idempotent.
+While the spool holds anything, or the database is known to be away, new readings go to the spool, so
+history is written in the order it was received. A poll never waits on a database that does not
+answer: a poll whose group is not yet being written after `direct_wait_s` goes to the spool, and a write
+that fails or takes longer than `write_timeout_s` sends its whole group there (one transaction); groups
+keep going there until the flusher has replayed it, so a slow database pushes back into the spool rather
+than into the polls. A flush that times out may still have committed; sending it again is harmless
+because the historian's unique key makes writes idempotent.
+
+The recorder says when the database stops taking readings and when it takes them again
+(`on_status`): the service raises and clears its `history_unavailable` alarm from it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from datetime import datetime
 
 from drivers.base import Reading
 from gridctl.history.base import Historian, HistorianUnavailable, SiteReadings, utc_now
-from gridctl.history.spool import Spool
+from gridctl.history.spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 # The fewest spooled readings a replay sends at once after writes timed out.
@@ -39,8 +44,18 @@ class RecorderStats:
     spooled: int = 0  # readings that went through the spool
     flushed: int = 0  # spooled readings since written to the database
     failures: int = 0  # database writes that failed or timed out
+    outages: int = 0  # times the database stopped taking readings
     commits: int = 0  # group writes to the database (each one transaction)
     largest_group: int = 0  # most readings in one group write
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStatus:
+    """Whether the database takes readings; `since` when that last changed, `error` why it stopped."""
+
+    available: bool
+    since: datetime
+    error: str = ""
 
 
 @dataclass(slots=True)
@@ -56,13 +71,17 @@ class Recorder:
         spool: Spool,
         *,
         write_timeout_s: float = 10.0,
-        flush_batch: int = 20_000,
+        flush_batch: int = 5_000,
         flush_window_s: float = 0.1,
         group_max_readings: int = 20_000,
         retry_initial_s: float = 0.5,
-        retry_max_s: float = 5.0,
+        retry_max_s: float = 1.0,
+        direct_wait_s: float = 0.5,
         clock: Callable[[], datetime] = utc_now,
+        on_status: Callable[[HistoryStatus], None] | None = None,
     ) -> None:
+        """`retry_max_s`: longest pause between two attempts to flush while the database is away (each
+        attempt is one connection attempt: after an outage, draining starts within about this long)."""
         if flush_window_s < 0 or group_max_readings <= 0:
             raise ValueError("flush_window_s must be >= 0 and group_max_readings positive")
         self.historian = historian
@@ -74,7 +93,10 @@ class Recorder:
         self.group_max_readings = group_max_readings
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
+        self.direct_wait_s = direct_wait_s
         self.clock = clock
+        self.on_status = on_status
+        self.status = HistoryStatus(True, clock())
         self.stats = RecorderStats()
         self._direct = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -132,14 +154,58 @@ class Recorder:
             return
         if self._committer is None:
             raise RuntimeError("recorder is not started")
-        done = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(SiteReadings(site_id, batch, self.clock()), done))
+        received_at = self.clock()
+        if not (self._empty.is_set() and self.status.available):
+            await self._spool_poll(SiteReadings(site_id, batch, received_at))
+            return
+        item = _Pending(SiteReadings(site_id, batch, received_at), asyncio.get_running_loop().create_future())
+        self._pending.append(item)
         self._pending_readings += len(batch)
         self._has_pending.set()
         if self._pending_readings >= self.group_max_readings:
             self._group_full.set()
         # Shielded: a caller cancelled while waiting leaves its readings to be stored all the same.
-        await asyncio.shield(done)
+        try:
+            await asyncio.wait_for(asyncio.shield(item.done), self.direct_wait_s)
+            return
+        except TimeoutError:
+            if item not in self._pending:
+                # Its write is under way: it ends stored, or spooled after `write_timeout_s`.
+                await asyncio.shield(item.done)
+                return
+        # The writer is still busy with an earlier group: the database may be going away; keep the poll moving.
+        self._pending.remove(item)
+        self._pending_readings -= len(batch)
+        if not self._pending:
+            self._has_pending.clear()
+        await self._spool_poll(item.group)
+
+    async def _spool_poll(self, group: SiteReadings) -> None:
+        (refused,) = await self._spool([group])
+        if refused is not None:
+            raise refused
+
+    async def _spool(self, groups: list[SiteReadings]) -> list[SpoolFull | None]:
+        """Keep groups in the spool in one transaction; per group, None or the SpoolFull that refused it."""
+        refused = await asyncio.to_thread(
+            self.spool.append_groups, [(g.site_id, g.readings, g.received_at) for g in groups])
+        kept = sum(len(g.readings) for g, error in zip(groups, refused, strict=True) if error is None)
+        self.stats.spooled += kept
+        if kept:
+            self._set_empty(False)
+        return refused
+
+    def _set_status(self, available: bool, exc: BaseException | None = None) -> None:
+        if available == self.status.available:
+            return
+        self.status = HistoryStatus(available, self.clock(), "" if exc is None else _reason(exc))
+        if not available:
+            self.stats.outages += 1
+        if self.on_status is not None:
+            try:
+                self.on_status(self.status)
+            except Exception:  # a listener's bug must not stop the readings
+                log.exception("history status listener failed")
 
     async def drain(self, timeout_s: float | None = None) -> bool:
         """Wait until the spool is empty; False on timeout."""
@@ -200,24 +266,20 @@ class Recorder:
         groups = [item.group for item in group]
         count = sum(len(g.readings) for g in groups)
         async with self._direct:
-            if self._empty.is_set():
+            if self._empty.is_set() and self.status.available:
                 try:
                     await asyncio.wait_for(self.historian.write(groups), self.write_timeout_s)
                 except (HistorianUnavailable, TimeoutError) as exc:
                     self.stats.failures += 1
-                    log.warning("history database unavailable, spooling readings: %r", exc)
+                    self._set_status(False, exc)
+                    log.warning("history database unavailable, spooling readings: %s", _reason(exc))
                 else:
                     self.stats.written += count
                     self.stats.commits += 1
                     self.stats.largest_group = max(self.stats.largest_group, count)
                     _settle(group)
                     return
-            refused = await asyncio.to_thread(
-                self.spool.append_groups, [(g.site_id, g.readings, g.received_at) for g in groups])
-            kept = [item for item, error in zip(group, refused, strict=True) if error is None]
-            self.stats.spooled += sum(len(item.group.readings) for item in kept)
-            if kept:
-                self._set_empty(False)
+            refused = await self._spool(groups)
         for item, error in zip(group, refused, strict=True):
             _settle([item], error)
 
@@ -228,7 +290,7 @@ class Recorder:
         while True:
             if len(self.spool) == 0:
                 async with self._direct:
-                    # Re-checked under the lock: a commit may have spooled meanwhile.
+                    # Re-checked under the lock: a commit or a poll may have spooled meanwhile.
                     if len(self.spool) == 0:
                         self._set_empty(True)
                         self._wake.clear()
@@ -237,9 +299,11 @@ class Recorder:
             try:
                 await self._flush_some()
                 delay = self.retry_initial_s
+                self._set_status(True)
             except (HistorianUnavailable, TimeoutError) as exc:
                 self.stats.failures += 1
-                log.info("history database still unavailable (%r), retrying in %.1f s", exc, delay)
+                self._set_status(False, exc)
+                log.debug("history database still unavailable (%s), retrying in %.1f s", _reason(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
             except Exception:
@@ -285,3 +349,9 @@ class SiteRecorder:
 
     async def record(self, readings: Iterable[Reading]) -> None:
         await self.recorder.record(self.site_id, readings)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__

@@ -39,8 +39,8 @@ class ServiceMetrics:
         self.missed_ticks = Counter(
             "gridctl_poll_missed_ticks_total", "Poll ticks skipped because the device's previous poll still ran",
             ["site", "protocol"], registry=self.registry)
-        self.readings = Counter(
-            "gridctl_readings_total", "Readings polled, by quality", ["site", "protocol", "quality"],
+        self.polled_readings = Counter(
+            "gridctl_polled_readings_total", "Readings polled, by quality", ["site", "protocol", "quality"],
             registry=self.registry)
         self.devices = Gauge(
             "gridctl_devices", "Devices by health at their last poll", ["site", "protocol", "health"],
@@ -56,11 +56,17 @@ class ServiceMetrics:
         self.spool_depth = Gauge(
             "gridctl_spool_readings", "Readings of the site waiting in the local spool for the database", ["site"],
             registry=self.registry)
+        self.history_available = Gauge(
+            "gridctl_history_available", "1 while the history database takes readings, 0 while they are spooled",
+            registry=self.registry)
+        self.readings = Gauge(
+            "gridctl_readings", "Readings since the start: written straight to the database, spooled, flushed "
+                                "from the spool", ["path"], registry=self.registry)
         self.active_alarms = Gauge(
             "gridctl_active_alarms", "Active alarms by kind", ["site", "kind"], registry=self.registry)
         self.history = Gauge(
-            "gridctl_history", "History ingest: readings written, spooled, flushed from the spool, pending, "
-            "group commits and failed writes since start", ["what"], registry=self.registry)
+            "gridctl_history", "History ingest: group commits, failed writes and outages since the start, readings "
+            "pending a commit, readings in the spool", ["what"], registry=self.registry)
         self._series: dict[tuple[str, str], tuple] = {}
         # (site, device) -> (protocol, health) at its last poll, to move it between the health counts.
         self._health: dict[tuple[str, str], tuple[str, str]] = {}
@@ -81,7 +87,7 @@ class ServiceMetrics:
         if missed_ticks:
             missed.inc(missed_ticks)
         for quality, count in qualities.items():
-            self.readings.labels(site, protocol, quality).inc(count)
+            self.polled_readings.labels(site, protocol, quality).inc(count)
         now = (protocol, health.value)
         before = self._health.get((site, device))
         if before != now:
@@ -93,10 +99,14 @@ class ServiceMetrics:
     def track_spool(self, site: str, depth: Callable[[], float]) -> None:
         self.spool_depth.labels(site).set_function(depth)
 
-    def track_history(self, values: Callable[[], dict[str, float]]) -> None:
-        """The recorder's counters, read at each scrape."""
-        for what in values():
-            self.history.labels(what).set_function(lambda what=what: values()[what])
+    def track_history(self, available: Callable[[], float], counts: Callable[[str], float],
+                      figures: Callable[[], dict[str, float]] | None = None) -> None:
+        """The recorder's state and counters, read at each scrape."""
+        self.history_available.set_function(available)
+        for path in ("written", "spooled", "flushed"):
+            self.readings.labels(path).set_function(lambda path=path: counts(path))
+        for what in (figures() if figures else {}):
+            self.history.labels(what).set_function(lambda what=what: figures()[what])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

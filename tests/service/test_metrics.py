@@ -43,7 +43,7 @@ def test_devices_are_counted_by_site_protocol_and_health_at_their_last_poll():
     # Second round: device n has state (n + 1) % 3; modbus devices are n % 3 == 0 -> degraded.
     key = ("gridctl_devices", ("health", "degraded"), ("protocol", "modbus"), ("site", "district-00"))
     assert devices[key] == 100
-    assert samples[("gridctl_readings_total", ("protocol", "bacnet"), ("quality", "good"), ("site", "district-03"))] \
+    assert samples[("gridctl_polled_readings_total", ("protocol", "bacnet"), ("quality", "good"), ("site", "district-03"))] \
         == 2 * 100 * 17
     assert samples[("gridctl_polls_total", ("protocol", "opcua"), ("site", "district-09"))] == 2 * 100
     assert samples[("gridctl_poll_lateness_seconds_count", ("protocol", "modbus"))] == 2 * 100 * len(SITES)
