@@ -108,6 +108,7 @@ class Recorder:
         self._group_full = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self._closing = False
+        self._catching_up = False
         self._last_commit = float("-inf")
 
     async def start(self) -> None:
@@ -155,7 +156,7 @@ class Recorder:
         if self._committer is None:
             raise RuntimeError("recorder is not started")
         received_at = self.clock()
-        if not (self._empty.is_set() and self.status.available):
+        if not self.status.available or not (self._empty.is_set() or self._catching_up):
             await self._spool_poll(SiteReadings(site_id, batch, received_at))
             return
         item = _Pending(SiteReadings(site_id, batch, received_at), asyncio.get_running_loop().create_future())
@@ -300,6 +301,8 @@ class Recorder:
                 await self._flush_some()
                 delay = self.retry_initial_s
                 self._set_status(True)
+                if 0 < len(self.spool) <= self._flush_limit:
+                    await self._flush_rest()
             except (HistorianUnavailable, TimeoutError) as exc:
                 self.stats.failures += 1
                 self._set_status(False, exc)
@@ -311,6 +314,19 @@ class Recorder:
                 self.stats.failures += 1
                 log.exception("flushing the history spool failed; retrying in %.1f s", self.retry_max_s)
                 await asyncio.sleep(self.retry_max_s)
+
+    async def _flush_rest(self) -> None:
+        """The spool's last readings, while new polls wait for the writer instead of joining the spool:
+        polls arriving as fast as the spool drains would otherwise keep it from ever emptying."""
+        self._catching_up = True
+        try:
+            async with self._direct:
+                await self._flush_some()
+                if len(self.spool) == 0:
+                    self._set_empty(True)
+                    self._wake.clear()
+        finally:
+            self._catching_up = False
 
     async def _flush_some(self) -> None:
         batches = await asyncio.to_thread(self.spool.peek, self._flush_limit)
