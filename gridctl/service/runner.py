@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -91,6 +92,7 @@ class SiteService:
         specs = [offset_ports(device_spec(d, site_dir, bacnet=self.site.bacnet), options.port_offset)
                  for d in self.site.devices]
         self.drivers = {spec.id: make_driver(spec) for spec in specs}
+        self._protocols = {d.id: d.protocol for d in self.site.devices}
         # The site's weather provider (its site file's `weather`), when it has one.
         provider = options.weather or self.site.weather
         self.weather = None if provider is None else OpenMeteoClient(provider, self.site.location.latitude,
@@ -106,7 +108,7 @@ class SiteService:
                                          is_dark=dark_by_sun(self.site), journal=journal)
         periods = [max(spec.poll_interval_s / speed, min_poll_s) for spec in specs]
         self.poller = Poller([PolledDevice(self.drivers[s.id], p) for s, p in zip(specs, periods, strict=True)],
-                             self._on_poll)
+                             self._on_poll, phase_key=self.site.id)
         self._replanner: asyncio.Task[None] | None = None
         # Jobs of one site run one at a time; stopping waits for the one under way.
         self._busy = asyncio.Lock()
@@ -114,8 +116,12 @@ class SiteService:
         self._restamp = not isinstance(clock, WallClock)
 
     async def _on_poll(self, batch: PollBatch) -> None:
-        self.metrics.observe_poll(self.site.id, batch.device_id, max(batch.finished - batch.due, 0.0),
-                                  batch.health.state)
+        started = batch.due if batch.started is None else batch.started
+        qualities = Counter(r.quality.value for r in batch.readings)
+        self.metrics.observe_poll(self.site.id, batch.device_id, self._protocols[batch.device_id],
+                                  lateness_s=started - batch.due, duration_s=batch.finished - started,
+                                  health=batch.health.state, qualities=qualities,
+                                  missed_ticks=batch.skipped_before)
         readings = batch.readings
         if self._restamp:
             now = self.clock.now()
@@ -270,7 +276,7 @@ class ServiceHost:
                            sites=addresses)
         self.recorder = Recorder(self.historian, self.spool, clock=self.clock.now, on_status=self._history_status)
         self.metrics.track_history(lambda: float(self.recorder.status.available),
-                                   lambda path: float(getattr(self.recorder.stats, path)))
+                                   lambda path: float(getattr(self.recorder.stats, path)), self._history_figures)
         self.audit = audit
         # Every write is journalled here first; the shipper copies the journal to the database's audit.
         self.journal = WriteJournal(journal or paths.journal_path(spool_dir))
@@ -291,6 +297,11 @@ class ServiceHost:
                                  f"; the database is not taking readings", now, Severity.CRITICAL)
             else:
                 book.clear(AlarmKind.SPOOL_FILLING, service.site.id, now)
+
+    def _history_figures(self) -> dict[str, float]:
+        stats = self.recorder.stats
+        return {"commits": stats.commits, "failures": stats.failures, "outages": stats.outages,
+                "pending": self.recorder.pending, "spool_depth": len(self.spool)}
 
     def _history_status(self, status: HistoryStatus) -> None:
         now = self.clock.now()
