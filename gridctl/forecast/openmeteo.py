@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from gridctl.alarms import AlarmBook, AlarmKind, Severity
 from gridctl.config import models as m
-from gridctl.service.weather import WeatherForecast
+from gridctl.forecast.weather import WeatherForecast
 
 log = logging.getLogger(__name__)
 FORECAST_DAYS = 3

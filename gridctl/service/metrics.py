@@ -1,15 +1,22 @@
-"""Prometheus metrics of the service: poll latency, device health, writes, solve time, spool depth."""
+"""Prometheus metrics of the service: poll latency, device health, writes, solve time, spool depth, and
+how well the forecasts did (by quantity and lead time) and which thermal model each zone's plans use."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from drivers.base import HealthState
+from gridctl.forecast.forecaster import ForecastReport
+from gridctl.forecast.identify import ThermalEstimate
 
 HEALTH_VALUE = {HealthState.OK: 0, HealthState.DEGRADED: 1, HealthState.OFFLINE: 2}
+# Forecast accuracy in /metrics is over this last stretch.
+ACCURACY_WINDOW = timedelta(days=7)
 
 
 class ServiceMetrics:
@@ -38,6 +45,23 @@ class ServiceMetrics:
             registry=self.registry)
         self.active_alarms = Gauge(
             "gridctl_active_alarms", "Active alarms by kind", ["site", "kind"], registry=self.registry)
+        # Labels stay bounded: quantity is load or pv, horizon 1h, 6h or 24h (lead times up to it).
+        forecast_labels = ["site", "quantity", "horizon"]
+        self.forecast_mae = Gauge(
+            "gridctl_forecast_mae_kw", "Mean absolute error of the forecasts over the last 7 days, by lead time",
+            forecast_labels, registry=self.registry)
+        self.forecast_nrmse = Gauge(
+            "gridctl_forecast_nrmse", "RMSE over the mean measured value, last 7 days, by lead time",
+            forecast_labels, registry=self.registry)
+        self.forecast_samples = Gauge(
+            "gridctl_forecast_samples", "Quarter-hours scored in the forecast accuracy figures", forecast_labels,
+            registry=self.registry)
+        self.thermal_rmse = Gauge(
+            "gridctl_thermal_model_rmse_k", "Day-ahead RMSE of a zone's thermal model on held-out days",
+            ["site", "zone", "model"], registry=self.registry)
+        self.thermal_identified = Gauge(
+            "gridctl_thermal_model_identified", "1 when a zone's plans use its identified thermal model",
+            ["site", "zone"], registry=self.registry)
 
     def observe_poll(self, site: str, device: str, seconds: float, health: HealthState) -> None:
         self.poll_seconds.labels(site, device).observe(seconds)
@@ -46,5 +70,25 @@ class ServiceMetrics:
     def track_spool(self, site: str, depth: Callable[[], float]) -> None:
         self.spool_depth.labels(site).set_function(depth)
 
+    def observe_forecasts(self, site: str, report: ForecastReport, now: datetime) -> None:
+        for figure in report.accuracy.figures(now - ACCURACY_WINDOW, None):
+            labels = (site, figure.quantity, figure.horizon)
+            self.forecast_mae.labels(*labels).set(figure.mae_kw)
+            self.forecast_nrmse.labels(*labels).set(figure.nrmse)
+            self.forecast_samples.labels(*labels).set(figure.samples)
+        for zone, estimate in report.identified.items():
+            if not isinstance(estimate, ThermalEstimate):
+                continue
+            self.thermal_identified.labels(site, zone).set(1.0 if estimate.identified else 0.0)
+            found = estimate.identification
+            if found is not None:
+                self.thermal_rmse.labels(site, zone, "identified").set(_finite(found.held_out.multi_step_rmse_k))
+                self.thermal_rmse.labels(site, zone, "site_file").set(
+                    _finite(found.site_file_held_out.multi_step_rmse_k))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else math.nan

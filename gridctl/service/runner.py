@@ -32,15 +32,15 @@ from gridctl.config import Site, load_site
 from gridctl.config.loader import site_file
 from gridctl.dispatch import AuditSink
 from gridctl.fieldbus import device_spec
-from gridctl.forecast.daylight import dark_by_sun
+from gridctl.forecast.forecaster import SignalForecaster, last_value_points, observed_points
 from gridctl.forecast.openmeteo import OpenMeteoClient
-from gridctl.history import Historian, HistorianUnavailable, open_historian
+from gridctl.forecast.sun import dark_by_sun
+from gridctl.history import Aggregate, Historian, HistorianUnavailable, open_historian
 from gridctl.history.migrations import SITE_KEYED_VERSION
 from gridctl.history.recorder import Recorder
 from gridctl.history.spool import Spool, SpoolAlarm
 from gridctl.policy import PolicyVersion
 from gridctl.service.controller import ControllerSettings, SiteController
-from gridctl.service.forecasting import SignalForecaster, observed_points
 from gridctl.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -129,11 +129,18 @@ class SiteService:
                               next_run_time=first)
 
     async def warm_up(self, historian: Historian) -> int:
-        """Feed the forecaster the stored history of the last days (a restart keeps its forecasts)."""
+        """Feed the forecaster the stored history of the last days (a restart keeps its forecasts): quarter-hour
+        means of measurements, the last value of states and counters."""
         end = self.clock.now()
         start = end - timedelta(days=self.forecaster.history_days)
+        points = observed_points(self.site)
+        last = sorted(last_value_points(self.site, points))
+        means = [address for address in points if address not in last]
         try:
-            frame = await historian.query(self.site.id, observed_points(self.site), start, end, WARM_UP_BUCKET)
+            frame = await historian.query(self.site.id, means, start, end, WARM_UP_BUCKET)
+            if last:
+                frame = frame.join(await historian.query(self.site.id, last, start, end, WARM_UP_BUCKET,
+                                                         Aggregate.LAST), how="outer")
         except HistorianUnavailable as error:
             log.warning("%s: no stored history for the forecasts (%s); they start from scratch", self.site.id, error)
             return 0
@@ -196,6 +203,7 @@ class SiteService:
         self.metrics.solve_seconds.labels(self.site.id).observe(asyncio.get_running_loop().time() - started)
         if self.controller.stats.optimiser_failures > failures:
             self.metrics.optimiser_failures.labels(self.site.id).inc()
+        self.metrics.observe_forecasts(self.site.id, self.forecaster.report(self.site), self.clock.now())
 
     async def _dispatch(self) -> None:
         self.forecaster.observe(self.site, self.controller.snapshot())

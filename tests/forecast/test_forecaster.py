@@ -10,13 +10,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.base import Quality, Reading
-from gridctl.assets.ev_pool import STILL_CHARGING_KWH, WORKPLACE_ENERGY_KWH, WORKPLACE_PLUG_IN, ev_session
-from gridctl.assets.pv import pv_output_kw
+from gridctl.assets import site_adapters
 from gridctl.config import load_site
 from gridctl.config import models as m
+from gridctl.forecast.ev import PRIOR_ENERGY_KWH, PRIOR_STAY, STILL_CHARGING_KWH, ev_session
+from gridctl.forecast.forecaster import SignalForecaster, observed_points
+from gridctl.forecast.pv import pv_output_kw
+from gridctl.forecast.sky import PRIOR_INDEX, CloudIndexHistory
+from gridctl.forecast.sun import solar
 from gridctl.history import SiteReadings
-from gridctl.service.cloud import PRIOR_INDEX, CloudIndexHistory
-from gridctl.service.forecasting import SignalForecaster, observed_points, solar
 from gridctl.service.snapshot import Snapshot
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -66,6 +68,11 @@ def _rows(site: m.Site, start: datetime, days: int, values) -> list:
     return rows
 
 
+def _idle(site: m.Site) -> dict[str, float]:
+    """Every power point of what gridctl schedules at 0 (the base load is then the grid's power)."""
+    return {address: 0.0 for adapter in site_adapters(site) for address in adapter.power_points()}
+
+
 def _empty_snapshot(now: datetime) -> Snapshot:
     return Snapshot(now, MappingProxyType({}), MappingProxyType({}))
 
@@ -76,7 +83,8 @@ async def test_warm_up_from_history_gives_the_load_profile_from_the_first_foreca
 
     def values(moment: datetime) -> dict[str, float]:
         local = moment.astimezone(site.tz)
-        return {grid: 40.0 if 7 <= local.hour < 19 else 10.0}  # nothing controlled draws: all is base load
+        # Nothing controlled draws: all is base load.
+        return {**_idle(site), grid: 40.0 if 7 <= local.hour < 19 else 10.0}
 
     start = datetime(2026, 7, 6, tzinfo=PARIS).astimezone(UTC)
     forecaster = SignalForecaster()
@@ -139,14 +147,14 @@ def test_ev_needs_declared_by_the_car_or_driver_are_planned_with_a_margin() -> N
     assert declared.energy_needed_kwh == 8.0
     undeclared = ev_session(charger, plugged, now, delivered_kwh=2.0, time_to_departure_s=0.0,
                             energy_request_kwh=0.0)
-    assert undeclared.departure == plugged + WORKPLACE_PLUG_IN
-    assert undeclared.energy_needed_kwh == WORKPLACE_ENERGY_KWH - 2.0
+    assert undeclared.departure == plugged + PRIOR_STAY
+    assert undeclared.energy_needed_kwh == PRIOR_ENERGY_KWH - 2.0
     # Past the declared need while still drawing: all the charger can give until the car may leave.
     more = ev_session(charger, plugged, now, delivered_kwh=12.0, time_to_departure_s=600.0, energy_request_kwh=10.0)
     assert more.departure == now + timedelta(minutes=15)
     assert more.energy_needed_kwh == pytest.approx(charger.max_power_kw * 0.25)
     # Past the expected stay without a declaration: the same, for the half hour planned.
-    later = plugged + WORKPLACE_PLUG_IN + timedelta(minutes=20)
+    later = plugged + PRIOR_STAY + timedelta(minutes=20)
     overstay = ev_session(charger, plugged, later, delivered_kwh=18.0, time_to_departure_s=None, energy_request_kwh=None)
     assert overstay.departure == later + timedelta(minutes=30)
     assert overstay.energy_needed_kwh == pytest.approx(charger.max_power_kw * 0.5)
@@ -167,8 +175,12 @@ async def test_a_starting_service_learns_its_forecasts_from_the_stored_history(t
     await host.open_history()
     try:
         # Two days of one-minute grid readings: 30 kW by day, 12 kW at night.
+        moments = [now - timedelta(days=2) + timedelta(minutes=k) for k in range(2 * 1440)]
         readings = [Reading(grid, moment, 30.0 if 6 <= moment.hour < 18 else 12.0, Quality.GOOD)
-                    for moment in (now - timedelta(days=2) + timedelta(minutes=k) for k in range(2 * 1440))]
+                    for moment in moments]
+        # What gridctl schedules drew nothing: all of it is base load.
+        readings += [Reading(address, moment, 0.0, Quality.GOOD) for address in _idle(service.site)
+                     for moment in moments]
         await host.historian.write([SiteReadings(service.site.id, readings)], received_at=now)
         assert await service.warm_up(host.historian) == 2 * 96
         forecasts = await service.forecaster.forecast(service.site, _empty_snapshot(now), now, 96, STEP)
@@ -202,5 +214,6 @@ def test_observing_without_forecasting_learns_in_bounded_batches() -> None:
         moment = start + STEP * k
         readings = {sensor: Reading(sensor, moment, 400.0, Quality.GOOD)}
         forecaster.observe(site, Snapshot(moment, MappingProxyType(readings), MappingProxyType({})))
-    assert len(forecaster._pending) < 96
-    assert forecaster._cloud is not None and len(forecaster._cloud) > 0
+    state = forecaster._state(site)
+    assert len(state.pending) < 96
+    assert len(state.cloud) > 0

@@ -29,14 +29,17 @@ MIN_INDEX, MAX_INDEX = 0.05, 1.1
 class CloudIndexHistory:
     """Daylight clear-sky index samples of one site and the forecast made from them."""
 
-    def __init__(self, tz: tzinfo, samples_per_day: int = 96) -> None:
+    def __init__(self, tz: tzinfo) -> None:
         self.tz = tz
-        self._samples: deque[tuple[datetime, float]] = deque(maxlen=CLIMATE_DAYS * samples_per_day)
+        self._samples: deque[tuple[datetime, float]] = deque()
 
     def record(self, ts: datetime, index: float) -> None:
         if self._samples and ts <= self._samples[-1][0]:
             return
         self._samples.append((ts, min(max(index, MIN_INDEX), MAX_INDEX)))
+        # Kept by age: the climate is that of the last days, whatever the number of samples a day.
+        while ts - self._samples[0][0] > timedelta(days=CLIMATE_DAYS):
+            self._samples.popleft()
 
     def __len__(self) -> int:
         return len(self._samples)
