@@ -273,14 +273,6 @@ class KpiPart:
 Hourly = Callable[[str, str], pd.Series]
 
 
-@dataclass(frozen=True)
-class ForecastCheck:
-    """A measured power whose forecast is the sum of schedule columns (forecast-accuracy KPI)."""
-
-    address: str
-    columns: tuple[str, ...]
-
-
 # --------------------------------------------------------------------------- policy
 
 
@@ -414,9 +406,6 @@ class AssetAdapter(Generic[A]):
     def history_kpis(self, hourly: Hourly) -> dict[str, KpiPart]:
         """Site KPIs from hourly rollups: `hourly(address, column)` is a series by hour."""
         return {}
-
-    def forecast_checks(self) -> list[ForecastCheck]:
-        return []
 
     # ------------------------------------------------------------------ policy, site file
 

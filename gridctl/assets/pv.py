@@ -12,7 +12,6 @@ from gridctl.assets.base import (
     AssetAdapter,
     AssetForecast,
     DispatchContext,
-    ForecastCheck,
     ForecastContext,
     ForecastModel,
     Hourly,
@@ -90,11 +89,6 @@ class Pv(AssetAdapter[m.PvArray]):
         if not len(produced):
             return {}
         return {"pv_energy": KpiPart(float(produced.sum()), "kWh", "energy produced by the PV arrays")}
-
-    def forecast_checks(self) -> list[ForecastCheck]:
-        if "power" not in self.asset.points:
-            return []
-        return [ForecastCheck(self.asset.points["power"], (f"{self.id}.power_kw", f"{self.id}.curtailed_kw"))]
 
 
 class PvModel(ForecastModel):

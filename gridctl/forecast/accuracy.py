@@ -119,7 +119,7 @@ class ForecastAccuracy:
         for old in [q for q in pending if q < issue_quarter - timedelta(hours=2)]:
             del pending[old]
         end = start + step * len(values_kw)
-        quarter = quarter_of(issued_at) + QUARTER
+        quarter = max(issue_quarter, quarter_of(start))
         while quarter < end:
             middle = quarter + QUARTER / 2
             k = int((middle - start) / step)

@@ -217,3 +217,85 @@ def test_observing_without_forecasting_learns_in_bounded_batches() -> None:
     state = forecaster._state(site)
     assert len(state.pending) < 96
     assert len(state.cloud) > 0
+
+
+def _snapshot(now: datetime, values: dict[str, float], taken: datetime | None = None,
+              quality: Quality = Quality.GOOD) -> Snapshot:
+    """Readings of `values` taken at `taken` (now by default), seen by a cycle at `now`; 30 s staleness limit."""
+    readings = {a: Reading(a, taken or now, v, quality) for a, v in values.items()}
+    devices = {a.partition("/")[0] for a in values}
+    return Snapshot(now, MappingProxyType(readings), MappingProxyType(dict.fromkeys(devices, timedelta(seconds=30))))
+
+
+async def test_at_the_one_minute_dispatch_the_load_history_keeps_two_weeks_of_quarter_hours() -> None:
+    site = load_site(SITES / "zac-saint-sauveur")
+    grid = site.grid.points["power"]
+    idle = _idle(site)
+
+    def load_kw(moment: datetime) -> float:
+        local = moment.astimezone(site.tz)
+        return (40.0 if 7 <= local.hour < 19 else 10.0) + (5.0 if local.weekday() >= 5 else 0.0)
+
+    forecaster = SignalForecaster()
+    start = datetime(2026, 3, 2, tzinfo=PARIS).astimezone(UTC)
+    end = start + timedelta(days=16)
+    moment = start
+    while moment < end:  # one observation a minute, as `gridctl run` dispatches
+        forecaster.observe(site, _snapshot(moment, {**idle, grid: load_kw(moment)}))
+        moment += timedelta(minutes=1)
+    history = forecaster.load_history(site)
+    # Two weeks by age at quarter-hour resolution, whatever the cadence (not the last 2,304 minutes).
+    assert history.span() == timedelta(days=14)
+    assert len(history) == 14 * 96 + 1
+    forecasts = await forecaster.forecast(site, _snapshot(end, {**idle, grid: load_kw(end)}), end, 96 * 2, STEP)
+    for k, value in enumerate(forecasts.base_load_kw):
+        assert value == pytest.approx(load_kw(end + STEP * k + STEP / 2), abs=1e-6)
+
+
+async def test_stale_bad_and_repeated_readings_are_not_new_observations() -> None:
+    site = load_site(SITES / "zac-saint-sauveur")
+    grid = site.grid.points["power"]
+    idle = _idle(site)
+    forecaster = SignalForecaster()
+    start = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    # A meter polled every 5 minutes, seen by every 1-minute cycle: 20, 30, 40 kW in the first quarter-hour.
+    for minute in range(15):
+        taken = start + timedelta(minutes=5 * (minute // 5))
+        forecaster.observe(site, _snapshot(start + timedelta(minutes=minute),
+                                           {**idle, grid: 20.0 + 10.0 * (minute // 5)}, taken=taken))
+    # Then the meter goes silent: its last reading ages past the staleness limit; then it answers bad values.
+    for minute in range(15, 30):
+        forecaster.observe(site, _snapshot(start + timedelta(minutes=minute), {**idle, grid: 40.0},
+                                           taken=start + timedelta(minutes=10)))
+    for minute in range(30, 45):
+        forecaster.observe(site, _snapshot(start + timedelta(minutes=minute), {**idle, grid: 99.0},
+                                           quality=Quality.BAD))
+    forecaster.observe(site, _snapshot(start + timedelta(minutes=45), {**idle, grid: 50.0}))
+    history = forecaster.load_history(site)
+    # One quarter-hour learnt, the mean of the three readings it had; none from the silent half hour.
+    assert len(history) == 1
+    forecasts = await forecaster.forecast(site, _snapshot(start + timedelta(minutes=46), {}),
+                                          start + timedelta(hours=1), 4, STEP)
+    assert forecasts.base_load_kw[0] == pytest.approx(30.0)
+
+
+async def test_forecasts_are_scored_by_lead_time_once_the_actuals_are_in() -> None:
+    site = load_site(SITES / "zac-saint-sauveur")
+    grid = site.grid.points["power"]
+    idle = _idle(site)
+    forecaster = SignalForecaster()
+    start = datetime(2026, 3, 2, tzinfo=PARIS).astimezone(UTC)
+    forecaster.warm_up(site, _rows(site, start - timedelta(days=7), 7, lambda _t: {**idle, grid: 40.0}))
+    await forecaster.forecast(site, _snapshot(start, {}), start, 96, STEP)
+    # The load steps up to 50 kW: every forecast quarter-hour is 10 kW under (the level correction aside).
+    moment = start
+    while moment < start + timedelta(hours=8):
+        forecaster.observe(site, _snapshot(moment, {**idle, grid: 50.0}))
+        moment += timedelta(minutes=1)
+    figures = {(f.quantity, f.horizon): f for f in forecaster.report(site).accuracy.figures()}
+    first = figures[("load", "1h")]
+    assert first.samples == 4 and first.mae_kw == pytest.approx(10.0) and first.bias_kw == pytest.approx(-10.0)
+    assert first.nrmse == pytest.approx(10.0 / 50.0)
+    assert figures[("load", "6h")].samples == 20
+    assert figures[("load", "24h")].samples == 7  # 6 h to 7 h 45: the last quarter-hour is still under way
+    assert figures[("pv", "1h")].samples == 0
