@@ -128,7 +128,9 @@ class ThermalZone(AssetAdapter[m.ThermalZone]):
         return [opt.ThermalZone(
             model="2R2C", c_air_kwh_per_k=model.capacitance_kwh_per_k, r_air_mass_k_per_kw=model.resistance_k_per_kw,
             c_mass_kwh_per_k=model.envelope_capacitance_kwh_per_k,
-            r_mass_out_k_per_kw=model.envelope_resistance_k_per_kw, initial_mass_temperature_c=initial, **common)]
+            r_mass_out_k_per_kw=model.envelope_resistance_k_per_kw,
+            initial_mass_temperature_c=initial if estimate.envelope_temperature_c is None or measured is None
+            else estimate.envelope_temperature_c, **common)]
 
     def follow(self, ctx: DispatchContext) -> list[WriteRequest]:
         following = ctx.next_row()

@@ -22,6 +22,7 @@ planner uses the identified model while it predicts held-out days better than th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -184,8 +185,9 @@ def _discrete(p: _Params, hours: float) -> tuple[np.ndarray, np.ndarray]:
     return e[:2, :2], e[:2, 2:]
 
 
-def _predict(p: _Params, data: _Data, horizon: int, every: int) -> tuple[np.ndarray, np.ndarray]:
-    """One-step errors, and errors of predictions `horizon` steps ahead started every `every` steps.
+def _carry(p: _Params, data: _Data) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The model's states at each sample with the air at its measured temperature, the one-step errors,
+    and the discrete model (Ad, Bd, inputs).
 
     The envelope (2R2C) is never measured: it is carried by the model fed the measured air temperature."""
     ad, bd = _discrete(p, data.hours)
@@ -209,6 +211,14 @@ def _predict(p: _Params, data: _Data, horizon: int, every: int) -> tuple[np.ndar
             state = ad @ state + bd @ inputs[k]
             if not data.gap[k]:
                 one_step[k + 1] = state[0] - measured[k + 1]
+    return states, one_step, ad, bd, inputs
+
+
+def _predict(p: _Params, data: _Data, horizon: int, every: int) -> tuple[np.ndarray, np.ndarray]:
+    """One-step errors, and errors of predictions `horizon` steps ahead started every `every` steps."""
+    states, one_step, ad, bd, inputs = _carry(p, data)
+    n = len(data.measured)
+    measured = data.measured
     starts = np.arange(0, max(n - 1, 1), every)
     batch = states[starts].copy()
     errors = np.full((len(starts), horizon), np.nan)
@@ -354,6 +364,9 @@ class ThermalEstimate:
     fitted_at: datetime | None
     # Why this model is the one in use.
     reason: str
+    # The envelope's temperature now (2R2C), as the model carries it from the measured air temperature:
+    # what a plan starts from, since no sensor reads it.
+    envelope_temperature_c: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         found = self.identification
@@ -362,10 +375,19 @@ class ThermalEstimate:
                 "identification": found.as_dict() if found is not None else None}
 
 
+def _params_of(model: m.ThermalModel, gain_occupied_kw: float, gain_idle_kw: float) -> _Params:
+    return _Params(model.resistance_k_per_kw, model.capacitance_kwh_per_k, model.envelope_resistance_k_per_kw,
+                   model.envelope_capacitance_kwh_per_k, model.solar_aperture_m2, gain_occupied_kw, gain_idle_kw)
+
+
 def site_file_estimate(zone: m.ThermalZone, reason: str, found: ZoneIdentification | None = None,
                        fitted_at: datetime | None = None) -> ThermalEstimate:
     return ThermalEstimate(zone.id, zone.thermal_model, SITE_FILE_GAIN_KW_PER_M2[0] * zone.floor_area_m2,
                            SITE_FILE_GAIN_KW_PER_M2[1] * zone.floor_area_m2, False, found, fitted_at, reason)
+
+
+# The envelope's temperature now is carried over this much history (it starts from a guess).
+ENVELOPE_SETTLES = timedelta(days=3)
 
 
 class ZoneLearner:
@@ -395,12 +417,13 @@ class ZoneLearner:
         if next(iter(self._rows)) < oldest:
             self._rows = {t: row for t, row in self._rows.items() if t >= oldest}
 
-    def history(self) -> ZoneHistory:
-        """The samples as a regular series (NaN where nothing was learnt); occupancy from the sensor, else
-        the zone's schedule."""
-        if not self._rows:
+    def history(self, since: datetime | None = None) -> ZoneHistory:
+        """The samples (from `since`) as a regular series (NaN where nothing was learnt); occupancy from the
+        sensor, else the zone's schedule."""
+        kept = [t for t in self._rows if since is None or t >= since]
+        if not kept:
             raise NotEnoughData(f"{self.zone.id}: no history")
-        first, last = min(self._rows), max(self._rows)
+        first, last = min(kept), max(kept)
         n = int((last - first) / self.STEP) + 1
         empty = (math.nan,) * 5
         rows = np.array([self._rows.get(first + self.STEP * k, empty) for k in range(n)], dtype=float)
@@ -435,4 +458,15 @@ class ZoneLearner:
                            f"{found.held_out.multi_step_rmse_k:.2f} K)", found, now)
 
     def estimate(self) -> ThermalEstimate:
-        return self._estimate
+        """The model in use, with the envelope's temperature as of the last quarter-hour learnt."""
+        estimate = self._estimate
+        if estimate.model.structure != "2R2C" or not self._rows:
+            return estimate
+        since = max(self._rows) - ENVELOPE_SETTLES
+        try:
+            history = self.history(since)
+        except NotEnoughData:
+            return estimate
+        params = _params_of(estimate.model, estimate.internal_gain_occupied_kw, estimate.internal_gain_idle_kw)
+        states, *_ = _carry(params, _Data(self.zone, history))
+        return dataclasses.replace(estimate, envelope_temperature_c=float(states[-1][1]))
