@@ -36,6 +36,9 @@ from gridctl.service.snapshot import Snapshot
 if TYPE_CHECKING:
     from gridctl.config.yamlsource import PathKey
 
+# Below this a car's remaining need is nothing to plan for.
+MIN_NEED_KWH = 0.05
+
 CHARGER_ROLES = MappingProxyType({
     "current_limit": Role(Quantity.CURRENT, SETPOINT, required=True, writable=True),
     "power": Role(Quantity.POWER, MEASURED, required=True),
@@ -129,11 +132,17 @@ class EvPool(AssetAdapter[m.EvChargerPool]):
     def problem_assets(self, ctx: ProblemContext) -> list[opt.Asset]:
         asset, forecasts, policy = self.asset, ctx.forecasts, ctx.policy
         by_charger: dict[str, list[opt.EVSession]] = {c.id: [] for c in asset.chargers}
+        chargers = {c.id: c for c in asset.chargers}
         for session in forecasts.ev_sessions:
             if session.charger_id not in by_charger or session.departure <= ctx.start or session.arrival >= ctx.end:
                 continue
             arrival = max(session.arrival, ctx.start)
             needed = max(session.energy_needed_kwh, min(policy.ev_minimum_energy_kwh, session.energy_needed_kwh))
+            if needed > MIN_NEED_KWH:
+                # A charger gives at least its minimum power for a step: a smaller remainder could not be
+                # planned at all, and the car stops by itself once full.
+                charger = chargers[session.charger_id]
+                needed = max(needed, charger_power_kw(charger, charger.min_current_a) * ctx.step / timedelta(hours=1))
             by_charger[session.charger_id].append(
                 opt.EVSession(arrival=arrival, departure=session.departure, energy_needed_kwh=max(needed, 0.0),
                               id=f"{session.arrival:%Y%m%dT%H%M}"))
