@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="local start, ISO 8601 with offset (default: a winter Monday)")
     parser.add_argument("--step-min", type=float, default=5.0, help="control step in minutes")
     parser.add_argument("--optimise-every-min", type=float, default=60.0)
-    parser.add_argument("--history-days", type=float, default=7.0,
+    parser.add_argument("--history-days", type=float, default=14.0,
                         help="days of history gridctl's forecasts hold at the start (a warm-up)")
     parser.add_argument("--no-weather-forecast", action="store_true",
                         help="forecast the sky from the site's own measurements only, without a weather service")

@@ -59,7 +59,7 @@ class SimulationOptions:
     horizon_hours: float = 24.0
     # Days of history the service holds at the start (its forecasts learn from them), as after a
     # warm-up period; the physics of the run itself starts fresh at `start`.
-    history_days: float = 7.0
+    history_days: float = 14.0
     # gridctl reads a weather provider's forecasts over its API (a simulated provider on loopback whose
     # errors grow with lead time), as a deployed service would; without it, only its own measurements.
     weather_forecast: bool = True
