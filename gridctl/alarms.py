@@ -16,10 +16,14 @@ class AlarmKind(StrEnum):
     OVERRIDE = "override"
     COMFORT_VIOLATION = "comfort_violation"
     SPOOL_FILLING = "spool_filling"
+    # The history database does not take readings: they wait in the local spool.
+    HISTORY_UNAVAILABLE = "history_unavailable"
     OPTIMIZER_FAILED = "optimizer_failed"
     # A stored policy version or demand-response event no longer validates; an earlier one is in force.
     POLICY_INVALID = "policy_invalid"
     WEATHER_PROVIDER = "weather_provider"
+    # The local write journal cannot be written: writes are refused (no write without its record).
+    JOURNAL_FAILED = "journal_failed"
 
 
 class Severity(StrEnum):

@@ -7,6 +7,9 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+QUIET_LIBRARIES = ("pymodbus", "bacpypes3", "asyncua", "apscheduler", "uvicorn", "uvicorn.access", "psycopg",
+                   "psycopg.pool", "aiohttp", "httpx")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -30,7 +33,16 @@ def configure(level: str = "info", json_lines: bool = True) -> None:
                                                                               "%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    if level.upper() not in LEVELS:
+        raise ValueError(f"--log-level {level!r}: one of {', '.join(name.lower() for name in LEVELS)}")
     root.setLevel(level.upper())
-    # The protocol stacks log every retry at INFO; keep them to warnings at most.
-    for noisy in ("pymodbus", "bacpypes3", "asyncua", "apscheduler"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # The libraries log every retry and lost connection; gridctl reports what matters itself (device_offline,
+    # history_unavailable, ...). They speak only at debug level, except a failing web request or job.
+    debug = root.level <= logging.DEBUG
+    for name in QUIET_LIBRARIES:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+        logger.setLevel(logging.DEBUG if debug else logging.CRITICAL + 1)
+    for name in ("uvicorn.error", "apscheduler.executors"):
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)

@@ -21,3 +21,8 @@ def default_database() -> Path:
 
 def spool_dir() -> Path:
     return data_dir() / "spool"
+
+
+def journal_path(spool: Path | None = None) -> Path:
+    """The local write journal: beside the spool when one is given, in the data directory otherwise."""
+    return (spool.parent if spool is not None else data_dir()) / "journal" / "writes.sqlite3"

@@ -99,7 +99,7 @@ class _Checker:
             if e < lo - self.tol or e > hi + self.tol:
                 self.add(a.id, "energy_bounds", self.t0[t], self.t0[t + 1], float(max(lo - e, e - hi)), "kWh")
             # The stored energy must be reachable from the previous step within the power limits.
-            step = e - prev
+            step = e - prev * (1.0 - a.standing_loss_per_h * durations[t])
             up = a.max_charge_kw * a.charge_efficiency * durations[t]
             down = a.max_discharge_kw / a.discharge_efficiency * durations[t]
             if step > up + self.tol * max(1.0, up) or -step > down + self.tol * max(1.0, down):

@@ -242,10 +242,11 @@ class _Builder:
         for t in range(self.n):
             dt = self.dt[t]
             terms: Terms = [(e[t], 1.0), (ch[t], -a.charge_efficiency * dt), (dis[t], dt / a.discharge_efficiency)]
+            kept = 1.0 - a.standing_loss_per_h * dt
             if prev is None:
-                self.con(terms, pulp.LpConstraintEQ, a.initial_energy_kwh)
+                self.con(terms, pulp.LpConstraintEQ, a.initial_energy_kwh * kept)
             else:
-                self.con([*terms, (prev, -1.0)], pulp.LpConstraintEQ, 0.0)
+                self.con([*terms, (prev, -kept)], pulp.LpConstraintEQ, 0.0)
             prev = e[t]
             self.balance[t].extend([(ch[t], 1.0), (dis[t], -1.0)])
             if exclusive[t] and a.max_charge_kw > 0 and a.max_discharge_kw > 0:

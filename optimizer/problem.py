@@ -89,6 +89,8 @@ class Battery(_Model):
     initial_energy_kwh: Number = Field(ge=0)
     terminal_energy_kwh: Number | None = None
     cycling_cost_eur_per_kwh: Number = Field(0.0, ge=0)
+    # Share of the stored energy lost per hour by itself (self-discharge, standby).
+    standing_loss_per_h: Number = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _bounds(self) -> Battery:

@@ -93,6 +93,24 @@ WriteListener = Callable[["SimDevice", str, Value | None, int | None], None]
 
 
 @dataclass
+class DeviceWatchdog:
+    """The device's own supervision of its supervisor: a heartbeat point that must be written within
+    `timeout_s`. Once the first heartbeat arrived, a lapse makes the device let go of what the supervisor
+    commanded: a BACnet device releases the supervisor's `priorities` slots; a device without a priority
+    array (OPC-UA) puts each point written over the wire back to the value it had before."""
+
+    point_id: str
+    timeout_s: float
+    priorities: frozenset[int] = frozenset()
+    beat_at: datetime | None = None
+    # Times the device let go (tests and drills look at it).
+    trips: int = 0
+
+    def expired(self, now: datetime) -> bool:
+        return self.beat_at is not None and now >= self.beat_at + timedelta(seconds=self.timeout_s)
+
+
+@dataclass
 class _Commanded:
     """A commandable point's priority array (BACnet semantics; other protocols write directly)."""
 
@@ -115,6 +133,9 @@ class SimDevice:
         self.writes: deque[tuple[datetime, str, Value | None, int | None]] = deque(maxlen=WRITE_LOG_SIZE)
         self._commanded: dict[str, _Commanded] = {}
         self._listeners: list[WriteListener] = []
+        self.watchdog: DeviceWatchdog | None = None
+        # Without a priority array: the value each point had before the supervisor first wrote it.
+        self._local: dict[str, Value] = {}
         # The instrument behind each measurement point, when the physics gives it one (sim.physics.measurement).
         self.sensors: dict[str, Any] = {}
 
@@ -132,7 +153,15 @@ class SimDevice:
             return "opcua"
         raise TypeError(type(self.spec).__name__)
 
+    def arm_watchdog(self, point_id: str, timeout_s: float, priorities: frozenset[int] = frozenset()) -> None:
+        """Supervise the supervisor: see `DeviceWatchdog`."""
+        if point_id not in self.points:
+            raise KeyError(f"{self.id}/{point_id}")
+        self.watchdog = DeviceWatchdog(point_id, timeout_s, priorities)
+
     def get(self, point_id: str) -> Value:
+        if self.watchdog is not None:
+            self._watch()
         return self.values[point_id]
 
     def set(self, point_id: str, value: Value) -> None:
@@ -152,9 +181,16 @@ class SimDevice:
             # A plain int: the protocol stack's own integer type (bacpypes3's Integer) is several times larger
             # and would be kept in the write log.
             priority = int(priority)
+        watchdog = self.watchdog
+        if watchdog is not None:
+            self._watch()
+            if point_id == watchdog.point_id and value is not None:
+                watchdog.beat_at = self.clock.now()
         if priority is None:
             if value is None:
                 raise ValueError("relinquish needs a priority")
+            if watchdog is not None and point_id != watchdog.point_id:
+                self._local.setdefault(point_id, self.values[point_id])
             self.values[point_id] = value
         else:
             if not 1 <= priority <= PRIORITY_LEVELS:
@@ -167,6 +203,8 @@ class SimDevice:
             listener(self, point_id, value, priority)
 
     def priority_array(self, point_id: str) -> list[Value | None]:
+        if self.watchdog is not None:
+            self._watch()
         commanded = self._commanded.get(point_id)
         return list(commanded.slots) if commanded else [None] * PRIORITY_LEVELS
 
@@ -182,6 +220,8 @@ class SimDevice:
         self.values[point_id] = self._effective(commanded)
 
     def active_priority(self, point_id: str) -> int | None:
+        if self.watchdog is not None:
+            self._watch()
         commanded = self._commanded.get(point_id)
         if commanded is None:
             return None
@@ -192,6 +232,29 @@ class SimDevice:
 
     def on_write(self, listener: WriteListener) -> None:
         self._listeners.append(listener)
+
+    def _watch(self) -> None:
+        """The device's watchdog logic, run whenever anything looks at or writes to the device (the
+        protocol servers, the physics), so a lapse shows wherever the device is observed."""
+        watchdog = self.watchdog
+        if watchdog is None or not watchdog.expired(self.clock.now()):
+            return
+        released = False
+        for point_id, commanded in self._commanded.items():
+            if point_id == watchdog.point_id:
+                continue  # the heartbeat itself shows the supervisor's last beat
+            held = [p for p in watchdog.priorities if commanded.slots[p - 1] is not None]
+            for priority in held:
+                commanded.slots[priority - 1] = None
+            if held:
+                self.values[point_id] = self._effective(commanded)
+                released = True
+        for point_id, local in self._local.items():
+            self.values[point_id] = local
+            released = True
+        self._local.clear()
+        if released:
+            watchdog.trips += 1
 
     @staticmethod
     def _effective(commanded: _Commanded) -> Value:

@@ -24,6 +24,7 @@ from drivers.factory import offset_ports
 from drivers.specs import BacnetDeviceSpec, ModbusDeviceSpec, OpcuaDeviceSpec
 from gridctl.config import Site, load_site
 from gridctl.config.loader import site_file
+from gridctl.config.models import BacnetDevice
 from gridctl.fieldbus import device_spec
 from sim.core import Clock, Fault, SimDevice
 from sim.physics.district import DEFAULT_MAX_STEP, DistrictPhysics
@@ -42,9 +43,16 @@ class Listener:
 
 def build_devices(site: Site, clock: Clock, *, site_dir: Path | None = None,
                   port_offset: int = 0) -> dict[str, SimDevice]:
-    """One SimDevice per device of the site, its ports moved by `port_offset`."""
-    return {device.id: SimDevice(offset_ports(device_spec(device, site_dir), port_offset), clock)
-            for device in site.devices}
+    """One SimDevice per device of the site, its ports moved by `port_offset`, with the watchdog the site
+    declares (a BACnet device releases the priorities gridctl writes at)."""
+    devices = {device.id: SimDevice(offset_ports(device_spec(device, site_dir), port_offset), clock)
+               for device in site.devices}
+    for device in site.devices:
+        if device.watchdog is not None:
+            priorities = frozenset({device.default_priority, *(p.priority for p in device.points if p.priority)}
+                                   if isinstance(device, BacnetDevice) else ())
+            devices[device.id].arm_watchdog(device.watchdog.point, device.watchdog.timeout_s, priorities)
+    return devices
 
 
 def site_ports(site: Site, port_offset: int = 0) -> list[tuple[str, int]]:

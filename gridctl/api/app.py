@@ -27,7 +27,7 @@ from gridctl.api.routers import account, managers, opendata, operators, resident
 from gridctl.api.settings import ApiSettings
 from gridctl.api.store import ApiStore
 from gridctl.config.models import Site
-from gridctl.history import Historian
+from gridctl.history import Historian, HistorianUnavailable
 from gridctl.history.base import utc_now
 from gridctl.runtime import SiteRuntime
 
@@ -55,6 +55,15 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
         errors.append(clean)
     message = "; ".join(f"{_field(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
     return JSONResponse({"detail": errors, "message": message}, status_code=422)
+
+
+# Seconds a client is asked to wait while the database is unreachable (the service probes it every second).
+UNAVAILABLE_RETRY_AFTER_S = 5
+
+
+async def _database_unavailable(_request: Request, exc: HistorianUnavailable) -> JSONResponse:
+    return JSONResponse({"detail": f"the history database is unreachable ({exc}); try again later"},
+                        status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
 
 
 class SecurityHeadersMiddleware:
@@ -207,10 +216,12 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HistorianUnavailable, _database_unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Conflict, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(Busy, _busy)  # type: ignore[arg-type]
-    # Signing in needs no token; open data neither.
+    # Signing in needs no token; open data neither. Every operation may answer 503 while the database is
+    # away: those reading or writing it, and every authenticated one for a token or session not seen before.
     app.include_router(account.router, prefix=API_PREFIX, responses=COMMON)
     for router in (residents.router, operators.router, managers.router):
         app.include_router(router, prefix=API_PREFIX, responses={**COMMON, **AUTHENTICATED})

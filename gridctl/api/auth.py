@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from gridctl.api.context import ApiContext, context
+from gridctl.api.context import ApiContext, TokenCache, context
 from gridctl.api.store import Role, User, hash_token
+from gridctl.history import HistorianUnavailable
+
+T = TypeVar("T")
 
 SESSION_COOKIE = "gridctl_session"
 CSRF_COOKIE = "gridctl_csrf"
@@ -46,17 +51,18 @@ async def current_user(request: Request, credentials: HTTPAuthorizationCredentia
     if credentials is not None:
         if credentials.scheme.lower() != "bearer":
             raise _unauthorized("a bearer token is required")
-        cache = ctx.token_cache
-        digest = hash_token(credentials.credentials)
-        hit, user = cache.get(digest, now, ctx.settings.token_cache.total_seconds())
-        if not hit:
-            user = await ctx.store.user_for_token(credentials.credentials)
-            cache.put(digest, user, now)
+        user = await _remembered(ctx.token_cache, hash_token(credentials.credentials), now,
+                                 ctx.settings.token_cache.total_seconds(), ctx.settings.outage_grace.total_seconds(),
+                                 lambda: ctx.store.user_for_token(credentials.credentials))
         if user is None or not user.active(now):
             raise _unauthorized("the token is unknown, expired or revoked")
         return user
     if session_id:
-        session = await ctx.signin.session(session_id, ctx.wall_clock())
+        wall = ctx.wall_clock()
+        # Sessions are read afresh every time (signing out, idle time); the cache serves during an outage only.
+        session = await _remembered(ctx.session_cache, hash_token(session_id), wall, 0.0,
+                                    ctx.settings.session_idle.total_seconds(),
+                                    lambda: ctx.signin.session(session_id, wall))
         if session is None or not session.user.active(now):
             raise _unauthorized("the session has ended: sign in again")
         if request.method not in SAFE_METHODS:
@@ -66,6 +72,24 @@ async def current_user(request: Request, credentials: HTTPAuthorizationCredentia
                                          "and must come from this site's pages")
         return session.user
     raise _unauthorized("a bearer token or a signed-in session is required")
+
+
+async def _remembered(cache: TokenCache, digest: str, now: datetime, fresh_s: float, grace_s: float,
+                      look_up: Callable[[], Awaitable[T]]) -> T | None:
+    """What the database says of a digest, cached `fresh_s`; while the database is unreachable, the last
+    answer of less than `grace_s` ago, else HistorianUnavailable (a 503)."""
+    hit, value = cache.get(digest, now, fresh_s)
+    if hit:
+        return value
+    try:
+        value = await look_up()
+    except HistorianUnavailable:
+        hit, value = cache.get(digest, now, grace_s)
+        if not hit:
+            raise
+        return value
+    cache.put(digest, value, now)
+    return value
 
 
 def require(*roles: Role) -> Callable[..., Awaitable[User]]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from fastapi import HTTPException, Request
 
@@ -22,24 +24,39 @@ from gridctl.runtime import SiteRuntime
 
 
 class TokenCache:
-    """Recently seen tokens, so a burst of requests does not look the same digest up every time."""
+    """Recently seen tokens (or sessions), so a burst of requests does not look the same digest up every time,
+    and so that those seen before a database outage keep working through it. Bounded: the least recently
+    used entries go first."""
 
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[User | None, datetime]] = {}
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self._entries: OrderedDict[str, tuple[Any, datetime]] = OrderedDict()
+        self.max_entries = max_entries
 
-    def get(self, digest: str, now: datetime, ttl_s: float) -> tuple[bool, User | None]:
+    def get(self, digest: str, now: datetime, ttl_s: float) -> tuple[bool, Any]:
+        """(found, value) of an entry looked up in the database less than `ttl_s` ago."""
         entry = self._entries.get(digest)
         if entry is None or (now - entry[1]).total_seconds() > ttl_s:
             return False, None
+        self._entries.move_to_end(digest)
         return True, entry[0]
 
-    def put(self, digest: str, user: User | None, now: datetime) -> None:
-        if len(self._entries) > 50_000:
-            self._entries.clear()
-        self._entries[digest] = (user, now)
+    def put(self, digest: str, value: Any, now: datetime) -> None:
+        self._entries[digest] = (value, now)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def discard(self, digest: str) -> None:
+        self._entries.pop(digest, None)
 
     def forget(self, user_id: int) -> None:
-        self._entries = {k: v for k, v in self._entries.items() if v[0] is None or v[0].id != user_id}
+        for digest in [k for k, (v, _at) in self._entries.items() if _user_id(v) == user_id]:
+            del self._entries[digest]
+
+
+def _user_id(value: Any) -> int | None:
+    user = getattr(value, "user", value)
+    return getattr(user, "id", None)
 
 
 class PreviewGate:
@@ -81,6 +98,8 @@ class ApiContext:
     # Sites served without a live runtime (history and open data only).
     extra_sites: Mapping[str, Site] = field(default_factory=dict)
     token_cache: TokenCache = field(default_factory=lambda: TokenCache())
+    # People's sessions as last read from the database, for a database outage.
+    session_cache: TokenCache = field(default_factory=lambda: TokenCache(10_000))
     previews: PreviewGate = field(default_factory=lambda: PreviewGate())
     # Sessions and sign-in back-off run on the wall clock even when the service runs on simulated time.
     wall_clock: Callable[[], datetime] = utc_now

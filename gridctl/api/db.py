@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from gridctl.history import HistorianUnavailable, is_postgres_dsn
+from gridctl.history.pgpool import PgPool
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -66,6 +67,11 @@ class Database(abc.ABC):
 
     def flag(self, value: bool) -> Any:
         return value
+
+    @property
+    def available(self) -> bool:
+        """False while the server is known to be unreachable."""
+        return True
 
     @abc.abstractmethod
     def epoch_seconds(self, raw: Any) -> int:
@@ -145,32 +151,34 @@ class SQLiteDatabase(Database):
 
 
 class PostgresDatabase(Database):
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8) -> None:
+    """Every call is bounded in time (`timeout_s`); while the server is away calls fail at once with
+    HistorianUnavailable, and work again within a second of it answering (see PgPool)."""
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 5.0) -> None:
         self.dsn = dsn
         self.min_size = min_size
         self.max_size = max_size
-        self._pool: Any = None
+        self.timeout_s = timeout_s
+        self._pool: PgPool | None = None
 
     async def open(self) -> None:
         if self._pool is not None:
             return
-        from psycopg_pool import AsyncConnectionPool
-
         # Autocommit: a single statement needs no transaction of its own, and a pooled connection left
         # in one would cost a COMMIT round trip when it goes back (`script` opens its own).
-        pool = AsyncConnectionPool(self.dsn, min_size=self.min_size, max_size=self.max_size, open=False,
-                                   kwargs={"autocommit": True})
-        try:
-            await pool.open(wait=True, timeout=10)
-        except Exception as exc:
-            await pool.close()
-            raise HistorianUnavailable(f"cannot connect: {exc}") from exc
+        pool = PgPool(self.dsn, min_size=self.min_size, max_size=self.max_size, timeout_s=self.timeout_s,
+                      name="gridctl-api")
+        await pool.open(wait=True)
         self._pool = pool
 
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+    @property
+    def available(self) -> bool:
+        return self._pool is None or self._pool.available
 
     @staticmethod
     def _sql(sql: str) -> str:
@@ -219,6 +227,72 @@ def _postgres_errors() -> Iterator[None]:
         raise Busy(str(error)) from error
 
 
-def open_database(target: str) -> Database:
-    """The API's connection to the history database named by a SQLite path or a PostgreSQL DSN."""
-    return PostgresDatabase(target) if is_postgres_dsn(target) else SQLiteDatabase(target)
+class SinglePostgresDatabase(PostgresDatabase):
+    """One connection, no pool, each call bounded in time: for a background task that manages its own
+    back-off and must notice at once that the server is back (a pool keeps backing off on its own)."""
+
+    def __init__(self, dsn: str, *, timeout_s: float = 10.0) -> None:
+        super().__init__(dsn)
+        self.timeout_s = timeout_s
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        import psycopg
+
+        try:
+            self._conn = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=max(int(self.timeout_s), 1)),
+                self.timeout_s)
+        except (OSError, TimeoutError, psycopg.Error) as exc:
+            raise HistorianUnavailable(f"cannot connect: {exc}") from exc
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), self.timeout_s)
+
+    async def _run(self, work: Callable[[Any], Any]) -> Any:
+        async with self._lock:
+            await self.open()
+            try:
+                return await asyncio.wait_for(work(self._conn), self.timeout_s)
+            except BaseException:
+                # A broken or timed-out connection is not reused: the next call connects afresh.
+                await self.close()
+                raise
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async def work(conn: Any) -> list[Row]:
+            cursor = await conn.execute(self._sql(sql), list(params))
+            return await cursor.fetchall() if cursor.description else []
+
+        return await self._run(work)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async def work(conn: Any) -> int:
+            return (await conn.execute(self._sql(sql), list(params))).rowcount
+
+        return await self._run(work)
+
+    async def script(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        async def work(conn: Any) -> list[list[Row]]:
+            out: list[list[Row]] = []
+            async with conn.transaction():
+                for sql, params in statements:
+                    cursor = await conn.execute(self._sql(sql), list(params))
+                    out.append(await cursor.fetchall() if cursor.description else [])
+            return out
+
+        return await self._run(work)
+
+
+def open_database(target: str, *, pooled: bool = True) -> Database:
+    """The API's connection to the history database named by a SQLite path or a PostgreSQL DSN;
+    `pooled=False`: one connection that a background task re-opens itself after a failure."""
+    if not is_postgres_dsn(target):
+        return SQLiteDatabase(target)
+    return PostgresDatabase(target) if pooled else SinglePostgresDatabase(target)

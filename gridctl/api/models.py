@@ -165,6 +165,9 @@ class AuditOut(BaseModel):
     clamped: bool
     ramped: bool
     unit: str
+    # Which gridctl wrote it (host name / journal id), and the fencing epoch of its site lease.
+    instance_id: str | None = None
+    epoch: int | None = None
 
 
 class ScheduleOut(BaseModel):
@@ -174,7 +177,8 @@ class ScheduleOut(BaseModel):
     valid_until: datetime | None
     policy_version: int | None
     status: str
-    objective_eur: float
+    objective_eur: float | None = Field(description="null when the solver found no schedule (e.g. its time limit ran "
+                                                    "out): never a false 0")
     objective: dict[str, Any]
     violations: list[dict[str, Any]]
     steps: list[datetime]
@@ -253,6 +257,8 @@ class DemandResponseOut(BaseModel):
     cancelled_at: datetime | None = None
     cancelled_by: str | None = None
     cancel_reason: str | None = None
+    state: Literal["upcoming", "in_progress", "over", "cancelled", "rejected"] = Field(
+        description="at the service's time: pages must not judge it by the browser's clock")
 
 
 class Kpi(BaseModel):
@@ -374,7 +380,7 @@ class ViolationOut(BaseModel):
 
 class PlanFigures(BaseModel):
     status: str
-    objective_eur: float
+    objective_eur: float | None = Field(description="null when the solver found no schedule")
     cost_eur: float | None
     co2_kg: float | None
     peak_kw: float | None

@@ -32,7 +32,8 @@ _DESCRIPTIONS: dict[int, tuple[str, type[BaseModel], dict[str, Any] | None]] = {
     409: ("conflicts with what is stored", ErrorOut, None),
     422: ("a field is invalid: each problem names its field", ValidationErrorOut, None),
     429: ("too many requests: wait Retry-After seconds", ErrorOut, _RETRY_AFTER),
-    503: ("the site is not running in this service, or the database is busy", ErrorOut, None),
+    503: ("the site is not running in this service, or the database is busy or unreachable (live values and "
+          "alarms still answer): try again after Retry-After seconds", ErrorOut, _RETRY_AFTER),
 }
 
 
@@ -54,8 +55,8 @@ def csv_or_json(description: str = "JSON, or CSV with `format=csv`") -> dict[int
                   "content": {"text/csv": {"schema": {"type": "string"}}}}}
 
 
-# Every operation under /api/v1 may be rate limited.
-COMMON = errors(429)
+# Every operation under /api/v1 may be rate limited, and may find the database unreachable.
+COMMON = errors(429, 503)
 # Operations that need a token.
 AUTHENTICATED = errors(401, 403)
 

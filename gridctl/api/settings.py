@@ -28,6 +28,9 @@ class ApiSettings:
     address_rate_burst: int = 400
     # How long a looked-up token stays cached in the worker; a revocation takes effect within this.
     token_cache: timedelta = timedelta(seconds=10)
+    # While the database is unreachable, a token or session looked up within this long still works; any
+    # other gets 503 (not 401: the database cannot say it is unknown).
+    outage_grace: timedelta = timedelta(hours=24)
     # Grid carbon intensity used for the CO₂ KPI when no measured series is stored (RTE 2024 mean).
     carbon_kg_per_kwh: float = 0.0217
     max_audit_rows: int = 1000

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from gridctl.api.db import Conflict, Database
 from gridctl.dispatch.audit import AuditEntry, Outcome
+from gridctl.dispatch.journal import HandsEvent
 from gridctl.policy import DemandResponse, PolicyVersion, RejectedPolicy, SitePolicy
 
 TOKEN_PREFIX = "gct_"
@@ -218,18 +220,29 @@ class ApiStore:
     # --- write audit -----------------------------------------------------------------------------
 
     async def record_audit(self, entry: AuditEntry) -> None:
-        await self.db.execute(
-            "INSERT INTO write_audit (ts, site_id, address, device_id, actor, reason, schedule_id, policy_version, "
-            "old_value, requested_value, written_value, priority, lease_until, outcome, read_back, error, clamped, "
-            "ramped, unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                self.db.ts(entry.ts), entry.site_id, entry.address, entry.address.partition("/")[0], entry.actor,
-                entry.reason, entry.schedule_id, entry.policy_version, _value(entry.old_value),
-                _value(entry.requested_value), _value(entry.written_value), entry.priority,
-                self.db.ts(entry.lease_until), str(entry.outcome), _value(entry.read_back), entry.error,
-                self.db.flag(entry.clamped), self.db.flag(entry.ramped), entry.unit,
-            ],
-        )
+        await self.db.execute(*_audit_insert(self.db, entry))
+
+    async def ship_journal(self, records: Sequence[AuditEntry | HandsEvent]) -> None:
+        """Store records of a write journal in one transaction, in their order. Each is keyed by its
+        instance and journal sequence: a record shipped again (after a crash between this commit and
+        the journal noting it) changes nothing."""
+        statements: list[tuple[str, Sequence[Any]]] = []
+        for record in records:
+            if isinstance(record, HandsEvent):
+                statements += _hands_statements(self.db, record)
+            else:
+                statements.append(_audit_insert(self.db, record))
+        if statements:
+            await self.db.script(statements)
+
+    async def hands_off(self, site_id: str) -> list[HandsOffRecord]:
+        rows = await self.db.fetch(
+            "SELECT scope, actor, reason, since, instance_id FROM hands_off WHERE site_id = ? ORDER BY since",
+            [site_id])
+        return [HandsOffRecord(site_id, r[0], r[1], r[2], self.db.from_ts(r[3]), r[4]) for r in rows]  # type: ignore[arg-type]
+
+    async def put_hands_off(self, record: HandsOffRecord) -> None:
+        await self.db.execute(*_hands_upsert(self.db, record))
 
     async def audit_entries(self, query: AuditFilter) -> list[AuditEntry]:
         where = ["site_id = ?"]
@@ -251,7 +264,8 @@ class ApiStore:
         params.append(query.limit)
         rows = await self.db.fetch(
             "SELECT ts, site_id, address, actor, reason, schedule_id, policy_version, old_value, requested_value, "
-            "written_value, priority, lease_until, outcome, read_back, error, clamped, ramped, unit FROM write_audit "
+            "written_value, priority, lease_until, outcome, read_back, error, clamped, ramped, unit, instance_id, "
+            "journal_seq, epoch, outcome_at FROM write_audit "
             f"WHERE {' AND '.join(where)} ORDER BY ts DESC, id DESC LIMIT ?",
             params,
         )
@@ -261,7 +275,8 @@ class ApiStore:
                 schedule_id=r[5], policy_version=r[6], old_value=_unvalue(r[7]), requested_value=_unvalue(r[8]),
                 written_value=_unvalue(r[9]), priority=r[10], lease_until=self.db.from_ts(r[11]),
                 outcome=Outcome(r[12]), read_back=_unvalue(r[13]), error=r[14], clamped=bool(r[15]),
-                ramped=bool(r[16]), unit=r[17],
+                ramped=bool(r[16]), unit=r[17], instance_id=r[18], journal_seq=r[19], epoch=r[20],
+                outcome_at=self.db.from_ts(r[21]),
             )
             for r in rows
         ]
@@ -371,6 +386,60 @@ class ApiStore:
                                             self.db.from_ts(cancelled_at), cancelled_by, why, problem,
                                             self.db.from_ts(end)))
         return out
+
+
+@dataclass(frozen=True)
+class HandsOffRecord:
+    """A scope gridctl does not command, as the database keeps it."""
+
+    site_id: str
+    scope: str
+    actor: str
+    reason: str
+    since: datetime
+    instance_id: str | None
+
+
+def _audit_insert(db: Database, entry: AuditEntry) -> tuple[str, list[Any]]:
+    return (
+        "INSERT INTO write_audit (ts, site_id, address, device_id, actor, reason, schedule_id, policy_version, "
+        "old_value, requested_value, written_value, priority, lease_until, outcome, read_back, error, clamped, "
+        "ramped, unit, instance_id, journal_seq, epoch, outcome_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (instance_id, journal_seq) DO NOTHING",
+        [
+            db.ts(entry.ts), entry.site_id, entry.address, entry.address.partition("/")[0], entry.actor,
+            entry.reason, entry.schedule_id, entry.policy_version, _value(entry.old_value),
+            _value(entry.requested_value), _value(entry.written_value), entry.priority, db.ts(entry.lease_until),
+            str(entry.outcome), _value(entry.read_back), entry.error, db.flag(entry.clamped), db.flag(entry.ramped),
+            entry.unit, entry.instance_id, entry.journal_seq, entry.epoch, db.ts(entry.outcome_at),
+        ],
+    )
+
+
+def _hands_upsert(db: Database, record: HandsOffRecord) -> tuple[str, list[Any]]:
+    return (
+        "INSERT INTO hands_off (site_id, scope, actor, reason, since, instance_id) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (site_id, scope) DO UPDATE SET actor = excluded.actor, reason = excluded.reason, "
+        "since = excluded.since, instance_id = excluded.instance_id",
+        [record.site_id, record.scope, record.actor, record.reason, db.ts(record.since), record.instance_id],
+    )
+
+
+def _hands_statements(db: Database, event: HandsEvent) -> list[tuple[str, Sequence[Any]]]:
+    if event.on:
+        change: tuple[str, Sequence[Any]] = (
+            "DELETE FROM hands_off WHERE site_id = ? AND scope = ?", [event.site_id, event.scope])
+    else:
+        change = _hands_upsert(db, HandsOffRecord(event.site_id, event.scope, event.actor, event.reason, event.at,
+                                                  event.instance_id))
+    log_row = (
+        "INSERT INTO hands_off_log (site_id, scope, action, actor, reason, at, instance_id, journal_seq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (instance_id, journal_seq) DO NOTHING",
+        [event.site_id, event.scope, "on" if event.on else "off", event.actor, event.reason, db.ts(event.at),
+         event.instance_id, event.seq],
+    )
+    return [change, log_row]
 
 
 class StoreAuditSink:

@@ -386,6 +386,11 @@ class AssetAdapter(Generic[A]):
         """What the equipment does without gridctl (the simulation's baseline controller)."""
         raise NotImplementedError
 
+    def uncontrolled(self, ctx: DispatchContext) -> list[WriteRequest]:
+        """What the equipment does with no energy management at all (a backtest's "no control" baseline):
+        its own rule unless that rule is itself energy management."""
+        return self.baseline(ctx)
+
     def hold(self, requests: list[WriteRequest], now: datetime, memory: AssetMemory) -> list[WriteRequest]:
         """Amend this cycle's requests before they are written (a started program runs to its end)."""
         return requests

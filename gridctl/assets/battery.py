@@ -56,6 +56,7 @@ class Battery(AssetAdapter[m.BatteryAsset]):
             # Hand the next horizon what this one received, so a day's arbitrage doesn't drain the battery.
             terminal_energy_kwh=min(max(initial, low), high),
             cycling_cost_eur_per_kwh=asset.cycling_cost_eur_per_kwh,
+            standing_loss_per_h=asset.standing_loss_pct_per_day / 100.0 / 24.0,
         )]
 
     def follow(self, ctx: DispatchContext) -> list[WriteRequest]:
@@ -104,6 +105,10 @@ class Battery(AssetAdapter[m.BatteryAsset]):
         battery = ctx.snapshot.number(asset.points["power"]) or 0.0
         target = min(max(battery - grid, -asset.max_discharge_power_kw), asset.max_charge_power_kw)
         return [ctx.request(asset.points["power_setpoint"], round(target, 1))]
+
+    def uncontrolled(self, ctx: DispatchContext) -> list[WriteRequest]:
+        # Self-consumption is already energy management: left alone, the battery stays idle.
+        return self.safe_default(ctx)
 
     def physics_kpis(self, physics: Any, kpis: Any) -> _StoredEnergy:
         return _StoredEnergy(physics.batteries[self.id].model)

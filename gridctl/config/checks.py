@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from gridctl.config.models import (
     BacnetDevice,
+    Device,
     ModbusDevice,
     ModbusPoint,
     OpcuaDevice,
@@ -81,6 +82,7 @@ def check_site_semantics(site: Site, document: YamlDocument, origins: dict[PathK
             ctx.report((*base,), "device has no points (give it a map or points)")
         if device.local_mode_point is not None and device.local_mode_point not in {p.id for p in device.points}:
             ctx.report((*base, "local_mode_point"), f"no point {device.local_mode_point!r} on this device")
+        _check_watchdog(ctx, base, device)
     _check_endpoints(ctx, site)
 
     checks = _Checks(ctx, points)
@@ -98,6 +100,8 @@ def check_site_semantics(site: Site, document: YamlDocument, origins: dict[PathK
         adapter = adapter_for(asset, site)
         checks.roles((*base, "points"), asset.points, adapter.roles, adapter.type)
         adapter.check(checks, base)
+
+    _check_watchdogs_unbound(ctx, site)
 
     for index, dwelling in enumerate(site.dwellings):
         base = ("dwellings", index)
@@ -226,6 +230,42 @@ def _check_opcua(ctx: _Context, base: PathKey, device: OpcuaDevice) -> None:
     if security.policy != "None" and security.server_certificate is None:
         ctx.report((*base, "security", "server_certificate"),
                    "an encrypted session must validate the server: give server_certificate")
+
+
+def _check_watchdog(ctx: _Context, base: PathKey, device: Device) -> None:
+    watchdog = device.watchdog
+    if watchdog is None:
+        return
+    path = (*base, "watchdog", "point")
+    point = next((p for p in device.points if p.id == watchdog.point), None)
+    if point is None:
+        ctx.report(path, f"no point {watchdog.point!r} on this device")
+    elif not point.writable:
+        ctx.report(path, f"{watchdog.point!r} is not writable: gridctl writes the heartbeat")
+    elif _is_boolean(point) or point.states:
+        ctx.report(path, f"{watchdog.point!r} must be a number: the heartbeat is a counter")
+    elif point.min is not None and point.max is not None and point.max - point.min < 1:
+        ctx.report(path, f"{watchdog.point!r} must span at least two whole numbers (min {point.min:g}, "
+                         f"max {point.max:g}): the heartbeat counter changes at every beat")
+    if watchdog.point == device.local_mode_point:
+        ctx.report(path, "the watchdog point cannot be the local-mode point")
+
+
+def _check_watchdogs_unbound(ctx: _Context, site: Site) -> None:
+    """A heartbeat point belongs to the watchdog: an asset writing it too would break the heartbeat."""
+    bound: dict[str, PathKey] = {}
+    for index, asset in enumerate(site.assets):
+        for role_name, address in asset.points.items():
+            bound.setdefault(address, ("assets", index, "points", role_name))
+        for charger_index, charger in enumerate(getattr(asset, "chargers", ())):
+            for role_name, address in charger.points.items():
+                bound.setdefault(address, ("assets", index, "chargers", charger_index, "points", role_name))
+    for device in site.devices:
+        if device.watchdog is None:
+            continue
+        address = f"{device.id}/{device.watchdog.point}"
+        if address in bound:
+            ctx.report(bound[address], f"{address} is the watchdog heartbeat of {device.id}; no asset may use it")
 
 
 def _check_endpoints(ctx: _Context, site: Site) -> None:

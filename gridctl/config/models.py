@@ -139,6 +139,23 @@ class OpcuaPoint(PointBase):
 # --------------------------------------------------------------------------- devices
 
 
+class Watchdog(Strict):
+    """A heartbeat point gridctl writes every `period_s`; the device's own logic lets go of gridctl's
+    commands (BACnet: releases its priority; others: back to local values) after `timeout_s` without one.
+    For points without a device-side lease: BACnet priority writes, OPC-UA."""
+
+    point: Annotated[str, Field(pattern=ID_PATTERN)]
+    period_s: float = Field(gt=0, le=3600)
+    timeout_s: float = Field(gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _timeout_spans_periods(self) -> Watchdog:
+        if self.timeout_s < 2 * self.period_s:
+            raise ValueError(f"timeout_s ({self.timeout_s:g}) must be at least two periods ({2 * self.period_s:g} s):"
+                             " one late heartbeat must not make the device let go")
+        return self
+
+
 class DeviceBase(Strict):
     id: Identifier
     name: str | None = None
@@ -152,6 +169,8 @@ class DeviceBase(Strict):
     # A state point of this device that is true while the equipment is in local (manual) mode:
     # gridctl then stops writing to the device and reports an override.
     local_mode_point: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+    # A heartbeat gridctl writes so the device can fall back on its own when gridctl dies.
+    watchdog: Watchdog | None = None
 
 
 class ModbusDevice(DeviceBase):
@@ -300,6 +319,8 @@ class BatteryAsset(AssetBase):
     soc_min_pct: float = Field(default=10, ge=0, le=100)
     soc_max_pct: float = Field(default=95, ge=0, le=100)
     cycling_cost_eur_per_kwh: float = Field(default=0.02, ge=0)
+    # Energy the battery loses by itself (self-discharge, standby consumption), share of what it holds.
+    standing_loss_pct_per_day: float = Field(default=0.0, ge=0, lt=100)
 
 
 class EvCharger(Strict):

@@ -19,6 +19,12 @@ class Outcome(StrEnum):
     MISMATCH = "mismatch"  # written, but the read-back differs
     REJECTED = "rejected"  # refused before any I/O
     FAILED = "failed"  # the device did not take it (timeout, exception, ...)
+    # The process stopped (crash, kill, power cut) after journalling the intent, before the outcome:
+    # the device may or may not hold the value.
+    INTERRUPTED = "interrupted"
+    # Not written: at start, gridctl takes back a point a stopped run left commanded; the next dispatch
+    # writes it.
+    RECLAIMED = "reclaimed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,14 @@ class AuditEntry:
     clamped: bool
     ramped: bool
     unit: str
+    # Which gridctl wrote it (host name / data directory's journal id) and the record's number in that
+    # journal: the key that ships each record to the database exactly once.
+    instance_id: str | None = None
+    journal_seq: int | None = None
+    # The fencing epoch of the site lease the write was made under (None until site leases exist).
+    epoch: int | None = None
+    # When the outcome was known (`ts` is when the write was decided and journalled).
+    outcome_at: datetime | None = None
 
 
 class AuditSink(Protocol):

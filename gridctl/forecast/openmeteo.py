@@ -133,7 +133,7 @@ def _interpolate(xs: list[float], ys: list[float], x: float) -> float:
 
 
 class OpenMeteoClient:
-    """`gridctl.service.weather.WeatherService` over an Open-Meteo-format provider, cached and fault-tolerant."""
+    """`gridctl.forecast.weather.WeatherService` over an Open-Meteo-format provider, cached and fault-tolerant."""
 
     def __init__(self, provider: m.WeatherProvider, latitude: float, longitude: float, *,
                  fetch: Fetch = _http_get) -> None:

@@ -3,6 +3,7 @@ calibration on what the array really made."""
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
@@ -72,15 +73,27 @@ def pv_output_kw(site: m.Site, array: m.PvArray, moments: Sequence[datetime], cl
                  temperature_c: Sequence[float | None]) -> list[float]:
     """Modelled output of an array of the site (clear sky when `clear_sky_index` is None)."""
     place = site.location
-    monthly = linke_turbidity(place.latitude, place.longitude)
+    temperatures = tuple(DEFAULT_TEMPERATURE_C if t is None else float(t) for t in temperature_c)
+    per_kwp = _output_per_kwp(place.latitude, place.longitude, place.elevation_m, array.tilt_deg, array.azimuth_deg,
+                              tuple(moments), None if clear_sky_index is None else tuple(clear_sky_index),
+                              temperatures)
+    return [v * array.peak_power_kwp for v in per_kwp]
+
+
+@functools.lru_cache(maxsize=16)
+def _output_per_kwp(latitude: float, longitude: float, elevation_m: float, tilt_deg: float, azimuth_deg: float,
+                    moments: tuple[datetime, ...], clear_sky_index: tuple[float, ...] | None,
+                    temperature_c: tuple[float, ...]) -> tuple[float, ...]:
+    # PVWatts is linear in the array's size: arrays of one plane under one sky share one evaluation (a
+    # district's rooftops, every cycle).
+    monthly = linke_turbidity(latitude, longitude)
     power = pv_power_kw(
-        pd.DatetimeIndex(list(moments)), array.peak_power_kwp, latitude=place.latitude,
-        longitude=place.longitude, altitude_m=place.elevation_m, tilt_deg=array.tilt_deg,
-        azimuth_deg=array.azimuth_deg,
+        pd.DatetimeIndex(list(moments)), 1.0, latitude=latitude, longitude=longitude, altitude_m=elevation_m,
+        tilt_deg=tilt_deg, azimuth_deg=azimuth_deg,
         clear_sky_index=None if clear_sky_index is None else np.asarray(clear_sky_index),
         linke_turbidity=np.asarray([monthly[t.month - 1] for t in moments]),
-        temperature_c=np.asarray([DEFAULT_TEMPERATURE_C if t is None else t for t in temperature_c]))
-    return [float(v) for v in power]
+        temperature_c=np.asarray(temperature_c))
+    return tuple(float(v) for v in power)
 
 
 class PvYield:

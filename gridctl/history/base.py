@@ -225,6 +225,11 @@ class Historian(abc.ABC):
     async def close(self) -> None:
         """Release connections; idempotent."""
 
+    @property
+    def available(self) -> bool:
+        """False from a failure to reach the database until it answers again."""
+        return True
+
     async def __aenter__(self) -> Historian:
         await self.open()
         return self

@@ -423,3 +423,44 @@ MIGRATIONS.append(Migration(
         "ALTER TABLE demand_response_events ADD COLUMN cancel_reason {text}",
     ],
 ))
+
+
+# --- Write journal shipping and hands off (version 105). -------------------------------------------------
+# Audit rows shipped from a gridctl's local write journal carry the instance (host name / journal id) and
+# the journal's sequence number: unique together, so shipping again after a crash inserts nothing twice.
+# `epoch` is the fencing epoch of the site lease a write was made under (NULL until site leases exist).
+# Hands off is the operators' switch, kept across restarts: its current state, and the log of every change.
+
+MIGRATIONS.append(Migration(
+    105,
+    "write journal shipping and hands off",
+    [
+        "ALTER TABLE write_audit ADD COLUMN instance_id {text}",
+        "ALTER TABLE write_audit ADD COLUMN journal_seq {bigint}",
+        "ALTER TABLE write_audit ADD COLUMN epoch {bigint}",
+        "ALTER TABLE write_audit ADD COLUMN outcome_at {ts}",
+        "CREATE UNIQUE INDEX write_audit_journal ON write_audit (instance_id, journal_seq)",
+        """CREATE TABLE hands_off (
+            site_id {text} NOT NULL,
+            scope {text} NOT NULL,
+            actor {text} NOT NULL,
+            reason {text} NOT NULL,
+            since {ts} NOT NULL,
+            instance_id {text},
+            PRIMARY KEY (site_id, scope)
+        )""",
+        """CREATE TABLE hands_off_log (
+            id {bigserial_pk},
+            site_id {text} NOT NULL,
+            scope {text} NOT NULL,
+            action {text} NOT NULL,
+            actor {text} NOT NULL,
+            reason {text} NOT NULL,
+            at {ts} NOT NULL,
+            instance_id {text} NOT NULL,
+            journal_seq {bigint} NOT NULL,
+            UNIQUE (instance_id, journal_seq)
+        )""",
+        "CREATE INDEX hands_off_log_site ON hands_off_log (site_id, at)",
+    ],
+))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from drivers.base import Quality, Reading
 from gridctl.history import rollups
@@ -29,7 +28,6 @@ from gridctl.history.base import (
     QUALITY_CODES,
     Aggregate,
     EnergyResolution,
-    HistorianUnavailable,
     QuarantinePolicy,
     RetentionOutcome,
     utc_now,
@@ -37,6 +35,7 @@ from gridctl.history.base import (
 from gridctl.history.core import QUARANTINE_INSERT, PreparedWrite, Row, SqlHistorian, Statement
 from gridctl.history.frames import bucket_frame, energy_frame, energy_index_us, rollup_frame
 from gridctl.history.migrations import POSTGRES, Migration
+from gridctl.history.pgpool import PgPool
 from gridctl.history.sqlite import COUNTER_DELTA
 from gridctl.history.timebuckets import bucket_starts_us, day_key_start, from_us, local_midnight, to_us
 
@@ -46,6 +45,8 @@ COPY_TYPES = ["int4", "timestamptz", "float8", "int2"]
 # every older chunk. Points without a reading in the window are looked up again without the bound.
 LATEST_WINDOW = timedelta(days=2)
 MIGRATION_LOCK = zlib.crc32(b"gridctl.history.migrations")
+# Rollups, retention and migrations may take minutes on a large backlog, but not for ever.
+MAINTENANCE_TIMEOUT_S = 900.0
 
 _AGGREGATE_SQL = {
     Aggregate.AVG: "avg(value)",
@@ -128,9 +129,6 @@ CROSS JOIN LATERAL (
 ) AS x
 """
 
-UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError)
-
-
 class TimescaleHistorian(SqlHistorian):
     kind = "timescale"
     dialect = POSTGRES
@@ -145,12 +143,19 @@ class TimescaleHistorian(SqlHistorian):
         pool_min_size: int = 1,
         pool_max_size: int = 4,
         timeout_s: float = 5.0,
+        write_timeout_s: float = 8.0,
+        query_timeout_s: float = 15.0,
     ) -> None:
+        """`timeout_s` bounds getting a connection and a small statement, `write_timeout_s` a write (keep it
+        below the recorder's), `query_timeout_s` a query; rollups, retention and migrations get
+        `MAINTENANCE_TIMEOUT_S`."""
         super().__init__(quarantine=quarantine, clock=clock, hourly_retention_days=hourly_retention_days)
         self.dsn = dsn
         self.timeout_s = timeout_s
+        self.write_timeout_s = write_timeout_s
+        self.query_timeout_s = query_timeout_s
         self._pool_sizes = (pool_min_size, pool_max_size)
-        self._pool: AsyncConnectionPool | None = None
+        self._pool: PgPool | None = None
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -165,39 +170,29 @@ class TimescaleHistorian(SqlHistorian):
         if self._pool is not None:
             return
         min_size, max_size = self._pool_sizes
-        self._pool = AsyncConnectionPool(
-            self.dsn,
-            min_size=min_size,
-            max_size=max_size,
-            open=False,
-            configure=self._configure,
-            check=AsyncConnectionPool.check_connection,
-            timeout=self.timeout_s,
-            kwargs={"autocommit": True, "connect_timeout": max(2, int(self.timeout_s))},
-            # Keep trying to reconnect through long outages.
-            reconnect_timeout=24 * 3600,
-            name="gridctl-history",
-        )
-        await self._pool.open(wait=False)
+        self._pool = PgPool(self.dsn, min_size=min_size, max_size=max_size, timeout_s=self.timeout_s,
+                            configure=self._configure, name="gridctl-history")
+        await self._pool.open()
 
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+    @property
+    def available(self) -> bool:
+        return self._pool is None or self._pool.available
+
+    def _connection(self, timeout_s: float | None = -1.0) -> contextlib.AbstractAsyncContextManager[
+            psycopg.AsyncConnection]:
+        """A pooled connection whose use is bounded in time (the pool's timeout, or `timeout_s`)."""
         if self._pool is None:
             raise RuntimeError("historian is not open")
-        try:
-            async with self._pool.connection() as conn:
-                yield conn
-        except UNAVAILABLE as exc:
-            raise HistorianUnavailable(str(exc) or type(exc).__name__) from exc
+        return self._pool.connection(timeout_s)
 
     async def _execute(self, batch: Sequence[Statement]) -> list[list[Row]]:
         out: list[list[Row]] = []
-        async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+        async with self._connection(self.write_timeout_s) as conn, conn.transaction(), conn.cursor() as cur:
             for statement in batch:
                 sql = statement.sql.replace("?", "%s")
                 if statement.many is None:
@@ -230,7 +225,7 @@ class TimescaleHistorian(SqlHistorian):
             return await self._version(conn)
 
     async def _apply_migration(self, migration: Migration, sql: list[str]) -> bool:
-        async with self._connection() as conn, conn.transaction():
+        async with self._connection(MAINTENANCE_TIMEOUT_S) as conn, conn.transaction():
             # One upgrader at a time, whichever process runs it.
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
             await conn.execute(
@@ -278,7 +273,7 @@ class TimescaleHistorian(SqlHistorian):
 
     async def _store(self, prepared: PreparedWrite) -> int:
         rows = prepared.rows
-        async with self._connection() as conn:
+        async with self._connection(self.write_timeout_s) as conn:
             try:
                 async with conn.transaction():
                     await self._copy(conn, "readings", rows)
@@ -325,7 +320,7 @@ class TimescaleHistorian(SqlHistorian):
     async def refresh_rollups(self) -> int:
         # Another process may have synced the site since: kinds and time zones decide the rollups.
         await self._reload_catalogue()
-        async with self._connection() as conn:
+        async with self._connection(MAINTENANCE_TIMEOUT_S) as conn:
             return await self._refresh(conn)
 
     async def _refresh(self, conn: psycopg.AsyncConnection) -> int:
@@ -385,7 +380,7 @@ class TimescaleHistorian(SqlHistorian):
         await self._ensure_catalogue()
         ids = self.catalogue.ids(site_id)
         by_id = self.catalogue.ids_of(site_id, addresses)
-        async with self._connection() as conn:
+        async with self._connection(self.query_timeout_s) as conn:
             if by_id and len(index):
                 local_days = tz is not None and bucket % timedelta(days=1) == timedelta(0)
                 if local_days:
@@ -416,7 +411,7 @@ class TimescaleHistorian(SqlHistorian):
         table = "rollup_daily" if EnergyResolution(resolution) is EnergyResolution.DAY else "rollup_hourly"
         await self._ensure_catalogue()
         by_id = self.catalogue.ids_of(site_id, addresses)
-        async with self._connection() as conn:
+        async with self._connection(self.query_timeout_s) as conn:
             cursor = await conn.execute(
                 "SELECT point_id, (extract(epoch FROM bucket) * 1000000)::bigint, sample_count, value_avg, "
                 f"value_min, value_max, value_last, energy_kwh FROM {table} "
@@ -432,7 +427,7 @@ class TimescaleHistorian(SqlHistorian):
         by_id = self.catalogue.ids_of(site_id, addresses)
         if not by_id:
             return out
-        async with self._connection() as conn:
+        async with self._connection(self.query_timeout_s) as conn:
             cursor = await conn.execute(
                 _LATEST.format(bound="AND ts > %(since)s"), {"ids": list(by_id), "since": self.clock() - LATEST_WINDOW}
             )
@@ -455,7 +450,7 @@ class TimescaleHistorian(SqlHistorian):
         dwellings: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         resolution = EnergyResolution(resolution)
-        async with self._connection() as conn:
+        async with self._connection(self.query_timeout_s) as conn:
             site = await (
                 await conn.execute(
                     "SELECT timezone, array(SELECT id FROM dwellings WHERE site_id = sites.id ORDER BY id), "
@@ -489,7 +484,7 @@ class TimescaleHistorian(SqlHistorian):
         now = now or self.clock()
         outcome = RetentionOutcome()
         await self._ensure_catalogue()
-        async with self._connection() as conn:
+        async with self._connection(MAINTENANCE_TIMEOUT_S) as conn:
             # Roll up what is about to go.
             await self._refresh(conn)
             cursor = await conn.execute("SELECT id, raw_retention_days FROM sites")

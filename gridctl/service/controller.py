@@ -19,10 +19,12 @@ from typing import Protocol
 import optimizer as opt
 from drivers.base import DeviceHealth, Driver, HealthState, Quality, Reading
 from gridctl.alarms import AlarmBook, AlarmKind, Severity
-from gridctl.assets import AssetMemory, site_adapters
+from gridctl.assets import AssetAdapter, AssetMemory, site_adapters
+from gridctl.assets.ev_pool import CHARGER_ROLES
 from gridctl.clock import Clock
 from gridctl.config import models as m
 from gridctl.dispatch import Arbiter, AuditEntry, AuditSink, DispatchSettings, MemoryAuditSink
+from gridctl.dispatch.journal import WriteJournal
 from gridctl.forecast.forecaster import ForecastReport
 from gridctl.forecast.forecasts import Forecasts
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
@@ -86,7 +88,7 @@ class SiteController:
     def __init__(self, site: m.Site, drivers: Mapping[str, Driver], clock: Clock, forecaster: Forecaster,
                  *, policy: PolicyVersion | None = None, history: ReadingsSink | None = None,
                  audit: AuditSink | None = None, settings: ControllerSettings | None = None,
-                 is_dark: planner.IsDark | None = None) -> None:
+                 is_dark: planner.IsDark | None = None, journal: WriteJournal | None = None) -> None:
         self._site = site
         self.drivers = dict(drivers)
         self.clock = clock
@@ -103,7 +105,8 @@ class SiteController:
         self.values = LatestValues(max_age)
         self._health: dict[str, DeviceHealth] = {}
         self.arbiter = Arbiter(site, self.drivers, clock, self.audit, self._alarms,
-                               settings=self.settings.dispatch, latest=self.values.value)
+                               settings=self.settings.dispatch, latest=self.values.value, journal=journal,
+                               reading=self.values.get)
         self.planned: PlannedSchedule | None = None
         self.adapters = site_adapters(site)
         self.asset_memory = AssetMemory()
@@ -145,7 +148,7 @@ class SiteController:
         return await self.arbiter.hands_off(scope, actor, reason)
 
     async def hands_on(self, scope: str, actor: str) -> None:
-        self.arbiter.hands_on(scope)
+        await self.arbiter.hands_on(scope, actor)
         log.info("%s: hands on %s by %s", self._site.id, scope, actor)
 
     async def preview(self, policy: SitePolicy) -> opt.Schedule:
@@ -275,10 +278,19 @@ class SiteController:
         self.stats.writes += len(entries)
         return entries
 
+    async def heartbeat(self) -> list[AuditEntry]:
+        """The device watchdogs' heartbeats that are due."""
+        return await self.arbiter.beat_watchdogs()
+
     async def renew(self) -> list[AuditEntry]:
-        entries = await self.arbiter.renew_leases()
+        entries = await self.heartbeat()
+        entries += await self.arbiter.renew_leases()
         await self.arbiter.review_overrides()
         return entries
+
+    async def recover(self) -> list[AuditEntry]:
+        """Before the first write: settle what a run that stopped abruptly left commanded."""
+        return await self.arbiter.recover(planned_points(self.adapters))
 
     async def shutdown(self) -> list[AuditEntry]:
         """Relinquish every lease (staggered) and close the drivers, within a bounded time: devices that
@@ -347,3 +359,14 @@ class SiteController:
 def _floor(moment: datetime, step: timedelta) -> datetime:
     epoch = datetime(2000, 1, 1, tzinfo=moment.tzinfo)
     return epoch + ((moment - epoch) // step) * step
+
+
+def planned_points(adapters: Iterable[AssetAdapter]) -> set[str]:
+    """Points the assets command in normal running: those bound to a writable role, chargers' included."""
+    out: set[str] = set()
+    for adapter in adapters:
+        bindings = [(adapter.asset.points, adapter.roles)]
+        bindings += [(charger.points, CHARGER_ROLES) for charger in getattr(adapter.asset, "chargers", ())]
+        for points, roles in bindings:
+            out |= {address for name, address in points.items() if name in roles and roles[name].writable}
+    return out

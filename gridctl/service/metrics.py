@@ -3,7 +3,6 @@ how well the forecasts did (by quantity and lead time) and which thermal model e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -43,6 +42,12 @@ class ServiceMetrics:
         self.spool_depth = Gauge(
             "gridctl_spool_readings", "Readings of the site waiting in the local spool for the database", ["site"],
             registry=self.registry)
+        self.history_available = Gauge(
+            "gridctl_history_available", "1 while the history database takes readings, 0 while they are spooled",
+            registry=self.registry)
+        self.readings = Gauge(
+            "gridctl_readings", "Readings since the start: written straight to the database, spooled, flushed "
+                                "from the spool", ["path"], registry=self.registry)
         self.active_alarms = Gauge(
             "gridctl_active_alarms", "Active alarms by kind", ["site", "kind"], registry=self.registry)
         # Labels stay bounded: quantity is load or pv, horizon 1h, 6h or 24h (lead times up to it).
@@ -70,6 +75,11 @@ class ServiceMetrics:
     def track_spool(self, site: str, depth: Callable[[], float]) -> None:
         self.spool_depth.labels(site).set_function(depth)
 
+    def track_history(self, available: Callable[[], float], counts: Callable[[str], float]) -> None:
+        self.history_available.set_function(available)
+        for path in ("written", "spooled", "flushed"):
+            self.readings.labels(path).set_function(lambda path=path: counts(path))
+
     def observe_forecasts(self, site: str, report: ForecastReport, now: datetime) -> None:
         for figure in report.accuracy.figures(now - ACCURACY_WINDOW, None):
             labels = (site, figure.quantity, figure.horizon)
@@ -82,13 +92,9 @@ class ServiceMetrics:
             self.thermal_identified.labels(site, zone).set(1.0 if estimate.identified else 0.0)
             found = estimate.identification
             if found is not None:
-                self.thermal_rmse.labels(site, zone, "identified").set(_finite(found.held_out.multi_step_rmse_k))
-                self.thermal_rmse.labels(site, zone, "site_file").set(
-                    _finite(found.site_file_held_out.multi_step_rmse_k))
+                self.thermal_rmse.labels(site, zone, "identified").set(found.held_out.multi_step_rmse_k)
+                self.thermal_rmse.labels(site, zone, "site_file").set(found.site_file_held_out.multi_step_rmse_k)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-
-def _finite(value: float) -> float:
-    return value if math.isfinite(value) else math.nan

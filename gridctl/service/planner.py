@@ -21,7 +21,7 @@ from gridctl.dispatch import WriteRequest
 from gridctl.runtime import PlannedSchedule
 from gridctl.service.snapshot import Snapshot
 
-__all__ = ["IsDark", "Plan", "baseline", "plan"]
+__all__ = ["IsDark", "Plan", "baseline", "plan", "uncontrolled"]
 
 STALE_INPUT = "stale input"
 
@@ -68,6 +68,12 @@ def baseline(site: m.Site, snapshot: Snapshot, now: datetime, is_dark: IsDark) -
     """What the site's equipment would be told without gridctl."""
     ctx = DispatchContext(site, snapshot, now, is_dark, "baseline", "baseline")
     return [request for adapter in site_adapters(site) for request in adapter.baseline(ctx)]
+
+
+def uncontrolled(site: m.Site, snapshot: Snapshot, now: datetime, is_dark: IsDark) -> list[WriteRequest]:
+    """What the site's equipment would do with no energy management at all (batteries idle)."""
+    ctx = DispatchContext(site, snapshot, now, is_dark, "no control", "baseline")
+    return [request for adapter in site_adapters(site) for request in adapter.uncontrolled(ctx)]
 
 
 def _row(frame: pd.DataFrame, now: datetime) -> pd.Series | None:

@@ -26,18 +26,22 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from drivers.factory import make_driver, offset_ports
 from drivers.poller import PollBatch, PolledDevice, Poller
+from gridctl import paths
 from gridctl.alarms import AlarmKind, Severity
 from gridctl.clock import Clock, WallClock
 from gridctl.config import Site, load_site
 from gridctl.config.loader import site_file
+from gridctl.config.models import WeatherProvider
 from gridctl.dispatch import AuditSink
+from gridctl.dispatch.journal import WriteJournal
+from gridctl.dispatch.shipper import JournalShipper
 from gridctl.fieldbus import device_spec
 from gridctl.forecast.forecaster import SignalForecaster, last_value_points, observed_points
 from gridctl.forecast.openmeteo import OpenMeteoClient
 from gridctl.forecast.sun import dark_by_sun
 from gridctl.history import Aggregate, Historian, HistorianUnavailable, open_historian
 from gridctl.history.migrations import SITE_KEYED_VERSION
-from gridctl.history.recorder import Recorder
+from gridctl.history.recorder import HistoryStatus, Recorder
 from gridctl.history.spool import Spool, SpoolAlarm
 from gridctl.policy import PolicyVersion
 from gridctl.service.controller import ControllerSettings, SiteController
@@ -68,6 +72,8 @@ class SiteOptions:
     cadence: Cadence = field(default_factory=Cadence)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     policy: PolicyVersion | None = None
+    # A weather provider instead of the site file's (the demo's simulated provider on loopback).
+    weather: WeatherProvider | None = None
 
 
 class SiteService:
@@ -75,7 +81,7 @@ class SiteService:
 
     def __init__(self, options: SiteOptions, *, recorder: Recorder, clock: Clock, metrics: ServiceMetrics,
                  audit: AuditSink | None = None, speed: float = 1.0, min_poll_s: float = 1.0,
-                 site: Site | None = None) -> None:
+                 site: Site | None = None, journal: WriteJournal | None = None) -> None:
         self.options = options
         self.clock = clock
         self.speed = speed
@@ -86,7 +92,9 @@ class SiteService:
                  for d in self.site.devices]
         self.drivers = {spec.id: make_driver(spec) for spec in specs}
         # The site's weather provider (its site file's `weather`), when it has one.
-        self.weather = OpenMeteoClient.for_site(self.site)
+        provider = options.weather or self.site.weather
+        self.weather = None if provider is None else OpenMeteoClient(provider, self.site.location.latitude,
+                                                                     self.site.location.longitude)
         self.forecaster = SignalForecaster(weather_service=self.weather)
         # Relinquishing is staggered in the clock's time too.
         dispatch = dataclasses.replace(options.controller.dispatch,
@@ -95,7 +103,7 @@ class SiteService:
         self.controller = SiteController(self.site, self.drivers, clock, self.forecaster,
                                          history=recorder.for_site(self.site.id),
                                          audit=audit, settings=settings, policy=options.policy,
-                                         is_dark=dark_by_sun(self.site))
+                                         is_dark=dark_by_sun(self.site), journal=journal)
         periods = [max(spec.poll_interval_s / speed, min_poll_s) for spec in specs]
         self.poller = Poller([PolledDevice(self.drivers[s.id], p) for s, p in zip(specs, periods, strict=True)],
                              self._on_poll)
@@ -121,6 +129,11 @@ class SiteService:
         cadence = self.options.cadence
         now = datetime.now(UTC)
         jobs = [(self.dispatch, cadence.dispatch), (self.optimise, cadence.optimise), (self.renew, cadence.renew)]
+        period_s = self.controller.arbiter.heartbeat_period_s
+        if period_s is not None:
+            # Its own job, outside the site's job lock: a long dispatch must not delay the heartbeats. Twice
+            # per period, so a beat is never a whole period late.
+            jobs.append((self.heartbeat, timedelta(seconds=period_s / 2)))
         for job, every in jobs:
             seconds = max(every.total_seconds() / self.speed, 0.5)
             first = now + timedelta(seconds=2 if job == self.optimise else seconds)
@@ -152,6 +165,8 @@ class SiteService:
         return used
 
     async def start(self) -> None:
+        # Before any write: what a run that stopped abruptly left commanded is reclaimed or relinquished.
+        await self.controller.recover()
         await self.poller.start()
         self._replanner = asyncio.create_task(self._replan_on_request(), name=f"replan {self.site.id}")
         log.info("%s: running with %d devices", self.site.id, len(self.drivers))
@@ -188,6 +203,10 @@ class SiteService:
     async def dispatch(self) -> None:
         async with self._busy:
             await self._dispatch()
+
+    async def heartbeat(self) -> None:
+        for entry in await self.controller.heartbeat():
+            self.metrics.writes.labels(self.site.id, entry.outcome.value).inc()
 
     async def renew(self) -> None:
         async with self._busy:
@@ -243,7 +262,8 @@ class ServiceHost:
 
     def __init__(self, sites: Sequence[SiteOptions], db: str, spool_dir: Path, *, clock: Clock | None = None,
                  speed: float = 1.0, min_poll_s: float = 1.0, spool_capacity: int = 2_000_000,
-                 audit: AuditSink | None = None, cadence: Cadence | None = None) -> None:
+                 audit: AuditSink | None = None, cadence: Cadence | None = None,
+                 journal: Path | None = None) -> None:
         self.clock = clock or WallClock()
         self.speed = speed
         self.cadence = cadence or Cadence()
@@ -256,10 +276,15 @@ class ServiceHost:
         addresses = {site.id: [a for a, _d, _p in site.all_points()] for site in loaded}
         self.spool = Spool(spool_dir / "readings.spool", capacity=spool_capacity, on_alarm=self._spool_alarm,
                            sites=addresses)
-        self.recorder = Recorder(self.historian, self.spool, clock=self.clock.now)
+        self.recorder = Recorder(self.historian, self.spool, clock=self.clock.now, on_status=self._history_status)
+        self.metrics.track_history(lambda: float(self.recorder.status.available),
+                                   lambda path: float(getattr(self.recorder.stats, path)))
         self.audit = audit
+        # Every write is journalled here first; the shipper copies the journal to the database's audit.
+        self.journal = WriteJournal(journal or paths.journal_path(spool_dir))
+        self.shipper = JournalShipper(self.journal, db)
         self.sites = [SiteService(o, recorder=self.recorder, clock=self.clock, metrics=self.metrics, audit=audit,
-                                  speed=speed, min_poll_s=min_poll_s, site=site)
+                                  speed=speed, min_poll_s=min_poll_s, site=site, journal=self.journal)
                       for o, site in zip(sites, loaded, strict=True)]
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._started = False
@@ -274,6 +299,21 @@ class ServiceHost:
                                  f"; the database is not taking readings", now, Severity.CRITICAL)
             else:
                 book.clear(AlarmKind.SPOOL_FILLING, service.site.id, now)
+
+    def _history_status(self, status: HistoryStatus) -> None:
+        now = self.clock.now()
+        for service in getattr(self, "sites", []):
+            book = service.controller.alarms
+            if status.available:
+                book.clear(AlarmKind.HISTORY_UNAVAILABLE, service.site.id, now)
+            else:
+                book.raise_alarm(AlarmKind.HISTORY_UNAVAILABLE, service.site.id,
+                                 f"the history database is not taking readings ({status.error}); they wait in the "
+                                 f"local spool ({len(self.spool)} readings)", now, Severity.CRITICAL)
+        if status.available:
+            log.warning("history database takes readings again; draining %d spooled readings", len(self.spool))
+        else:
+            log.error("history database unavailable (%s): readings go to the local spool", status.error)
 
     def _spooled(self, site_id: str) -> float:
         return float(self.spool.count(site_id))
@@ -292,8 +332,15 @@ class ServiceHost:
         for service in self.sites:
             await self.historian.sync_site(service.site)
 
+    @property
+    def instance_id(self) -> str:
+        return self.journal.instance_id
+
     async def start(self) -> None:
         await self.recorder.start()
+        # Hands off is known before the first write: from the journal, joined by the database's when it answers.
+        await self.shipper.restore_hands_off([service.controller.arbiter for service in self.sites])
+        self.shipper.start()
         for service in self.sites:
             self.metrics.track_spool(service.site.id, functools.partial(self._spooled, service.site.id))
             await service.warm_up(self.historian)
@@ -314,8 +361,15 @@ class ServiceHost:
         await asyncio.gather(*(service.stop() for service in self.sites))
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        await self.shipper.stop(drain_timeout_s=10)
+        self.journal.close()
         await self.recorder.drain(10)
         await self.recorder.close()
+        stats = self.recorder.stats
+        log.info("history: %d readings written, %d spooled, %d flushed from the spool, %d still spooled",
+                 stats.written, stats.spooled, stats.flushed, len(self.spool),
+                 extra={"readings_written": stats.written, "readings_spooled": stats.spooled,
+                        "readings_flushed": stats.flushed, "readings_still_spooled": len(self.spool)})
         await self.historian.close()
         self.spool.close()
 

@@ -17,7 +17,6 @@ from fastapi.responses import Response
 from gridctl.api.app import create_app
 from gridctl.api.policies import restore
 from gridctl.api.ratelimit import bearer_token
-from gridctl.api.store import StoreAuditSink
 from gridctl.service.runner import ServiceHost
 
 log = logging.getLogger(__name__)
@@ -40,18 +39,16 @@ class MetricsAccess:
 
 
 async def attach_api(host: ServiceHost, metrics: MetricsAccess | None = None) -> FastAPI:
-    """The API over the host's sites, its database open, its audit log the arbiters' sink, and the
-    policies and demand-response events stored earlier back in force (a stored version that no longer
-    validates is never used: see `gridctl.api.policies.restore`)."""
+    """The API over the host's sites, its database open, and the policies and demand-response events
+    stored earlier back in force (a stored version that no longer validates is never used: see
+    `gridctl.api.policies.restore`). The write audit reaches the database through the host's journal
+    shipper, never from the arbiters themselves."""
     app = build_app(host, metrics)
     store = app.state.context.store
     await store.db.open()
-    audit = StoreAuditSink(store)
     now = host.clock.now()
     for service in host.sites:
         controller = service.controller
-        controller.audit = audit
-        controller.arbiter.audit = audit
         await restore(store, controller, now)
     return app
 
@@ -99,7 +96,8 @@ class WebServer:
     """The HTTP server as a task: started (listening) before the caller announces its URLs."""
 
     def __init__(self, app: FastAPI, address: str, port: int) -> None:
-        self._server = _Server(uvicorn.Config(app, host=address, port=port, log_level="warning"))
+        # uvicorn's loggers go through gridctl's (see logs.configure), not handlers of their own.
+        self._server = _Server(uvicorn.Config(app, host=address, port=port, log_config=None, access_log=False))
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, timeout_s: float = 30.0) -> None:
@@ -124,8 +122,8 @@ async def serve_until_stopped(host: ServiceHost, app: FastAPI, address: str, por
                               after_stop: Callable[[], Awaitable[None]] | None = None,
                               metrics: MetricsAccess | None = None) -> None:
     """Serve the API (and /metrics on its own listener when asked) and run the service until SIGINT or
-    SIGTERM, then stop in order: the service first (its last writes, relinquishing leases, are audited in
-    the database), then the web servers."""
+    SIGTERM, then stop in order: the service first (its last writes, relinquishing leases, are journalled
+    and shipped to the database), then the web servers."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -123,6 +123,9 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
         for point_id in TIMEOUT_POINTS:
             if point_id in device.points:
                 device.set(point_id, 3 * options.step.total_seconds())
+        if device.watchdog is not None:
+            # Heartbeats come once per control step, with the lease renewals.
+            device.watchdog.timeout_s = max(device.watchdog.timeout_s, 3 * options.step.total_seconds())
     drivers = {d.id: make_driver(offset_ports(device_spec(d, site_dir), offset)) for d in site.devices}
     kind = ControllerKind.BASELINE if options.controller == "baseline" else ControllerKind.GRIDCTL
     weather_server: WeatherServer | None = None

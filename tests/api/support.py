@@ -161,7 +161,7 @@ class HistoryRuntime:
         return await self.arbiter.hands_off(scope, actor, reason)
 
     async def hands_on(self, scope: str, actor: str) -> None:
-        self.arbiter.hands_on(scope)
+        await self.arbiter.hands_on(scope, actor)
 
     async def preview(self, policy: SitePolicy) -> Schedule:
         return await asyncio.to_thread(solve, self.problem(policy), Settings(time_limit_s=20))

@@ -45,6 +45,7 @@ async def service(db: Path, spool: Path, clock: ManualClock) -> AsyncIterator[tu
     finally:
         await host.historian.close()
         host.spool.close()
+        host.journal.close()
 
 
 async def _insert_raw_policy(store: ApiStore, version: int, policy_json: str) -> None:

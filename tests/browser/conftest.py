@@ -97,6 +97,7 @@ def axe_source() -> str:
 async def page(browser):
     # French first, as the district's residents and staff see it; the browser's language picks it.
     context = await browser.new_context(viewport={"width": 1366, "height": 900}, locale="fr-FR",
+                                        timezone_id="Europe/Paris",
                                         extra_http_headers={"Accept-Language": "fr-FR,fr;q=0.9"})
     page = await context.new_page()
     errors: list[str] = []

@@ -7,6 +7,8 @@ screenshots at 1366×900 and 390×844 go to artifacts/screenshots/."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from gridctl.api.store import Purpose
 from gridctl.policy import SitePolicy
@@ -231,6 +233,22 @@ async def test_a_manager_changes_a_comfort_band_compares_puts_it_in_force_and_ro
     versions = await store.policies(SITE)
     assert len(versions) == 2 and versions[-1].policy == SitePolicy()
     assert float(await field.input_value()) == zone.comfort_occupied.min_temperature_c
+
+    # A demand-response event announced, then cancelled with a reason kept beside it.
+    start = served.api.ctx.clock().astimezone(ZoneInfo("Europe/Paris")) + timedelta(hours=2)
+    await page.fill("#dr-id", "rte-ecowatt-1")
+    await page.fill("#dr-start", f"{start:%Y-%m-%dT%H:00}")
+    await page.fill("#dr-end", f"{start + timedelta(hours=2):%Y-%m-%dT%H:00}")
+    await page.fill("#dr-kw", "80")
+    await page.fill("#dr-value", "0.3")
+    await page.click("#dr-form button[type=submit]")
+    row = page.locator("#dr tr", has_text="rte-ecowatt-1")
+    await row.get_by_text("annoncé").wait_for(timeout=TIMEOUT_MS)
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept("alerte levée par RTE")))
+    await row.get_by_role("button", name="Annuler").click()
+    await row.get_by_text("alerte levée par RTE").wait_for(timeout=TIMEOUT_MS)
+    (record,) = await store.demand_responses(SITE)
+    assert record.cancelled_by is not None and record.cancel_reason == "alerte levée par RTE"
 
 
 async def test_an_activation_link_sets_the_password_and_signs_in(page, served: Served, axe_source: str) -> None:

@@ -70,6 +70,12 @@ class Case:
     message: str
 
 
+def _watchdog(point: str, period_s: float, timeout_s: float) -> tuple[str, str]:
+    """A site edit declaring a watchdog on the BACnet air handler."""
+    return ("    device_instance: 9001\n",
+            f"    device_instance: 9001\n    watchdog: {{point: {point}, period_s: {period_s}, timeout_s: {timeout_s}}}\n")
+
+
 CASES = [
     Case("yaml-syntax", (("name: Test site", "name: [Test site"),), (), "site.yaml", "timezone: Europe/Paris",
          "(document)", "YAML syntax error"),
@@ -124,6 +130,12 @@ CASES = [
          "unknown protocol 'bacnet-ip'; expected one of 'modbus', 'bacnet', 'opcua'"),
     Case("wrong-type", (("import_limit_kw: 100", "import_limit_kw: lots"),), (), "site.yaml", "import_limit_kw",
          "grid.import_limit_kw", "Input should be a valid number"),
+    Case("watchdog-point-missing", (_watchdog("heartbeat", 10, 60),), (), "site.yaml", "watchdog:",
+         "devices[3].watchdog.point", "no point 'heartbeat' on this device"),
+    Case("watchdog-point-read-only", (_watchdog("zone-temperature", 10, 60),), (), "site.yaml", "watchdog:",
+         "devices[3].watchdog.point", "'zone-temperature' is not writable: gridctl writes the heartbeat"),
+    Case("watchdog-timeout-too-short", (_watchdog("zone-setpoint", 60, 90),), (), "site.yaml", "watchdog:",
+         "devices[3].watchdog", "timeout_s (90) must be at least two periods (120 s)"),
     Case("bacnet-local-address", (("buildings:\n", "bacnet: {local_address: 10.20.0.300, local_port: 47808}\nbuildings:\n"),),
          (), "site.yaml", "bacnet:", "bacnet.local_address", "'10.20.0.300' is not an IPv4 address"),
     Case("bacnet-local-port", (("buildings:\n", "bacnet: {local_port: 70000}\nbuildings:\n"),),
@@ -227,3 +239,15 @@ def test_the_site_bacnet_binding_reaches_the_driver_spec(tmp_path: Path) -> None
     # Without the section a driver picks a free port of its own, as before.
     (default,) = [s for s in device_specs(load_site(_make_site(tmp_path / "plain"))) if isinstance(s, BacnetDeviceSpec)]
     assert (default.local_address, default.local_port) == (None, 0)
+
+
+def test_a_watchdog_on_a_counter_point_is_clean_and_no_asset_may_write_it(tmp_path: Path) -> None:
+    heartbeat = ("      - {id: zone-setpoint,", "      - {id: heartbeat, unit: \"\", kind: setpoint, object_type: analog-value, "
+                 "instance: 90, writable: true, min: 0, max: 65535}\n      - {id: zone-setpoint,")
+    site, problems = read_site(_make_site(tmp_path / "clean", _watchdog("heartbeat", 10, 60), heartbeat))
+    assert problems == [] and site is not None
+    assert site.device("ahu").watchdog.timeout_s == 60  # type: ignore[union-attr]
+    taken = ("      soc: battery/soc\n", "      soc: battery/soc\n      charged_energy: ahu/heartbeat\n")
+    _, problems = read_site(_make_site(tmp_path / "taken", _watchdog("heartbeat", 10, 60), heartbeat, taken))
+    assert any("ahu/heartbeat is the watchdog heartbeat of ahu; no asset may use it" in p.message for p in problems), \
+        "\n".join(str(p) for p in problems)

@@ -6,6 +6,7 @@ so the device is the simulator's state object, with the same priority-array sema
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -31,9 +32,14 @@ class SimDeviceDriver(Driver):
         self.device_id = device.id
         self.bacnet = bacnet
         self.writes: list[tuple[str, Value | None, int | None]] = []
-        # Test knobs: the device silently stores this instead of what was written; or times out.
+        # Test knobs: the device silently stores this instead of what was written; or times out; or takes
+        # `delay_s` to answer; or, with `hold` set, waits for it (`entered` tells a write is in flight).
         self.store_instead: Value | None = None
         self.timeout = False
+        self.delay_s = 0.0
+        self.hold: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+        self.in_flight = 0
 
     async def connect(self) -> None:
         return None
@@ -51,7 +57,16 @@ class SimDeviceDriver(Driver):
                                  point_id=point_id)
         if self.timeout:
             raise DeviceTimeout("no answer", device_id=self.device_id, point_id=point_id)
-        if self.bacnet:
+        self.in_flight += 1
+        self.entered.set()
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            if self.hold is not None:
+                await self.hold.wait()
+        finally:
+            self.in_flight -= 1
+        if self.bacnet and value is not None:  # a relinquish is never refused: it only clears our slot
             active = self.device.active_priority(point_id)
             if active is not None and priority is not None and active < priority:
                 raise Override(f"priority {active} holds {point_id}", active_priority=active,

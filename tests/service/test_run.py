@@ -108,6 +108,8 @@ async def test_run_drives_the_simulated_site_and_hands_back_on_stop(tmp_path: Pa
         await _until(lambda: lighting.priority_array("zone-1-dimming")[9] is not None, 60, "a lighting write")
         await _until(lambda: ahu.priority_array("zone-setpoint")[9] is not None, 60, "a zone setpoint write")
         await _until(lambda: _audit(db, "pv-inverter/curtailment-limit"), 30, "the audit of the PV write")
+        # The audit row follows the read-back, a moment after the device shows the value.
+        await _until(lambda: _audit(db, "lighting-north/zone-1-dimming"), 30, "the audit of the lighting write")
         outcomes = {o for o, _ in await asyncio.to_thread(_audit, db, "lighting-north/zone-1-dimming")}
         assert outcomes and outcomes <= {"written", "renewed"}
         # The north air handler dies: an alarm, and the north wing falls back to its safe default.

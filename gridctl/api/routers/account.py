@@ -11,7 +11,7 @@ from gridctl.api.models import ActivationRequest, LoginRequest, SessionOut
 from gridctl.api.periods import field_error
 from gridctl.api.responses import ErrorOut, errors
 from gridctl.api.signin import LockedOut, PasswordRejected
-from gridctl.api.store import Role, User
+from gridctl.api.store import Role, User, hash_token
 
 router = APIRouter(prefix="/auth", tags=["sign-in"])
 
@@ -87,5 +87,6 @@ async def logout(request: Request, response: Response, _user: User = Depends(cur
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
         await ctx.signin.end_session(session_id)
+        ctx.session_cache.discard(hash_token(session_id))
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.delete_cookie(CSRF_COOKIE, path="/")

@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import date
+from datetime import date, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
@@ -312,11 +312,20 @@ def _fit(error: FitError) -> ThermalFit:
                       samples=error.samples)
 
 
-def _dr_out(record: DemandResponseRecord) -> DemandResponseOut:
+def _dr_state(event: DemandResponse | None, cancelled: bool, now: datetime) -> str:
+    if event is None:
+        return "rejected"
+    if cancelled:
+        return "cancelled"
+    return "upcoming" if now < event.start else "in_progress" if now < event.end else "over"
+
+
+def _dr_out(record: DemandResponseRecord, now: datetime) -> DemandResponseOut:
     return DemandResponseOut(site_id=record.site_id, event_id=record.event_id, event=record.event,
                              problem=record.problem, created_by=record.created_by,
                              created_at=record.created_at, cancelled_at=record.cancelled_at,
-                             cancelled_by=record.cancelled_by, cancel_reason=record.cancel_reason)
+                             cancelled_by=record.cancelled_by, cancel_reason=record.cancel_reason,
+                             state=_dr_state(record.event, record.cancelled_at is not None, now))
 
 
 @router.get("/{site_id}/demand-response", response_model=list[DemandResponseOut], responses=errors(404),
@@ -324,7 +333,8 @@ def _dr_out(record: DemandResponseRecord) -> DemandResponseOut:
 async def demand_responses(site_id: str, user: User = Depends(MANAGER),
                            ctx: ApiContext = Depends(context)) -> list[DemandResponseOut]:
     site_in_scope(ctx, user, site_id)
-    return [_dr_out(r) for r in await ctx.store.demand_responses(site_id) if r.event is not None]
+    now = ctx.clock()
+    return [_dr_out(r, now) for r in await ctx.store.demand_responses(site_id) if r.event is not None]
 
 
 @router.post("/{site_id}/demand-response", response_model=DemandResponseOut, status_code=201,
@@ -339,7 +349,7 @@ async def add_demand_response(site_id: str, event: DemandResponse, user: User = 
         raise HTTPException(409, f"site {site_id!r} already has a demand-response event {event.id!r}")
     await runtime.demand_response(event)
     return DemandResponseOut(site_id=site_id, event_id=event.id, event=event, created_by=user.name,
-                             created_at=now)
+                             created_at=now, state=_dr_state(event, False, now))
 
 
 @router.delete("/{site_id}/demand-response/{event_id}", response_model=DemandResponseOut,
@@ -368,4 +378,4 @@ async def cancel_demand_response(
     log.info("%s: demand-response event %s cancelled by %s: %s", site_id, event_id, user.name, reason)
     await runtime.demand_response_cancelled(event_id)
     runtime.alarms.clear(AlarmKind.POLICY_INVALID, event_subject(event_id), now)
-    return _dr_out(cancelled)
+    return _dr_out(cancelled, now)

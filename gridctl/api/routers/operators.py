@@ -168,7 +168,8 @@ async def audit(
         AuditOut(ts=e.ts, address=e.address, actor=e.actor, reason=e.reason, outcome=str(e.outcome),
                  old_value=e.old_value, requested_value=e.requested_value, written_value=e.written_value,
                  read_back=e.read_back, priority=e.priority, lease_until=e.lease_until, schedule_id=e.schedule_id,
-                 policy_version=e.policy_version, error=e.error, clamped=e.clamped, ramped=e.ramped, unit=e.unit)
+                 policy_version=e.policy_version, error=e.error, clamped=e.clamped, ramped=e.ramped, unit=e.unit,
+                 instance_id=e.instance_id, epoch=e.epoch)
         for e in entries
     ]
     if format == "csv":
@@ -200,7 +201,8 @@ def schedule_body(site_id: str, schedule: Schedule, hidden_assets: set[str] = fr
     }
     violations = [v for v in summary["violations"] if v.get("asset_id") not in hidden_assets]
     return ScheduleOut(
-        site_id=site_id, status=schedule.status, objective_eur=summary["objective_eur"],
+        site_id=site_id, status=schedule.status,
+        objective_eur=summary["objective_eur"] if schedule.has_solution else None,
         objective=summary["objective"], violations=violations,
         steps=[ts.to_pydatetime() if hasattr(ts, "to_pydatetime") else ts for ts in frame.index],
         series=series, **meta,  # type: ignore[arg-type]

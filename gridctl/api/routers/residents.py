@@ -259,6 +259,7 @@ async def erasure(user: User = Depends(RESIDENT), ctx: ApiContext = Depends(cont
     await ctx.store.erase(user, ctx.clock())
     await ctx.signin.end_sessions(user)
     ctx.token_cache.forget(user.id)
+    ctx.session_cache.forget(user.id)
     return ErasureOut(
         erased=True, dwellings_unlinked=len(user.scope), consents_removed=len(history),
         note="your account, consents and dwelling links are deleted; the meters' anonymous readings stay "

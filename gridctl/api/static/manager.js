@@ -256,7 +256,12 @@
 
   function renderVersions() {
     const rows = versions.slice().reverse().map((v) => {
-      const previous = versions.find((p) => p.version === v.version - 1);
+      if (!v.policy) {
+        // A stored version the rules now refuse: shown in words, never offered back.
+        return [v.version, i18n.dateTime(v.created_at), v.author, t("manager.version_rejected", { problem: v.problem || "" }),
+                v.comment, ""];
+      }
+      const previous = versions.find((p) => p.version === v.version - 1 && p.policy);
       const diff = g.el("span", { className: "diff", text: difference(previous ? previous.policy : null, v.policy, v.changed) });
       diff.style.whiteSpace = "pre-line";
       const restore = v.version === current.version ? "" : g.el("button", { type: "button", className: "secondary", text: t("manager.restore"),
@@ -359,12 +364,39 @@
   }
 
   // --- demand response ------------------------------------------------------------------------
+  function eventState(e) {
+    if (e.state === "rejected") return t("manager.dr_rejected", { problem: e.problem || "" });
+    if (e.state === "cancelled") {
+      return t("manager.dr_cancelled", { when: i18n.dateTime(e.cancelled_at), who: e.cancelled_by, reason: e.cancel_reason });
+    }
+    return t(e.state === "over" ? "manager.dr_over" : e.state === "in_progress" ? "manager.dr_running" : "manager.dr_active");
+  }
+
   async function loadDemandResponse() {
     const events = await g.api(`/sites/${site}/demand-response`);
-    g.table($("dr"), [t("manager.dr_id"), t("col.from"), t("col.to"), t("col.max_import"), t("col.value_eur")], events.map((e) => [
-      e.event.id, i18n.dateTime(e.event.start), i18n.dateTime(e.event.end), { text: i18n.kw(e.event.max_import_kw), className: "num" },
-      { text: `${i18n.eur(e.event.value_eur_per_kwh)}/kWh`, className: "num" },
-    ]));
+    g.table($("dr"), [t("manager.dr_id"), t("col.from"), t("col.to"), t("col.max_import"), t("col.value_eur"),
+                      t("manager.dr_state"), ""], events.map((e) => {
+      const live = e.state === "upcoming" || e.state === "in_progress";
+      const cancel = live ? g.el("button", { type: "button", className: "secondary", text: t("manager.dr_cancel"),
+        "aria-label": `${t("manager.dr_cancel")} ${e.event_id}`, onclick: () => cancelDemandResponse(e.event_id) }) : "";
+      return [
+        e.event_id, e.event ? i18n.dateTime(e.event.start) : null, e.event ? i18n.dateTime(e.event.end) : null,
+        { text: e.event ? i18n.kw(e.event.max_import_kw) : "—", className: "num" },
+        { text: e.event ? `${i18n.eur(e.event.value_eur_per_kwh)}/kWh` : "—", className: "num" },
+        eventState(e), cancel,
+      ];
+    }));
+  }
+
+  async function cancelDemandResponse(id) {
+    const reason = window.prompt(t("manager.dr_cancel_reason", { id }));
+    if (reason === null || !reason.trim()) return;
+    try {
+      await g.api(`/sites/${site}/demand-response/${encodeURIComponent(id)}?reason=${encodeURIComponent(reason.trim())}`,
+                  { method: "DELETE" });
+      g.say("dr-status", t("manager.dr_cancelled_now", { id }));
+      await loadDemandResponse();
+    } catch (error) { g.fail("dr-status")(error); }
   }
 
   async function addDemandResponse(event) {
