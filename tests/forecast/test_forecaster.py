@@ -19,6 +19,7 @@ from gridctl.forecast.pv import pv_output_kw
 from gridctl.forecast.sky import PRIOR_INDEX, CloudIndexHistory
 from gridctl.forecast.sun import solar
 from gridctl.history import SiteReadings
+from gridctl.service.metrics import ServiceMetrics
 from gridctl.service.snapshot import Snapshot
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -299,3 +300,10 @@ async def test_forecasts_are_scored_by_lead_time_once_the_actuals_are_in() -> No
     assert figures[("load", "6h")].samples == 20
     assert figures[("load", "24h")].samples == 7  # 6 h to 7 h 45: the last quarter-hour is still under way
     assert figures[("pv", "1h")].samples == 0
+    # /metrics shows the last week's figures, one series per site, quantity and lead time.
+    metrics = ServiceMetrics()
+    metrics.observe_forecasts(site.id, forecaster.report(site), moment)
+    text = metrics.render().decode()
+    assert 'gridctl_forecast_mae_kw{horizon="1h",quantity="load",site="zac-saint-sauveur"} 10.0' in text
+    assert 'gridctl_forecast_samples{horizon="6h",quantity="load",site="zac-saint-sauveur"} 20.0' in text
+    assert text.count("gridctl_forecast_nrmse{") == 6
