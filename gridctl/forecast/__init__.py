@@ -12,7 +12,8 @@ model (`gridctl.assets`) calls into them for its own part.
 - `prices`, `carbon`: import prices from the tariff, grid carbon intensity;
 - `ev`: plug states from the device's labels, EV sessions and the needs learnt from past ones;
 - `identify`: zones' thermal models identified from their history;
-- `accuracy`: forecast errors by lead time, once the actuals are in.
+- `accuracy`: forecast errors by lead time, once the actuals are in;
+- `recent`: samples kept by age.
 
 Nothing here imports the simulator.
 """

@@ -4,12 +4,13 @@ to the level of the last hours."""
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta, tzinfo
 
 import numpy as np
 import pandas as pd
+
+from gridctl.forecast.recent import Recent
 
 LOCAL_TZ = "Europe/Paris"
 # The profile is the mean of the same weekday and time of day over the history kept; the level of the
@@ -83,25 +84,22 @@ class LoadHistory:
 
     def __init__(self, days: int) -> None:
         self.days = days
-        self._kw: deque[tuple[datetime, float]] = deque()
+        self._kw = Recent(timedelta(days=days))
 
     def add(self, moment: datetime, kw: float) -> None:
-        if self._kw and moment <= self._kw[-1][0]:
-            return
-        self._kw.append((moment, kw))
-        while moment - self._kw[0][0] > timedelta(days=self.days):
-            self._kw.popleft()
+        self._kw.add(moment, kw)
 
     def __len__(self) -> int:
         return len(self._kw)
 
     def span(self) -> timedelta:
         """How far back the history reaches."""
-        return self._kw[-1][0] - self._kw[0][0] if self._kw else timedelta(0)
+        return self._kw.span()
 
     def forecast(self, mids: list[datetime], tz: tzinfo) -> list[float]:
         """Mean load (kW) over the steps whose middles are `mids` (0 without any history)."""
-        if not self._kw:
+        last = self._kw.last()
+        if last is None:
             return [0.0] * len(mids)
         history = pd.Series([v for _, v in self._kw], index=pd.DatetimeIndex([t for t, _ in self._kw]))
         step = mids[1] - mids[0] if len(mids) > 1 else timedelta(minutes=15)
@@ -109,5 +107,5 @@ class LoadHistory:
         weeks = max(1, math.ceil(self.days / 7))
         predicted = load_forecast(history, index, weeks=weeks, recent_hours=RECENT_HOURS,
                                   correction_decay_hours=CORRECTION_DECAY_HOURS, tz=str(tz))
-        fallback = self._kw[-1][1]
+        fallback = last[1]
         return [fallback if math.isnan(v) else max(float(v), 0.0) for v in predicted]
