@@ -14,7 +14,8 @@ share ≥ 80 %, worst ≥ 60 %.
     python bench/closed_loop.py [--quick] [--days 7] [--jobs 2] [--seeds 1 2 3] [--sites ...] [--seasons ...]
 
 `--quick` runs one case (zac-union, winter, two days, seed 1). The last line printed is one JSON
-object with every figure.
+object with every figure. `--save FILE` keeps each run as it ends (and skips those already there, so
+a long run can be resumed); `--summarise FILE` summarises what was saved.
 """
 
 from __future__ import annotations
@@ -157,7 +158,16 @@ def main() -> None:
     parser.add_argument("--sites", nargs="+", default=list(SITES))
     parser.add_argument("--seasons", nargs="+", default=list(SEASONS), choices=list(SEASONS))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--save", type=Path, help="append each run's JSON to this file as it ends; runs already "
+                                                    "in it are not run again (a long benchmark can be resumed)")
+    parser.add_argument("--summarise", type=Path, help="summarise the runs saved in this file, and run nothing")
     args = parser.parse_args()
+    if args.summarise:
+        runs = [json.loads(line) for line in args.summarise.read_text().splitlines() if line.strip()]
+        result = summarise(runs)
+        result.update(runs=len(runs))
+        print(json.dumps(result))
+        return
     if args.quick:
         args.days, args.seeds, args.sites, args.seasons = 2.0, [1], ["zac-union"], ["winter"]
     jobs = [{"site": site, "season": season, "start": SEASONS[season], "variant": variant,
@@ -165,9 +175,16 @@ def main() -> None:
             for seed in args.seeds for site in args.sites for season in args.seasons for variant in args.variants]
     began = time.perf_counter()
     runs = []
+    if args.save and args.save.exists():
+        runs = [json.loads(line) for line in args.save.read_text().splitlines() if line.strip()]
+        done = {(r["site"], r["season"], r["seed"], r["variant"]) for r in runs}
+        jobs = [j for j in jobs if (j["site"], j["season"], j["seed"], j["variant"]) not in done]
     with multiprocessing.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for run in pool.imap_unordered(run_one, jobs):
             runs.append(run)
+            if args.save:
+                with args.save.open("a") as saved:
+                    saved.write(json.dumps(run) + "\n")
             kpis = run["kpis"]
             print(f"{run['site']:<18} {run['season']:<6} seed {run['seed']} {run['variant']:<18} "
                   f"cost {kpis['cost_eur']:>9.2f} €  "
