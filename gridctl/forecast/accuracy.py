@@ -88,14 +88,6 @@ class AccuracyFigure:
     bias_kw: float
     nrmse: float
 
-    def as_dict(self) -> dict[str, object]:
-        def rounded(value: float) -> float | None:
-            return None if math.isnan(value) else round(value, 4)
-
-        return {"quantity": self.quantity, "horizon": self.horizon, "samples": self.samples,
-                "mae_kw": rounded(self.mae_kw), "rmse_kw": rounded(self.rmse_kw), "bias_kw": rounded(self.bias_kw),
-                "nrmse": rounded(self.nrmse)}
-
 
 class ForecastAccuracy:
     """Forecasts waiting for their actuals, and the errors of those scored, per hour."""

@@ -167,9 +167,6 @@ class SessionHistory:
         energy = _quantile(energies, ENERGY_QUANTILE) if len(energies) >= MIN_STILL_THERE else None
         return stay, energy
 
-    def sessions(self) -> list[Session]:
-        return list(self._sessions)
-
 
 class SessionTracker:
     """One charger's sessions from its quarter-hour samples (plug state, power, session energy)."""

@@ -71,6 +71,3 @@ class Forecasts:
         if part.identified is not None:
             self.identified[asset_id] = part.identified
         self.ev_sessions.extend(part.ev_sessions)
-
-    def step_starts(self) -> list[datetime]:
-        return [self.start + self.step * k for k in range(self.n_steps)]

@@ -85,11 +85,6 @@ class FitError:
     horizon_h: float
     samples: int
 
-    def as_dict(self) -> dict[str, float]:
-        return {"one_step_rmse_k": round(self.one_step_rmse_k, 4),
-                "multi_step_rmse_k": round(self.multi_step_rmse_k, 4), "horizon_h": self.horizon_h,
-                "samples": self.samples}
-
 
 @dataclass(frozen=True)
 class ZoneIdentification:
@@ -102,14 +97,6 @@ class ZoneIdentification:
     site_file_held_out: FitError
     # The identified model predicts the held-out data better than the site file's.
     better_than_site_file: bool
-
-    def as_dict(self) -> dict[str, object]:
-        return {"zone": self.zone_id, "model": self.model.model_dump(exclude_none=True),
-                "internal_gain_occupied_kw": round(self.internal_gain_occupied_kw, 4),
-                "internal_gain_idle_kw": round(self.internal_gain_idle_kw, 4),
-                "training": self.training.as_dict(), "held_out": self.held_out.as_dict(),
-                "site_file_held_out": self.site_file_held_out.as_dict(),
-                "better_than_site_file": self.better_than_site_file}
 
 
 class NotEnoughData(ValueError):
@@ -367,12 +354,6 @@ class ThermalEstimate:
     # The envelope's temperature now (2R2C), as the model carries it from the measured air temperature:
     # what a plan starts from, since no sensor reads it.
     envelope_temperature_c: float | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        found = self.identification
-        return {"zone": self.zone_id, "in_use": "identified" if self.identified else "site_file",
-                "reason": self.reason, "fitted_at": self.fitted_at.isoformat() if self.fitted_at else None,
-                "identification": found.as_dict() if found is not None else None}
 
 
 def _params_of(model: m.ThermalModel, gain_occupied_kw: float, gain_idle_kw: float) -> _Params:
