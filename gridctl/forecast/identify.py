@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -385,6 +386,8 @@ class ZoneLearner:
         self._rows: dict[datetime, tuple[float, float, float, float, float]] = {}
         self._estimate = site_file_estimate(zone, "not identified yet")
         self._last_attempt: datetime | None = None
+        # Two forecasts at once (a plan and a manager's what-if) fit once.
+        self._fitting = threading.Lock()
 
     def add(self, moment: datetime, indoor_c: float | None, heat_pump_kw: float | None, outdoor_c: float | None,
             ghi_w_m2: float | None, occupied: float | None) -> None:
@@ -419,9 +422,15 @@ class ZoneLearner:
     def maintain(self, now: datetime) -> None:
         """Identify the zone again when due; the identified model is used while it predicts held-out
         days better than the site file's."""
-        if not self.due(now):
+        if not self.due(now) or not self._fitting.acquire(blocking=False):
             return
-        self._last_attempt = now
+        try:
+            self._last_attempt = now
+            self._identify(now)
+        finally:
+            self._fitting.release()
+
+    def _identify(self, now: datetime) -> None:
         try:
             found = identify_zone(self.zone, self.history())
         except NotEnoughData as error:
