@@ -14,6 +14,7 @@ points, for the service, the simulation and a backtest alike: `observe` (every c
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["HISTORY_DAYS", "ForecastReport", "SignalForecaster", "base_load_kw", "controlled_power_kw",
            "observed_points"]
 
+log = logging.getLogger(__name__)
 # How far back the forecasts learn: two weeks of each weekday for the load profile.
 HISTORY_DAYS = 14
 # Observations are learnt from in batches of at most this many quarter-hours.
@@ -176,8 +178,12 @@ class SignalForecaster:
 
     def __init__(self, history_days: int = HISTORY_DAYS, tempo_colours: dict[str, str] | None = None,
                  spot_eur_per_kwh: Callable[[Sequence[datetime]], list[float]] | None = None,
-                 weather_service: WeatherService | None = None) -> None:
+                 weather_service: WeatherService | None = None, learn_in_background: bool = False) -> None:
         self.weather_service = weather_service
+        # The service does its periodic learning (a daily refit) beside the forecasts, which use the last
+        # result meanwhile; a simulation or a backtest waits for it, so that a run is reproducible.
+        self.learn_in_background = learn_in_background
+        self._learning: dict[str, asyncio.Future[None]] = {}
         self.tempo_colours = tempo_colours or {}
         self.spot = spot_eur_per_kwh
         self.history_days = history_days
@@ -317,7 +323,11 @@ class SignalForecaster:
         self._process(state)
         now = snapshot.taken_at
         # A daily refit (a zone's thermal identification) takes seconds: off the event loop.
-        await asyncio.to_thread(_maintain, list(state.models.values()), now)
+        models = list(state.models.values())
+        if not self.learn_in_background:
+            await asyncio.to_thread(_maintain, site.id, models, now)
+        elif site.id not in self._learning or self._learning[site.id].done():
+            self._learning[site.id] = asyncio.ensure_future(asyncio.to_thread(_maintain, site.id, models, now))
         tz = site.tz
         mids = [start + step * k + step / 2 for k in range(n_steps)]
         ghi_clear, elevation = solar(site, mids)
@@ -357,6 +367,9 @@ class SignalForecaster:
         return ForecastReport(state.accuracy, dict(state.identified), state.load.span())
 
 
-def _maintain(models: list[ForecastModel], now: datetime) -> None:
+def _maintain(site_id: str, models: list[ForecastModel], now: datetime) -> None:
     for model in models:
-        model.maintain(now)
+        try:
+            model.maintain(now)
+        except Exception:  # a refit that fails leaves the last model in use; the forecasts go on
+            log.exception("%s: periodic learning of a forecast model failed", site_id)

@@ -95,7 +95,7 @@ class SiteService:
         provider = options.weather or self.site.weather
         self.weather = None if provider is None else OpenMeteoClient(provider, self.site.location.latitude,
                                                                      self.site.location.longitude)
-        self.forecaster = SignalForecaster(weather_service=self.weather)
+        self.forecaster = SignalForecaster(weather_service=self.weather, learn_in_background=True)
         # Relinquishing is staggered in the clock's time too.
         dispatch = dataclasses.replace(options.controller.dispatch,
                                        relinquish_stagger_s=options.controller.dispatch.relinquish_stagger_s / speed)
