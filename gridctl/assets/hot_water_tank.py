@@ -35,8 +35,9 @@ from gridctl.assets.base import (
 from gridctl.config import models as m
 from gridctl.config.roles import COUNTER, MEASURED, SETPOINT, STATE, Role
 from gridctl.config.units import UNITS, Quantity
+from gridctl.config.windows import in_any
 from gridctl.dispatch import WriteRequest
-from gridctl.service.calendar import in_any, tariff_prices
+from gridctl.forecast.prices import tariff_prices
 from gridctl.service.snapshot import Snapshot
 from optimizer.hot_water import WATER_KWH_PER_L_K
 
@@ -161,7 +162,7 @@ class HotWaterTank(AssetAdapter[m.HotWaterTank]):
     def replan_points(self) -> set[str]:
         return {self._temperature}
 
-    def replan_on(self, before: Any, after: Any) -> bool:
+    def replan_on(self, address: str, before: Any, after: Any) -> bool:
         # A large draw took the tank below its minimum: plan its recovery now.
         minimum = self.asset.min_temperature_c
         return (isinstance(before, int | float) and isinstance(after, int | float)

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import math
-from collections import deque
-from collections.abc import Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 import optimizer as opt
-from gridctl import forecast
 from gridctl.assets.base import (
     AssetAdapter,
     AssetForecast,
     DispatchContext,
-    ForecastCheck,
     ForecastContext,
     ForecastModel,
     Hourly,
@@ -34,37 +26,7 @@ from gridctl.config import models as m
 from gridctl.config.roles import COUNTER, MEASURED, SETPOINT, Role
 from gridctl.config.units import Quantity
 from gridctl.dispatch import WriteRequest
-from gridctl.service.sun import linke_turbidity
-
-# Default module temperature input when the outdoor temperature is unknown.
-DEFAULT_TEMPERATURE_C = 12.0
-
-
-def pv_output_kw(site: m.Site, array: m.PvArray, moments: Sequence[datetime], clear_sky_index: list[float] | None,
-                 temperature_c: Sequence[float | None]) -> list[float]:
-    """Modelled output of an array (clear sky when `clear_sky_index` is None): Erbs, Hay-Davies, PVWatts."""
-    place = site.location
-    temperatures = tuple(DEFAULT_TEMPERATURE_C if t is None else float(t) for t in temperature_c)
-    per_kwp = _output_per_kwp(place.latitude, place.longitude, place.elevation_m, array.tilt_deg, array.azimuth_deg,
-                              tuple(moments), None if clear_sky_index is None else tuple(clear_sky_index),
-                              temperatures)
-    return [v * array.peak_power_kwp for v in per_kwp]
-
-
-@functools.lru_cache(maxsize=16)
-def _output_per_kwp(latitude: float, longitude: float, elevation_m: float, tilt_deg: float, azimuth_deg: float,
-                    moments: tuple[datetime, ...], clear_sky_index: tuple[float, ...] | None,
-                    temperature_c: tuple[float, ...]) -> tuple[float, ...]:
-    # PVWatts is linear in the array's size: arrays of one plane under one sky share one evaluation (a
-    # district's rooftops, every cycle).
-    monthly = linke_turbidity(latitude, longitude)
-    power = forecast.pv_power_kw(
-        pd.DatetimeIndex(list(moments)), 1.0, latitude=latitude, longitude=longitude, altitude_m=elevation_m,
-        tilt_deg=tilt_deg, azimuth_deg=azimuth_deg,
-        clear_sky_index=None if clear_sky_index is None else np.asarray(clear_sky_index),
-        linke_turbidity=np.asarray([monthly[t.month - 1] for t in moments]),
-        temperature_c=np.asarray(temperature_c))
-    return tuple(float(v) for v in power)
+from gridctl.forecast.pv import PvYield, pv_output_kw
 
 
 class Pv(AssetAdapter[m.PvArray]):
@@ -133,11 +95,6 @@ class Pv(AssetAdapter[m.PvArray]):
             return {}
         return {"pv_energy": KpiPart(float(produced.sum()), "kWh", "energy produced by the PV arrays")}
 
-    def forecast_checks(self) -> list[ForecastCheck]:
-        if "power" not in self.asset.points:
-            return []
-        return [ForecastCheck(self.asset.points["power"], (f"{self.id}.power_kw", f"{self.id}.curtailed_kw"))]
-
 
 # Planned curtailment below this is the solver's noise, not a plan to curtail.
 CURTAILED_KW = 1e-3
@@ -174,8 +131,8 @@ class PvModel(ForecastModel):
     def __init__(self, site: m.Site, array: m.PvArray, history_days: int) -> None:
         self.site = site
         self.array = array
-        # (measured, modelled) energy over recent daylight samples: the calibration.
-        self.fit: deque[tuple[float, float]] = deque(maxlen=history_days * 96)
+        # Measured against modelled output over recent daylight quarter-hours: the calibration.
+        self.yield_ = PvYield(history_days * 96)
 
     def sample(self, number: Number) -> float | None:
         """Measured power while the array runs free (not curtailed, not at its inverter's limit)."""
@@ -209,14 +166,14 @@ class PvModel(ForecastModel):
                                 [batch.index[i] for i in usable], [batch.temperature_c[i] for i in usable])
         for i, model_kw in zip(usable, modelled, strict=True):
             if model_kw > 0.05 * self.array.peak_power_kwp:
-                self.fit.append((samples[i], model_kw))
+                self.yield_.add(samples[i], model_kw)
 
     def calibration(self) -> float:
         """Measured over modelled output (1 until the array has produced enough to tell)."""
-        if len(self.fit) < 4:
-            return 1.0
-        measured, modelled = sum(f[0] for f in self.fit), sum(f[1] for f in self.fit)
-        return min(max(measured / modelled, 0.3), 1.5) if modelled > 0 else 1.0
+        return self.yield_.ratio()
+
+    def measured(self, sample: Any | None) -> dict[str, float]:
+        return {} if sample is None else {"pv_kw": float(sample)}
 
     def forecast(self, ctx: ForecastContext) -> AssetForecast:
         modelled = pv_output_kw(self.site, self.array, ctx.mids, ctx.clear_sky_index, ctx.outdoor_temperature_c)

@@ -28,12 +28,11 @@ from gridctl.backtest.replay import (
     truth,
 )
 from gridctl.config import models as m
-from gridctl.forecast.daylight import dark_by_sun
+from gridctl.forecast.forecasts import EvSessionForecast, Forecasts
+from gridctl.forecast.sun import dark_by_sun, solar
 from gridctl.runtime import PlannedSchedule
 from gridctl.service import planner
-from gridctl.service.forecasts import EvSessionForecast, Forecasts
 from gridctl.service.problem import build_problem
-from gridctl.service.sun import solar
 
 
 def perfect_forecasts(site: m.Site, recording: Recording, plant: Plant, first: int, count: int) -> Forecasts:

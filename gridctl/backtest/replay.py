@@ -25,13 +25,14 @@ from gridctl.backtest.plant import Plant, clamp_to_point, from_unit
 from gridctl.backtest.recording import CARBON, EXPORT_PRICE, PRICE, PastView, Recording
 from gridctl.config import models as m
 from gridctl.dispatch import WriteRequest
-from gridctl.forecast.daylight import dark_by_sun
+from gridctl.forecast.carbon import carbon_intensity
+from gridctl.forecast.forecaster import SignalForecaster
+from gridctl.forecast.forecasts import Forecasts
+from gridctl.forecast.prices import tariff_prices
+from gridctl.forecast.sun import dark_by_sun
 from gridctl.policy import SitePolicy
 from gridctl.runtime import PlannedSchedule
 from gridctl.service import planner
-from gridctl.service.calendar import tariff_prices
-from gridctl.service.forecasting import SignalForecaster, carbon_intensity
-from gridctl.service.forecasts import Forecasts
 from gridctl.service.problem import build_problem
 
 Controller = Literal["baseline", "gridctl", "oracle"]

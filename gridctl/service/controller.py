@@ -25,10 +25,11 @@ from gridctl.clock import Clock
 from gridctl.config import models as m
 from gridctl.dispatch import Arbiter, AuditEntry, AuditSink, DispatchSettings, MemoryAuditSink
 from gridctl.dispatch.journal import WriteJournal
+from gridctl.forecast.forecaster import ForecastReport
+from gridctl.forecast.forecasts import Forecasts
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 from gridctl.runtime import PlannedSchedule
 from gridctl.service import planner
-from gridctl.service.forecasts import Forecasts
 from gridctl.service.problem import build_problem
 from gridctl.service.snapshot import LatestValues, Snapshot
 
@@ -135,6 +136,11 @@ class SiteController:
     def current_schedule(self) -> PlannedSchedule | None:
         return self.planned
 
+    def forecast_report(self) -> ForecastReport | None:
+        # Only a forecaster that learns from the site reports (not the simulation's oracle).
+        report = getattr(self.forecaster, "report", None)
+        return report(self._site) if report is not None else None
+
     def hands_off_scopes(self) -> set[str]:
         return self.arbiter.hands_off_scopes()
 
@@ -197,7 +203,7 @@ class SiteController:
             adapter = self._replan_points.get(reading.address)
             if adapter is None or reading.quality != Quality.GOOD:
                 continue
-            if adapter.replan_on(self.values.value(reading.address), reading.value):
+            if adapter.replan_on(reading.address, self.values.value(reading.address), reading.value):
                 return True
         return False
 

@@ -2,23 +2,29 @@
 
 No series is labelled by device: a scrape stays the same size whether the service polls a hundred
 devices or ten thousand (per-device health is the API's `/api/v1/sites/{site}/devices`). Poll timings
-are histograms per protocol; counts per site and protocol.
+are histograms per protocol; counts per site and protocol. Forecast accuracy is by site, quantity and
+lead time, and each zone's thermal model by site and zone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from drivers.base import HealthState
+from gridctl.forecast.forecaster import ForecastReport
+from gridctl.forecast.identify import ThermalEstimate
 
 # A `_created` timestamp beside every counter and histogram doubles a scrape and tells nothing a
 # restart counter does not.
 disable_created_metrics()
 
 POLL_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Forecast accuracy in /metrics is over this last stretch.
+ACCURACY_WINDOW = timedelta(days=7)
 
 
 class ServiceMetrics:
@@ -70,6 +76,23 @@ class ServiceMetrics:
         self._series: dict[tuple[str, str], tuple] = {}
         # (site, device) -> (protocol, health) at its last poll, to move it between the health counts.
         self._health: dict[tuple[str, str], tuple[str, str]] = {}
+        # Labels stay bounded: quantity is load or pv, horizon 1h, 6h or 24h (lead times up to it).
+        forecast_labels = ["site", "quantity", "horizon"]
+        self.forecast_mae = Gauge(
+            "gridctl_forecast_mae_kw", "Mean absolute error of the forecasts over the last 7 days, by lead time",
+            forecast_labels, registry=self.registry)
+        self.forecast_nrmse = Gauge(
+            "gridctl_forecast_nrmse", "RMSE over the mean measured value, last 7 days, by lead time",
+            forecast_labels, registry=self.registry)
+        self.forecast_samples = Gauge(
+            "gridctl_forecast_samples", "Quarter-hours scored in the forecast accuracy figures", forecast_labels,
+            registry=self.registry)
+        self.thermal_rmse = Gauge(
+            "gridctl_thermal_model_rmse_k", "Day-ahead RMSE of a zone's thermal model on held-out days",
+            ["site", "zone", "model"], registry=self.registry)
+        self.thermal_identified = Gauge(
+            "gridctl_thermal_model_identified", "1 when a zone's plans use its identified thermal model",
+            ["site", "zone"], registry=self.registry)
 
     def observe_poll(self, site: str, device: str, protocol: str, *, lateness_s: float, duration_s: float,
                      health: HealthState, qualities: dict[str, int], missed_ticks: int = 0) -> None:
@@ -108,5 +131,21 @@ class ServiceMetrics:
         for what in (figures() if figures else {}):
             self.history.labels(what).set_function(lambda what=what: figures()[what])
 
+    def observe_forecasts(self, site: str, report: ForecastReport, now: datetime) -> None:
+        for figure in report.accuracy.figures(now - ACCURACY_WINDOW, None):
+            labels = (site, figure.quantity, figure.horizon)
+            self.forecast_mae.labels(*labels).set(figure.mae_kw)
+            self.forecast_nrmse.labels(*labels).set(figure.nrmse)
+            self.forecast_samples.labels(*labels).set(figure.samples)
+        for zone, estimate in report.identified.items():
+            if not isinstance(estimate, ThermalEstimate):
+                continue
+            self.thermal_identified.labels(site, zone).set(1.0 if estimate.identified else 0.0)
+            found = estimate.identification
+            if found is not None:
+                self.thermal_rmse.labels(site, zone, "identified").set(found.held_out.multi_step_rmse_k)
+                self.thermal_rmse.labels(site, zone, "site_file").set(found.site_file_held_out.multi_step_rmse_k)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+

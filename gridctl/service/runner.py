@@ -37,15 +37,15 @@ from gridctl.dispatch import AuditSink
 from gridctl.dispatch.journal import WriteJournal
 from gridctl.dispatch.shipper import JournalShipper
 from gridctl.fieldbus import device_spec
-from gridctl.forecast.daylight import dark_by_sun
+from gridctl.forecast.forecaster import SignalForecaster, last_value_points, observed_points
 from gridctl.forecast.openmeteo import OpenMeteoClient
-from gridctl.history import Historian, HistorianUnavailable, open_historian
+from gridctl.forecast.sun import dark_by_sun
+from gridctl.history import Aggregate, Historian, HistorianUnavailable, open_historian
 from gridctl.history.migrations import SITE_KEYED_VERSION
 from gridctl.history.recorder import HistoryStatus, Recorder
 from gridctl.history.spool import Spool, SpoolAlarm
 from gridctl.policy import PolicyVersion
 from gridctl.service.controller import ControllerSettings, SiteController
-from gridctl.service.forecasting import SignalForecaster, observed_points
 from gridctl.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class SiteService:
         provider = options.weather or self.site.weather
         self.weather = None if provider is None else OpenMeteoClient(provider, self.site.location.latitude,
                                                                      self.site.location.longitude)
-        self.forecaster = SignalForecaster(weather_service=self.weather)
+        self.forecaster = SignalForecaster(weather_service=self.weather, learn_in_background=True)
         # Relinquishing is staggered in the clock's time too.
         dispatch = dataclasses.replace(options.controller.dispatch,
                                        relinquish_stagger_s=options.controller.dispatch.relinquish_stagger_s / speed)
@@ -148,11 +148,18 @@ class SiteService:
                               next_run_time=first)
 
     async def warm_up(self, historian: Historian) -> int:
-        """Feed the forecaster the stored history of the last days (a restart keeps its forecasts)."""
+        """Feed the forecaster the stored history of the last days (a restart keeps its forecasts): quarter-hour
+        means of measurements, the last value of states and counters."""
         end = self.clock.now()
         start = end - timedelta(days=self.forecaster.history_days)
+        points = observed_points(self.site)
+        last = sorted(last_value_points(self.site, points))
+        means = [address for address in points if address not in last]
         try:
-            frame = await historian.query(self.site.id, observed_points(self.site), start, end, WARM_UP_BUCKET)
+            frame = await historian.query(self.site.id, means, start, end, WARM_UP_BUCKET)
+            if last:
+                frame = frame.join(await historian.query(self.site.id, last, start, end, WARM_UP_BUCKET,
+                                                         Aggregate.LAST), how="outer")
         except HistorianUnavailable as error:
             log.warning("%s: no stored history for the forecasts (%s); they start from scratch", self.site.id, error)
             return 0
@@ -221,6 +228,7 @@ class SiteService:
         self.metrics.solve_seconds.labels(self.site.id).observe(asyncio.get_running_loop().time() - started)
         if self.controller.stats.optimiser_failures > failures:
             self.metrics.optimiser_failures.labels(self.site.id).inc()
+        self.metrics.observe_forecasts(self.site.id, self.forecaster.report(self.site), self.clock.now())
 
     async def _dispatch(self) -> None:
         self.forecaster.observe(self.site, self.controller.snapshot())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gridctl.config.models import Site
-from gridctl.service.forecasts import EvSessionForecast
+from gridctl.forecast.forecasts import EvSessionForecast
 from sim.core import SimClock
 from sim.physics.components import (
     BatteryComponent,

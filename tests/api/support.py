@@ -18,6 +18,7 @@ from gridctl.clock import ManualClock
 from gridctl.config import load_site
 from gridctl.config.models import BatteryAsset, HotWaterTank, PvArray, Site
 from gridctl.dispatch import Arbiter, WriteRequest
+from gridctl.forecast.forecaster import ForecastReport, SignalForecaster
 from gridctl.history import QuarantinePolicy, SiteReadings, SQLiteHistorian
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 from gridctl.runtime import PlannedSchedule
@@ -127,6 +128,8 @@ class HistoryRuntime:
         self._latest: dict[str, Reading] = {}
         self._health: dict[str, HealthTracker] = {}
         self._planned: PlannedSchedule | None = None
+        # The forecaster a running service has: its accuracy and the zones' identified models are the KPIs'.
+        self.forecaster = SignalForecaster()
         self.policy_versions: list[PolicyVersion] = []
         self.demand_responses: list[DemandResponse] = []
         self.cancelled_events: list[str] = []
@@ -161,6 +164,9 @@ class HistoryRuntime:
 
     def current_schedule(self) -> PlannedSchedule | None:
         return self._planned
+
+    def forecast_report(self) -> ForecastReport:
+        return self.forecaster.report(self._site)
 
     def hands_off_scopes(self) -> set[str]:
         return self.arbiter.hands_off_scopes()

@@ -17,9 +17,9 @@ from gridctl.config import load_site
 from gridctl.config.models import Site
 from gridctl.dispatch import Outcome
 from gridctl.fieldbus import device_spec
+from gridctl.forecast.forecaster import SignalForecaster
+from gridctl.forecast.forecasts import Forecasts
 from gridctl.service.controller import ControllerKind, ControllerSettings, SiteController
-from gridctl.service.forecasting import SignalForecaster
-from gridctl.service.forecasts import Forecasts
 from gridctl.service.snapshot import Snapshot
 from sim.core import SimDevice
 from tests.dispatch.simdriver import SimDeviceDriver

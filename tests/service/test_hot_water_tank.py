@@ -19,9 +19,9 @@ from gridctl.assets import AssetMemory, DispatchContext, ObservationBatch, Probl
 from gridctl.assets.hot_water_tank import DRAW_SERIES, RESERVE_SERIES, DrawModel, HotWaterTank, declared_l_per_h
 from gridctl.config import SiteError, load_site
 from gridctl.config import models as m
+from gridctl.forecast.forecasts import Forecasts
 from gridctl.policy import SitePolicy
 from gridctl.runtime import PlannedSchedule
-from gridctl.service.forecasts import Forecasts
 from gridctl.service.snapshot import Snapshot
 from optimizer.hot_water import WATER_KWH_PER_L_K
 from sim.physics.hot_water import DRAW_SERIES as SIMULATED_DRAWS

@@ -1,11 +1,17 @@
-"""The sun at a site: clear-sky irradiance and sun elevation, with pvlib's turbidity climatology."""
+"""The sun at a site: clear-sky irradiance and sun elevation (pvlib, with its turbidity climatology), and
+when street lighting is needed.
+
+Darkness is the sun below the horizon, the same rule live and in simulation; a cabinet's photocell,
+when the circuit has one, can only add darkness (an overcast dusk), and the planner reads it from the
+snapshot. Nothing here looks at a simulated sky.
+"""
 
 from __future__ import annotations
 
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -13,6 +19,9 @@ import pandas as pd
 import pvlib
 
 from gridctl.config import models as m
+
+# Below this sun elevation street lighting is on (civil twilight is −6°; photocells switch earlier).
+DARK_BELOW_ELEVATION_DEG = -3.0
 
 
 @lru_cache(maxsize=32)
@@ -68,3 +77,13 @@ def _solar(place: m.Location, moments: list[datetime]) -> dict[datetime, tuple[f
     clear = location.get_clearsky(index, model="ineichen", solar_position=position, linke_turbidity=turbidity)
     return {t: (max(0.0, float(g)), float(e))
             for t, g, e in zip(moments, clear["ghi"], position["apparent_elevation"], strict=True)}
+
+
+def dark_by_sun(site: m.Site) -> Callable[[datetime], bool]:
+    """Whether the sun is low enough at the site for street lighting, at a given instant."""
+
+    def is_dark(moment: datetime) -> bool:
+        _, (elevation,) = solar(site, [moment])
+        return elevation < DARK_BELOW_ELEVATION_DEG
+
+    return is_dark
