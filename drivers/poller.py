@@ -116,10 +116,12 @@ class Poller:
         self.stats = {device_id: DeviceStats() for device_id in ids}
         self._keep = keep_start_times
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     async def start(self) -> Poller:
         if self._tasks:
             raise RuntimeError("poller already running")
+        self._stopping = False
         loop = asyncio.get_running_loop()
         start = self.clock.time()
         self._tasks = [loop.create_task(self._run(device, start), name=f"poll {device.driver.device_id}")
@@ -130,11 +132,22 @@ class Poller:
         """Cancel every poll and wait for them, at most `timeout_s`: a poll stuck in a protocol stack
         that ignores cancellation is left behind (and logged, with where it is stuck)."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
+        self._stopping = True
         if not tasks:
             return
-        done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        # Python 3.11's wait_for (inside pymodbus, among others) drops a cancellation that arrives as
+        # its answer does: the poll then goes on. So each poll also ends at its next turn, and what
+        # still runs is cancelled again every second.
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        pending = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            _, pending = await asyncio.wait(pending, timeout=min(left, 1.0))
+        done = [task for task in tasks if task.done()]
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 log.warning("poll task %s ended with %r", task.get_name(), task.exception())
@@ -162,7 +175,7 @@ class Poller:
         # A phased device is read once at start too; its ticks follow from `origin`.
         tick = -1 if origin > start else 0
         skipped = 0
-        while True:
+        while not self._stopping:
             due = start if tick < 0 else origin + tick * period
             await self.clock.sleep_until(due)
             began = self.clock.time()

@@ -191,7 +191,7 @@ class SiteService:
         except TimeoutError:
             acquired = False
             log.warning("%s: a job still runs after %.0f s; stopping without it:\n%s", self.site.id, STOP_WAIT_S,
-                        _running_tasks())
+                        running_tasks())
         try:
             await self.poller.stop()
             released = await self.controller.shutdown()
@@ -247,7 +247,8 @@ class SiteService:
             await asyncio.sleep(gap)
 
 
-def _running_tasks() -> str:
+def running_tasks() -> str:
+    """Each task of the event loop and where it waits, one per line (for logs of a stop that takes long)."""
     lines = []
     for task in asyncio.all_tasks():
         frames = task.get_stack(limit=6)

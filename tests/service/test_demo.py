@@ -106,7 +106,11 @@ def test_demo_serves_the_demonstrators_and_stops_cleanly(tmp_path: Path) -> None
         assert live["dwellings:block-a/power"]["value"] is not None, live.get("dwellings:block-a/power")
         assert not [a for a in live if a.startswith("meter-")]
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=90)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            # What the demo said while stopping (it reports what it still waits for) tells why.
+            raise AssertionError("the demo did not stop within 90 s of Ctrl-C:\n" + "".join(lines[-60:])) from None
         reader.join(timeout=10)
         remainder = "".join(lines)
         assert process.returncode == 0, remainder
