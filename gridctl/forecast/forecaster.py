@@ -31,6 +31,7 @@ from gridctl.forecast.prices import tariff_prices
 from gridctl.forecast.sky import MAX_INDEX, MIN_INDEX, CloudIndexHistory
 from gridctl.forecast.sun import DARK_BELOW_ELEVATION_DEG, solar
 from gridctl.forecast.weather import WeatherService, persisted_temperature
+from gridctl.threads import in_daemon_thread
 
 if TYPE_CHECKING:
     from gridctl.service.snapshot import Snapshot
@@ -325,9 +326,10 @@ class SignalForecaster:
         # A daily refit (a zone's thermal identification) takes seconds: off the event loop.
         models = list(state.models.values())
         if not self.learn_in_background:
-            await asyncio.to_thread(_maintain, site.id, models, now)
+            await in_daemon_thread(_maintain, site.id, models, now, name=f"refit {site.id}")
         elif site.id not in self._learning or self._learning[site.id].done():
-            self._learning[site.id] = asyncio.ensure_future(asyncio.to_thread(_maintain, site.id, models, now))
+            self._learning[site.id] = asyncio.ensure_future(
+                in_daemon_thread(_maintain, site.id, models, now, name=f"refit {site.id}"))
         tz = site.tz
         mids = [start + step * k + step / 2 for k in range(n_steps)]
         ghi_clear, elevation = solar(site, mids)

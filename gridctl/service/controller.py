@@ -32,6 +32,7 @@ from gridctl.runtime import PlannedSchedule
 from gridctl.service import planner
 from gridctl.service.problem import build_problem
 from gridctl.service.snapshot import LatestValues, Snapshot
+from gridctl.threads import in_daemon_thread
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class SiteController:
 
     async def preview(self, policy: SitePolicy) -> opt.Schedule:
         problem = await self._problem(self._with_events(policy), self.clock.now())
-        return await asyncio.to_thread(opt.solve, problem, self.settings.solver)
+        return await in_daemon_thread(opt.solve, problem, self.settings.solver, name=f"solve {self._site.id}")
 
     async def policy_changed(self, version: PolicyVersion) -> None:
         self.policy = version
@@ -314,8 +315,9 @@ class SiteController:
 
     async def _forecast_and_solve(self, policy: SitePolicy, now: datetime) -> opt.Schedule:
         problem = await self._problem(policy, now)
-        # The solver's own time limit bounds the thread; the caller's timeout bounds the cycle.
-        return await asyncio.to_thread(opt.solve, problem, self.settings.solver)
+        # The solver's own time limit bounds the thread; the caller's timeout bounds the cycle. A stop does
+        # not wait for a solve under way: nobody would follow its plan.
+        return await in_daemon_thread(opt.solve, problem, self.settings.solver, name=f"solve {self._site.id}")
 
     async def _problem(self, policy: SitePolicy, now: datetime) -> opt.Problem:
         step = timedelta(minutes=policy.step_minutes)

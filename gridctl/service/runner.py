@@ -18,7 +18,7 @@ import functools
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,6 +110,7 @@ class SiteService:
         self.poller = Poller([PolledDevice(self.drivers[s.id], p) for s, p in zip(specs, periods, strict=True)],
                              self._on_poll, phase_key=self.site.id)
         self._replanner: asyncio.Task[None] | None = None
+        self._stopping = False
         # Jobs of one site run one at a time; stopping waits for the one under way.
         self._busy = asyncio.Lock()
         # A clock other than the wall clock (simulated time) re-stamps readings: drivers stamp wall time.
@@ -143,9 +144,9 @@ class SiteService:
         for job, every in jobs:
             seconds = max(every.total_seconds() / self.speed, 0.5)
             first = now + timedelta(seconds=2 if job == self.optimise else seconds)
-            scheduler.add_job(job, "interval", seconds=seconds, max_instances=1, coalesce=True,
-                              id=f"{self.site.id}:{job.__name__}", misfire_grace_time=max(int(seconds), 1),
-                              next_run_time=first)
+            scheduler.add_job(_quiet_at_stop(job, lambda: self._stopping), "interval", seconds=seconds,
+                              max_instances=1, coalesce=True, id=f"{self.site.id}:{job.__name__}",
+                              misfire_grace_time=max(int(seconds), 1), next_run_time=first)
 
     async def warm_up(self, historian: Historian) -> int:
         """Feed the forecaster the stored history of the last days (a restart keeps its forecasts): quarter-hour
@@ -178,6 +179,7 @@ class SiteService:
         log.info("%s: running with %d devices", self.site.id, len(self.drivers))
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._replanner is not None:
             self._replanner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -245,6 +247,21 @@ class SiteService:
             await self.optimise()
             # Several events in a row (cars arriving together) make one re-plan, not one each.
             await asyncio.sleep(gap)
+
+
+def _quiet_at_stop(job: Callable[[], Awaitable[None]], stopping: Callable[[], bool]) -> Callable[[], Awaitable[None]]:
+    """The job as the scheduler runs it: cut short by the service's stop (a solve under way), it ends quietly
+    instead of being logged as a failure."""
+
+    @functools.wraps(job)
+    async def run() -> None:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            if not stopping():
+                raise
+
+    return run
 
 
 def running_tasks() -> str:
@@ -360,8 +377,9 @@ class ServiceHost:
             service.schedule(self.scheduler)
         for job, every in ((self.rollups, self.cadence.rollups), (self.retention, self.cadence.retention)):
             seconds = max(every.total_seconds() / self.speed, 1.0)
-            self.scheduler.add_job(job, "interval", seconds=seconds, max_instances=1, coalesce=True,
-                                   id=job.__name__, next_run_time=datetime.now(UTC) + timedelta(seconds=seconds))
+            self.scheduler.add_job(_quiet_at_stop(job, lambda: not self._started), "interval", seconds=seconds,
+                                   max_instances=1, coalesce=True, id=job.__name__,
+                                   next_run_time=datetime.now(UTC) + timedelta(seconds=seconds))
         self.scheduler.start()
         self._started = True
 
