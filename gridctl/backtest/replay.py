@@ -199,8 +199,8 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
         if progress is not None:
             progress(position - first + 1)
     trace = _trace(rows, recording, first, last)
-    return Replay(controller, trace, plant, time.perf_counter() - began, plans, failures,
-                  cpu_s=time.process_time() - began_cpu)
+    return Replay(controller, trace, plant, wall_s=time.perf_counter() - began, cpu_s=time.process_time() - began_cpu,
+                  plans=plans, plan_failures=failures)
 
 
 async def _plan(forecaster: SignalForecaster, signals: _PastSignals, site: m.Site, policy: SitePolicy,
