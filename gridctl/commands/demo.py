@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from gridctl import logs, paths
+from gridctl.aio import exit_now
 from gridctl.commands.run import add_metrics_options, metrics_access
 
 SITES = Path(__file__).resolve().parents[2] / "sites"
@@ -41,5 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise SystemExit(f"no site description at {', '.join(missing)}")
     db = args.db or paths.data_dir() / "demo.sqlite3"
-    return asyncio.run(run_demo(sites, db=db, address=args.host, port=args.port, speed=args.speed,
+    code = asyncio.run(run_demo(sites, db=db, address=args.host, port=args.port, speed=args.speed,
                                 backfill_days=args.backfill_days, seed=args.seed, metrics=metrics_access(args)))
+    # Stopped and flushed: leave without waiting for a solve nobody will follow.
+    exit_now(code)

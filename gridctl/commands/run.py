@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from gridctl import logs, paths
+from gridctl.aio import exit_now
 
 log = logging.getLogger("gridctl.run")
 METRICS_TOKEN_ENV = "GRIDCTL_METRICS_TOKEN"
@@ -69,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         paths.data_dir().mkdir(parents=True, exist_ok=True)
     cadence = Cadence(dispatch=timedelta(seconds=args.dispatch_s), optimise=timedelta(seconds=args.optimise_s))
     sites = [SiteOptions(site=path, port_offset=args.port_offset, cadence=cadence) for path in args.sites]
-    return asyncio.run(_main(sites, db, args.host, args.port, metrics_access(args)))
+    code = asyncio.run(_main(sites, db, args.host, args.port, metrics_access(args)))
+    # Stopped and flushed: leave without waiting for a solve nobody will follow.
+    exit_now(code)
 
 
 async def _main(sites: list, db: str, address: str, port: int, metrics) -> int:

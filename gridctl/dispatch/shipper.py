@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from gridctl.aio import stop_task
 from gridctl.api.db import Database, open_database
 from gridctl.api.store import ApiStore, HandsOffRecord
 from gridctl.dispatch.arbiter import Arbiter
@@ -69,10 +70,7 @@ class JournalShipper:
             await asyncio.wait_for(asyncio.shield(task) if task is not None else self.drain(), drain_timeout_s)
         except (TimeoutError, Exception) as error:  # the database may be away: the journal keeps the rest
             log.warning("write journal: stopping without shipping everything (%s)", _describe(error))
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         backlog = self.journal.backlog()
         if backlog:
             log.warning("write journal: %d record(s) not shipped at stop; they ship at the next start", backlog)

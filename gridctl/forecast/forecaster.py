@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from gridctl.aio import in_daemon_thread
 from gridctl.assets import AssetAdapter, ForecastContext, ForecastModel, ObservationBatch, site_adapters
 from gridctl.assets.base import MIN_CLEAR_SKY_W_M2, Number
 from gridctl.config import models as m
@@ -31,7 +32,6 @@ from gridctl.forecast.prices import tariff_prices
 from gridctl.forecast.sky import MAX_INDEX, MIN_INDEX, CloudIndexHistory
 from gridctl.forecast.sun import DARK_BELOW_ELEVATION_DEG, solar
 from gridctl.forecast.weather import WeatherService, persisted_temperature
-from gridctl.threads import in_daemon_thread
 
 if TYPE_CHECKING:
     from gridctl.service.snapshot import Snapshot

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from drivers.base import Reading
+from gridctl.aio import stop_task
 from gridctl.history.base import Historian, HistorianUnavailable, SiteReadings, utc_now
 from gridctl.history.spool import Spool, SpoolFull
 
@@ -129,11 +130,8 @@ class Recorder:
             self._closing = True
             self._has_pending.set()
             await committer
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        await stop_task(self._flusher)
+        self._flusher = None
 
     def for_site(self, site_id: str) -> SiteRecorder:
         """Where one site's readings go."""

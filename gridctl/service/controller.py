@@ -18,6 +18,7 @@ from typing import Protocol
 
 import optimizer as opt
 from drivers.base import DeviceHealth, Driver, HealthState, Quality, Reading
+from gridctl.aio import in_daemon_thread
 from gridctl.alarms import AlarmBook, AlarmKind, Severity
 from gridctl.assets import AssetAdapter, AssetMemory, site_adapters
 from gridctl.assets.ev_pool import CHARGER_ROLES
@@ -32,7 +33,6 @@ from gridctl.runtime import PlannedSchedule
 from gridctl.service import planner
 from gridctl.service.problem import build_problem
 from gridctl.service.snapshot import LatestValues, Snapshot
-from gridctl.threads import in_daemon_thread
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ scheduler runs them `speed` times more often in wall time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -28,6 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from drivers.factory import make_driver, offset_ports
 from drivers.poller import PollBatch, PolledDevice, Poller
 from gridctl import paths
+from gridctl.aio import stop_task
 from gridctl.alarms import AlarmKind, Severity
 from gridctl.clock import Clock, WallClock
 from gridctl.config import Site, load_site
@@ -180,11 +180,8 @@ class SiteService:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._replanner is not None:
-            self._replanner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replanner
-            self._replanner = None
+        await stop_task(self._replanner)
+        self._replanner = None
         # Wait for the job under way, but not forever: a job stuck on a device must not keep the other
         # leases from being relinquished. What is still running then is logged for the operator.
         try:
