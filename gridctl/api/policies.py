@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from gridctl.alarms import AlarmKind
 from gridctl.api.store import ApiStore
 from gridctl.config.models import Site
-from gridctl.policy import PolicyState, policy_state
+from gridctl.policy import PolicyState, PolicyVersion, policy_state
 from gridctl.runtime import SiteRuntime
 
 
@@ -53,3 +54,21 @@ def policy_replaced(runtime: SiteRuntime, now: datetime) -> None:
     """A valid version was stored: a rejected one no longer matters."""
     runtime.alarms.clear(AlarmKind.POLICY_INVALID, runtime.site.id, now)
 
+
+
+async def follow(store: ApiStore, runtime: SiteRuntime, in_force: PolicyVersion | None,
+                 events: Collection[str], now: datetime) -> None:
+    """Bring a running site in line with what is stored, when it was changed through another gridctl
+    instance: the newest valid policy version (`in_force` is the runtime's own), the demand-response events
+    announced since (`events`: the ids the runtime honours) and those cancelled since."""
+    state = await current_state(store, runtime.site)
+    if state.in_force is not None and (in_force is None or in_force.version != state.in_force.version):
+        policy_replaced(runtime, now)
+        await runtime.policy_changed(state.in_force)
+    records = await store.demand_responses(runtime.site.id)
+    for record in records:
+        if record.in_force(now) and record.event_id not in events:
+            await runtime.demand_response(record.event)  # type: ignore[arg-type]
+        elif record.cancelled_at is not None and record.event_id in events:
+            await runtime.demand_response_cancelled(record.event_id)
+            runtime.alarms.clear(AlarmKind.POLICY_INVALID, event_subject(record.event_id), now)

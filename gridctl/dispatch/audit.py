@@ -25,6 +25,12 @@ class Outcome(StrEnum):
     # Not written: at start, gridctl takes back a point a stopped run left commanded; the next dispatch
     # writes it.
     RECLAIMED = "reclaimed"
+    # Site leases (several gridctl instances sharing sites), audited against the whole site (address
+    # `site`): this instance took the site over, handed it to another one, or stopped commanding it because
+    # its lease could not be renewed in time (the devices' own fallbacks act).
+    TAKEN_OVER = "taken_over"
+    HANDED_OVER = "handed_over"
+    LEASE_LOST = "lease_lost"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ import socket
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -118,6 +118,8 @@ class Commanded:
     seq: int
     ts: datetime
     run_id: str
+    # Who held it, when another instance did (a site taken over): instance and lease epoch, in words.
+    held_by: str | None = None
 
 
 @dataclass
@@ -391,6 +393,25 @@ class WriteJournal:
             row = self._conn.execute("SELECT value FROM commanded WHERE site_id = ? AND address = ?",
                                      [site_id, address]).fetchone()
         return None if row is None else _load(row[0])
+
+    async def replace_hands_off(self, site_id: str, scopes: Iterable[HandsOff]) -> None:
+        """Make the site's hands off exactly `scopes` (taken from the shared database), recording no change."""
+        def replace(hands: list[HandsOff]) -> None:
+            self._conn.execute("DELETE FROM hands_off WHERE site_id = ?", [site_id])
+            for one in hands:
+                self._put_hands_off(site_id, one)
+        await self._run(replace, list(scopes))
+
+    async def replace_commanded(self, site_id: str, held: Iterable[Commanded]) -> None:
+        """Make what this journal counts as held on the site exactly `held` (a site taken over from another
+        instance: what its audit says it held), recording no change."""
+        def replace(rows: list[Commanded]) -> None:
+            self._conn.execute("DELETE FROM commanded WHERE site_id = ?", [site_id])
+            self._conn.executemany(
+                "INSERT INTO commanded (site_id, address, value, priority, seq, ts, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(site_id, c.address, _dump(c.value), c.priority, c.seq, to_us(c.ts), c.run_id) for c in rows])
+        await self._run(replace, list(held))
 
     async def forget(self, site_id: str, address: str) -> None:
         """Stop counting a point as held without I/O (it is no longer in the site description)."""

@@ -188,7 +188,7 @@ async def policy_version(site_id: str, version: int, user: User = Depends(MANAGE
              summary="Put a new policy version in force (the service re-optimises at once)")
 async def set_policy(site_id: str, change: PolicyChange, user: User = Depends(MANAGER),
                      ctx: ApiContext = Depends(context)) -> PolicyVersionOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
     _refuse(("body", "policy"), submission_problems(change.policy, runtime.site, now))
     previous = (await current_state(ctx.store, runtime.site)).in_force
@@ -210,7 +210,7 @@ async def set_policy(site_id: str, change: PolicyChange, user: User = Depends(MA
              summary="The schedule a draft policy would give; nothing is written")
 async def preview(site_id: str, draft: PolicyPreviewRequest, user: User = Depends(MANAGER),
                   ctx: ApiContext = Depends(context)) -> ScheduleOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
     _refuse(("body", "policy"), submission_problems(draft.policy, runtime.site, now))
     async with _solving(ctx, site_id):
@@ -224,7 +224,7 @@ async def preview(site_id: str, draft: PolicyPreviewRequest, user: User = Depend
              summary="The policy in force and a draft side by side on the same horizon; nothing is written")
 async def what_if(site_id: str, draft: PolicyPreviewRequest, user: User = Depends(MANAGER),
                   ctx: ApiContext = Depends(context)) -> WhatIfOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     _refuse(("body", "policy"), submission_problems(draft.policy, runtime.site, ctx.clock()))
     current = (await current_state(ctx.store, runtime.site)).in_force
     in_force = current.policy if current else SitePolicy()
@@ -297,7 +297,7 @@ async def demand_responses(site_id: str, user: User = Depends(MANAGER),
              responses=errors(404, 409, 503, e409="an event with this id exists"))
 async def add_demand_response(site_id: str, event: DemandResponse, user: User = Depends(MANAGER),
                               ctx: ApiContext = Depends(context)) -> DemandResponseOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
     _refuse(("body",), event_problems(event, now))
     if not await ctx.store.add_demand_response(site_id, event, user.name, now):
@@ -317,7 +317,7 @@ async def cancel_demand_response(
     user: User = Depends(MANAGER),
     ctx: ApiContext = Depends(context),
 ) -> DemandResponseOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
     record = await ctx.store.demand_response(site_id, event_id)
     if record is None:
