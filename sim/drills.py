@@ -36,8 +36,10 @@ from sim.faults import FaultProxy
 from sim.site import SiteSimulation, free_port_offset
 
 REPO = Path(__file__).resolve().parents[1]
-# Outcomes of an audit row whose write reached the device.
-SENT_OUTCOMES = ("written", "renewed", "relinquished", "mismatch")
+# Outcomes of an audit row whose write reached the device, and the condition on a `write_audit` row (its
+# action says whether anything was sent: a relinquish without I/O is a note).
+SENT_OUTCOMES = ("written", "renewed", "relinquished", "mismatch", "override")
+SENT = "outcome = ANY(%s) AND action IS DISTINCT FROM 'note'"
 LEASE_EXPIRY_PERIODS = 3.0
 
 
@@ -217,7 +219,7 @@ class DrillHost:
 
     def audited_since(self, start: datetime, end: datetime | None = None) -> int:
         end = end or datetime(2100, 1, 1, tzinfo=UTC)
-        return int(self._one("SELECT count(*) FROM write_audit WHERE ts >= %s AND ts < %s AND outcome = ANY(%s)",
+        return int(self._one(f"SELECT count(*) FROM write_audit WHERE ts >= %s AND ts < %s AND {SENT}",
                              [start, end, list(SENT_OUTCOMES)])[0])
 
     def writes_sent(self, start: datetime, end: datetime) -> int:

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -117,17 +117,20 @@ class Coordinator:
         for task in list(self._activations.values()):
             task.cancel()
         await asyncio.gather(*self._tasks[2:], *self._activations.values(), return_exceptions=True)
+        # Gone for the others first: instances stopping together do not hand sites to each other.
         with contextlib.suppress(Exception):
+            await self.store.leave()
             self.state = await self.store.state()
-        for site_id in list(self.leases):
+        def leave(site_id: str) -> Awaitable[None]:
             others = [] if self.state is None else [
                 i for i, row in self.state.instances.items() if i != self.instance_id and site_id in row.sites]
             if others:
-                await self._hand_over(site_id, f"instance {self.instance_id} stops; instances {', '.join(others)} "
-                                               "serve the site")
-            else:
-                await self._hand_over(site_id, f"instance {self.instance_id} stops and no other instance serves "
-                                               "the site", relinquish=True)
+                return self._hand_over(site_id, f"instance {self.instance_id} stops; instances {', '.join(others)} "
+                                                "serve the site")
+            return self._hand_over(site_id, f"instance {self.instance_id} stops and no other instance serves the "
+                                            "site", relinquish=True)
+
+        await asyncio.gather(*(leave(site_id) for site_id in list(self.leases)))
         await asyncio.gather(*self._drops, return_exceptions=True)
         for task in self._tasks[:2]:
             task.cancel()

@@ -51,8 +51,9 @@ class ClusterHost:
         self.settings = settings
         statement_s = max(1.0, min(settings.lease_s / 4, 3.0))
         # Leases get their own connections, with short deadlines: nothing queues them behind a publication.
-        self.lease_db = PostgresDatabase(host.db, min_size=1, max_size=2, timeout_s=statement_s)
-        self.db = PostgresDatabase(host.db, min_size=1, max_size=4, timeout_s=10.0)
+        self.lease_db = PostgresDatabase(host.db, min_size=1, max_size=2, timeout_s=statement_s,
+                                         name="gridctl-leases")
+        self.db = PostgresDatabase(host.db, min_size=1, max_size=4, timeout_s=10.0, name="gridctl-cluster")
         self.store = ClusterStore(self.db, host.instance_id)
         self.api = ApiStore(self.db)
         self.active: set[str] = set()
@@ -117,11 +118,14 @@ class ClusterHost:
     async def drop(self, site_id: str, why: str, outcome: Outcome, *, relinquish: bool = False) -> None:
         self.active.discard(site_id)
         service = self.host.site(site_id)
+        # Why, in the journal first: stopping may wait for a job under way.
+        await service.controller.arbiter.note_site(outcome, "gridctl:lease", why)
+        started = asyncio.get_running_loop().time()
         if relinquish:
             await service.stop()
         else:
             await service.abandon()
-        await service.controller.arbiter.note_site(outcome, "gridctl:lease", why)
+        log.info("%s: stopped here in %.1f s", site_id, asyncio.get_running_loop().time() - started)
         # The next owner reads what this one held from the database.
         await self.ship_now()
         self._warmed.discard(site_id)
@@ -205,7 +209,8 @@ class ClusterHost:
         try:
             await asyncio.wait_for(self.host.shipper.drain(), SHIP_WAIT_S)
         except Exception as error:  # the database is away: the records ship when it is back
-            log.warning("write journal not shipped at once: %s", error)
+            log.warning("write journal not shipped at once (%s): it ships when the database answers",
+                        f"{type(error).__name__}: {error}".rstrip(": "))
 
     def _local(self, site_id: str) -> SiteController | None:
         return self.host.site(site_id).controller if site_id in self.active else None

@@ -106,8 +106,9 @@ class ClusterStore:
         unexpired, in one transaction; returns those renewed."""
         sites = list(held)
         beat, renewed = await self.db.script([
-            ("UPDATE cluster_instances SET heartbeat_at = clock_timestamp(), "
-             "expires_at = clock_timestamp() + make_interval(secs => ?), stopped_at = NULL "
+            # A stopping instance keeps its leases while it hands them over, but counts as gone.
+            ("UPDATE cluster_instances SET heartbeat_at = clock_timestamp(), expires_at = CASE WHEN stopped_at IS "
+             "NULL THEN clock_timestamp() + make_interval(secs => ?) ELSE expires_at END "
              "WHERE instance_id = ? RETURNING instance_id", [ttl_s, self.instance_id]),
             ("UPDATE site_leases AS l SET renewed_at = clock_timestamp(), "
              "expires_at = clock_timestamp() + make_interval(secs => ?) "

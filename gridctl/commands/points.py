@@ -302,7 +302,7 @@ class _Write:
             requested_value=self.value, written_value=result.written if result is not None else None,
             priority=result.priority if result is not None else self.priority, lease_until=None, outcome=outcome,
             read_back=result.read_back if result is not None else None, error=error, clamped=False, ramped=False,
-            unit=self.point.unit,
+            unit=self.point.unit, action="note" if outcome is Outcome.REJECTED else "write",
         )
 
 

@@ -585,7 +585,7 @@ class Arbiter:
             lease_until=lease_until, outcome=outcome, read_back=read_back, error=error, clamped=intent.clamped,
             ramped=intent.ramped, unit=intent.unit,
             instance_id=self.journal.instance_id if self.journal is not None and seq is not None else None,
-            journal_seq=seq, epoch=intent.epoch, outcome_at=at,
+            journal_seq=seq, epoch=intent.epoch, outcome_at=at, action=str(intent.action),
         )
         await self.audit.record(entry)
         return entry

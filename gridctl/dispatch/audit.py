@@ -61,6 +61,8 @@ class AuditEntry:
     epoch: int | None = None
     # When the outcome was known (`ts` is when the write was decided and journalled).
     outcome_at: datetime | None = None
+    # What was done: "write", "heartbeat", "relinquish" (sent to the device) or "note" (no I/O).
+    action: str | None = None
 
 
 class AuditSink(Protocol):

@@ -459,7 +459,7 @@ class WriteJournal:
             written_value=_load(written), priority=priority,
             lease_until=None if lease_until is None else from_us(lease_until), outcome=Outcome(outcome),
             read_back=_load(read_back), error=error, clamped=bool(clamped), ramped=bool(ramped), unit=unit,
-            instance_id=self.instance_id, journal_seq=seq, epoch=epoch, outcome_at=from_us(outcome_ts))
+            instance_id=self.instance_id, journal_seq=seq, epoch=epoch, outcome_at=from_us(outcome_ts), action=action)
 
     def close(self) -> None:
         with self._lock:

@@ -471,7 +471,8 @@ MIGRATIONS.append(Migration(
 # database's clock) and a fencing epoch raised at every takeover. Instances register and heartbeat in
 # `cluster_instances`; the owner publishes one compact row of live values per site in `site_live`; an
 # operator's request made on another instance waits for the owner in `site_requests`. PostgreSQL only: an
-# embedded SQLite history has no peers. The audit index finds what each point's last writer held.
+# embedded SQLite history has no peers. The audit index finds what each point's last writer held; the
+# audit's new `action` column tells what reached a device from what was only noted.
 
 MIGRATIONS.append(Migration(
     106,
@@ -519,6 +520,8 @@ MIGRATIONS.append(Migration(
             result text
         )"""),
         Only("postgres", "CREATE INDEX site_requests_pending ON site_requests (site_id, id) WHERE applied_at IS NULL"),
+        # What the record did: write, heartbeat, relinquish (sent to the device) or note (no I/O).
+        "ALTER TABLE write_audit ADD COLUMN action {text}",
         Only("postgres", "CREATE INDEX write_audit_last_writer ON write_audit "
                          "(site_id, address, epoch DESC NULLS LAST, journal_seq DESC)"),
     ],

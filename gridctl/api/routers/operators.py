@@ -233,7 +233,7 @@ async def current_schedule(site_id: str, user: User = Depends(STAFF_READ),
             summary="Scopes gridctl is not commanding")
 async def hands_off_scopes(site_id: str, user: User = Depends(STAFF_READ),
                            ctx: ApiContext = Depends(context)) -> HandsOffOut:
-    return HandsOffOut(scopes=sorted(await runtime_in_scope(ctx, user, site_id).hands_off_scopes()))
+    return HandsOffOut(scopes=sorted((await runtime_in_scope(ctx, user, site_id)).hands_off_scopes()))
 
 
 def _scope(site: Site, scope: str) -> str:
