@@ -18,13 +18,16 @@ from drivers.base import Quality, Reading
 from gridctl import paths
 from gridctl.api.store import Role
 from gridctl.config import load_site
+from gridctl.config.models import WeatherProvider
 from gridctl.history import Historian, SiteReadings
 from gridctl.history.base import utc_now
 from gridctl.service.runner import Cadence, ServiceHost, SiteOptions
 from gridctl.service.web import MetricsAccess, attach_api, serve_until_stopped
 from gridctl.simulate.loop import TIMEOUT_POINTS
 from sim.core import SimClock
+from sim.physics.nwp import NumericalForecast
 from sim.site import SiteSimulation, free_port_offset, ports_free
+from sim.weather_server import WeatherServer
 
 log = logging.getLogger("gridctl.demo")
 
@@ -107,7 +110,12 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
                 # Heartbeats come with the lease renewals, a few wall seconds apart at this speed.
                 device.watchdog.timeout_s = max(device.watchdog.timeout_s, 6 * DEMO_CADENCE.renew.total_seconds())
     db.parent.mkdir(parents=True, exist_ok=True)
-    options = [SiteOptions(site=path, port_offset=offset, cadence=DEMO_CADENCE) for path in site_paths]
+    # Each demonstrator reads its weather forecasts over a provider's API, as a deployment does: here a
+    # simulated provider on loopback whose forecasts err as real ones do.
+    weather = [WeatherServer(NumericalForecast(simulation.physics.weather, seed), clock) for simulation in simulations]
+    urls = [await server.start() for server in weather]
+    options = [SiteOptions(site=path, port_offset=offset, cadence=DEMO_CADENCE, weather=WeatherProvider(url=url))
+               for path, url in zip(site_paths, urls, strict=True)]
     host = ServiceHost(options, str(db), paths.spool_dir(), clock=clock, speed=speed, min_poll_s=2.0,
                        cadence=DEMO_CADENCE)
     await host.open_history()
@@ -131,6 +139,8 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
                 count = len(listener.device_ids)
                 print(f"  {simulation.site.id:<20} {listener.protocol:<7} {listener.address}  "
                       f"({count} device{'s' if count > 1 else ''})")
+        for simulation, url in zip(simulations, urls, strict=True):
+            print(f"  {simulation.site.id:<20} weather {url}")
         print(f"\n  web pages   {base}/ui/login")
         print(f"  API         {base}/api/v1/openapi.json")
         where = f"http://{metrics.listen[0]}:{metrics.listen[1]}" if metrics.listen else base
@@ -145,6 +155,8 @@ async def run_demo(site_paths: Sequence[Path], *, db: Path, address: str, port: 
     async def after_stop() -> None:
         for simulation in simulations:
             await simulation.stop()
+        for server in weather:
+            await server.stop()
 
     try:
         await serve_until_stopped(host, app, address, port, announce=announce, after_stop=after_stop,

@@ -180,7 +180,8 @@ class ScheduleOut(BaseModel):
     valid_until: datetime | None
     policy_version: int | None
     status: str
-    objective_eur: float
+    objective_eur: float | None = Field(description="null when the solver found no schedule (e.g. its time limit ran "
+                                                    "out): never a false 0")
     objective: dict[str, Any]
     violations: list[dict[str, Any]]
     steps: list[datetime]
@@ -352,7 +353,7 @@ class ViolationOut(BaseModel):
 
 class PlanFigures(BaseModel):
     status: str
-    objective_eur: float
+    objective_eur: float | None = Field(description="null when the solver found no schedule")
     cost_eur: float | None
     co2_kg: float | None
     peak_kw: float | None

@@ -39,6 +39,9 @@ def _term(schedule: Schedule, name: str) -> float | None:
 
 
 def figures(schedule: Schedule, tz: ZoneInfo) -> PlanFigures:
+    if not schedule.has_solution:
+        return PlanFigures(status=schedule.status, objective_eur=None, cost_eur=None, co2_kg=None, peak_kw=None,
+                           discomfort_k_h=0.0, ev_unmet_kwh=0.0, violations=[])
     return PlanFigures(
         status=schedule.status, objective_eur=round(schedule.objective_eur, 4),
         cost_eur=_term(schedule, "energy_cost"), co2_kg=_term(schedule, "carbon"), peak_kw=_term(schedule, "peak"),

@@ -353,7 +353,7 @@ class Arbiter:
                     *, clamped: bool, ramped: bool, renewal: bool) -> AuditEntry:
         device_id, _, point_id = request.address.partition("/")
         driver = self.drivers[device_id]
-        priority = self._priority(request.address)
+        priority = await self._written_priority(driver, point_id, self._priority(request.address))
         old = self._old_value(request.address, state)
         attempts = 1 + self.settings.mismatch_retries
         for attempt in range(attempts):
@@ -650,6 +650,19 @@ class Arbiter:
         address = f"{device_id}/{device.local_mode_point}"
         value = self.latest(address)
         return address if value not in (None, False, 0, 0.0) else None
+
+    @staticmethod
+    async def _written_priority(driver: Driver, point_id: str, priority: int | None) -> int | None:
+        """The priority the write will really carry: none for a BACnet object without a priority array
+        (the driver writes its present value plainly), so the journal and the audit say what was done."""
+        commandable = getattr(driver, "is_commandable", None)
+        if priority is None or commandable is None:
+            return priority
+        try:
+            return priority if await commandable(point_id) else None
+        except DriverError:
+            # Unknown until the device answers: the write itself will tell, as it always did.
+            return priority
 
     def _priority(self, address: str) -> int | None:
         device = self.site.device(address.partition("/")[0])

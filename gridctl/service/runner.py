@@ -32,6 +32,7 @@ from gridctl.alarms import AlarmKind, Severity
 from gridctl.clock import Clock, WallClock
 from gridctl.config import Site, load_site
 from gridctl.config.loader import site_file
+from gridctl.config.models import WeatherProvider
 from gridctl.dispatch import AuditSink
 from gridctl.dispatch.journal import Commanded, WriteJournal
 from gridctl.dispatch.shipper import JournalShipper
@@ -75,6 +76,8 @@ class SiteOptions:
     cadence: Cadence = field(default_factory=Cadence)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     policy: PolicyVersion | None = None
+    # A weather provider instead of the site file's (the demo's simulated provider on loopback).
+    weather: WeatherProvider | None = None
 
 
 class SiteService:
@@ -93,7 +96,9 @@ class SiteService:
                  for d in self.site.devices]
         self.drivers = {spec.id: make_driver(spec) for spec in specs}
         # The site's weather provider (its site file's `weather`), when it has one.
-        self.weather = OpenMeteoClient.for_site(self.site)
+        provider = options.weather or self.site.weather
+        self.weather = None if provider is None else OpenMeteoClient(provider, self.site.location.latitude,
+                                                                     self.site.location.longitude)
         self.forecaster = SignalForecaster(weather_service=self.weather)
         # Relinquishing is staggered in the clock's time too.
         dispatch = dataclasses.replace(options.controller.dispatch,

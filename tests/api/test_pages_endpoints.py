@@ -42,6 +42,28 @@ async def test_what_if_compares_the_policy_in_force_with_a_draft_on_one_horizon(
     assert await api.ctx.store.policies(SITE) == []
 
 
+async def test_a_solve_that_finds_no_schedule_shows_no_cost_not_a_false_zero(api: Api, monkeypatch) -> None:
+    import dataclasses
+
+    real = api.runtime.preview
+
+    async def out_of_time(policy):
+        schedule = await real(policy)
+        # What the solver returns when its time limit runs out before any schedule.
+        return dataclasses.replace(schedule, status="not_solved", objective={}, violations=[])
+
+    monkeypatch.setattr(api.runtime, "preview", out_of_time)
+    response = await api.client.post(f"/api/v1/sites/{SITE}/policy/what-if", json={"policy": {"horizon_hours": 6}},
+                                     headers=api.auth("manager"))
+    assert response.status_code == 200, response.text
+    proposed = response.json()["proposed"]
+    assert proposed["status"] == "not_solved" and proposed["objective_eur"] is None and proposed["cost_eur"] is None
+    response = await api.client.post(f"/api/v1/sites/{SITE}/policy/preview", json={"policy": {"horizon_hours": 6}},
+                                     headers=api.auth("manager"))
+    assert response.status_code == 200, response.text
+    assert response.json()["objective_eur"] is None
+
+
 async def test_what_if_words_each_violation(api: Api) -> None:
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo

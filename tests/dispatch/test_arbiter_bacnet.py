@@ -47,6 +47,8 @@ async def test_a_non_commandable_point_falls_back_on_its_relinquish_value(relinq
         try:
             written = await arbiter.write(WriteRequest(ADDRESS, 21.0, "optimizer", "comfort"))
             assert written is not None and written.outcome == Outcome.WRITTEN and written.read_back == 21.0
+            # Written plainly, and the audit says so: no priority was used.
+            assert written.priority is None
             assert device.writes[-1][1:] == ("hall-setpoint", 21.0, None)
             writes = server.requests["write-property"]
 

@@ -208,7 +208,8 @@ def schedule_body(site_id: str, schedule: Schedule, hidden_assets: set[str] = fr
     }
     violations = [v for v in summary["violations"] if v.get("asset_id") not in hidden_assets]
     return ScheduleOut(
-        site_id=site_id, status=schedule.status, objective_eur=summary["objective_eur"],
+        site_id=site_id, status=schedule.status,
+        objective_eur=summary["objective_eur"] if schedule.has_solution else None,
         objective=summary["objective"], violations=violations,
         steps=[ts.to_pydatetime() if hasattr(ts, "to_pydatetime") else ts for ts in frame.index],
         series=series, **meta,  # type: ignore[arg-type]
