@@ -296,11 +296,13 @@ class WriteJournal:
         return seq
 
     async def outcome(self, seq: int, address: str, outcome: Outcome, ts: datetime, *, read_back: Value | None = None,
-                      error: str | None = None, lease_until: datetime | None = None) -> None:
-        """Complete a record after the I/O. Raises JournalError."""
+                      error: str | None = None, lease_until: datetime | None = None,
+                      carried: tuple[Value | None, int | None] | None = None) -> None:
+        """Complete a record after the I/O; `carried`: the value and priority the device was really sent, when
+        the driver made them differ from the intent's. Raises JournalError."""
         if self.fault is not None:
             self.fault.hit("after-write", address)
-        await self._run(self._complete, seq, outcome, ts, read_back, error, lease_until)
+        await self._run(self._complete, seq, outcome, ts, read_back, error, lease_until, carried)
         self._notify()
 
     async def note(self, intent: Intent, outcome: Outcome, *, error: str | None = None) -> int:
@@ -384,10 +386,13 @@ class WriteJournal:
         return seq
 
     def _complete(self, seq: int, outcome: Outcome, ts: datetime, read_back: Value | None, error: str | None,
-                  lease_until: datetime | None) -> None:
+                  lease_until: datetime | None, carried: tuple[Value | None, int | None] | None = None) -> None:
         row = self._conn.execute("SELECT action, site_id, address FROM records WHERE seq = ?", [seq]).fetchone()
         if row is None:
             raise sqlite3.IntegrityError(f"no journal record {seq}")
+        if carried is not None:
+            self._conn.execute("UPDATE records SET written_value = ?, priority = ? WHERE seq = ?",
+                               [_dump(carried[0]), carried[1], seq])
         self._conn.execute(
             "UPDATE records SET outcome = ?, outcome_ts = ?, read_back = ?, error = ?, lease_until = ? WHERE seq = ?",
             [str(outcome), to_us(ts), _dump(read_back), error, None if lease_until is None else to_us(lease_until),
