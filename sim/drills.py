@@ -222,6 +222,11 @@ class DrillHost:
         return int(self._one(f"SELECT count(*) FROM write_audit WHERE ts >= %s AND ts < %s AND {SENT}",
                              [start, end, list(SENT_OUTCOMES)])[0])
 
+    def interrupted_since(self, start: datetime, end: datetime) -> int:
+        """Writes a killed process sent or was about to send: the device may or may not have received them."""
+        return int(self._one("SELECT count(*) FROM write_audit WHERE ts >= %s AND ts < %s AND outcome = 'interrupted'",
+                             [start, end])[0])
+
     def writes_sent(self, start: datetime, end: datetime) -> int:
         return sum(1 for at, _d, _p in self.device_writes if start <= at < end)
 
@@ -356,6 +361,7 @@ def run_counts(host: DrillHost, run: Run) -> dict[str, Any]:
         "readings_duplicated": host.duplicated(),
         "writes_sent": host.writes_sent(run.started, end + timedelta(seconds=1)),
         "writes_audited": host.audited_since(run.started, end + timedelta(seconds=1)),
+        "writes_interrupted": host.interrupted_since(run.started, end + timedelta(seconds=1)),
         "leases_lapsed": host.leases_lapsed(run.started, end),
     }
     if stats:
