@@ -25,8 +25,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
@@ -64,11 +62,7 @@ def main() -> int:
     log("starting the TimescaleDB cluster")
     cluster = PgCluster.create()
     try:
-        with psycopg.connect(cluster.dsn, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench_failover")
-        dsn = cluster.dsn_for("bench_failover")
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        dsn = cluster.timescale_database("bench_failover")
         with tempfile.TemporaryDirectory(prefix="gridctl-failover-") as work:
             figures = asyncio.run(run(dsn, Path(work), args.lease_s))
     finally:

@@ -30,8 +30,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
@@ -144,11 +142,7 @@ def main() -> int:
     log("starting the TimescaleDB cluster")
     cluster = PgCluster.create()
     try:
-        with psycopg.connect(cluster.dsn, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench_faults")
-        dsn = cluster.dsn_for("bench_faults")
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        dsn = cluster.timescale_database("bench_faults")
         with tempfile.TemporaryDirectory(prefix="gridctl-faults-") as work:
             results = asyncio.run(drills(dsn, Path(work), args.quick))
     finally:
