@@ -158,10 +158,20 @@ class Cluster:
         member.runs[-1]["stopped"] = datetime.now(UTC)
         member.runs[-1]["killed"] = True
 
-    def stop(self, member: Member) -> int:
+    def stop(self, member: Member, timeout_s: float = 120.0) -> int:
+        """SIGTERM, and the exit code; an instance that does not stop in time is killed, its log's tail
+        printed, and -9 returned."""
         assert member.process is not None
         member.process.send_signal(signal.SIGTERM)
-        code = member.process.wait(timeout=120)
+        try:
+            code = member.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            member.process.kill()
+            code = member.process.wait(timeout=30)
+            tail = member.log.read_text(errors="replace").splitlines()[-40:] if member.log else []
+            print(f"instance {member.index} did not stop within {timeout_s:g} s; its log ends:", *tail,
+                  sep="\n", file=sys.stderr)
+            code = -9
         member.runs[-1]["stopped"] = datetime.now(UTC)
         return code
 
@@ -270,10 +280,14 @@ class Cluster:
             f"FROM write_audit WHERE {SENT} GROUP BY site_id, device_id, epoch, instance_id",
             [list(SENT_OUTCOMES)])
         spans: dict[tuple[str, str], list[tuple[Any, ...]]] = defaultdict(list)
-        unfenced = 0
+        unfenced = unnamed = 0
+        writers: dict[tuple[str, int], set[str]] = defaultdict(set)
         for site, device, epoch, instance, first, last, count in rows:
             if epoch is None:
                 unfenced += count
+            if instance is None:
+                unnamed += count
+            writers[(site, epoch or 0)].add(instance)
             spans[(site, device)].append((epoch or 0, instance, first, last))
         overlaps = []
         for (site, device), found in spans.items():
@@ -282,6 +296,9 @@ class Cluster:
                     overlaps.append({"site": site, "device": device, "epochs": [a[0], b[0]],
                                      "instances": [a[1], b[1]]})
         return {"double_writer_intervals": len(overlaps), "overlaps": overlaps[:10], "writes_without_epoch": unfenced,
+                "writes_without_instance": unnamed,
+                # A lease epoch is one instance's: two writers under one epoch would defeat the fencing.
+                "epochs_with_two_writers": sum(1 for names in writers.values() if len(names) > 1),
                 "devices": len(spans)}
 
     def writes(self, start: datetime, end: datetime) -> dict[str, int]:

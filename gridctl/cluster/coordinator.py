@@ -31,6 +31,8 @@ from gridctl.dispatch.fencing import MARGIN_S, SiteLease
 from gridctl.history.pgpool import sever
 
 log = logging.getLogger(__name__)
+# How long a stopping instance waits for each of its loops to end.
+STOP_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,9 @@ class Coordinator:
         self._marks: dict[str, tuple[object, ...]] = {}
         self._stopping = False
         self._registered = False
+        # The LISTEN connection, severed at stop: a task cancelled while psycopg waits on a socket may
+        # otherwise wait for the server's answer to its cancel request.
+        self._listening_on: psycopg.AsyncConnection | None = None
 
     # --- life cycle --------------------------------------------------------------------------------
 
@@ -112,11 +117,9 @@ class Coordinator:
         """Hand each site over to an instance that serves it (no relinquish: the next owner carries on), or
         relinquish it when no other instance is alive to take it; then leave."""
         self._stopping = True
-        for task in self._tasks[2:]:
-            task.cancel()
-        for task in list(self._activations.values()):
-            task.cancel()
-        await asyncio.gather(*self._tasks[2:], *self._activations.values(), return_exceptions=True)
+        if self._listening_on is not None:
+            sever(self._listening_on)
+        await _halt([*self._tasks[2:], *self._activations.values()])
         # Gone for the others first: instances stopping together do not hand sites to each other.
         with contextlib.suppress(Exception):
             await self.store.leave()
@@ -132,9 +135,7 @@ class Coordinator:
 
         await asyncio.gather(*(leave(site_id) for site_id in list(self.leases)))
         await asyncio.gather(*self._drops, return_exceptions=True)
-        for task in self._tasks[:2]:
-            task.cancel()
-        await asyncio.gather(*self._tasks[:2], return_exceptions=True)
+        await _halt(self._tasks[:2])
         with contextlib.suppress(Exception):
             await self.store.leave()
 
@@ -296,6 +297,7 @@ class Coordinator:
             try:
                 conn = await asyncio.wait_for(
                     psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=3), 5)
+                self._listening_on = conn
                 await conn.execute(f"LISTEN {SITE_CHANNEL}")
                 await conn.execute(f"LISTEN {LEASE_CHANNEL}")
                 self.listening = True
@@ -324,6 +326,7 @@ class Coordinator:
                     log.warning("site leases: notifications lost (%s); reconnecting", _describe(error))
                 self.listening = False
             finally:
+                self._listening_on = None
                 if conn is not None:
                     sever(conn)
                     with contextlib.suppress(Exception):
@@ -371,3 +374,15 @@ class Coordinator:
 def _describe(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {text}".rstrip(": ")
+
+
+async def _halt(tasks: Sequence[asyncio.Task[None]], grace_s: float = STOP_GRACE_S) -> None:
+    """Cancel the tasks and wait for them a while; one still running after that is left behind (logged)
+    rather than keeping the instance from stopping."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=grace_s)
+    for task in pending:
+        log.warning("%s did not stop within %.0f s; left behind", task.get_name(), grace_s)

@@ -35,7 +35,8 @@ async def test_three_instances_share_the_demonstrators(timescale_db: str, tmp_pa
     # Never two instances writing to one device: every write is under a lease epoch, and the epochs' spans
     # on each device do not overlap.
     assert figures["double_writer_intervals"] == 0, figures["overlaps"]
-    assert figures["writes_without_epoch"] == 0
+    assert figures["writes_without_epoch"] == 0 and figures["writes_without_instance"] == 0
+    assert figures["epochs_with_two_writers"] == 0
     assert figures["writes_sent"] > 0
     # Every write a device received is audited (a write killed between sending and its outcome is audited
     # as interrupted).
