@@ -154,7 +154,7 @@ async def runtime_in_scope(ctx: ApiContext, user: User, site_id: str) -> SiteRun
 
 async def refreshed(runtime: SiteRuntime) -> None:
     """A site another gridctl instance controls: its live values as that instance last published them."""
-    refresh = getattr(runtime, "refresh", None)
+    refresh = getattr(runtime, "refresh_published", None)
     if refresh is not None:
         try:
             await refresh()

@@ -209,7 +209,8 @@ class SiteHandle:
     def is_local(self) -> bool:
         return self._local() is not None
 
-    async def refresh(self) -> None:
+    async def refresh_published(self) -> None:
+        """Read the owner's published state again when another instance owns the site."""
         if not self.is_local:
             await self.remote.refresh()
 
