@@ -1,10 +1,14 @@
 """Polls drivers of any protocol, each on its own period in its own task.
 
-Each device runs on a fixed-rate schedule (ticks at start + k × period). A poll that overruns its
-period skips the ticks it missed instead of bursting to catch up, and never delays another device:
-every device has its own task, and drivers never block each other (one connection per endpoint).
-Each finished poll is handed to the sink (a callback, sync or async, or an asyncio.Queue) as a
-`PollBatch`.
+Each device runs on a fixed-rate schedule: ticks at start + phase + k × period, computed from the
+start, never from the previous poll, so they do not drift. The phase is the device's own, a stable
+hash of its id (and the poller's `phase_key`, e.g. the site) spread over the period: thousands of
+devices on the same period are polled evenly across it rather than in one burst per tick, each at the
+same offset from the start on every start. A device with a phase is also polled once at start, so the service
+has every value at once. A poll that overruns its period skips the ticks it missed instead of bursting
+to catch up, and never delays another device: every device has its own task, and drivers never block
+each other (one connection per endpoint). Each finished poll is handed to the sink (a callback, sync
+or async, or an asyncio.Queue) as a `PollBatch`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import inspect
 import logging
 import math
+import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -51,6 +56,9 @@ class PollBatch:
     finished: float
     readings: list[Reading]
     health: DeviceHealth
+    # When the poll started (poll clock), and how many of the device's ticks were skipped just before it.
+    started: float | None = None
+    skipped_before: int = 0
 
 
 Sink = Callable[[PollBatch], Awaitable[None] | None] | asyncio.Queue
@@ -70,6 +78,13 @@ class DeviceStats:
 class PolledDevice:
     driver: Driver
     period_s: float
+    # Offset of the device's ticks within its period; None: hashed from its id.
+    phase_s: float | None = None
+
+
+def stable_phase(key: str, period_s: float) -> float:
+    """A phase in [0, period) that depends only on `key`: the same on every start and every machine."""
+    return zlib.crc32(key.encode()) / 2**32 * period_s
 
 
 class Poller:
@@ -81,7 +96,7 @@ class Poller:
     """
 
     def __init__(self, devices: Iterable[PolledDevice | Driver], sink: Sink, *, clock: PollClock | None = None,
-                 keep_start_times: int = 1000) -> None:
+                 keep_start_times: int = 1000, phase_key: str = "") -> None:
         self.devices = [d if isinstance(d, PolledDevice) else PolledDevice(d, _period_of(d)) for d in devices]
         ids = [d.driver.device_id for d in self.devices]
         if len(set(ids)) != len(ids):
@@ -89,15 +104,24 @@ class Poller:
         for device in self.devices:
             if not device.period_s > 0:
                 raise ValueError(f"{device.driver.device_id}: poll period must be positive")
+            if device.phase_s is not None and not 0 <= device.phase_s < device.period_s:
+                raise ValueError(f"{device.driver.device_id}: phase must be within [0, period)")
+        self.phases = {
+            d.driver.device_id: d.phase_s if d.phase_s is not None
+            else stable_phase(f"{phase_key}/{d.driver.device_id}", d.period_s)
+            for d in self.devices
+        }
         self.sink = sink
         self.clock = clock or LoopClock()
         self.stats = {device_id: DeviceStats() for device_id in ids}
         self._keep = keep_start_times
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     async def start(self) -> Poller:
         if self._tasks:
             raise RuntimeError("poller already running")
+        self._stopping = False
         loop = asyncio.get_running_loop()
         start = self.clock.time()
         self._tasks = [loop.create_task(self._run(device, start), name=f"poll {device.driver.device_id}")
@@ -108,11 +132,22 @@ class Poller:
         """Cancel every poll and wait for them, at most `timeout_s`: a poll stuck in a protocol stack
         that ignores cancellation is left behind (and logged, with where it is stuck)."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
+        self._stopping = True
         if not tasks:
             return
-        done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        # Python 3.11's wait_for (inside pymodbus, among others) drops a cancellation that arrives as
+        # its answer does: the poll then goes on. So each poll also ends at its next turn, and what
+        # still runs is cancelled again every second.
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        pending = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            _, pending = await asyncio.wait(pending, timeout=min(left, 1.0))
+        done = [task for task in tasks if task.done()]
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 log.warning("poll task %s ended with %r", task.get_name(), task.exception())
@@ -135,9 +170,13 @@ class Poller:
             await driver.connect()
         except Exception as exc:  # the driver reconnects by itself; polls report the outage
             log.warning("%s: not connected at start: %s", driver.device_id, exc)
-        tick = 0
-        while True:
-            due = start + tick * device.period_s
+        period = device.period_s
+        origin = start + self.phases[driver.device_id]
+        # A phased device is read once at start too; its ticks follow from `origin`.
+        tick = -1 if origin > start else 0
+        skipped = 0
+        while not self._stopping:
+            due = start if tick < 0 else origin + tick * period
             await self.clock.sleep_until(due)
             began = self.clock.time()
             stats.polls += 1
@@ -153,9 +192,11 @@ class Poller:
                 readings = []
             finished = self.clock.time()
             stats.last_duration_s = finished - began
-            await self._deliver(PollBatch(driver.device_id, due, finished, readings, driver.health()))
-            next_tick = max(tick + 1, math.floor((self.clock.time() - start) / device.period_s) + 1)
-            stats.missed_ticks += next_tick - tick - 1
+            await self._deliver(PollBatch(driver.device_id, due, finished, readings, driver.health(), began, skipped))
+            # The first tick not yet past: one due this very instant is still polled.
+            next_tick = max(tick + 1, math.ceil((self.clock.time() - origin) / period))
+            skipped = next_tick - tick - 1
+            stats.missed_ticks += skipped
             tick = next_tick
 
     async def _deliver(self, batch: PollBatch) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from drivers.base import DeviceHealth, Reading
 from gridctl.alarms import AlarmBook
@@ -13,6 +13,9 @@ from gridctl.config.models import Site
 from gridctl.dispatch.audit import AuditEntry
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 from optimizer import Schedule
+
+if TYPE_CHECKING:
+    from gridctl.forecast.forecaster import ForecastReport
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,11 @@ class SiteRuntime(Protocol):
     def device_health(self) -> Mapping[str, DeviceHealth]: ...
 
     def current_schedule(self) -> PlannedSchedule | None: ...
+
+    def forecast_report(self) -> ForecastReport | None:
+        """How well the forecasts did and the zones' thermal models, when the site forecasts from its
+        measurements (None otherwise)."""
+        ...
 
     def hands_off_scopes(self) -> set[str]: ...
 

@@ -1,5 +1,6 @@
 """gridctl's optimiser: a pure library, `solve(problem, settings) -> Schedule` (format: FORMAT.md)."""
 
+from optimizer.highs import WarmStart
 from optimizer.problem import (
     LIGHTING_CLASS_LEVELS,
     PV,
@@ -44,6 +45,7 @@ __all__ = [
     "Site",
     "ThermalZone",
     "Violation",
+    "WarmStart",
     "roll_forward",
     "solve",
 ]

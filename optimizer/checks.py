@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from optimizer.hot_water import tank_steps
@@ -30,15 +31,15 @@ class _Checker:
 
     def at_most(self, asset: str, kind: str, column: str, limit: list[float] | float, unit: str = "kW") -> None:
         values = self.sp[column].to_numpy()
-        limits = limit if isinstance(limit, list) else [limit] * len(values)
-        for t, (v, lim) in enumerate(zip(values, limits, strict=True)):
-            if v > lim + self.tol * max(1.0, abs(lim)):
-                self.add(asset, kind, self.t0[t], self.t0[t + 1], float(v - lim), unit)
+        limits = np.broadcast_to(np.asarray(limit, dtype=float), values.shape)
+        over = values > limits + self.tol * np.maximum(1.0, np.abs(limits))
+        for t in np.flatnonzero(over):
+            self.add(asset, kind, self.t0[t], self.t0[t + 1], float(values[t] - limits[t]), unit)
 
     def at_least(self, asset: str, kind: str, column: str, limit: float, unit: str) -> None:
-        for t, v in enumerate(self.sp[column].to_numpy()):
-            if v < limit - self.tol * max(1.0, abs(limit)):
-                self.add(asset, kind, self.t0[t], self.t0[t + 1], float(limit - v), unit)
+        values = self.sp[column].to_numpy()
+        for t in np.flatnonzero(values < limit - self.tol * max(1.0, abs(limit))):
+            self.add(asset, kind, self.t0[t], self.t0[t + 1], float(limit - values[t]), unit)
 
     def add(self, asset: str, kind: str, start: datetime, end: datetime, amount: float, unit: str) -> None:
         self.out.append(Violation(asset, kind, start, end, amount, unit, hard=True))
@@ -49,9 +50,9 @@ class _Checker:
             self.at_most("site", "import_limit", "site.import_kw", site.import_limit_kw)
         if site.export_limit_kw is not None:
             self.at_most("site", "export_limit", "site.export_kw", site.export_limit_kw)
-        both = (self.sp["site.import_kw"] > self.tol) & (self.sp["site.export_kw"] > self.tol)
-        for t in [i for i, b in enumerate(both) if b]:
-            amount = float(min(self.sp["site.import_kw"].iloc[t], self.sp["site.export_kw"].iloc[t]))
+        imports, exports = self.sp["site.import_kw"].to_numpy(), self.sp["site.export_kw"].to_numpy()
+        for t in np.flatnonzero((imports > self.tol) & (exports > self.tol)):
+            amount = float(min(imports[t], exports[t]))
             self.add("site", "import_and_export", self.t0[t], self.t0[t + 1], amount, "kW")
         pools: dict[str, float] = {}
         for a in self.p.assets:
@@ -83,28 +84,31 @@ class _Checker:
     def battery(self, a: Battery) -> None:
         power = self.sp[f"{a.id}.power_kw"].to_numpy()
         energy = self.sp[f"{a.id}.energy_kwh"].to_numpy()
-        durations = self.p.durations_h()
+        durations = np.asarray(self.p.durations_h())
+        tol = self.tol
         self.at_most(a.id, "charge_power", f"{a.id}.power_kw", a.max_charge_kw)
-        for t, v in enumerate(power):
-            if -v > a.max_discharge_kw + self.tol * max(1.0, a.max_discharge_kw):
-                self.add(a.id, "discharge_power", self.t0[t], self.t0[t + 1], float(-v - a.max_discharge_kw), "kW")
-        both = (self.sp[f"{a.id}.charge_kw"] > self.tol) & (self.sp[f"{a.id}.discharge_kw"] > self.tol)
-        for t in [i for i, b in enumerate(both) if b]:
-            amount = float(min(self.sp[f"{a.id}.charge_kw"].iloc[t], self.sp[f"{a.id}.discharge_kw"].iloc[t]))
+        for t in np.flatnonzero(-power > a.max_discharge_kw + tol * max(1.0, a.max_discharge_kw)):
+            self.add(a.id, "discharge_power", self.t0[t], self.t0[t + 1], float(-power[t] - a.max_discharge_kw), "kW")
+        charge = self.sp[f"{a.id}.charge_kw"].to_numpy()
+        discharge = self.sp[f"{a.id}.discharge_kw"].to_numpy()
+        for t in np.flatnonzero((charge > tol) & (discharge > tol)):
+            amount = float(min(charge[t], discharge[t]))
             self.add(a.id, "charge_and_discharge", self.t0[t], self.t0[t + 1], amount, "kW")
         in_band = a.min_energy_kwh <= a.initial_energy_kwh <= a.top_kwh
         lo, hi = (a.min_energy_kwh, a.top_kwh) if in_band else (0.0, a.capacity_kwh)
-        prev = a.initial_energy_kwh
-        for t, e in enumerate(energy):
-            if e < lo - self.tol or e > hi + self.tol:
+        outside = (energy < lo - tol) | (energy > hi + tol)
+        # The stored energy must be reachable from the previous step within the power limits.
+        prev = np.concatenate(([a.initial_energy_kwh], energy[:-1]))
+        step = energy - prev * (1.0 - a.standing_loss_per_h * durations)
+        up = a.max_charge_kw * a.charge_efficiency * durations
+        down = a.max_discharge_kw / a.discharge_efficiency * durations
+        jump = (step > up + tol * np.maximum(1.0, up)) | (-step > down + tol * np.maximum(1.0, down))
+        for t in np.flatnonzero(outside | jump):
+            e = energy[t]
+            if outside[t]:
                 self.add(a.id, "energy_bounds", self.t0[t], self.t0[t + 1], float(max(lo - e, e - hi)), "kWh")
-            # The stored energy must be reachable from the previous step within the power limits.
-            step = e - prev * (1.0 - a.standing_loss_per_h * durations[t])
-            up = a.max_charge_kw * a.charge_efficiency * durations[t]
-            down = a.max_discharge_kw / a.discharge_efficiency * durations[t]
-            if step > up + self.tol * max(1.0, up) or -step > down + self.tol * max(1.0, down):
-                self.add(a.id, "energy_step", self.t0[t], self.t0[t + 1], float(abs(step)), "kWh")
-            prev = e
+            if jump[t]:
+                self.add(a.id, "energy_step", self.t0[t], self.t0[t + 1], float(abs(step[t])), "kWh")
 
     def tank(self, a: HotWaterTank) -> None:
         power = self.sp[f"{a.id}.power_kw"].to_numpy()

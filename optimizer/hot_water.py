@@ -5,10 +5,12 @@ litres at a constant rate, heater power P (kW electric, COP c) and ambient tempe
 
     dE/dt = −k·E + c·P + UA·(T_a − T_cold),    k = UA/C + d/(V·h)
 
-so E_end = a·E_start + b·(c·P + UA·(T_a − T_cold)) with a = e^{−k·h}, b = (1 − a)/k (b = h when k = 0).
-A draw of d litres removes the share 1 − e^{−d/V} of the stored heat, (d/V)·E for a small draw, and
-never more than there is, even for a draw larger than the tank. Linear in E and P: the model's state
-equation and the post-solve check both use these coefficients.
+so E_end = a·E_start + b·(c·P + UA·(T_a − T_cold) − q) with a = e^{−k·h}, b = (1 − a)/k (b = h when k = 0),
+where q = draw_kwh/h is a draw of a fixed heat (water mixed to a set temperature at the tap) spread over the
+step. A draw of d litres removes the share 1 − e^{−d/V} of the stored heat, (d/V)·E for a small draw, and
+never more than there is, even for a draw larger than the tank; a fixed heat may take more than the tank
+holds (E below 0: the tank is short, which the minimum's shortfall prices). Linear in E and P: the model's
+state equation and the post-solve check both use these coefficients.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def tank_steps(tank: HotWaterTank, problem: Problem) -> TankSteps:
     cop = problem.series(tank.cop)
     ambient = problem.series(tank.ambient_temperature_c)
     draw = problem.series(tank.draw_l)
+    fixed = problem.series(tank.draw_kwh)
     decay, heat, drift = [], [], []
     for t, h in enumerate(problem.durations_h()):
         k = ua / cap + draw[t] / (tank.volume_l * h)
@@ -63,5 +66,5 @@ def tank_steps(tank: HotWaterTank, problem: Problem) -> TankSteps:
         b = h if k == 0 else -math.expm1(-k * h) / k
         decay.append(a)
         heat.append(b * cop[t])
-        drift.append(b * ua * (ambient[t] - tank.cold_water_temperature_c))
+        drift.append(b * (ua * (ambient[t] - tank.cold_water_temperature_c) - fixed[t] / h))
     return TankSteps(cap, decay, heat, drift)

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pulp
 
+from optimizer.highs import WarmStart
 from optimizer.hot_water import TankSteps, tank_steps
 from optimizer.problem import (
     LIGHTING_CLASS_LEVELS,
@@ -48,6 +49,7 @@ TERM_UNITS: dict[str, str] = {
     "peak": "kW",
     "power_overshoot": "kW·h",
     "battery_cycling": "kWh",
+    "pv_curtailment": "kWh",
     "discomfort": "K·h",
     "ev_unmet": "kWh",
     "under_illumination": "lx·h",
@@ -139,6 +141,9 @@ class Model:
     switches: Switches = field(default_factory=Switches)
     binaries: list[pulp.LpVariable] = field(default_factory=list)
     site_flows: list[tuple[pulp.LpVariable, pulp.LpVariable]] = field(default_factory=list)
+    # Set by the solve: the columns HiGHS was given, and the optimal LP's basis for the next solve.
+    n_variables: int | None = None
+    warm_start: WarmStart | None = None
 
 
 class _Builder:
@@ -167,18 +172,21 @@ class _Builder:
     # -- helpers -------------------------------------------------------------------------------------
 
     def var(self, lb: float | None = 0.0, ub: float | None = None, binary: bool = False) -> pulp.LpVariable:
-        lb = None if lb is None else _clean(lb)
-        ub = None if ub is None else _clean(ub)
         self._count += 1
         if binary:
             self.n_binaries += 1
             v = self.prob.add_variable(f"b{self._count}", 0, 1, pulp.LpBinary)
             self.binaries.append(v)
             return v
+        if lb is not None and lb != 0.0:
+            lb = _clean(lb)
+        if ub is not None:
+            ub = _clean(ub)
         return self.prob.add_variable(f"x{self._count}", lb, ub)
 
     def con(self, terms: Terms, sense: int, rhs: float) -> None:
-        kept = [(v, c) for v, c in terms if abs(c) >= _TINY]
+        # A dict is the quickest form PuLP takes an expression in.
+        kept = {v: c for v, c in terms if c >= _TINY or c <= -_TINY}
         self.prob.addConstraint(pulp.LpConstraint(pulp.LpAffineExpression(kept), sense, None, _clean(rhs)))
 
     def term(self, name: str, var: pulp.LpVariable, amount: float, eur: float) -> None:
@@ -215,11 +223,15 @@ class _Builder:
             self.column(f"{a.id}.power_kw", const=f)
             self.column(f"{a.id}.curtailed_kw")
             return
-        used = [self.var(0.0, f[t]) for t in range(self.n)]
+        # What is cut, so that cutting costs a little: without a cost, curtailing ties with exporting for
+        # nothing, and a plan that curtails would cap the inverter when the sun beats the forecast.
+        cut = [self.var(0.0, f[t]) for t in range(self.n)]
         for t in range(self.n):
-            self.balance[t].append((used[t], -1.0))
-        self.column(f"{a.id}.power_kw", [[(v, 1.0)] for v in used])
-        self.column(f"{a.id}.curtailed_kw", [[(v, -1.0)] for v in used], f)
+            self.fixed_load[t] -= f[t]
+            self.balance[t].append((cut[t], 1.0))
+            self.term("pv_curtailment", cut[t], self.dt[t], self.pol.curtailment_eur_per_kwh * self.dt[t])
+        self.column(f"{a.id}.power_kw", [[(v, -1.0)] for v in cut], f)
+        self.column(f"{a.id}.curtailed_kw", [[(v, 1.0)] for v in cut])
 
     def battery(self, a: Battery, exclusive: list[bool]) -> None:
         lo, hi = a.min_energy_kwh, a.top_kwh

@@ -52,6 +52,9 @@ class Policy(_Model):
     legionella_eur_per_k: Number = Field(10.0, ge=0)
     # Relief of a hard site limit only happens when nothing else can keep the site inside it.
     hard_limit_eur_per_kwh: Number = Field(1000.0, ge=0)
+    # PV cut: a hundredth of a €/MWh, below any real price difference, so a plan curtails only when it
+    # must (an export limit, a negative export price), never to break a tie with exporting for nothing.
+    curtailment_eur_per_kwh: Number = Field(1e-5, ge=0)
 
 
 class DemandResponseEvent(_Model):
@@ -252,8 +255,9 @@ class HotWaterTank(_Model):
     """A domestic hot-water tank, fully mixed, with a resistive element (cop 1) or a heat pump.
 
     The state is the heat stored above cold water, E = C·(T − T_cold) with C = 1.163 Wh/(l·K) × volume:
-    heating adds cop × power, a draw of d litres at the tank's temperature replaces them with cold water
-    and standing losses are UA·(T − T_ambient); all linear in E (see FORMAT.md and hot_water.py).
+    heating adds cop × power, a draw of d litres at the tank's temperature replaces them with cold water,
+    a draw of a fixed heat takes it whatever the temperature, and standing losses are UA·(T − T_ambient);
+    all linear in E (see FORMAT.md and hot_water.py).
     """
 
     type: Literal["hot_water_tank"] = "hot_water_tank"
@@ -271,6 +275,9 @@ class HotWaterTank(_Model):
     min_temperature_c: Series = 40.0
     max_temperature_c: Number = 65.0
     draw_l: Series = 0.0
+    # Heat drawn whatever the tank's temperature (water mixed to a set temperature at the tap or by a
+    # thermostatic valve), kWh above cold water per step.
+    draw_kwh: Series = 0.0
     legionella_temperature_c: Number = 60.0
     legionella_due_by: AwareDatetime | None = None
 
@@ -288,6 +295,8 @@ class HotWaterTank(_Model):
             raise ValueError(f"tank {self.id}: cop must be positive")
         if min(values(self.draw_l), default=0.0) < 0:
             raise ValueError(f"tank {self.id}: draw_l must not be negative")
+        if min(values(self.draw_kwh), default=0.0) < 0:
+            raise ValueError(f"tank {self.id}: draw_kwh must not be negative")
         if self.max_temperature_c <= self.cold_water_temperature_c:
             raise ValueError(f"tank {self.id}: max_temperature_c must be above cold_water_temperature_c")
         if max(values(self.min_temperature_c), default=0.0) > self.max_temperature_c:

@@ -20,6 +20,7 @@ import numpy as np
 import pulp
 
 from optimizer.banner import silence_highs_banner
+from optimizer.highs import Highs
 from optimizer.model import Model, SessionVars, TankSwitches
 from optimizer.problem import Settings
 
@@ -161,10 +162,9 @@ def round_switches(model: Model) -> dict[pulp.LpVariable, float]:
     return fixed
 
 
-def _read_back(model: Model, h: highspy.Highs) -> None:
-    values = h.getSolution().col_value
-    for v in model.prob.variables():
-        v.varValue = values[v.index]
+def _read_back(columns: list[pulp.LpVariable], h: highspy.Highs) -> None:
+    for v, x in zip(columns, h.getSolution().col_value, strict=True):
+        v.varValue = x
 
 
 def _set_limit(h: highspy.Highs, deadline: float) -> bool:
@@ -186,8 +186,9 @@ def solve_by_rounding(model: Model, settings: Settings) -> tuple[str, float | No
 
     silence_highs_banner()
     deadline = time.perf_counter() + settings.time_limit_s
-    lp = pulp.HiGHS(mip=False, msg=settings.msg, timeLimit=settings.time_limit_s, threads=settings.threads)
+    lp = Highs(mip=False, msg=settings.msg, timeLimit=settings.time_limit_s, threads=settings.threads)
     model.prob.solve(lp)
+    model.n_variables = len(lp.columns)
     h = model.prob.solverModel
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return "no_solution", None
@@ -203,7 +204,7 @@ def solve_by_rounding(model: Model, settings: Settings) -> tuple[str, float | No
         model.notes.append("rounded schedule not solved: " + h.modelStatusToString(h.getModelStatus()))
         return "no_solution", None
     incumbent = _objective(h)
-    _read_back(model, h)
+    _read_back(lp.columns, h)
     gap = max(0.0, (incumbent - bound) / max(abs(incumbent), 1e-9))
     model.notes.append(f"LP-rounding start: bound {bound:.4f}, rounded {incumbent:.4f}")
     if gap <= settings.mip_gap or not _set_limit(h, deadline):
@@ -218,7 +219,7 @@ def solve_by_rounding(model: Model, settings: Settings) -> tuple[str, float | No
     h.run()
     info = h.getInfo()
     if info.primal_solution_status == 2 and _objective(h) < incumbent - 1e-9:
-        _read_back(model, h)
+        _read_back(lp.columns, h)
         incumbent = _objective(h)
     mip_bound = float(info.mip_dual_bound) if info.mip_node_count >= 0 else bound
     bound = max(bound, mip_bound) if np.isfinite(mip_bound) else bound

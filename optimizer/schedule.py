@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from optimizer.highs import WarmStart
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class Schedule:
     n_binaries: int = 0
     n_constraints: int = 0
     notes: list[str] = field(default_factory=list)
+    # Where the next horizon's solve of the same structure may start (None: a MIP, or no optimal LP).
+    warm_start: WarmStart | None = field(default=None, repr=False)
 
     @property
     def objective_eur(self) -> float:

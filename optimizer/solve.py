@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 import warnings
 
+import numpy as np
 import pandas as pd
 import pulp
 
 from optimizer.banner import silence_highs_banner
 from optimizer.checks import hard_limit_violations
 from optimizer.decompose import solve_decomposed
+from optimizer.highs import Highs, WarmStart
 from optimizer.memory import release_freed_memory
 from optimizer.model import TERM_UNITS, Model, build
 from optimizer.problem import PV, EVPool, Problem, Settings
@@ -21,10 +23,11 @@ from optimizer.schedule import ObjectiveTerm, Schedule, Violation
 _EPS = 1e-6
 
 
-def _highs(settings: Settings) -> pulp.LpSolver:
+def _highs(settings: Settings, warm_start: WarmStart | None = None) -> Highs:
     silence_highs_banner()
-    return pulp.HiGHS(
-        msg=settings.msg, timeLimit=settings.time_limit_s, gapRel=settings.mip_gap, threads=settings.threads
+    return Highs(
+        msg=settings.msg, timeLimit=settings.time_limit_s, gapRel=settings.mip_gap, threads=settings.threads,
+        warm_start=warm_start,
     )
 
 
@@ -59,7 +62,7 @@ def _highs_status(prob: pulp.LpProblem) -> tuple[str, float | None]:
     return f"error:{h.modelStatusToString(status)}", None
 
 
-def _run(model: Model, settings: Settings) -> tuple[str, str, float | None]:
+def _run(model: Model, settings: Settings, warm_start: WarmStart | None = None) -> tuple[str, str, float | None]:
     """Returns (solver name, status, gap). The fallback solver gets what is left of the time limit."""
     order = ["highs", "cbc"] if settings.solver == "highs" else ["cbc", "highs"]
     if not settings.fallback:
@@ -73,7 +76,7 @@ def _run(model: Model, settings: Settings) -> tuple[str, str, float | None]:
             break
         ran = name
         step = settings if not k else settings.model_copy(update={"time_limit_s": left})
-        solver = _highs(step) if name == "highs" else _cbc(step)
+        solver = _highs(step, warm_start) if name == "highs" else _cbc(step)
         if not solver.available():
             model.notes.append(f"solver {name} not available")
             continue
@@ -84,6 +87,10 @@ def _run(model: Model, settings: Settings) -> tuple[str, str, float | None]:
             continue
         if name == "highs":
             status, gap = _highs_status(model.prob)
+            assert isinstance(solver, Highs)
+            model.n_variables = len(solver.columns)
+            if status == "optimal":
+                model.warm_start = solver.warm_start_after(model.prob)
         else:
             status = _pulp_status(model.prob)
             gap = None
@@ -120,12 +127,22 @@ def _net_site_flows(model: Model) -> None:
 
 def _setpoints(model: Model) -> pd.DataFrame:
     idx = pd.DatetimeIndex(model.problem.step_starts()[:-1], name="time")
-    data = {}
-    for name, col in model.columns.items():
-        data[name] = [
-            c + sum(k * _value(v) for v, k in terms) for terms, c in zip(col.terms, col.const, strict=True)
-        ]
-    return pd.DataFrame(data, index=idx)
+    n = len(idx)
+    # Every column's terms in one pass, summed per (column, step) in the terms' order, then the constants.
+    cells: list[int] = []
+    products: list[float] = []
+    for j, col in enumerate(model.columns.values()):
+        base = j * n
+        for t, terms in enumerate(col.terms):
+            for v, k in terms:
+                cells.append(base + t)
+                x = v.varValue
+                products.append(k * (0.0 if x is None else float(x)))
+    sums = np.bincount(np.asarray(cells, dtype=np.intp), weights=np.asarray(products, dtype=float),
+                       minlength=n * len(model.columns))
+    const = np.array([col.const for col in model.columns.values()], dtype=float).reshape(-1)
+    values = (const + sums).reshape(len(model.columns), n)
+    return pd.DataFrame(values.T, index=idx, columns=list(model.columns))
 
 
 def _objective(model: Model) -> dict[str, ObjectiveTerm]:
@@ -154,17 +171,20 @@ def _soft_violations(model: Model) -> list[Violation]:
     return out
 
 
-def solve(problem: Problem, settings: Settings | None = None) -> Schedule:
-    """Schedule the problem's assets. Never raises for an over-constrained problem: violations say why."""
+def solve(problem: Problem, settings: Settings | None = None, warm_start: WarmStart | None = None) -> Schedule:
+    """Schedule the problem's assets. Never raises for an over-constrained problem: violations say why.
+
+    `warm_start`: the `warm_start` of the schedule of a previous horizon with the same assets (a receding
+    horizon); HiGHS starts the LP from its basis. It changes how long the solve takes, not its optimum."""
     try:
-        return _solve(problem, settings or Settings())
+        return _solve(problem, settings or Settings(), warm_start)
     finally:
         # The model and the solver's copy of it are freed by now; without this a long-running service
         # keeps their pages and grows with every larger solve (see optimizer.memory).
         release_freed_memory()
 
 
-def _solve(problem: Problem, settings: Settings) -> Schedule:
+def _solve(problem: Problem, settings: Settings, warm_start: WarmStart | None) -> Schedule:
     n_assets = sum(1 for a in problem.assets if not isinstance(a, PV | EVPool))
     if settings.decompose == "always" or (
         settings.decompose == "auto" and n_assets > settings.decompose_above_assets
@@ -184,7 +204,7 @@ def _solve(problem: Problem, settings: Settings) -> Schedule:
         limit = settings.time_limit_s
         if solver:  # the rounding start failed: the MIP gets what is left, and at least a second
             limit = max(min(1.0, limit), limit - (time.perf_counter() - t1))
-        solver, status, gap = _run(model, settings.model_copy(update={"time_limit_s": limit}))
+        solver, status, gap = _run(model, settings.model_copy(update={"time_limit_s": limit}), warm_start)
     t2 = time.perf_counter()
     has_solution = status in ("optimal", "time_limit")
     if has_solution:
@@ -205,8 +225,9 @@ def _solve(problem: Problem, settings: Settings) -> Schedule:
         mip_gap=gap,
         build_s=t1 - t0,
         solve_s=t2 - t1,
-        n_variables=len(prob.variables()),
+        n_variables=len(prob.variables()) if model.n_variables is None else model.n_variables,
         n_binaries=model.n_binaries,
         n_constraints=len(prob.constraints()),
         notes=model.notes,
+        warm_start=model.warm_start,
     )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates gridctl's virtual environment in .venv and installs gridctl into it (editable, with the
-# development tools). Re-runs are quick: pip runs again only when pyproject.toml has changed.
+# development tools), at the versions CI tested (constraints.txt). Re-runs are quick: pip runs again
+# only when pyproject.toml or constraints.txt has changed.
 #
 # Environment: PYTHON=/path/to/python3.x to choose the interpreter (3.11 or newer).
 set -euo pipefail
@@ -76,7 +77,7 @@ venv_ok() {
 
 wanted_stamp() {
     # The interpreter is part of the stamp: a venv rebuilt on another Python needs a fresh install.
-    { sha256sum pyproject.toml; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1
+    { sha256sum pyproject.toml constraints.txt; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1
 }
 
 if ! venv_ok; then
@@ -93,9 +94,9 @@ then
     exit 0
 fi
 
-log "pip install -e '.[dev]' into $VENV"
+log "pip install -e '.[dev]' -c constraints.txt into $VENV"
 rm -f "$STAMP"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+"$VENV/bin/python" -m pip install --quiet -e '.[dev]' -c constraints.txt
 wanted_stamp >"$STAMP"
 log "$VENV is ready"

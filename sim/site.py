@@ -69,7 +69,8 @@ def site_ports(site: Site, port_offset: int = 0) -> list[tuple[str, int]]:
     return sorted(ports)
 
 
-def _port_free(kind: str, port: int) -> bool:
+def port_free(kind: str, port: int) -> bool:
+    """Whether a "tcp" or "udp" port is free on loopback right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM) as probe:
         try:
             probe.bind(("127.0.0.1", port))
@@ -80,7 +81,7 @@ def _port_free(kind: str, port: int) -> bool:
 
 def ports_free(offset: int, *sites: Site) -> bool:
     """Whether every port of the sites, moved by `offset`, is free on loopback right now."""
-    return all(_port_free(kind, port + offset) for site in sites for kind, port in site_ports(site))
+    return all(port_free(kind, port + offset) for site in sites for kind, port in site_ports(site))
 
 
 def free_port_offset(*sites: Site, rng: random.Random | None = None, attempts: int = 200) -> int:
@@ -100,7 +101,9 @@ class SiteSimulation:
     """The simulated devices of one site, their physics, their faults and their servers."""
 
     def __init__(self, site: Site | str | Path, clock: Clock, *, seed: int = 0, port_offset: int = 0,
-                 max_step: timedelta = DEFAULT_MAX_STEP, instruments: bool = True) -> None:
+                 max_step: timedelta = DEFAULT_MAX_STEP, instruments: bool = True, physics: bool = True) -> None:
+        """Without `physics` the devices only serve their points (values set by hand or with `set`):
+        thousands of them in one process, for load tests of the protocol side."""
         site_dir: Path | None = None
         if not isinstance(site, Site):
             site_dir = site_file(site).parent
@@ -112,7 +115,7 @@ class SiteSimulation:
         self.devices = build_devices(site, clock, site_dir=site_dir, port_offset=port_offset)
         # Without `instruments`, devices report the physics' true values and never drop out.
         self.physics = DistrictPhysics(site, self.devices, clock.now(), seed=seed, max_step=max_step,
-                                       instruments=instruments)
+                                       instruments=instruments) if physics else None
         self._servers: list[tuple[Listener, Any]] = []
         self._stepper: asyncio.Task[None] | None = None
 
@@ -120,11 +123,12 @@ class SiteSimulation:
 
     def step(self, now: datetime | None = None) -> None:
         """Advance the physics to `now` (the clock's time by default)."""
-        self.physics.step(now if now is not None else self.clock.now())
+        if self.physics is not None:
+            self.physics.step(now if now is not None else self.clock.now())
 
     def state(self) -> dict[str, Any]:
         """The true state of the site, for KPIs and tests."""
-        return self.physics.state()
+        return self.physics.state() if self.physics is not None else {}
 
     def inject_fault(self, device_id: str, fault: Fault | None) -> None:
         """Make one device misbehave (None heals it); its protocol server honours the fault."""
@@ -177,7 +181,8 @@ class SiteSimulation:
         except BaseException:
             await self.stop()
             raise
-        self._stepper = asyncio.create_task(self._run_physics(step_interval_s), name=f"sim physics {self.site.id}")
+        if self.physics is not None:
+            self._stepper = asyncio.create_task(self._run_physics(step_interval_s), name=f"sim physics {self.site.id}")
         return self.listeners
 
     async def stop(self) -> None:

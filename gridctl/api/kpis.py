@@ -1,4 +1,5 @@
-"""Site KPIs over a period, from the history's hourly rollups and the schedule in force."""
+"""Site KPIs over a period, from the history's hourly rollups, the schedule in force and the forecaster's
+own scores (forecast accuracy by lead time, each zone's thermal model)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ from gridctl.assets import AssetAdapter, KpiPart, site_adapters
 from gridctl.assets.base import Hourly
 from gridctl.config.models import Site
 from gridctl.config.units import UNITS
+from gridctl.forecast.accuracy import HORIZONS, QUANTITIES
+from gridctl.forecast.forecaster import ForecastReport
+from gridctl.forecast.identify import ThermalEstimate
 from gridctl.history import EnergyResolution, Historian
 from gridctl.runtime import SiteRuntime
+
+FORECAST_NAMES = {"load": "load gridctl does not schedule", "pv": "PV output"}
 
 
 def _hourly(frame: pd.DataFrame, address: str, column: str) -> pd.Series:
@@ -32,7 +38,7 @@ def _sum(series: pd.Series) -> float | None:
 
 
 async def site_kpis(historian: Historian, site: Site, start: date, end: date, carbon_kg_per_kwh: float,
-                    runtime: SiteRuntime | None, now: datetime) -> dict[str, Kpi]:
+                    runtime: SiteRuntime | None, now: datetime, minimum_dwellings: int = 10) -> dict[str, Kpi]:
     tz = site.tz
     lo, hi = local_midnight(start, tz), local_midnight(end, tz)
     grid = site.grid.points
@@ -81,10 +87,18 @@ async def site_kpis(historian: Historian, site: Site, start: date, end: date, ca
     kpis["discomfort"] = Kpi(value=discomfort.value if discomfort else None, unit="K·h",
                              note="hourly mean temperature outside the comfort band")
     for name, part in parts.items():
-        kpis[name] = Kpi(value=part.value, unit=part.unit, note=part.note)
+        if 0 < part.dwellings < minimum_dwellings:
+            # Like a building total: a figure over a few dwellings' own equipment would tell one apart.
+            note = (f"withheld: it covers {part.dwellings} dwellings; a figure over dwellings covers at least "
+                    f"{minimum_dwellings}")
+            kpis[name] = Kpi(value=None, unit=part.unit, note=note)
+        else:
+            kpis[name] = Kpi(value=part.value, unit=part.unit, note=part.note)
 
     kpis["plan_adherence"] = await _plan_adherence(historian, site, runtime, lo, min(hi, now))
-    kpis["forecast_accuracy"] = await _forecast_accuracy(historian, site, runtime, lo, min(hi, now))
+    report = runtime.forecast_report() if runtime is not None else None
+    kpis.update(forecast_accuracy(report, lo, min(hi, now)))
+    kpis.update(thermal_models(report))
     return kpis
 
 
@@ -94,7 +108,8 @@ def _asset_parts(adapters: list[AssetAdapter], hourly: Hourly) -> dict[str, KpiP
     for adapter in adapters:
         for name, part in adapter.history_kpis(hourly).items():
             seen = parts.get(name)
-            parts[name] = part if seen is None else KpiPart(seen.value + part.value, seen.unit, seen.note)
+            parts[name] = part if seen is None else KpiPart(seen.value + part.value, seen.unit, seen.note,
+                                                            seen.dwellings + part.dwellings)
     return parts
 
 
@@ -132,28 +147,48 @@ async def _plan_adherence(historian: Historian, site: Site, runtime: SiteRuntime
     return Kpi(value=float(gap.mean()), unit=unit, note=f"mean |measured - planned| grid power over {len(gap)} steps")
 
 
-async def _forecast_accuracy(historian: Historian, site: Site, runtime: SiteRuntime | None, lo: datetime,
-                             hi: datetime) -> Kpi:
-    """PV forecast error of the schedule in force: mean absolute error against the measured production."""
-    unit = "kW"
-    found = _past_steps(runtime, lo, hi)
-    checks = [check for adapter in site_adapters(site) for check in adapter.forecast_checks()]
-    if found is None or not checks:
-        return Kpi(value=None, unit=unit, note="no elapsed step of a schedule with a PV forecast within the period")
-    past, step = found
-    errors: list[float] = []
-    for check in checks:
-        if check.columns[0] not in past:
+def forecast_accuracy(report: ForecastReport | None, lo: datetime, hi: datetime) -> dict[str, Kpi]:
+    """MAE and nRMSE of the load and PV forecasts issued by the service, by lead time, over the period
+    (`forecast_<quantity>_mae_<horizon>`, `forecast_<quantity>_nrmse_<horizon>`)."""
+    out: dict[str, Kpi] = {}
+    errors = report.accuracy.errors(lo, hi) if report is not None else {}
+    for quantity in QUANTITIES:
+        for band, _upper in HORIZONS:
+            e = errors.get((quantity, band))
+            what = f"{FORECAST_NAMES[quantity]} forecast {band} ahead at most"
+            if e is None or not e.samples:
+                why = "no forecast of it was scored in the period" if report is not None else \
+                    "this service does not forecast the site from its measurements"
+                out[f"forecast_{quantity}_mae_{band}"] = Kpi(value=None, unit="kW", note=f"{what}: {why}")
+                out[f"forecast_{quantity}_nrmse_{band}"] = Kpi(value=None, unit="ratio", note=f"{what}: {why}")
+                continue
+            out[f"forecast_{quantity}_mae_{band}"] = Kpi(
+                value=e.mae_kw, unit="kW", note=f"{what}: mean absolute error over {e.samples} quarter-hours")
+            out[f"forecast_{quantity}_nrmse_{band}"] = Kpi(
+                value=None if math.isnan(e.nrmse) else e.nrmse, unit="ratio",
+                note=f"{what}: RMSE over the mean measured value, {e.samples} quarter-hours")
+    return out
+
+
+def thermal_models(report: ForecastReport | None) -> dict[str, Kpi]:
+    """Per zone (`thermal_model_rmse:<zone>`), the day-ahead error on held-out days of the model its plans use."""
+    out: dict[str, Kpi] = {}
+    for zone, estimate in (report.identified.items() if report is not None else ()):
+        if not isinstance(estimate, ThermalEstimate):
             continue
-        forecast = past[check.columns[0]]
-        for column in check.columns[1:]:
-            forecast = forecast + (past[column] if column in past else 0.0)
-        address = check.address
-        measured = await _measured(historian, site, address, [ts.to_pydatetime() for ts in past.index], step)
-        measured = measured * _factor_kw(site, address)
-        gap = (measured - pd.Series(forecast.to_numpy(), index=measured.index)).abs().dropna()
-        errors.extend(gap.tolist())
-    if not errors:
-        return Kpi(value=None, unit=unit, note="no PV production measured during the schedule's elapsed steps")
-    return Kpi(value=sum(errors) / len(errors), unit=unit,
-               note=f"PV forecast mean absolute error over {len(errors)} steps")
+        found = estimate.identification
+        if found is None:
+            out[f"thermal_model_rmse:{zone}"] = Kpi(value=None, unit="K", note=f"site file's model: {estimate.reason}")
+            continue
+        used = found.held_out if estimate.identified else found.site_file_held_out
+        model = found.model
+        fitted = (f"identified R {model.resistance_k_per_kw:.3g} K/kW, C {model.capacitance_kwh_per_k:.3g} kWh/K"
+                  + (f", envelope R {model.envelope_resistance_k_per_kw:.3g} K/kW, C "
+                     f"{model.envelope_capacitance_kwh_per_k:.3g} kWh/K" if model.envelope_resistance_k_per_kw else "")
+                  + f", gains {found.internal_gain_occupied_kw:.3g} kW occupied")
+        out[f"thermal_model_rmse:{zone}"] = Kpi(
+            value=used.multi_step_rmse_k, unit="K",
+            note=f"{'identified' if estimate.identified else 'site file'} model in use, day-ahead RMSE on held-out "
+                 f"days (identified {found.held_out.multi_step_rmse_k:.2f} K, site file "
+                 f"{found.site_file_held_out.multi_step_rmse_k:.2f} K); {fitted}")
+    return out

@@ -280,6 +280,39 @@ class KpisOut(BaseModel):
     kpis: dict[str, Kpi]
 
 
+class ThermalParameters(BaseModel):
+    """A zone's RC model and internal gains (as seen through the site file's heat-pump COP formula)."""
+
+    structure: str
+    resistance_k_per_kw: float
+    capacitance_kwh_per_k: float
+    envelope_resistance_k_per_kw: float | None = None
+    envelope_capacitance_kwh_per_k: float | None = None
+    solar_aperture_m2: float
+    internal_gain_occupied_kw: float
+    internal_gain_idle_kw: float
+
+
+class ThermalFit(BaseModel):
+    """How well a model predicts the zone's measured indoor temperature."""
+
+    one_step_rmse_k: float | None
+    day_ahead_rmse_k: float | None = Field(description="predictions up to 24 h ahead from the measured temperature")
+    samples: int
+
+
+class ThermalModelOut(BaseModel):
+    zone: str
+    in_use: Literal["identified", "site_file"]
+    reason: str
+    fitted_at: datetime | None
+    site_file: ThermalParameters
+    identified: ThermalParameters | None = Field(description="null until the zone's history allows a fit")
+    training: ThermalFit | None
+    held_out: ThermalFit | None = Field(description="the identified model on the newest days, kept out of the fit")
+    site_file_held_out: ThermalFit | None = Field(description="the site file's model on the same days")
+
+
 class OpenDay(BaseModel):
     day: date
     energy_kwh: float | None

@@ -2,7 +2,8 @@
 number of dwellings, never one dwelling's power, current or load curve. A dwelling meter's health (online
 or offline) stays visible, without the error's details, which may quote a value the meter sent.
 
-Every point of a device that carries a dwelling's meter is the dwelling's. A live building aggregate is
+Every point of a device that carries a dwelling's meter, or a point of an asset of a dwelling (a resident's
+water heater), is the dwelling's. A live building aggregate is
 published only while every dwelling of the building reports a good reading: were it published over the
 dwellings reporting at each moment, two answers a minute apart, one with a meter more than the other,
 would differ by that one dwelling's power.
@@ -15,15 +16,30 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from drivers.base import Quality, Reading
-from gridctl.config.models import Dwelling, PointKind, Site
+from gridctl.config.models import AssetBase, Dwelling, PointKind, Site
 from gridctl.config.units import UNITS, Quantity
 
 AGGREGATE_PREFIX = "dwellings:"
 
 
 def dwelling_devices(site: Site) -> dict[str, str]:
-    """Device id -> building of every device carrying a dwelling's meter."""
-    return {d.meter.partition("/")[0]: d.building for d in site.dwellings}
+    """Device id -> building of every device carrying a dwelling's meter or a point of a dwelling's asset."""
+    devices = {d.meter.partition("/")[0]: d.building for d in site.dwellings}
+    buildings = {d.id: d.building for d in site.dwellings}
+    for asset in site.assets:
+        if asset.dwelling is not None:
+            # A dwelling the site no longer lists still owns its equipment: private whatever.
+            building = buildings.get(asset.dwelling, asset.building or "")
+            for address in _asset_addresses(asset):
+                devices.setdefault(address.partition("/")[0], building)
+    return devices
+
+
+def _asset_addresses(asset: AssetBase) -> list[str]:
+    addresses = list(asset.points.values())
+    for charger in getattr(asset, "chargers", []):
+        addresses += list(charger.points.values())
+    return addresses
 
 
 def is_private(site: Site, address: str, devices: Mapping[str, str] | None = None) -> bool:
@@ -33,14 +49,12 @@ def is_private(site: Site, address: str, devices: Mapping[str, str] | None = Non
 
 
 def private_assets(site: Site) -> set[str]:
-    """Assets measured or actuated through a dwelling's meter device: their schedule is the dwelling's too."""
+    """Assets of a dwelling, or measured or actuated through a dwelling's device: their schedule is the
+    dwelling's too."""
     devices = dwelling_devices(site)
     out = set()
     for asset in site.assets:
-        addresses = list(asset.points.values())
-        for charger in getattr(asset, "chargers", []):
-            addresses += list(charger.points.values())
-        if any(is_private(site, a, devices) for a in addresses):
+        if any(is_private(site, a, devices) for a in _asset_addresses(asset)):
             out.add(asset.id)
     return out
 
@@ -56,7 +70,7 @@ def redacted_error(error: str | None) -> str | None:
     if error is None:
         return None
     kind = error.partition(":")[0].strip()
-    return f"{kind} (details withheld: a dwelling's meter)" if kind.isidentifier() else "withheld: a dwelling's meter"
+    return f"{kind} (details withheld: a dwelling's device)" if kind.isidentifier() else "withheld: a dwelling's device"
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,6 @@ def _aggregate(address: str, unit: str, members: list[list[tuple[str, float]]], 
 
 
 def without_private(site: Site, latest: Mapping[str, Reading]) -> dict[str, Reading]:
-    """The readings of everything but the dwellings' meter devices."""
+    """The readings of everything but the dwellings' devices."""
     devices = dwelling_devices(site)
     return {a: r for a, r in latest.items() if not is_private(site, a, devices)}

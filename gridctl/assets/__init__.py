@@ -11,7 +11,6 @@ from gridctl.assets.base import (
     AssetForecast,
     AssetMemory,
     DispatchContext,
-    ForecastCheck,
     ForecastContext,
     ForecastModel,
     KpiPart,
@@ -21,6 +20,7 @@ from gridctl.assets.base import (
 from gridctl.assets.battery import Battery
 from gridctl.assets.deferrable import Deferrable
 from gridctl.assets.ev_pool import EvPool
+from gridctl.assets.hot_water_tank import HotWaterTank
 from gridctl.assets.lighting_zone import LightingZone
 from gridctl.assets.public_lighting import PublicLighting
 from gridctl.assets.pv import Pv
@@ -35,6 +35,7 @@ ADAPTERS: dict[str, type[AssetAdapter]] = {
     "lighting_zone": LightingZone,
     "public_lighting_circuit": PublicLighting,
     "pv": Pv,
+    "hot_water_tank": HotWaterTank,
 }
 
 
@@ -58,7 +59,6 @@ __all__ = [
     "AssetForecast",
     "AssetMemory",
     "DispatchContext",
-    "ForecastCheck",
     "ForecastContext",
     "ForecastModel",
     "KpiPart",

@@ -26,9 +26,9 @@ from gridctl.config import models as m
 from gridctl.config.roles import Role
 from gridctl.config.units import UNITS
 from gridctl.dispatch import WriteRequest
+from gridctl.forecast.forecasts import EvSessionForecast, Forecasts
 from gridctl.policy import SitePolicy
 from gridctl.runtime import PlannedSchedule
-from gridctl.service.forecasts import EvSessionForecast, Forecasts
 from gridctl.service.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -156,6 +156,18 @@ class DispatchContext:
         position = int(frame.index.searchsorted(pd.Timestamp(self.now), side="right"))
         return frame.iloc[position] if position < len(frame) else None
 
+    def step_elapsed(self) -> float:
+        """The share of the current step already past (0 at its start): where a duty cycle stands."""
+        if self.planned is None or self.row is None:
+            return 0.0
+        index = self.planned.schedule.setpoints.index
+        position = int(index.get_loc(self.row.name))
+        if len(index) < 2:
+            return 0.0
+        following = position + 1 if position + 1 < len(index) else position
+        step = index[following] - index[following - 1]
+        return min(max((pd.Timestamp(self.now) - self.row.name) / step, 0.0), 1.0)
+
     def ahead(self) -> pd.DataFrame:
         """The schedule from the current step on."""
         assert self.planned is not None and self.row is not None
@@ -170,14 +182,17 @@ class DispatchContext:
 class ObservationBatch:
     """A batch of observations, with the sky read from them, handed to each asset's forecast model.
 
-    `index` maps an observation's position to its clear-sky index, `ghi_w_m2` to the irradiance
-    that index implies; `from_sensor` is true when it came from an irradiance sensor."""
+    Observations are quarter-hour means (their `moments` are the quarters' middles), whatever the
+    cadence of the control cycle. `index` maps an observation's position to its clear-sky index,
+    `ghi_w_m2` to the irradiance that index implies; `from_sensor` is true when it came from an
+    irradiance sensor. `clear_sky_ghi_w_m2` is the clear-sky irradiance at every moment."""
 
     moments: list[datetime]
     temperature_c: list[float | None]
     index: dict[int, float]
     ghi_w_m2: dict[int, float]
     from_sensor: bool
+    clear_sky_ghi_w_m2: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -204,10 +219,18 @@ class AssetForecast:
     ev_sessions: list[EvSessionForecast] = field(default_factory=list)
     # Any other per-step series the asset's problem reads (e.g. hot-water draws), by name.
     series: dict[str, list[float]] = field(default_factory=dict)
+    # What the model learnt of the asset's own plant that its problem uses (a zone's identified thermal model).
+    identified: Any | None = None
 
 
 class ForecastModel:
-    """What one asset learns from observations to forecast its part (state kept between cycles)."""
+    """What one asset learns from observations to forecast its part (state kept between cycles).
+
+    The site forecaster (`gridctl.forecast.forecaster.SignalForecaster`) calls `track` every live
+    cycle, `sample` once per quarter-hour on the quarter's means of fresh readings (live and from
+    stored history alike), `learn` on batches of those samples, `maintain` before forecasting (off
+    the event loop), then `forecast`; `measured` tells what its forecast should have said (accuracy).
+    """
 
     # Whether this asset's output can tell the sky when the site has no irradiance sensor.
     reads_sky: ClassVar[bool] = False
@@ -227,6 +250,14 @@ class ForecastModel:
     def learn(self, batch: ObservationBatch, samples: list[Any | None]) -> None:
         """Learn from a batch of observations (samples aligned with `batch.moments`)."""
 
+    def maintain(self, now: datetime) -> None:
+        """Periodic learning too heavy for every observation (a daily refit), run in a worker thread."""
+
+    def measured(self, sample: Any | None) -> dict[str, float]:
+        """What the sample shows of the quantities this model forecasts (e.g. `{"pv_kw": 12.0}`), so the
+        forecaster can score its forecasts; empty when the sample can't tell (a curtailed array)."""
+        return {}
+
     def forecast(self, ctx: ForecastContext) -> AssetForecast:
         return AssetForecast()
 
@@ -244,22 +275,18 @@ class PhysicsKpis(Protocol):
 
 @dataclass(frozen=True)
 class KpiPart:
-    """An asset's contribution to a site KPI of the API; parts of the same name are summed."""
+    """An asset's contribution to a site KPI of the API; parts of the same name are summed.
+
+    `dwellings` counts the dwellings whose private data the part comes from (an asset of a dwelling: 1);
+    a KPI summed over fewer than the minimum of a building aggregate is withheld."""
 
     value: float
     unit: str
     note: str
+    dwellings: int = 0
 
 
 Hourly = Callable[[str, str], pd.Series]
-
-
-@dataclass(frozen=True)
-class ForecastCheck:
-    """A measured power whose forecast is the sum of schedule columns (forecast-accuracy KPI)."""
-
-    address: str
-    columns: tuple[str, ...]
 
 
 # --------------------------------------------------------------------------- policy
@@ -325,6 +352,10 @@ class AssetAdapter(Generic[A]):
         """Points that must be fresh for the asset to follow a plan; stale → its safe default."""
         return []
 
+    def observe(self, snapshot: Snapshot, memory: AssetMemory) -> None:
+        """Every dispatch cycle, before the commands: keep what the devices show now that later problems and
+        commands need and no device keeps (when a tank last reached its disinfection temperature)."""
+
     def stale_points(self, snapshot: Snapshot) -> list[str]:
         return [address for address in self.watched_points() if not snapshot.is_fresh(address)]
 
@@ -344,8 +375,8 @@ class AssetAdapter(Generic[A]):
         """Points whose change may call for a new plan at once."""
         return set()
 
-    def replan_on(self, before: Value | None, after: Value | None) -> bool:
-        """Whether a replan point going from `before` to `after` calls for a new plan (a car arriving)."""
+    def replan_on(self, address: str, before: Value | None, after: Value | None) -> bool:
+        """Whether replan point `address` going from `before` to `after` calls for a new plan (a car arriving)."""
         return False
 
     def irradiance_point(self) -> str | None:
@@ -400,9 +431,6 @@ class AssetAdapter(Generic[A]):
     def history_kpis(self, hourly: Hourly) -> dict[str, KpiPart]:
         """Site KPIs from hourly rollups: `hourly(address, column)` is a series by hour."""
         return {}
-
-    def forecast_checks(self) -> list[ForecastCheck]:
-        return []
 
     # ------------------------------------------------------------------ policy, site file
 

@@ -20,8 +20,8 @@ from gridctl.assets.base import (
 from gridctl.config import models as m
 from gridctl.config.roles import COUNTER, MEASURED, STATE, Role
 from gridctl.config.units import Quantity
+from gridctl.config.windows import next_window_start
 from gridctl.dispatch import WriteRequest
-from gridctl.service.calendar import next_window_start
 
 
 class Deferrable(AssetAdapter[m.DeferrableAppliance]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from functools import cached_property
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from gridctl.assets.base import (
     ForecastContext,
     ForecastModel,
     Number,
+    ObservationBatch,
     PolicyDefaults,
     ProblemContext,
     SiteCheck,
@@ -28,25 +30,14 @@ from gridctl.config import models as m
 from gridctl.config.roles import COUNTER, MEASURED, SETPOINT, STATE, Role
 from gridctl.config.units import Quantity
 from gridctl.dispatch import WriteRequest
-from gridctl.service.forecasts import EvSessionForecast
+from gridctl.forecast.ev import Plug, PlugStates, SessionHistory, SessionTracker, ev_session
 from gridctl.service.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from gridctl.config.yamlsource import PathKey
 
-PLUGGED_STATES = {1, 2, 3}
-WANTING_STATES = {1, 2}
-# ElaadNL workplace statistics (reference.md): median plug-in 4.9 h and 8.8 kWh. A driver is not asked
-# when they leave, so plan for an early departure (well inside the shortest stays: a car rarely leaves
-# within 1.5 h) and a large need (about the ninth decile): the car is served first and only what the
-# stay leaves room for is shifted.
-WORKPLACE_PLUG_IN = timedelta(hours=1.5)
-WORKPLACE_ENERGY_KWH = 19.0
-STILL_CHARGING_KWH = 5.0
-# Drivers who declare a departure often leave a little before it.
-DECLARED_DEPARTURE_MARGIN = timedelta(hours=1)
-MIN_PLANNED_STAY = timedelta(minutes=30)
-MIN_DECLARED_STAY = timedelta(minutes=15)
+# Below this a car's remaining need is nothing to plan for.
+MIN_NEED_KWH = 0.05
 
 CHARGER_ROLES = MappingProxyType({
     "current_limit": Role(Quantity.CURRENT, SETPOINT, required=True, writable=True),
@@ -75,18 +66,12 @@ def current_for(charger: m.EvCharger, power_kw: float) -> float:
     return round(min(amps, charger.max_current_a), 1)
 
 
-def _state(snapshot: Snapshot, charger: m.EvCharger) -> int | None:
-    state = snapshot.number(charger.points["plug_state"])
-    return None if state is None else int(state)
-
-
-def _wanting(snapshot: Snapshot, charger: m.EvCharger) -> bool:
-    """A car is plugged in and not full (plugged but held at 0 A, or charging)."""
-    return _state(snapshot, charger) in WANTING_STATES
-
-
-def _plugged(snapshot: Snapshot, charger: m.EvCharger) -> bool:
-    return _state(snapshot, charger) in PLUGGED_STATES
+def plug_states(site: m.Site, charger: m.EvCharger) -> PlugStates:
+    """What the raw values of a charger's plug-state point mean, from its labels."""
+    try:
+        return PlugStates(site.point(charger.points["plug_state"]).states)
+    except KeyError:
+        return PlugStates(None)
 
 
 class EvPool(AssetAdapter[m.EvChargerPool]):
@@ -95,13 +80,27 @@ class EvPool(AssetAdapter[m.EvChargerPool]):
     flow = "ev"
     roles = MappingProxyType({"power": Role(Quantity.POWER, MEASURED)})
 
+    @cached_property
+    def _plugs(self) -> dict[str, PlugStates]:
+        return {c.id: plug_states(self.site, c) for c in self.asset.chargers}
+
+    @cached_property
+    def _plug_by_address(self) -> dict[str, PlugStates]:
+        return {c.points["plug_state"]: self._plugs[c.id] for c in self.asset.chargers}
+
+    def plug(self, snapshot: Snapshot, charger: m.EvCharger) -> Plug | None:
+        """What the charger's last plug state says (None when unknown)."""
+        return self._plugs[charger.id].of(snapshot.number(charger.points["plug_state"]))
+
     def watched_points(self) -> list[str]:
         # Without a charger's plug state the pool can't tell who needs its share; without its power, what
         # the pool draws: either way the plan is no longer safe to follow for the whole pool.
         return [c.points[role] for c in self.asset.chargers for role in ("plug_state", "power")]
 
     def observed_points(self) -> set[str]:
-        return present(self.asset.points, ("power",)) | {c.points["power"] for c in self.asset.chargers}
+        return present(self.asset.points, ("power",)) | {
+            address for c in self.asset.chargers for address in present(c.points, ("power", "plug_state",
+                                                                                  "session_energy"))}
 
     def power_points(self) -> list[str]:
         return [c.points["power"] for c in self.asset.chargers]
@@ -115,24 +114,35 @@ class EvPool(AssetAdapter[m.EvChargerPool]):
     def replan_points(self) -> set[str]:
         return {c.points["plug_state"] for c in self.asset.chargers}
 
-    def replan_on(self, before: Value | None, after: Value | None) -> bool:
+    def replan_on(self, address: str, before: Value | None, after: Value | None) -> bool:
         # A car just arrived: plan for it now rather than at the next scheduled optimisation.
-        was_plugged = before is not None and int(before) in PLUGGED_STATES
-        return after is not None and int(after) in PLUGGED_STATES and not was_plugged
+        states = self._plug_by_address.get(address)
+        if states is None or isinstance(before, str) or isinstance(after, str):
+            return False
+        plugged = (Plug.WANTING, Plug.FULL)
+        was = states.of(None if before is None else float(before))
+        now = states.of(None if after is None else float(after))
+        return now in plugged and was not in plugged
 
     def forecast_model(self, history_days: int) -> _Sessions:
-        return _Sessions(self.asset)
+        return _Sessions(self, history_days)
 
     # ------------------------------------------------------------------ optimiser
 
     def problem_assets(self, ctx: ProblemContext) -> list[opt.Asset]:
         asset, forecasts, policy = self.asset, ctx.forecasts, ctx.policy
         by_charger: dict[str, list[opt.EVSession]] = {c.id: [] for c in asset.chargers}
+        chargers = {c.id: c for c in asset.chargers}
         for session in forecasts.ev_sessions:
             if session.charger_id not in by_charger or session.departure <= ctx.start or session.arrival >= ctx.end:
                 continue
             arrival = max(session.arrival, ctx.start)
             needed = max(session.energy_needed_kwh, min(policy.ev_minimum_energy_kwh, session.energy_needed_kwh))
+            if needed > MIN_NEED_KWH:
+                # A charger gives at least its minimum power for a step: a smaller remainder could not be
+                # planned at all, and the car stops by itself once full.
+                charger = chargers[session.charger_id]
+                needed = max(needed, charger_power_kw(charger, charger.min_current_a) * ctx.step / timedelta(hours=1))
             by_charger[session.charger_id].append(
                 opt.EVSession(arrival=arrival, departure=session.departure, energy_needed_kwh=max(needed, 0.0),
                               id=f"{session.arrival:%Y%m%dT%H%M}"))
@@ -169,9 +179,10 @@ class EvPool(AssetAdapter[m.EvChargerPool]):
         pool, snapshot = self.asset, ctx.snapshot
         power = {c.id: ctx.planned_value(f"{c.id}.power_kw") or 0.0 for c in pool.chargers}
         ahead = ctx.ahead()
-        unplanned = [c for c in pool.chargers if _wanting(snapshot, c) and power[c.id] < 1e-6
+        unplanned = [c for c in pool.chargers if self.plug(snapshot, c) == Plug.WANTING and power[c.id] < 1e-6
                      and float(ahead.get(f"{c.id}.power_kw", pd.Series(dtype=float)).fillna(0.0).sum()) < 1e-6]
-        empty = [c for c in pool.chargers if ctx.correct and _state(snapshot, c) == 0 and power[c.id] < 1e-6]
+        empty = [c for c in pool.chargers if ctx.correct and self.plug(snapshot, c) == Plug.EMPTY
+                 and power[c.id] < 1e-6]
         headroom_kw = pool.pool_limit_kw - sum(power.values())
         planned_import = ctx.planned_value("site.import_kw")
         if planned_import is not None:
@@ -194,7 +205,8 @@ class EvPool(AssetAdapter[m.EvChargerPool]):
         in file order while the limit allows, the others 0 A. A charger known to be empty gets 0 A until
         a car is seen on it."""
         chargers, snapshot = self.asset.chargers, ctx.snapshot
-        candidates = [c for c in chargers if _plugged(snapshot, c) or not snapshot.is_fresh(c.points["plug_state"])]
+        candidates = [c for c in chargers if self.plug(snapshot, c) in (Plug.WANTING, Plug.FULL)
+                      or not snapshot.is_fresh(c.points["plug_state"])]
         amps = dict.fromkeys((c.id for c in chargers), 0.0)
         remaining_kw = self.asset.pool_limit_kw
         for position, charger in enumerate(candidates):
@@ -229,57 +241,76 @@ class EvPool(AssetAdapter[m.EvChargerPool]):
             if point is not None and point.max is not None and point.max < charger.max_current_a:
                 checks.report((*charger_path, "max_current_a"),
                               f"max_current_a {charger.max_current_a} A exceeds the limit of {address} ({point.max} A)")
+            plug_address = charger.points.get("plug_state")
+            plug = checks.point(plug_address) if plug_address else None
+            if plug is not None and not plug.states:
+                checks.report((*charger_path, "points", "plug_state"),
+                              f"{plug_address} has no states: its labels (plugged, charging, finished, ...) tell "
+                              f"gridctl what its values mean")
+            elif plug is not None:
+                unknown = PlugStates.unknown_labels(plug.states)
+                if unknown:
+                    checks.report((*charger_path, "points", "plug_state"),
+                                  f"{plug_address}: state labels {', '.join(map(repr, unknown))} say nothing gridctl "
+                                  f"knows; use e.g. available, plugged, charging, finished, fault")
 
 
 class _Sessions(ForecastModel):
-    """Cars plugged in now and what to plan for them (from when each plugged in and what it declared)."""
+    """Cars plugged in now and what to plan for them: what each declared, else what the pool's past
+    sessions (learnt from its quarter-hour samples) say of a car that arrived then."""
 
-    def __init__(self, pool: m.EvChargerPool) -> None:
-        self.pool = pool
+    def __init__(self, adapter: EvPool, history_days: int) -> None:
+        self.adapter = adapter
+        self.pool = adapter.asset
         self.plugged_since: dict[str, datetime] = {}
+        self.history = SessionHistory(adapter.site.tz)
+        self.trackers = {c.id: SessionTracker(c.id) for c in self.pool.chargers}
 
     def track(self, snapshot: Snapshot) -> None:
         for charger in self.pool.chargers:
-            if _plugged(snapshot, charger):
-                self.plugged_since.setdefault(charger.id, snapshot.taken_at)
-            else:
+            plug = self.adapter.plug(snapshot, charger)
+            if plug in (Plug.WANTING, Plug.FULL):
+                # A car the history saw before this cycle arrived when the history says.
+                arrival = self.trackers[charger.id].arrival
+                self.plugged_since.setdefault(charger.id, min(arrival or snapshot.taken_at, snapshot.taken_at))
+            elif plug == Plug.EMPTY:
                 self.plugged_since.pop(charger.id, None)
+
+    def sample(self, number: Number) -> dict[str, tuple[Plug | None, float | None, float | None]]:
+        out = {}
+        for charger in self.pool.chargers:
+            points = charger.points
+            out[charger.id] = (self.adapter._plugs[charger.id].of(number(points["plug_state"])),
+                               _kw(self.adapter.site, number, points["power"]),
+                               number(points["session_energy"]) if "session_energy" in points else None)
+        return out
+
+    def learn(self, batch: ObservationBatch, samples: list[Any | None]) -> None:
+        step = timedelta(minutes=15)
+        for moment, sample in zip(batch.moments, samples, strict=True):
+            if sample is None:
+                continue
+            for charger_id, (plug, power, session_kwh) in sample.items():
+                ended = self.trackers[charger_id].add(moment, step, plug, power, session_kwh)
+                if ended is not None:
+                    self.history.add(ended)
 
     def forecast(self, ctx: ForecastContext) -> AssetForecast:
         snapshot = ctx.snapshot
         sessions = []
         for charger in self.pool.chargers:
             since = self.plugged_since.get(charger.id)
-            state = _state(snapshot, charger)
-            if since is None or state is None or state == 3:
+            if since is None or self.adapter.plug(snapshot, charger) != Plug.WANTING:
                 continue
             delivered = snapshot.number(charger.points.get("session_energy", "")) or 0.0
             sessions.append(ev_session(charger, since, snapshot.taken_at, delivered,
                                        snapshot.number(charger.points.get("time_to_departure", "")),
-                                       snapshot.number(charger.points.get("energy_request", ""))))
+                                       snapshot.number(charger.points.get("energy_request", "")), self.history))
         return AssetForecast(ev_sessions=sessions)
 
 
-def ev_session(charger: m.EvCharger, plugged_since: datetime, now: datetime, delivered_kwh: float,
-               time_to_departure_s: float | None, energy_request_kwh: float | None) -> EvSessionForecast:
-    """What to plan for a car still wanting energy. A declared departure (ISO 15118 or the driver's app,
-    0 when none) is planned a margin early, since drivers leave early; a declared energy is the car's
-    own need. Without them: an early departure and a large need, so the car is served first."""
-    if time_to_departure_s is not None and time_to_departure_s > 0:
-        # Inside the margin the car may leave any minute: what it still needs is wanted now.
-        departure = max(now + timedelta(seconds=time_to_departure_s) - DECLARED_DEPARTURE_MARGIN,
-                        now + MIN_DECLARED_STAY)
-    else:
-        departure = max(plugged_since + WORKPLACE_PLUG_IN, now + MIN_PLANNED_STAY)
-    if energy_request_kwh is not None and energy_request_kwh > 0:
-        needed = energy_request_kwh - delivered_kwh
-    else:
-        needed = WORKPLACE_ENERGY_KWH - delivered_kwh
-    # A car still drawing after the expected need, or past the expected stay, may leave any minute
-    # wanting more: it gets what the charger can give until then.
-    still = charger.max_power_kw * (departure - now).total_seconds() / 3600.0 if needed <= 0 or \
-        departure <= now + MIN_PLANNED_STAY else STILL_CHARGING_KWH
-    return EvSessionForecast(charger.id, now, departure, max(needed, still))
+def _kw(site: m.Site, number: Number, address: str) -> float | None:
+    return None if number(address) is None else power_kw(site, number, address)
 
 
 class _ServedSessions:

@@ -26,8 +26,8 @@ from gridctl.assets.thermal_zone import occupancy_series
 from gridctl.config import models as m
 from gridctl.config.roles import COUNTER, MEASURED, SETPOINT, STATE, Role
 from gridctl.config.units import Quantity
+from gridctl.config.windows import in_any
 from gridctl.dispatch import WriteRequest
-from gridctl.service.calendar import in_any
 from gridctl.service.snapshot import Snapshot
 
 # Indoor daylight at the work plane per W/m² of outdoor global irradiance: ~110 lm/W luminous

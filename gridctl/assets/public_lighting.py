@@ -20,8 +20,8 @@ from gridctl.assets.base import (
 from gridctl.config import models as m
 from gridctl.config.roles import COUNTER, MEASURED, SETPOINT, Role
 from gridctl.config.units import Quantity
+from gridctl.config.windows import in_any, in_window, lighting_period
 from gridctl.dispatch import WriteRequest
-from gridctl.service.calendar import in_any, in_window, lighting_period
 from gridctl.service.snapshot import Snapshot
 
 # The cabinet's photocell, a point of the circuit's controller.

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import math
-from collections import deque
-from collections.abc import Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 import optimizer as opt
-from gridctl import forecast
 from gridctl.assets.base import (
     AssetAdapter,
     AssetForecast,
     DispatchContext,
-    ForecastCheck,
     ForecastContext,
     ForecastModel,
     Hourly,
@@ -34,37 +26,7 @@ from gridctl.config import models as m
 from gridctl.config.roles import COUNTER, MEASURED, SETPOINT, Role
 from gridctl.config.units import Quantity
 from gridctl.dispatch import WriteRequest
-from gridctl.service.sun import linke_turbidity
-
-# Default module temperature input when the outdoor temperature is unknown.
-DEFAULT_TEMPERATURE_C = 12.0
-
-
-def pv_output_kw(site: m.Site, array: m.PvArray, moments: Sequence[datetime], clear_sky_index: list[float] | None,
-                 temperature_c: Sequence[float | None]) -> list[float]:
-    """Modelled output of an array (clear sky when `clear_sky_index` is None): Erbs, Hay-Davies, PVWatts."""
-    place = site.location
-    temperatures = tuple(DEFAULT_TEMPERATURE_C if t is None else float(t) for t in temperature_c)
-    per_kwp = _output_per_kwp(place.latitude, place.longitude, place.elevation_m, array.tilt_deg, array.azimuth_deg,
-                              tuple(moments), None if clear_sky_index is None else tuple(clear_sky_index),
-                              temperatures)
-    return [v * array.peak_power_kwp for v in per_kwp]
-
-
-@functools.lru_cache(maxsize=16)
-def _output_per_kwp(latitude: float, longitude: float, elevation_m: float, tilt_deg: float, azimuth_deg: float,
-                    moments: tuple[datetime, ...], clear_sky_index: tuple[float, ...] | None,
-                    temperature_c: tuple[float, ...]) -> tuple[float, ...]:
-    # PVWatts is linear in the array's size: arrays of one plane under one sky share one evaluation (a
-    # district's rooftops, every cycle).
-    monthly = linke_turbidity(latitude, longitude)
-    power = forecast.pv_power_kw(
-        pd.DatetimeIndex(list(moments)), 1.0, latitude=latitude, longitude=longitude, altitude_m=elevation_m,
-        tilt_deg=tilt_deg, azimuth_deg=azimuth_deg,
-        clear_sky_index=None if clear_sky_index is None else np.asarray(clear_sky_index),
-        linke_turbidity=np.asarray([monthly[t.month - 1] for t in moments]),
-        temperature_c=np.asarray(temperature_c))
-    return tuple(float(v) for v in power)
+from gridctl.forecast.pv import PvYield, pv_output_kw
 
 
 class Pv(AssetAdapter[m.PvArray]):
@@ -103,10 +65,15 @@ class Pv(AssetAdapter[m.PvArray]):
     def follow(self, ctx: DispatchContext) -> list[WriteRequest]:
         if "curtailment_limit" not in self.asset.points:
             return []
-        power = ctx.planned_value(f"{self.id}.power_kw") or 0.0
         curtailed = ctx.planned_value(f"{self.id}.curtailed_kw") or 0.0
         rated = self.asset.inverter_max_power_kw or self.asset.peak_power_kwp
-        limit = 100.0 if curtailed < 1e-3 else min(100.0, max(0.0, 100.0 * power / rated))
+        if curtailed < CURTAILED_KW:
+            limit_kw = rated
+        else:
+            limit_kw = _under_planned_export_kw(ctx, self.id)
+            if limit_kw is None:  # no trusted grid meter: the plan's production, as planned
+                limit_kw = ctx.planned_value(f"{self.id}.power_kw") or 0.0
+        limit = min(100.0, max(0.0, 100.0 * limit_kw / rated))
         return [ctx.request(self.asset.points["curtailment_limit"], round(limit, 1))]
 
     def safe_default(self, ctx: DispatchContext) -> list[WriteRequest]:
@@ -128,10 +95,32 @@ class Pv(AssetAdapter[m.PvArray]):
             return {}
         return {"pv_energy": KpiPart(float(produced.sum()), "kWh", "energy produced by the PV arrays")}
 
-    def forecast_checks(self) -> list[ForecastCheck]:
-        if "power" not in self.asset.points:
-            return []
-        return [ForecastCheck(self.asset.points["power"], (f"{self.id}.power_kw", f"{self.id}.curtailed_kw"))]
+
+# Planned curtailment below this is the solver's noise, not a plan to curtail.
+CURTAILED_KW = 1e-3
+
+
+def _under_planned_export_kw(ctx: DispatchContext, array_id: str) -> float | None:
+    """What the array may produce now without the site exporting more than the plan does at this step.
+
+    A plan curtails for a reason that is about export: an export limit, or an export price below zero. So
+    the plan is followed as an export cap, not as a production cap: when the sun beats the forecast, or the
+    load does, the extra output serves the site's own consumption, and only what the plan would not have
+    exported is cut. The arrays the plan curtails now share the room the meter shows under the planned
+    export. None without a fresh grid meter reading to measure it by."""
+    site, snapshot = ctx.site, ctx.snapshot
+    address = site.grid.points.get("power")
+    planned_export = ctx.planned_value("site.export_kw")
+    if not address or planned_export is None or not snapshot.is_fresh(address):
+        return None
+    arrays = [a for a in site.assets if isinstance(a, m.PvArray) and "curtailment_limit" in a.points]
+    curtailing = [a for a in arrays if (ctx.planned_value(f"{a.id}.curtailed_kw") or 0.0) >= CURTAILED_KW]
+    share = 1.0 / max(1, len(curtailing))
+    array = next(a for a in arrays if a.id == array_id)
+    producing = power_kw(site, snapshot.number, array.points["power"])
+    # Grid power is import positive: importing, or exporting less than planned, leaves room to produce.
+    room = power_kw(site, snapshot.number, address) + planned_export
+    return max(0.0, producing + room * share)
 
 
 class PvModel(ForecastModel):
@@ -142,8 +131,8 @@ class PvModel(ForecastModel):
     def __init__(self, site: m.Site, array: m.PvArray, history_days: int) -> None:
         self.site = site
         self.array = array
-        # (measured, modelled) energy over recent daylight samples: the calibration.
-        self.fit: deque[tuple[float, float]] = deque(maxlen=history_days * 96)
+        # Measured against modelled output over recent daylight quarter-hours: the calibration.
+        self.yield_ = PvYield(history_days * 96)
 
     def sample(self, number: Number) -> float | None:
         """Measured power while the array runs free (not curtailed, not at its inverter's limit)."""
@@ -177,14 +166,14 @@ class PvModel(ForecastModel):
                                 [batch.index[i] for i in usable], [batch.temperature_c[i] for i in usable])
         for i, model_kw in zip(usable, modelled, strict=True):
             if model_kw > 0.05 * self.array.peak_power_kwp:
-                self.fit.append((samples[i], model_kw))
+                self.yield_.add(samples[i], model_kw)
 
     def calibration(self) -> float:
         """Measured over modelled output (1 until the array has produced enough to tell)."""
-        if len(self.fit) < 4:
-            return 1.0
-        measured, modelled = sum(f[0] for f in self.fit), sum(f[1] for f in self.fit)
-        return min(max(measured / modelled, 0.3), 1.5) if modelled > 0 else 1.0
+        return self.yield_.ratio()
+
+    def measured(self, sample: Any | None) -> dict[str, float]:
+        return {} if sample is None else {"pv_kw": float(sample)}
 
     def forecast(self, ctx: ForecastContext) -> AssetForecast:
         modelled = pv_output_kw(self.site, self.array, ctx.mids, ctx.clear_sky_index, ctx.outdoor_temperature_c)

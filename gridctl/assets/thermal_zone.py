@@ -8,26 +8,29 @@ from typing import Any
 
 import optimizer as opt
 from gridctl.assets.base import (
+    MIN_CLEAR_SKY_W_M2,
     AssetAdapter,
+    AssetForecast,
     DispatchContext,
+    ForecastContext,
+    ForecastModel,
     Hourly,
     KpiPart,
     Number,
+    ObservationBatch,
     PolicyDefaults,
     ProblemContext,
     power_kw,
+    present,
 )
 from gridctl.config import models as m
 from gridctl.config.roles import COUNTER, MEASURED, SETPOINT, STATE, Role
 from gridctl.config.units import Quantity
+from gridctl.config.windows import in_any
 from gridctl.dispatch import WriteRequest
+from gridctl.forecast.forecasts import Forecasts
+from gridctl.forecast.identify import ThermalEstimate, ZoneLearner, site_file_estimate
 from gridctl.policy import SitePolicy
-from gridctl.service.calendar import in_any
-from gridctl.service.forecasts import Forecasts
-
-# Heat from people, lighting and equipment, occupied and not (a calibration to refine from data).
-INTERNAL_GAIN_KW_PER_M2 = 0.003
-IDLE_GAIN_KW_PER_M2 = 0.0005
 
 
 def occupancy_series(asset_id: str, windows: list[m.TimeWindow], forecasts: Forecasts,
@@ -74,7 +77,7 @@ class ThermalZone(AssetAdapter[m.ThermalZone]):
         return [self.asset.points["temperature"]]
 
     def observed_points(self) -> set[str]:
-        return {self.asset.points["heat_pump_power"]}
+        return present(self.asset.points, ("temperature", "heat_pump_power", "occupancy"))
 
     def power_points(self) -> list[str]:
         return [self.asset.points["heat_pump_power"]]
@@ -86,9 +89,19 @@ class ThermalZone(AssetAdapter[m.ThermalZone]):
     def power_kw(self, number: Number) -> float:
         return power_kw(self.site, number, self.asset.points["heat_pump_power"])
 
+    def forecast_model(self, history_days: int) -> ZoneThermal:
+        return ZoneThermal(self, history_days)
+
+    def estimate(self, forecasts: Forecasts) -> ThermalEstimate:
+        """The thermal model to plan with: the forecasts' (identified, or the true plant's in a simulation
+        that knows it), else the site file's."""
+        found = forecasts.identified.get(self.id)
+        return found if isinstance(found, ThermalEstimate) else site_file_estimate(self.asset, "no identification")
+
     def problem_assets(self, ctx: ProblemContext) -> list[opt.Asset]:
         asset, forecasts = self.asset, ctx.forecasts
-        model = asset.thermal_model
+        estimate = self.estimate(forecasts)
+        model = estimate.model
         override = ctx.policy.comfort.get(asset.id)
         if override is not None and override.occupied_hours is not None:
             # The energy manager's occupied hours replace the site file's and any forecast.
@@ -99,7 +112,8 @@ class ThermalZone(AssetAdapter[m.ThermalZone]):
         measured = ctx.snapshot.number(asset.points["temperature"])
         initial = measured if measured is not None else (occ[0] + occ[1]) / 2
         solar = [model.solar_aperture_m2 * g / 1000.0 for g in forecasts.irradiance_w_m2]
-        internal = [(INTERNAL_GAIN_KW_PER_M2 if o else IDLE_GAIN_KW_PER_M2) * asset.floor_area_m2 for o in occupied]
+        internal = forecasts.series.get(self.id, {}).get("internal_gain_kw") or [
+            estimate.internal_gain_occupied_kw if o else estimate.internal_gain_idle_kw for o in occupied]
         common: dict[str, Any] = dict(
             id=asset.id, initial_temperature_c=initial, outdoor_temperature_c=forecasts.outdoor_temperature_c,
             solar_gain_kw=solar, internal_gain_kw=internal,
@@ -114,7 +128,9 @@ class ThermalZone(AssetAdapter[m.ThermalZone]):
         return [opt.ThermalZone(
             model="2R2C", c_air_kwh_per_k=model.capacitance_kwh_per_k, r_air_mass_k_per_kw=model.resistance_k_per_kw,
             c_mass_kwh_per_k=model.envelope_capacitance_kwh_per_k,
-            r_mass_out_k_per_kw=model.envelope_resistance_k_per_kw, initial_mass_temperature_c=initial, **common)]
+            r_mass_out_k_per_kw=model.envelope_resistance_k_per_kw,
+            initial_mass_temperature_c=initial if estimate.envelope_temperature_c is None or measured is None
+            else estimate.envelope_temperature_c, **common)]
 
     def follow(self, ctx: DispatchContext) -> list[WriteRequest]:
         following = ctx.next_row()
@@ -152,6 +168,35 @@ class ThermalZone(AssetAdapter[m.ThermalZone]):
             band = self._band(ts.to_pydatetime(), self.site.tz)
             outside += max(0.0, band.min_temperature_c - value, value - band.max_temperature_c)
         return {"discomfort": KpiPart(outside, "K·h", "hourly mean temperature outside the comfort band")}
+
+
+class ZoneThermal(ForecastModel):
+    """The zone's measured history, from which its thermal model is identified every day."""
+
+    def __init__(self, adapter: ThermalZone, history_days: int) -> None:
+        self.adapter = adapter
+        self.learner = ZoneLearner(adapter.asset, adapter.site.tz, history_days)
+
+    def sample(self, number: Number) -> tuple[float | None, float | None, float | None]:
+        points = self.adapter.asset.points
+        power = points["heat_pump_power"]
+        return (number(points["temperature"]),
+                None if number(power) is None else power_kw(self.adapter.site, number, power),
+                number(points["occupancy"]) if "occupancy" in points else None)
+
+    def learn(self, batch: ObservationBatch, samples: list[Any | None]) -> None:
+        for i, (moment, sample) in enumerate(zip(batch.moments, samples, strict=True)):
+            indoor, power, occupied = sample if sample is not None else (None, None, None)
+            clear = batch.clear_sky_ghi_w_m2[i] if batch.clear_sky_ghi_w_m2 else None
+            # By night the sun gives nothing; by day what the sky was read to give, else unknown.
+            ghi = 0.0 if clear is not None and clear < MIN_CLEAR_SKY_W_M2 else batch.ghi_w_m2.get(i)
+            self.learner.add(moment, indoor, power, batch.temperature_c[i], ghi, occupied)
+
+    def maintain(self, now: datetime) -> None:
+        self.learner.maintain(now)
+
+    def forecast(self, ctx: ForecastContext) -> AssetForecast:
+        return AssetForecast(identified=self.learner.estimate())
 
 
 class _Discomfort:

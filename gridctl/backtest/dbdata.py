@@ -13,8 +13,8 @@ from gridctl.backtest.csvdata import DataError, read_sessions
 from gridctl.backtest.plant import from_unit
 from gridctl.backtest.recording import LOAD, Recording, pv_series
 from gridctl.config import models as m
+from gridctl.forecast.forecaster import controlled_power_kw
 from gridctl.history import Aggregate, open_historian
-from gridctl.service.forecasting import controlled_power_kw
 
 
 async def load_history(target: str, site: m.Site, start: datetime, end: datetime, step: timedelta,

@@ -28,12 +28,11 @@ from gridctl.backtest.replay import (
     truth,
 )
 from gridctl.config import models as m
-from gridctl.forecast.daylight import dark_by_sun
+from gridctl.forecast.forecasts import EvSessionForecast, Forecasts
+from gridctl.forecast.sun import dark_by_sun, solar
 from gridctl.runtime import PlannedSchedule
 from gridctl.service import planner
-from gridctl.service.forecasts import EvSessionForecast, Forecasts
 from gridctl.service.problem import build_problem
-from gridctl.service.sun import solar
 
 
 def perfect_forecasts(site: m.Site, recording: Recording, plant: Plant, first: int, count: int) -> Forecasts:
@@ -69,7 +68,7 @@ def perfect_forecasts(site: m.Site, recording: Recording, plant: Plant, first: i
 
 async def replay_oracle(site: m.Site, recording: Recording, settings: BacktestSettings,
                         progress: Progress | None = None) -> Replay:
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     step = recording.step
     first, last = recording.position(settings.start), recording.position(settings.end)
     plant = Plant(site, recording, settings.initial_soc_pct)
@@ -122,5 +121,6 @@ async def replay_oracle(site: m.Site, recording: Recording, settings: BacktestSe
     }
     if whole:
         details["lower_bound_eur"] = round(lower_bound, 4) if math.isfinite(lower_bound) else None
-    return Replay("oracle", trace, plant, time.perf_counter() - began, plans=len(gaps), oracle=details)
+    return Replay("oracle", trace, plant, time.perf_counter() - began, plans=len(gaps), oracle=details,
+                  cpu_s=time.process_time() - began_cpu)
 

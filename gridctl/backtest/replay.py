@@ -25,12 +25,14 @@ from gridctl.backtest.plant import Plant, clamp_to_point, from_unit
 from gridctl.backtest.recording import CARBON, EXPORT_PRICE, PRICE, PastView, Recording
 from gridctl.config import models as m
 from gridctl.dispatch import WriteRequest
-from gridctl.forecast.daylight import dark_by_sun
+from gridctl.forecast.carbon import carbon_intensity
+from gridctl.forecast.forecaster import SignalForecaster
+from gridctl.forecast.forecasts import Forecasts
+from gridctl.forecast.prices import tariff_prices
+from gridctl.forecast.sun import dark_by_sun
 from gridctl.policy import SitePolicy
 from gridctl.runtime import PlannedSchedule
 from gridctl.service import planner
-from gridctl.service.calendar import tariff_prices
-from gridctl.service.forecasting import SignalForecaster, carbon_intensity
 from gridctl.service.problem import build_problem
 
 Controller = Literal["baseline", "gridctl", "oracle"]
@@ -57,6 +59,10 @@ class BacktestSettings:
     # None: the oracle solves the whole period at once (a bound); else blocks of this many days.
     oracle_block_days: float | None = None
     oracle_overlap_days: float = 1.0
+    # For analysis only (not a controller anyone can run): gridctl plans with what was recorded instead of
+    # its forecasts of these ("load", "pv", "prices": import and export prices and carbon), to tell
+    # forecast error apart from planning choices.
+    perfect_forecasts: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -67,6 +73,8 @@ class Replay:
     trace: pd.DataFrame
     plant: Plant
     wall_s: float = 0.0
+    # Processor time it took (HiGHS's threads included): what wall time would be on an idle machine.
+    cpu_s: float = 0.0
     plans: int = 0
     plan_failures: int = 0
     # The oracle's plan: objective, proven gap, whether it is a bound.
@@ -138,7 +146,7 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
         from gridctl.backtest.oracle import replay_oracle
 
         return await replay_oracle(site, recording, settings, progress)
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     step = recording.step
     first, last = recording.position(settings.start), recording.position(settings.end)
     plant = Plant(site, recording, settings.initial_soc_pct)
@@ -154,6 +162,8 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
         forecaster = SignalForecaster(spot_eur_per_kwh=signals.spot if site.tariff.kind == "spot" else None)
         _warm_up(forecaster, plant, site, recording, first, settings.history_days)
     planned: PlannedSchedule | None = None
+    # Each horizon's LP starts from the previous one's basis: same structure, data one step on.
+    warm_start: opt.WarmStart | None = None
     next_plan = settings.start
     rows: list[dict[str, float]] = []
     plans = failures = 0
@@ -164,9 +174,11 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
             observed = plant.snapshot(now, taken_at=now - step / 2)
             forecaster.observe(site, observed)
             if now >= next_plan:
+                foresight = _foresight(site, recording, plant, position, settings.perfect_forecasts)
                 schedule = await _plan(forecaster, signals, site, policy, observed, now, n_steps, plan_step,
-                                       commands.memory, settings.solver)
+                                       commands.memory, settings.solver, warm_start, foresight)
                 plans += 1
+                warm_start = None if schedule is None else schedule.warm_start
                 if schedule is None:
                     failures += 1
                 else:
@@ -187,19 +199,52 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
         if progress is not None:
             progress(position - first + 1)
     trace = _trace(rows, recording, first, last)
-    return Replay(controller, trace, plant, time.perf_counter() - began, plans, failures)
+    return Replay(controller, trace, plant, wall_s=time.perf_counter() - began, cpu_s=time.process_time() - began_cpu,
+                  plans=plans, plan_failures=failures)
 
 
 async def _plan(forecaster: SignalForecaster, signals: _PastSignals, site: m.Site, policy: SitePolicy,
                 observed, now: datetime, n_steps: int, plan_step: timedelta, memory: AssetMemory,
-                solver: opt.Settings) -> opt.Schedule | None:
+                solver: opt.Settings, warm_start: opt.WarmStart | None = None,
+                foresight: Callable[[Forecasts], Forecasts] | None = None) -> opt.Schedule | None:
     forecasts = await forecaster.forecast(site, observed, now, n_steps, plan_step)
     carbon = signals.carbon([now + plan_step * k + plan_step / 2 for k in range(n_steps)])
     if carbon is not None:
         forecasts = dataclasses.replace(forecasts, carbon_kg_per_kwh=carbon)
+    if foresight is not None:
+        forecasts = foresight(forecasts)
     problem = build_problem(site, policy, observed, forecasts, memory)
-    schedule = opt.solve(problem, solver)
+    schedule = opt.solve(problem, solver, warm_start)
     return schedule if schedule.has_solution else None
+
+
+def _foresight(site: m.Site, recording: Recording, plant: Plant, position: int,
+               perfect: frozenset[str]) -> Callable[[Forecasts], Forecasts] | None:
+    """What replaces gridctl's forecasts of `perfect` with the recording's (analysis only)."""
+    unknown = perfect - {"load", "pv", "prices"}
+    if unknown:
+        raise ValueError(f"perfect_forecasts: unknown {sorted(unknown)} (load, pv, prices)")
+    if not perfect:
+        return None
+
+    def replace(forecasts: Forecasts) -> Forecasts:
+        from gridctl.backtest.oracle import perfect_forecasts
+
+        if recording.step != forecasts.step:
+            raise ValueError("perfect_forecasts needs plans on the data's own step")
+        known = perfect_forecasts(site, recording, plant, position, forecasts.n_steps)
+        changes: dict[str, object] = {}
+        if "load" in perfect:
+            changes["base_load_kw"] = known.base_load_kw
+        if "pv" in perfect:
+            changes["pv_kw"] = {**forecasts.pv_kw, **known.pv_kw}
+        if "prices" in perfect:
+            changes.update(import_price_eur_per_kwh=known.import_price_eur_per_kwh,
+                           export_price_eur_per_kwh=known.export_price_eur_per_kwh,
+                           carbon_kg_per_kwh=known.carbon_kg_per_kwh)
+        return dataclasses.replace(forecasts, **changes)  # type: ignore[arg-type]
+
+    return replace
 
 
 def _warm_up(forecaster: SignalForecaster, plant: Plant, site: m.Site, recording: Recording, first: int,

@@ -45,6 +45,7 @@ class BacktestResult:
             replayed = self.replays[name]
             entry: dict[str, Any] = {key: round(value, 4) for key, value in result.period.items()}
             entry["wall_s"] = round(replayed.wall_s, 2)
+            entry["cpu_s"] = round(replayed.cpu_s, 2)
             if name == "gridctl":
                 entry["plans"] = replayed.plans
                 entry["plan_failures"] = replayed.plan_failures

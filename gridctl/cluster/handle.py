@@ -24,6 +24,7 @@ from gridctl.cluster import live as live_codec
 from gridctl.cluster.store import ClusterStore, LiveRow
 from gridctl.config.models import Site
 from gridctl.dispatch.audit import AuditEntry, Outcome
+from gridctl.forecast.forecaster import ForecastReport
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 from gridctl.runtime import PlannedSchedule, SiteRuntime
 from gridctl.service.controller import SiteController
@@ -43,6 +44,7 @@ class RemoteSite:
         self.refresh_s = min(1.0, live_s)
         self.stale_s = stale_s
         self._standby = standby
+        self._standby_controller: SiteController | None = None
         self.view = live_codec.LiveView()
         self.row: LiveRow | None = None
         self._stamp = 0.0
@@ -144,8 +146,15 @@ class RemoteSite:
         if self._standby is None:
             raise RuntimeError(f"site {self._site.id!r} is controlled by another instance")
         controller = await self._standby()
+        self._standby_controller = controller
         controller.values.update(list(self.view.readings.values()))
         return await controller.preview(policy)
+
+    def forecast_report(self) -> ForecastReport | None:
+        """The owner's forecasts are in its memory: here, those of this instance's standby controller once a
+        preview made it learn from the stored history (None before)."""
+        controller = self._standby_controller
+        return controller.forecast_report() if controller is not None else None
 
     async def policy_changed(self, version: PolicyVersion) -> None:
         await self.store.notify_site(self._site.id)
@@ -237,6 +246,9 @@ class SiteHandle:
 
     def current_schedule(self) -> PlannedSchedule | None:
         return self._target().current_schedule()
+
+    def forecast_report(self) -> ForecastReport | None:
+        return self._target().forecast_report()
 
     def hands_off_scopes(self) -> set[str]:
         return self._target().hands_off_scopes()

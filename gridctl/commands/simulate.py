@@ -15,14 +15,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("simulate", help="run the control cycle on simulated time against a simulated site")
     parser.add_argument("site", type=Path, help="site folder or its site.yaml")
     parser.add_argument("--days", type=float, default=7.0)
-    parser.add_argument("--controller", choices=["baseline", "gridctl", "oracle"], default="gridctl")
+    parser.add_argument("--controller", choices=["baseline", "gridctl", "mpc", "oracle"], default="gridctl",
+                        help="baseline: thermostats and timers; gridctl; mpc: gridctl's loop fed the true future "
+                             "and plant; oracle: the whole run planned at once knowing both")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", type=datetime.fromisoformat,
                         default=datetime.fromisoformat("2026-01-12T00:00+01:00"),
                         help="local start, ISO 8601 with offset (default: a winter Monday)")
     parser.add_argument("--step-min", type=float, default=5.0, help="control step in minutes")
     parser.add_argument("--optimise-every-min", type=float, default=60.0)
-    parser.add_argument("--history-days", type=float, default=7.0,
+    parser.add_argument("--history-days", type=float, default=14.0,
                         help="days of history gridctl's forecasts hold at the start (a warm-up)")
     parser.add_argument("--no-weather-forecast", action="store_true",
                         help="forecast the sky from the site's own measurements only, without a weather service")

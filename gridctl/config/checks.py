@@ -93,10 +93,17 @@ def check_site_semantics(site: Site, document: YamlDocument, origins: dict[PathK
                    f"subscribed power {site.grid.subscribed_power_kw} kW exceeds the import limit "
                    f"{site.grid.import_limit_kw} kW")
 
+    dwellings = {d.id: d for d in site.dwellings}
     for index, asset in enumerate(site.assets):
         base = ("assets", index)
         if asset.building is not None and asset.building not in buildings:
             ctx.report((*base, "building"), f"unknown building {asset.building!r}")
+        home = dwellings.get(asset.dwelling) if asset.dwelling is not None else None
+        if asset.dwelling is not None and home is None:
+            ctx.report((*base, "dwelling"), f"unknown dwelling {asset.dwelling!r}")
+        elif home is not None and asset.building is not None and asset.building != home.building:
+            ctx.report((*base, "building"), f"building {asset.building!r} is not that of dwelling {home.id!r} "
+                                            f"({home.building!r})")
         adapter = adapter_for(asset, site)
         checks.roles((*base, "points"), asset.points, adapter.roles, adapter.type)
         adapter.check(checks, base)

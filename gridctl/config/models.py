@@ -306,6 +306,9 @@ class AssetBase(Strict):
     id: Identifier
     name: str | None = None
     building: Identifier | None = None
+    # The dwelling it belongs to (a resident's water heater): its devices, readings and plan are that
+    # dwelling's private data, as its meter is.
+    dwelling: Identifier | None = None
     points: dict[str, Address] = Field(default_factory=dict)
 
 
@@ -421,6 +424,84 @@ class PvArray(AssetBase):
     inverter_max_power_kw: float | None = Field(default=None, gt=0)
 
 
+class TankHeater(Strict):
+    """What heats a hot-water tank: a resistive element, or a heat pump whose COP follows the air it
+    takes its heat from."""
+
+    kind: Literal["resistive", "heat_pump"] = "resistive"
+    # The element's power, or the heat pump's compressor input.
+    electric_power_kw: float = Field(gt=0, le=100)
+    # A heat pump's COP heating the tank with air at `rated_air_temperature_c` (EN 16147 test); 1 for an element.
+    cop: float = Field(default=1.0, gt=0, le=8)
+    # EN 16147 rates outdoor-air units at 7 °C, ambient-air units at 15 or 20 °C.
+    rated_air_temperature_c: float = Field(default=7.0, ge=-30, le=40)
+    # Where a heat pump takes its heat: the tank's room (`ambient_temperature_c`) or outdoor air.
+    air: Literal["indoor", "outdoor"] = "indoor"
+
+    @model_validator(mode="after")
+    def _cop_for_kind(self) -> TankHeater:
+        if self.kind == "resistive" and self.cop != 1.0:
+            raise ValueError("a resistive element turns each kWh into one kWh of heat: cop must be 1")
+        if self.kind == "heat_pump" and self.cop <= 1.0:
+            raise ValueError("a heat pump's cop must be above 1")
+        return self
+
+
+class Legionella(Strict):
+    """The disinfection rule: the whole tank at `temperature_c` at least once every `period_days`."""
+
+    temperature_c: float = Field(default=60.0, ge=50, le=80)
+    period_days: float = Field(default=7.0, gt=0, le=31)
+
+
+class DrawProfile(Strict):
+    """The hot water a household is expected to use before gridctl has learnt it from the tank's history:
+    litres at 40 °C a day, spread over the local hours by a weekday and a weekend shape (24 weights each;
+    a morning and an evening peak when not given)."""
+
+    daily_l_40c: float = Field(gt=0, le=5000)
+    weekday_shape: list[Annotated[float, Field(ge=0)]] | None = Field(default=None, min_length=24, max_length=24)
+    weekend_shape: list[Annotated[float, Field(ge=0)]] | None = Field(default=None, min_length=24, max_length=24)
+
+    @field_validator("weekday_shape", "weekend_shape")
+    @classmethod
+    def _some_use(cls, shape: list[float] | None) -> list[float] | None:
+        if shape is not None and sum(shape) <= 0:
+            raise ValueError("a shape needs at least one hour of use")
+        return shape
+
+
+class HotWaterTank(AssetBase):
+    """A domestic hot-water tank (electric water heater or heat-pump water heater)."""
+
+    type: Literal["hot_water_tank"]
+    volume_l: float = Field(gt=0, le=10_000)
+    heater: TankHeater
+    # Heat lost per kelvin between the tank and its room (EU 812/2013 labels give it at 45 K: S/45).
+    standing_loss_w_per_k: float = Field(gt=0, le=200)
+    ambient_temperature_c: float = Field(default=20.0, ge=-20, le=40)
+    cold_water_temperature_c: float = Field(default=12.0, ge=0, le=30)
+    # Hot water available: the tank's mean temperature gridctl keeps at or above.
+    min_temperature_c: float = Field(default=45.0, ge=20, le=80)
+    # Its own thermostat's cut-off, the most gridctl heats it to.
+    max_temperature_c: float = Field(default=65.0, ge=30, le=95)
+    legionella: Legionella = Field(default_factory=Legionella)
+    draws: DrawProfile
+    # When the off-peak contactor lets the heater run (safe default and baseline); the tariff's off-peak
+    # windows when not given.
+    contactor_windows: list[TimeWindow] | None = None
+
+    @model_validator(mode="after")
+    def _temperatures_ordered(self) -> HotWaterTank:
+        if not self.cold_water_temperature_c < self.min_temperature_c < self.max_temperature_c:
+            raise ValueError("temperatures must be ordered: cold_water_temperature_c < min_temperature_c < "
+                             "max_temperature_c")
+        if not self.min_temperature_c < self.legionella.temperature_c <= self.max_temperature_c:
+            raise ValueError("legionella.temperature_c must be above min_temperature_c and at most "
+                             "max_temperature_c (the thermostat must let the tank reach it)")
+        return self
+
+
 Asset = Annotated[
     BatteryAsset
     | EvChargerPool
@@ -428,7 +509,8 @@ Asset = Annotated[
     | DeferrableAppliance
     | LightingZone
     | PublicLightingCircuit
-    | PvArray,
+    | PvArray
+    | HotWaterTank,
     Field(discriminator="type"),
 ]
 

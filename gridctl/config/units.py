@@ -20,12 +20,13 @@ class Quantity(StrEnum):
     IRRADIANCE = "irradiance"
     CONCENTRATION = "concentration"
     FLOW = "flow"
+    VOLUME = "volume"
     PRESSURE = "pressure"
     DURATION = "duration"
     DIMENSIONLESS = "dimensionless"
 
 
-# Factor to the SI-prefixed unit gridctl uses inside (kW, kWh, °C, %, A, ...).
+# Factor to the SI-prefixed unit gridctl uses inside (kW, kWh, °C, %, A, L, ...).
 UNITS: dict[str, tuple[Quantity, float]] = {
     "W": (Quantity.POWER, 0.001),
     "kW": (Quantity.POWER, 1.0),
@@ -45,6 +46,9 @@ UNITS: dict[str, tuple[Quantity, float]] = {
     "W/m2": (Quantity.IRRADIANCE, 1.0),
     "ppm": (Quantity.CONCENTRATION, 1.0),
     "m3/h": (Quantity.FLOW, 1.0),
+    # Water meters: litres inside.
+    "L": (Quantity.VOLUME, 1.0),
+    "m3": (Quantity.VOLUME, 1000.0),
     "Pa": (Quantity.PRESSURE, 1.0),
     "bar": (Quantity.PRESSURE, 100_000.0),
     "s": (Quantity.DURATION, 1.0),

@@ -110,6 +110,8 @@ class JournalShipper:
         return True
 
     async def _merge_hands_off(self, arbiters: Sequence[Arbiter]) -> None:
+        # Opened here too: with nothing to ship, draining does not open the database.
+        await self.db.open()
         await self.drain()
         for arbiter in arbiters:
             site_id = arbiter.site.id

@@ -1,39 +1,19 @@
-"""Forecasts for the optimiser: site load, PV, prices and carbon, and their accuracy.
+"""Forecasting: everything gridctl predicts, learns from its own measurements, and how well it did.
 
-Pure functions over pandas objects: history and weather are passed in, nothing is read here.
-Indexes are timezone-aware; results are indexed like the requested horizon.
+One module per forecast; the site forecaster ties them together and each asset adapter's forecast
+model (`gridctl.assets`) calls into them for its own part.
+
+- `forecaster`: the site forecaster (`SignalForecaster`): observes each cycle, learns from
+  quarter-hour means of fresh readings kept by age, forecasts a horizon, scores itself;
+- `forecasts`: what one optimisation receives (`Forecasts`, `EvSessionForecast`);
+- `load`: the load gridctl does not schedule;
+- `sun`, `sky`, `pv`: clear sky and darkness, the clear-sky index, PV output and its calibration;
+- `weather`, `openmeteo`: a weather provider's forecasts, and the outdoor temperature without one;
+- `prices`, `carbon`: import prices from the tariff, grid carbon intensity;
+- `ev`: plug states from the device's labels, EV sessions and the needs learnt from past ones;
+- `identify`: zones' thermal models identified from their history;
+- `accuracy`: forecast errors by lead time, once the actuals are in;
+- `recent`: samples kept by age.
+
+Nothing here imports the simulator.
 """
-
-from gridctl.forecast.accuracy import accuracy
-from gridctl.forecast.load import horizon_index, load_forecast, load_forecasts
-from gridctl.forecast.pv import clear_sky_index, pv_forecast, pv_power_kw
-from gridctl.forecast.tariffs import (
-    EDF_BASE_2025_08,
-    EDF_HPHC_2025_08,
-    EDF_TEMPO_2025_08,
-    base_price,
-    carbon_intensity,
-    hphc_price,
-    spot_price,
-    tempo_colour,
-    tempo_price,
-)
-
-__all__ = [
-    "EDF_BASE_2025_08",
-    "EDF_HPHC_2025_08",
-    "EDF_TEMPO_2025_08",
-    "accuracy",
-    "base_price",
-    "carbon_intensity",
-    "clear_sky_index",
-    "horizon_index",
-    "hphc_price",
-    "load_forecast",
-    "load_forecasts",
-    "pv_forecast",
-    "pv_power_kw",
-    "spot_price",
-    "tempo_colour",
-    "tempo_price",
-]

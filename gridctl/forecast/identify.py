@@ -5,7 +5,9 @@ global irradiance and its occupancy, every `step`, this fits the model the optim
 2R2C, `gridctl.config.models.ThermalModel`) plus the internal gains (occupied and idle) by least
 squares on the model discretised exactly over the step (inputs held): the residuals are the errors of
 predictions up to `PREDICTION_HORIZON` ahead, starting every `WINDOW_EVERY` from the measured
-temperature, which is what a plan rests on.
+temperature, which is what a plan rests on. The site file's values are a prior the data must
+outweigh: closed-loop data (a thermostat holding its setpoint) tell the heat loss well but the
+capacities and the internal gains poorly, and left alone those wander off together.
 
 Heat delivered is the electric power times the COP formula of the site file's heat pump: what the
 data fix is the zone's response to electric power, so the identified resistance, capacity and gains
@@ -14,20 +16,25 @@ zone 10 % heavier to heat). The optimiser uses the same formula, so this is the 
 
 `identify_zone` fits on the older part of the history and reports the fit on the newer part
 (held out), beside the site file's model on the same data, and whether the fit predicts better.
+`ZoneLearner` keeps a zone's quarter-hour history by age and identifies it again every day; the
+planner uses the identified model while it predicts held-out days better than the site file's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 import numpy as np
 from scipy.linalg import expm
 from scipy.optimize import least_squares
 
 from gridctl.config import models as m
+from gridctl.config.windows import in_any
 
 # Heat from people, lighting and equipment the site file's model assumes (kW/m²), occupied and not.
 SITE_FILE_GAIN_KW_PER_M2 = (0.003, 0.0005)
@@ -36,6 +43,15 @@ WINDOW_EVERY = timedelta(hours=3)
 # Held-out predictions are scored over this horizon (a day-ahead plan).
 SCORE_HORIZON = timedelta(hours=24)
 KELVIN = 273.15
+# The site file as a prior (`identify_zone`): worth this many samples of the data's own error for a
+# factor e^PRIOR_SPREAD on any parameter. Chosen on simulated plants that differ from their files as
+# sim/PLANT.md says: weaker, the capacities and gains drift together (closed-loop data barely tell
+# them apart) and predict held-out days no better; stronger, the data hardly move the heat loss.
+PRIOR_SAMPLES = 50.0
+PRIOR_SPREAD = 0.5
+# The first fit weighs the prior against this error; the second against the first fit's own.
+PRIOR_SIGMA_K = 0.2
+MIN_SIGMA_K = 0.02
 Number = Callable[[str], float | None]
 
 
@@ -70,11 +86,6 @@ class FitError:
     horizon_h: float
     samples: int
 
-    def as_dict(self) -> dict[str, float]:
-        return {"one_step_rmse_k": round(self.one_step_rmse_k, 4),
-                "multi_step_rmse_k": round(self.multi_step_rmse_k, 4), "horizon_h": self.horizon_h,
-                "samples": self.samples}
-
 
 @dataclass(frozen=True)
 class ZoneIdentification:
@@ -87,14 +98,6 @@ class ZoneIdentification:
     site_file_held_out: FitError
     # The identified model predicts the held-out data better than the site file's.
     better_than_site_file: bool
-
-    def as_dict(self) -> dict[str, object]:
-        return {"zone": self.zone_id, "model": self.model.model_dump(exclude_none=True),
-                "internal_gain_occupied_kw": round(self.internal_gain_occupied_kw, 4),
-                "internal_gain_idle_kw": round(self.internal_gain_idle_kw, 4),
-                "training": self.training.as_dict(), "held_out": self.held_out.as_dict(),
-                "site_file_held_out": self.site_file_held_out.as_dict(),
-                "better_than_site_file": self.better_than_site_file}
 
 
 class NotEnoughData(ValueError):
@@ -170,8 +173,9 @@ def _discrete(p: _Params, hours: float) -> tuple[np.ndarray, np.ndarray]:
     return e[:2, :2], e[:2, 2:]
 
 
-def _predict(p: _Params, data: _Data, horizon: int, every: int) -> tuple[np.ndarray, np.ndarray]:
-    """One-step errors, and errors of predictions `horizon` steps ahead started every `every` steps.
+def _carry(p: _Params, data: _Data) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The model's states at each sample with the air at its measured temperature, the one-step errors,
+    and the discrete model (Ad, Bd, inputs).
 
     The envelope (2R2C) is never measured: it is carried by the model fed the measured air temperature."""
     ad, bd = _discrete(p, data.hours)
@@ -195,6 +199,14 @@ def _predict(p: _Params, data: _Data, horizon: int, every: int) -> tuple[np.ndar
             state = ad @ state + bd @ inputs[k]
             if not data.gap[k]:
                 one_step[k + 1] = state[0] - measured[k + 1]
+    return states, one_step, ad, bd, inputs
+
+
+def _predict(p: _Params, data: _Data, horizon: int, every: int) -> tuple[np.ndarray, np.ndarray]:
+    """One-step errors, and errors of predictions `horizon` steps ahead started every `every` steps."""
+    states, one_step, ad, bd, inputs = _carry(p, data)
+    n = len(data.measured)
+    measured = data.measured
     starts = np.arange(0, max(n - 1, 1), every)
     batch = states[starts].copy()
     errors = np.full((len(starts), horizon), np.nan)
@@ -243,21 +255,22 @@ def _site_file_params(zone: m.ThermalZone) -> _Params:
 
 
 def _pack(p: _Params) -> np.ndarray:
-    values = [math.log(p.resistance), math.log(p.capacitance)]
+    values = [p.resistance, p.capacitance]
     if p.two_node:
         assert p.envelope_resistance is not None and p.envelope_capacitance is not None
-        values += [math.log(p.envelope_resistance), math.log(p.envelope_capacitance)]
-    return np.array([*values, p.aperture_m2, p.gain_occupied_kw, p.gain_idle_kw])
+        values += [p.envelope_resistance, p.envelope_capacitance]
+    return np.log(np.maximum([*values, p.aperture_m2, p.gain_occupied_kw, p.gain_idle_kw], 1e-6))
 
 
 def _unpack(x: np.ndarray, two_node: bool) -> _Params:
+    v = np.exp(x)
     if two_node:
-        return _Params(math.exp(x[0]), math.exp(x[1]), math.exp(x[2]), math.exp(x[3]), x[4], x[5], x[6])
-    return _Params(math.exp(x[0]), math.exp(x[1]), None, None, x[2], x[3], x[4])
+        return _Params(v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+    return _Params(v[0], v[1], None, None, v[2], v[3], v[4])
 
 
 def identify_zone(zone: m.ThermalZone, history: ZoneHistory, *, held_out_share: float = 0.25,
-                  structure: str | None = None) -> ZoneIdentification:
+                  structure: str | None = None, prior: float = PRIOR_SAMPLES) -> ZoneIdentification:
     """Fit the zone's model to the older (1 − `held_out_share`) of `history`, score it on the rest."""
     structure = structure or zone.thermal_model.structure
     if structure not in ("1R1C", "2R2C"):
@@ -286,22 +299,31 @@ def identify_zone(zone: m.ThermalZone, history: ZoneHistory, *, held_out_share: 
                         site_file.aperture_m2, site_file.gain_occupied_kw, site_file.gain_idle_kw)
     horizon = max(1, round(PREDICTION_HORIZON / history.step))
     every = max(1, round(WINDOW_EVERY / history.step))
-    area = zone.floor_area_m2
+    x_file = _pack(start)
+    # Every parameter within a factor of 10 of the site file's; gains and aperture start from at least
+    # 0.1 W/m² and 0.1 % of the floor, so a file that leaves them out does not pin them at zero.
+    x_file[-3:] = np.maximum(x_file[-3:], math.log(1e-4 * zone.floor_area_m2))
+    lower, upper = x_file - math.log(10.0), x_file + math.log(10.0)
 
-    def residuals(x: np.ndarray) -> np.ndarray:
+    def residuals(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
         one_step, multi = _predict(_unpack(x, two_node), training, horizon, every)
-        values = np.concatenate([one_step[settle:], multi[settle // every:].ravel() / math.sqrt(horizon)])
+        values = np.concatenate([one_step[settle:], multi[settle // every:].ravel() / math.sqrt(horizon),
+                                 weight * (x - x_file)])
         return np.nan_to_num(values, nan=0.0)
 
-    x0 = _pack(start)
-    logs = 4 if two_node else 2
-    # Resistances and capacities within a factor of 10 of the site file's; gains within plausible densities.
-    lower = np.concatenate([x0[:logs] - math.log(10.0), [0.0, 0.0, 0.0]])
-    upper = np.concatenate([x0[:logs] + math.log(10.0), [max(5.0 * start.aperture_m2, 0.01 * area),
-                                                         0.03 * area, 0.01 * area]])
-    x0 = np.clip(x0, lower + 1e-9, upper - 1e-9)
-    solution = least_squares(residuals, x0, bounds=(lower, upper), x_scale="jac", max_nfev=400)
-    fitted = _unpack(solution.x, two_node)
+    # The site file is a prior worth `prior` samples of the data's own error: a deviation of a factor
+    # e^spread from it costs as much as that many samples off by the fit's RMS error. The error is
+    # that of a first fit (the site file's own error says more about the file than about the data).
+    x = x_file.copy()
+    for sigma in (PRIOR_SIGMA_K, None):
+        if sigma is None:
+            data = residuals(x, np.zeros_like(x))[: -len(x)]
+            sigma = max(float(np.sqrt(np.mean(data**2))), MIN_SIGMA_K)
+        weight = np.full_like(x, sigma * math.sqrt(prior) / PRIOR_SPREAD)
+        x = least_squares(residuals, np.clip(x, lower + 1e-9, upper - 1e-9), bounds=(lower, upper),
+                          x_scale="jac", max_nfev=400, args=(weight,)).x
+    solution_x = x
+    fitted = _unpack(solution_x, two_node)
     model = m.ThermalModel(
         structure=structure, resistance_k_per_kw=fitted.resistance, capacitance_kwh_per_k=fitted.capacitance,
         envelope_resistance_k_per_kw=fitted.envelope_resistance,
@@ -313,35 +335,128 @@ def identify_zone(zone: m.ThermalZone, history: ZoneHistory, *, held_out_share: 
                               held.multi_step_rmse_k < documented.multi_step_rmse_k)
 
 
-def zone_history(site: m.Site, zone: m.ThermalZone, rows: Iterable[tuple[datetime, Number]],
-                 step: timedelta = timedelta(minutes=15)) -> ZoneHistory:
-    """Regular `step` means of what `rows` ((instant, reader of points) oldest first, as stored history
-    or warm-up rows give them) show of the zone; occupancy from its sensor, else its schedule."""
-    from gridctl.service.calendar import in_any
-    from gridctl.service.forecasting import irradiance_point, outdoor_temperature_point
+# --------------------------------------------------------------------------- the service's side
 
-    points = {"indoor": zone.points["temperature"], "power": zone.points["heat_pump_power"],
-              "outdoor": outdoor_temperature_point(site), "ghi": irradiance_point(site),
-              "occupied": zone.points.get("occupancy")}
-    watts = site.point(points["power"]).unit == "W"
-    buckets: dict[int, dict[str, list[float]]] = {}
-    first: datetime | None = None
-    for ts, number in rows:
-        first = first or ts
-        bucket = buckets.setdefault(int((ts - first) / step), {})
-        for name, address in points.items():
-            value = number(address) if address else None
-            if value is not None and math.isfinite(value):
-                bucket.setdefault(name, []).append(value / 1000.0 if name == "power" and watts else value)
-    if first is None:
-        raise NotEnoughData(f"{zone.id}: no history")
-    n = max(buckets) + 1
 
-    def series(name: str) -> np.ndarray:
-        return np.array([np.mean(buckets.get(k, {}).get(name, [np.nan])) for k in range(n)])
+@dataclass(frozen=True)
+class ThermalEstimate:
+    """The thermal model a zone's plans rest on: the identified one once it predicts held-out days
+    better than the site file's, else the site file's; with the last identification either way."""
 
-    occupied = series("occupied")
-    schedule = np.array([in_any(first + step * k + step / 2, zone.occupancy, site.tz) for k in range(n)])
-    occupied = np.where(np.isnan(occupied), schedule, occupied >= 0.5)
-    return ZoneHistory(first, step, series("indoor"), series("power"), series("outdoor"), series("ghi"),
-                       occupied.astype(bool))
+    zone_id: str
+    model: m.ThermalModel
+    internal_gain_occupied_kw: float
+    internal_gain_idle_kw: float
+    identified: bool
+    identification: ZoneIdentification | None
+    fitted_at: datetime | None
+    # Why this model is the one in use.
+    reason: str
+    # The envelope's temperature now (2R2C), as the model carries it from the measured air temperature:
+    # what a plan starts from, since no sensor reads it.
+    envelope_temperature_c: float | None = None
+
+
+def _params_of(model: m.ThermalModel, gain_occupied_kw: float, gain_idle_kw: float) -> _Params:
+    return _Params(model.resistance_k_per_kw, model.capacitance_kwh_per_k, model.envelope_resistance_k_per_kw,
+                   model.envelope_capacitance_kwh_per_k, model.solar_aperture_m2, gain_occupied_kw, gain_idle_kw)
+
+
+def site_file_estimate(zone: m.ThermalZone, reason: str, found: ZoneIdentification | None = None,
+                       fitted_at: datetime | None = None) -> ThermalEstimate:
+    return ThermalEstimate(zone.id, zone.thermal_model, SITE_FILE_GAIN_KW_PER_M2[0] * zone.floor_area_m2,
+                           SITE_FILE_GAIN_KW_PER_M2[1] * zone.floor_area_m2, False, found, fitted_at, reason)
+
+
+# The envelope's temperature now is carried over this much history (it starts from a guess).
+ENVELOPE_SETTLES = timedelta(days=3)
+
+
+class ZoneLearner:
+    """A zone's quarter-hour history, kept by age, and its model identified again every `refit_every`."""
+
+    STEP = timedelta(minutes=15)
+
+    def __init__(self, zone: m.ThermalZone, tz: tzinfo, days: int, refit_every: timedelta = timedelta(days=1)) -> None:
+        self.zone = zone
+        self.tz = tz
+        self.keep = timedelta(days=days)
+        self.refit_every = refit_every
+        # Quarter-hour start -> (indoor °C, heat-pump kW, outdoor °C, GHI W/m², occupied or None).
+        self._rows: dict[datetime, tuple[float, float, float, float, float]] = {}
+        self._estimate = site_file_estimate(zone, "not identified yet")
+        self._last_attempt: datetime | None = None
+        # Two forecasts at once (a plan and a manager's what-if) fit once.
+        self._fitting = threading.Lock()
+
+    def add(self, moment: datetime, indoor_c: float | None, heat_pump_kw: float | None, outdoor_c: float | None,
+            ghi_w_m2: float | None, occupied: float | None) -> None:
+        start = moment - (moment - moment.replace(minute=0, second=0, microsecond=0)) % self.STEP
+
+        def value(v: float | None) -> float:
+            return math.nan if v is None else float(v)
+
+        self._rows[start] = (value(indoor_c), value(heat_pump_kw), value(outdoor_c), value(ghi_w_m2), value(occupied))
+        oldest = start - self.keep
+        if next(iter(self._rows)) < oldest:
+            self._rows = {t: row for t, row in self._rows.items() if t >= oldest}
+
+    def history(self, since: datetime | None = None) -> ZoneHistory:
+        """The samples (from `since`) as a regular series (NaN where nothing was learnt); occupancy from the
+        sensor, else the zone's schedule."""
+        kept = [t for t in self._rows if since is None or t >= since]
+        if not kept:
+            raise NotEnoughData(f"{self.zone.id}: no history")
+        first, last = min(kept), max(kept)
+        n = int((last - first) / self.STEP) + 1
+        empty = (math.nan,) * 5
+        rows = np.array([self._rows.get(first + self.STEP * k, empty) for k in range(n)], dtype=float)
+        schedule = np.array([in_any(first + self.STEP * k + self.STEP / 2, self.zone.occupancy, self.tz)
+                             for k in range(n)])
+        occupied = np.where(np.isnan(rows[:, 4]), schedule, rows[:, 4] >= 0.5).astype(bool)
+        return ZoneHistory(first, self.STEP, rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], occupied)
+
+    def due(self, now: datetime) -> bool:
+        return self._last_attempt is None or now - self._last_attempt >= self.refit_every
+
+    def maintain(self, now: datetime) -> None:
+        """Identify the zone again when due; the identified model is used while it predicts held-out
+        days better than the site file's."""
+        if not self.due(now) or not self._fitting.acquire(blocking=False):
+            return
+        try:
+            self._last_attempt = now
+            self._identify(now)
+        finally:
+            self._fitting.release()
+
+    def _identify(self, now: datetime) -> None:
+        try:
+            found = identify_zone(self.zone, self.history())
+        except NotEnoughData as error:
+            self._estimate = site_file_estimate(self.zone, str(error))
+            return
+        if found.better_than_site_file:
+            self._estimate = ThermalEstimate(
+                self.zone.id, found.model, found.internal_gain_occupied_kw, found.internal_gain_idle_kw, True, found,
+                now, f"predicts held-out days within {found.held_out.multi_step_rmse_k:.2f} K against the site "
+                     f"file's {found.site_file_held_out.multi_step_rmse_k:.2f} K")
+        else:
+            self._estimate = site_file_estimate(
+                self.zone, f"the site file's model predicts held-out days better "
+                           f"({found.site_file_held_out.multi_step_rmse_k:.2f} K against "
+                           f"{found.held_out.multi_step_rmse_k:.2f} K)", found, now)
+
+    def estimate(self) -> ThermalEstimate:
+        """The model in use, with the envelope's temperature as of the last quarter-hour learnt."""
+        estimate = self._estimate
+        if estimate.model.structure != "2R2C" or not self._rows:
+            return estimate
+        since = max(self._rows) - ENVELOPE_SETTLES
+        try:
+            history = self.history(since)
+        except NotEnoughData:
+            return estimate
+        params = _params_of(estimate.model, estimate.internal_gain_occupied_kw, estimate.internal_gain_idle_kw)
+        states, *_ = _carry(params, _Data(self.zone, history))
+        return dataclasses.replace(estimate, envelope_temperature_c=float(states[-1][1]))

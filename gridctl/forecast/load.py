@@ -1,22 +1,22 @@
-"""Load forecast per meter: a weekday × time-of-day profile from recent weeks, corrected to the recent level."""
+"""The load gridctl does not schedule: a weekday × time-of-day profile of the recent weeks, corrected
+to the level of the last hours."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime, timedelta, tzinfo
 
 import numpy as np
 import pandas as pd
 
+from gridctl.forecast.recent import Recent
+
 LOCAL_TZ = "Europe/Paris"
-
-
-def horizon_index(start: pd.Timestamp, periods: int, freq: str = "15min") -> pd.DatetimeIndex:
-    """Step start times of a horizon, in UTC."""
-    start = pd.Timestamp(start)
-    if start.tzinfo is None:
-        raise ValueError("start must be timezone-aware")
-    return pd.date_range(start.tz_convert("UTC"), periods=periods, freq=freq)
+# The profile is the mean of the same weekday and time of day over the history kept; the level of the
+# last hours corrects it, less and less with lead time.
+RECENT_HOURS = 3.0
+CORRECTION_DECAY_HOURS = 3.0
 
 
 def _day_kind(index: pd.DatetimeIndex, holidays: set[date]) -> np.ndarray:
@@ -79,6 +79,33 @@ def load_forecast(
     return pd.Series(base * factor, index=index, name=history_kw.name)
 
 
-def load_forecasts(history_kw: pd.DataFrame, index: pd.DatetimeIndex, **kwargs: object) -> pd.DataFrame:
-    """`load_forecast` for every meter (one column per meter)."""
-    return pd.DataFrame({m: load_forecast(history_kw[m], index, **kwargs) for m in history_kw.columns})
+class LoadHistory:
+    """Quarter-hour means of a site's load, kept by age, and the forecast made from them."""
+
+    def __init__(self, days: int) -> None:
+        self.days = days
+        self._kw = Recent(timedelta(days=days))
+
+    def add(self, moment: datetime, kw: float) -> None:
+        self._kw.add(moment, kw)
+
+    def __len__(self) -> int:
+        return len(self._kw)
+
+    def span(self) -> timedelta:
+        """How far back the history reaches."""
+        return self._kw.span()
+
+    def forecast(self, mids: list[datetime], tz: tzinfo) -> list[float]:
+        """Mean load (kW) over the steps whose middles are `mids` (0 without any history)."""
+        last = self._kw.last()
+        if last is None:
+            return [0.0] * len(mids)
+        history = pd.Series([v for _, v in self._kw], index=pd.DatetimeIndex([t for t, _ in self._kw]))
+        step = mids[1] - mids[0] if len(mids) > 1 else timedelta(minutes=15)
+        index = pd.DatetimeIndex([t - step / 2 for t in mids])
+        weeks = max(1, math.ceil(self.days / 7))
+        predicted = load_forecast(history, index, weeks=weeks, recent_hours=RECENT_HOURS,
+                                  correction_decay_hours=CORRECTION_DECAY_HOURS, tz=str(tz))
+        fallback = last[1]
+        return [fallback if math.isnan(v) else max(float(v), 0.0) for v in predicted]

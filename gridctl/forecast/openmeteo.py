@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from gridctl.alarms import AlarmBook, AlarmKind, Severity
 from gridctl.config import models as m
-from gridctl.service.weather import WeatherForecast
+from gridctl.forecast.weather import WeatherForecast
 
 log = logging.getLogger(__name__)
 FORECAST_DAYS = 3
@@ -133,7 +133,7 @@ def _interpolate(xs: list[float], ys: list[float], x: float) -> float:
 
 
 class OpenMeteoClient:
-    """`gridctl.service.weather.WeatherService` over an Open-Meteo-format provider, cached and fault-tolerant."""
+    """`gridctl.forecast.weather.WeatherService` over an Open-Meteo-format provider, cached and fault-tolerant."""
 
     def __init__(self, provider: m.WeatherProvider, latitude: float, longitude: float, *,
                  fetch: Fetch = _http_get) -> None:

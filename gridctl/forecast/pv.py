@@ -1,66 +1,39 @@
-"""PV forecast: pvlib clear-sky irradiance scaled by a cloud index, transposed, through PVWatts."""
+"""PV output: clear sky × a clear-sky index on the array's plane (Erbs, Hay-Davies, PVWatts), and its
+calibration on what the array really made."""
 
 from __future__ import annotations
+
+import functools
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import pvlib
 
-LILLE = (50.63, 3.06, 20.0)
+from gridctl.config import models as m
+from gridctl.forecast.sun import linke_turbidity
 
-
-def clear_sky_index(cloud_cover_pct: pd.Series) -> pd.Series:
-    """Global clear-sky index from total cloud cover (Kasten & Czeplak): 1 - 0.75 (C/100)^3.4."""
-    c = cloud_cover_pct.clip(0.0, 100.0) / 100.0
-    return 1.0 - 0.75 * c**3.4
-
-
-def pv_forecast(
-    index: pd.DatetimeIndex,
-    peak_power_kw: float,
-    *,
-    latitude: float = LILLE[0],
-    longitude: float = LILLE[1],
-    altitude_m: float = LILLE[2],
-    tilt_deg: float = 35.0,
-    azimuth_deg: float = 180.0,
-    cloud_cover_pct: pd.Series | None = None,
-    temperature_c: pd.Series | float = 12.0,
-    wind_speed_m_s: pd.Series | float = 2.0,
-    gamma_per_k: float = -0.004,
-    system_losses: float = 0.14,
-    inverter_kw: float | None = None,
-) -> pd.Series:
-    """Mean AC power (kW) over each step of `index` (step start times, timezone-aware).
-
-    Irradiance is evaluated at the middle of each step. Without a cloud forecast the result is the
-    clear-sky upper bound. Weather series are aligned on `index` (nearest earlier value).
-    """
-    if index.tz is None:
-        raise ValueError("index must be timezone-aware")
-    step = pd.Timedelta(index[1] - index[0]) if len(index) > 1 else pd.Timedelta("15min")
-    mid = index + step / 2
-    k = None if cloud_cover_pct is None else clear_sky_index(_align(cloud_cover_pct, index)).to_numpy()
-    ac = pv_power_kw(mid, peak_power_kw, latitude=latitude, longitude=longitude, altitude_m=altitude_m,
-                     tilt_deg=tilt_deg, azimuth_deg=azimuth_deg, clear_sky_index=k,
-                     temperature_c=_align(temperature_c, index).to_numpy(),
-                     wind_speed_m_s=_align(wind_speed_m_s, index).to_numpy(), gamma_per_k=gamma_per_k,
-                     system_losses=system_losses, inverter_kw=inverter_kw)
-    return pd.Series(ac, index=index, name="pv_kw")
+# Default module temperature input when the outdoor temperature is unknown.
+DEFAULT_TEMPERATURE_C = 12.0
+# The calibration stays within these bounds of the model, and needs this many samples to move from 1.
+MIN_YIELD, MAX_YIELD = 0.3, 1.5
+MIN_YIELD_SAMPLES = 4
 
 
 def pv_power_kw(
     moments: pd.DatetimeIndex,
     peak_power_kw: float,
     *,
-    latitude: float = LILLE[0],
-    longitude: float = LILLE[1],
-    altitude_m: float = LILLE[2],
+    latitude: float,
+    longitude: float,
+    altitude_m: float = 0.0,
     tilt_deg: float = 35.0,
     azimuth_deg: float = 180.0,
     clear_sky_index: np.ndarray | None = None,
     linke_turbidity: np.ndarray | float | None = None,
-    temperature_c: np.ndarray | float = 12.0,
+    temperature_c: np.ndarray | float = DEFAULT_TEMPERATURE_C,
     wind_speed_m_s: np.ndarray | float = 2.0,
     gamma_per_k: float = -0.004,
     system_losses: float = 0.14,
@@ -96,7 +69,45 @@ def pv_power_kw(
     return ac
 
 
-def _align(value: pd.Series | float, index: pd.DatetimeIndex) -> pd.Series:
-    if isinstance(value, pd.Series):
-        return value.sort_index().reindex(index, method="ffill").bfill().fillna(0.0)
-    return pd.Series(float(value), index=index)
+def pv_output_kw(site: m.Site, array: m.PvArray, moments: Sequence[datetime], clear_sky_index: list[float] | None,
+                 temperature_c: Sequence[float | None]) -> list[float]:
+    """Modelled output of an array of the site (clear sky when `clear_sky_index` is None)."""
+    place = site.location
+    temperatures = tuple(DEFAULT_TEMPERATURE_C if t is None else float(t) for t in temperature_c)
+    per_kwp = _output_per_kwp(place.latitude, place.longitude, place.elevation_m, array.tilt_deg, array.azimuth_deg,
+                              tuple(moments), None if clear_sky_index is None else tuple(clear_sky_index),
+                              temperatures)
+    return [v * array.peak_power_kwp for v in per_kwp]
+
+
+@functools.lru_cache(maxsize=16)
+def _output_per_kwp(latitude: float, longitude: float, elevation_m: float, tilt_deg: float, azimuth_deg: float,
+                    moments: tuple[datetime, ...], clear_sky_index: tuple[float, ...] | None,
+                    temperature_c: tuple[float, ...]) -> tuple[float, ...]:
+    # PVWatts is linear in the array's size: arrays of one plane under one sky share one evaluation (a
+    # district's rooftops, every cycle).
+    monthly = linke_turbidity(latitude, longitude)
+    power = pv_power_kw(
+        pd.DatetimeIndex(list(moments)), 1.0, latitude=latitude, longitude=longitude, altitude_m=elevation_m,
+        tilt_deg=tilt_deg, azimuth_deg=azimuth_deg,
+        clear_sky_index=None if clear_sky_index is None else np.asarray(clear_sky_index),
+        linke_turbidity=np.asarray([monthly[t.month - 1] for t in moments]),
+        temperature_c=np.asarray(temperature_c))
+    return tuple(float(v) for v in power)
+
+
+class PvYield:
+    """An array's yield against its model: measured over modelled energy on recent samples while it ran free."""
+
+    def __init__(self, samples: int) -> None:
+        self._fit: deque[tuple[float, float]] = deque(maxlen=samples)
+
+    def add(self, measured_kw: float, modelled_kw: float) -> None:
+        self._fit.append((measured_kw, modelled_kw))
+
+    def ratio(self) -> float:
+        """Measured over modelled output (1 until the array has produced enough to tell)."""
+        if len(self._fit) < MIN_YIELD_SAMPLES:
+            return 1.0
+        measured, modelled = sum(f[0] for f in self._fit), sum(f[1] for f in self._fit)
+        return min(max(measured / modelled, MIN_YIELD), MAX_YIELD) if modelled > 0 else 1.0

@@ -1,11 +1,20 @@
 """Readings into the historian without losing any: straight to the database while it answers, into
 the local spool while it does not, flushed back in order when it returns.
 
-While the spool holds anything, or the database is known to be away, new readings go to the spool: a
-poll never waits on a database that does not answer (a write in flight makes the next poll wait at
-most `direct_wait_s`). Readings are recorded per site; a flush writes what several polls of several
-sites left in the spool in one transaction. A flush that times out may still have committed; sending
-it again is harmless because the historian's unique key makes writes idempotent.
+Polls are committed in groups: one writer takes what every poll of every site handed in since its last
+commit and stores it in one write (one COPY, one transaction), at most once per `flush_window_s` and
+at most `group_max_readings` at a time. A lone poll goes out at once; under load the groups grow, so
+the database sees a few large transactions a second instead of one per device poll. `record()` returns
+once its readings are durable, in the database or in the spool, so a caller that was told "recorded"
+never loses them; a device's poll task waits for its own group and no other.
+
+While the spool holds anything, or the database is known to be away, new readings go to the spool, so
+history is written in the order it was received. A poll never waits on a database that does not
+answer: a poll whose group is not yet being written after `direct_wait_s` goes to the spool, and a write
+that fails or takes longer than `write_timeout_s` sends its whole group there (one transaction); groups
+keep going there until the flusher has replayed it, so a slow database pushes back into the spool rather
+than into the polls. A flush that times out may still have committed; sending it again is harmless
+because the historian's unique key makes writes idempotent.
 
 The recorder says when the database stops taking readings and when it takes them again
 (`on_status`): the service raises and clears its `history_unavailable` alarm from it.
@@ -22,9 +31,11 @@ from datetime import datetime
 
 from drivers.base import Reading
 from gridctl.history.base import Historian, HistorianUnavailable, SiteReadings, utc_now
-from gridctl.history.spool import Spool
+from gridctl.history.spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
+# The fewest spooled readings a replay sends at once after writes timed out.
+MIN_FLUSH_BATCH = 200
 
 
 @dataclass(slots=True)
@@ -34,6 +45,8 @@ class RecorderStats:
     flushed: int = 0  # spooled readings since written to the database
     failures: int = 0  # database writes that failed or timed out
     outages: int = 0  # times the database stopped taking readings
+    commits: int = 0  # group writes to the database (each one transaction)
+    largest_group: int = 0  # most readings in one group write
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +58,12 @@ class HistoryStatus:
     error: str = ""
 
 
+@dataclass(slots=True)
+class _Pending:
+    group: SiteReadings
+    done: asyncio.Future[None]
+
+
 class Recorder:
     def __init__(
         self,
@@ -53,6 +72,8 @@ class Recorder:
         *,
         write_timeout_s: float = 10.0,
         flush_batch: int = 5_000,
+        flush_window_s: float = 0.1,
+        group_max_readings: int = 20_000,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 1.0,
         direct_wait_s: float = 0.5,
@@ -61,10 +82,15 @@ class Recorder:
     ) -> None:
         """`retry_max_s`: longest pause between two attempts to flush while the database is away (each
         attempt is one connection attempt: after an outage, draining starts within about this long)."""
+        if flush_window_s < 0 or group_max_readings <= 0:
+            raise ValueError("flush_window_s must be >= 0 and group_max_readings positive")
         self.historian = historian
         self.spool = spool
         self.write_timeout_s = write_timeout_s
         self.flush_batch = flush_batch
+        self._flush_limit = flush_batch
+        self.flush_window_s = flush_window_s
+        self.group_max_readings = group_max_readings
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.direct_wait_s = direct_wait_s
@@ -76,15 +102,33 @@ class Recorder:
         self._wake = asyncio.Event()
         self._empty = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._pending: list[_Pending] = []
+        self._pending_readings = 0
+        self._has_pending = asyncio.Event()
+        self._group_full = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._catching_up = False
+        self._last_commit = float("-inf")
 
     async def start(self) -> None:
-        """Start the flusher; whatever a previous run left in the spool is replayed first."""
+        """Start the writer and the flusher; whatever a previous run left in the spool is replayed first."""
         if self._flusher is None:
             self._set_empty(len(self.spool) == 0)
             self._flusher = asyncio.create_task(self._flush_loop(), name="history-spool-flusher")
+        if self._committer is None:
+            self._closing = False
+            self._committer = asyncio.create_task(self._commit_loop(), name="history-group-commit")
 
     async def close(self) -> None:
-        """Stop flushing; what is still spooled stays on disk for the next start."""
+        """Commit what is pending, then stop; what is still spooled stays on disk for the next start."""
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            # The writer finishes the write under way and what is pending, then ends by itself: cancelling
+            # it in the middle of a write would leave that group neither stored nor spooled.
+            self._closing = True
+            self._has_pending.set()
+            await committer
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -95,44 +139,62 @@ class Recorder:
         """Where one site's readings go."""
         return SiteRecorder(self, site_id)
 
+    @property
+    def pending(self) -> int:
+        """Readings handed in and not yet committed to the database or the spool."""
+        return self._pending_readings
+
     async def record(self, site_id: str, readings: Iterable[Reading]) -> None:
-        """Store a site's readings, or spool them durably when the database cannot take them now.
+        """Store a site's readings, or spool them durably when the database cannot take them now; returns
+        once they are in one or the other.
 
         Raises SpoolFull when the database is away and the spool is at capacity.
         """
         batch = list(readings)
         if not batch:
             return
+        if self._committer is None:
+            raise RuntimeError("recorder is not started")
         received_at = self.clock()
-        if self._empty.is_set() and self.status.available and await self._write_direct(site_id, batch, received_at):
+        if not self.status.available or not (self._empty.is_set() or self._catching_up):
+            await self._spool_poll(SiteReadings(site_id, batch, received_at))
             return
-        await asyncio.to_thread(self.spool.append, site_id, batch, received_at)
-        self.stats.spooled += len(batch)
-        self._set_empty(False)
-
-    async def _write_direct(self, site_id: str, batch: list[Reading], received_at: datetime) -> bool:
-        """True when the readings are stored; False when they must go to the spool."""
+        item = _Pending(SiteReadings(site_id, batch, received_at), asyncio.get_running_loop().create_future())
+        self._pending.append(item)
+        self._pending_readings += len(batch)
+        self._has_pending.set()
+        if self._pending_readings >= self.group_max_readings:
+            self._group_full.set()
+        # Shielded: a caller cancelled while waiting leaves its readings to be stored all the same.
         try:
-            await asyncio.wait_for(self._direct.acquire(), self.direct_wait_s)
+            await asyncio.wait_for(asyncio.shield(item.done), self.direct_wait_s)
+            return
         except TimeoutError:
-            # Another write is still in flight: the database may be going away; keep the poll moving.
-            return False
-        try:
-            if not (self._empty.is_set() and self.status.available):
-                return False
-            await asyncio.wait_for(
-                self.historian.write([SiteReadings(site_id, batch)], received_at=received_at),
-                self.write_timeout_s,
-            )
-            self.stats.written += len(batch)
-            return True
-        except (HistorianUnavailable, TimeoutError) as exc:
-            self.stats.failures += 1
-            self._set_status(False, exc)
-            log.warning("history database unavailable, spooling readings: %s", _reason(exc))
-            return False
-        finally:
-            self._direct.release()
+            if item not in self._pending:
+                # Its write is under way: it ends stored, or spooled after `write_timeout_s`.
+                await asyncio.shield(item.done)
+                return
+        # The writer is still busy with an earlier group: the database may be going away; keep the poll moving.
+        self._pending.remove(item)
+        self._pending_readings -= len(batch)
+        if not self._pending:
+            self._has_pending.clear()
+        await self._spool_poll(item.group)
+
+    async def _spool_poll(self, group: SiteReadings) -> None:
+        (refused,) = await self._spool([group])
+        if refused is not None:
+            raise refused
+
+    async def _spool(self, groups: list[SiteReadings]) -> list[SpoolFull | None]:
+        """Keep groups in the spool in one transaction; per group, None or the SpoolFull that refused it."""
+        refused = await asyncio.to_thread(
+            self.spool.append_groups, [(g.site_id, g.readings, g.received_at) for g in groups])
+        kept = sum(len(g.readings) for g, error in zip(groups, refused, strict=True) if error is None)
+        self.stats.spooled += kept
+        if kept:
+            self._set_empty(False)
+        return refused
 
     def _set_status(self, available: bool, exc: BaseException | None = None) -> None:
         if available == self.status.available:
@@ -161,12 +223,75 @@ class Recorder:
             self._empty.clear()
             self._wake.set()
 
+    # --- group commit ------------------------------------------------------------------------------
+
+    def _take(self) -> list[_Pending]:
+        """The oldest pending polls, up to `group_max_readings` (at least one)."""
+        taken = 0
+        count = 0
+        for item in self._pending:
+            if count and taken + len(item.group.readings) > self.group_max_readings:
+                break
+            taken += len(item.group.readings)
+            count += 1
+        group, self._pending = self._pending[:count], self._pending[count:]
+        self._pending_readings -= taken
+        if not self._pending:
+            self._has_pending.clear()
+        if self._pending_readings < self.group_max_readings:
+            self._group_full.clear()
+        return group
+
+    async def _commit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                await self._has_pending.wait()
+                continue
+            # At most one database commit per window; a spool append (outage) need not wait.
+            wait_s = self._last_commit + self.flush_window_s - loop.time()
+            if wait_s > 0 and self._empty.is_set() and not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._group_full.wait(), wait_s)
+            self._last_commit = loop.time()
+            group = self._take()
+            try:
+                await self._commit(group)
+            except Exception as exc:  # the waiting polls hear of it; the writer goes on
+                log.exception("committing %d polls failed", len(group))
+                _settle(group, exc)
+
+    async def _commit(self, group: list[_Pending]) -> None:
+        groups = [item.group for item in group]
+        count = sum(len(g.readings) for g in groups)
+        async with self._direct:
+            if self._empty.is_set() and self.status.available:
+                try:
+                    await asyncio.wait_for(self.historian.write(groups), self.write_timeout_s)
+                except (HistorianUnavailable, TimeoutError) as exc:
+                    self.stats.failures += 1
+                    self._set_status(False, exc)
+                    log.warning("history database unavailable, spooling readings: %s", _reason(exc))
+                else:
+                    self.stats.written += count
+                    self.stats.commits += 1
+                    self.stats.largest_group = max(self.stats.largest_group, count)
+                    _settle(group)
+                    return
+            refused = await self._spool(groups)
+        for item, error in zip(group, refused, strict=True):
+            _settle([item], error)
+
+    # --- spool replay ------------------------------------------------------------------------------
+
     async def _flush_loop(self) -> None:
         delay = self.retry_initial_s
         while True:
             if len(self.spool) == 0:
                 async with self._direct:
-                    # Re-checked under the lock: a record() may have spooled meanwhile.
+                    # Re-checked under the lock: a commit or a poll may have spooled meanwhile.
                     if len(self.spool) == 0:
                         self._set_empty(True)
                         self._wake.clear()
@@ -176,6 +301,8 @@ class Recorder:
                 await self._flush_some()
                 delay = self.retry_initial_s
                 self._set_status(True)
+                if 0 < len(self.spool) <= self._flush_limit:
+                    await self._flush_rest()
             except (HistorianUnavailable, TimeoutError) as exc:
                 self.stats.failures += 1
                 self._set_status(False, exc)
@@ -188,15 +315,45 @@ class Recorder:
                 log.exception("flushing the history spool failed; retrying in %.1f s", self.retry_max_s)
                 await asyncio.sleep(self.retry_max_s)
 
+    async def _flush_rest(self) -> None:
+        """The spool's last readings, while new polls wait for the writer instead of joining the spool:
+        polls arriving as fast as the spool drains would otherwise keep it from ever emptying."""
+        self._catching_up = True
+        try:
+            async with self._direct:
+                await self._flush_some()
+                if len(self.spool) == 0:
+                    self._set_empty(True)
+                    self._wake.clear()
+        finally:
+            self._catching_up = False
+
     async def _flush_some(self) -> None:
-        batches = await asyncio.to_thread(self.spool.peek, self.flush_batch)
+        batches = await asyncio.to_thread(self.spool.peek, self._flush_limit)
         if not batches:
             return
         # Each group keeps its own receive time; the whole peek goes in one transaction.
         groups = [SiteReadings(b.site_id, b.readings, b.received_at) for b in batches]
-        await asyncio.wait_for(self.historian.write(groups), self.write_timeout_s)
+        try:
+            await asyncio.wait_for(self.historian.write(groups), self.write_timeout_s)
+        except TimeoutError:
+            # A busy machine may need longer than the timeout for a full batch: smaller ones still
+            # make progress, where the same large one would time out again and again.
+            self._flush_limit = max(self._flush_limit // 4, MIN_FLUSH_BATCH)
+            raise
         await asyncio.to_thread(self.spool.ack, batches[-1].last_seq)
         self.stats.flushed += sum(len(b.readings) for b in batches)
+        self._flush_limit = min(self._flush_limit * 2, self.flush_batch)
+
+
+def _settle(group: Iterable[_Pending], error: BaseException | None = None) -> None:
+    for item in group:
+        if item.done.done():
+            continue
+        if error is None:
+            item.done.set_result(None)
+        else:
+            item.done.set_exception(error)
 
 
 class SiteRecorder:

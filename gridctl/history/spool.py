@@ -136,18 +136,33 @@ class Spool:
 
     def append(self, site_id: str, readings: Sequence[Reading], received_at: datetime) -> None:
         """Keep readings durably; all or nothing. Raises SpoolFull when they do not fit."""
-        if not readings:
-            return
+        (refused,) = self.append_groups([(site_id, readings, received_at)])
+        if refused is not None:
+            raise refused
+
+    def append_groups(self, groups: Sequence[tuple[str | None, Sequence[Reading], datetime]]
+                      ) -> list[SpoolFull | None]:
+        """Keep several sites' polls durably in one transaction, in order; each group all or nothing.
+        Returns, per group, None when kept or the SpoolFull that refused it (those that fit are kept)."""
+        outcome: list[SpoolFull | None] = []
+        alarm = None
         with self._lock:
-            if self._count + len(readings) > self.capacity:
-                self.refused += len(readings)
-                alarm = SpoolAlarm(True, self._count, self.capacity, self.refused)
-            else:
+            rows: list[tuple] = []
+            added: Counter[str | None] = Counter()
+            count = self._count
+            for site_id, readings, received_at in groups:
+                if count + len(readings) > self.capacity:
+                    self.refused += len(readings)
+                    alarm = SpoolAlarm(True, count, self.capacity, self.refused)
+                    outcome.append(SpoolFull(f"spool {self.path} holds {count} of {self.capacity} readings"))
+                    continue
                 received_us = to_us(received_at)
-                rows = [
-                    (received_us, site_id, r.address, to_us(r.ts), r.value, str(r.quality), r.error)
-                    for r in readings
-                ]
+                rows.extend((received_us, site_id, r.address, to_us(r.ts), r.value, str(r.quality), r.error)
+                            for r in readings)
+                count += len(readings)
+                added[site_id] += len(readings)
+                outcome.append(None)
+            if rows:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     self._conn.executemany(
@@ -159,14 +174,12 @@ class Spool:
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
-                self._count += len(rows)
-                self._counts[site_id] += len(rows)
-                alarm = None
-        if alarm is not None:
-            if self.on_alarm:
-                self.on_alarm(alarm)
-            raise SpoolFull(f"spool {self.path} holds {alarm.count} of {self.capacity} readings")
+                self._count = count
+                self._counts.update(added)
+        if alarm is not None and self.on_alarm:
+            self.on_alarm(alarm)
         self._check_alarm()
+        return outcome
 
     def peek(self, limit: int) -> list[SpooledBatch]:
         """The oldest readings (at most `limit`), grouped by site and receive time, in the order they came."""

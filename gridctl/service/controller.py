@@ -25,12 +25,14 @@ from gridctl.clock import Clock
 from gridctl.config import models as m
 from gridctl.dispatch import Arbiter, AuditEntry, AuditSink, DispatchSettings, MemoryAuditSink
 from gridctl.dispatch.journal import Commanded, WriteJournal
+from gridctl.forecast.forecaster import ForecastReport
+from gridctl.forecast.forecasts import Forecasts
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
 from gridctl.runtime import PlannedSchedule
 from gridctl.service import planner
-from gridctl.service.forecasts import Forecasts
 from gridctl.service.problem import build_problem
 from gridctl.service.snapshot import LatestValues, Snapshot
+from gridctl.threads import in_daemon_thread
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,11 @@ class SiteController:
     def current_schedule(self) -> PlannedSchedule | None:
         return self.planned
 
+    def forecast_report(self) -> ForecastReport | None:
+        # Only a forecaster that learns from the site reports (not the simulation's oracle).
+        report = getattr(self.forecaster, "report", None)
+        return report(self._site) if report is not None else None
+
     def hands_off_scopes(self) -> set[str]:
         return self.arbiter.hands_off_scopes()
 
@@ -152,7 +159,7 @@ class SiteController:
 
     async def preview(self, policy: SitePolicy) -> opt.Schedule:
         problem = await self._problem(self._with_events(policy), self.clock.now())
-        return await asyncio.to_thread(opt.solve, problem, self.settings.solver)
+        return await in_daemon_thread(opt.solve, problem, self.settings.solver, name=f"solve {self._site.id}")
 
     async def policy_changed(self, version: PolicyVersion) -> None:
         self.policy = version
@@ -202,7 +209,7 @@ class SiteController:
             adapter = self._replan_points.get(reading.address)
             if adapter is None or reading.quality != Quality.GOOD:
                 continue
-            if adapter.replan_on(self.values.value(reading.address), reading.value):
+            if adapter.replan_on(reading.address, self.values.value(reading.address), reading.value):
                 return True
         return False
 
@@ -254,6 +261,8 @@ class SiteController:
         """Write this cycle's commands through the arbiter."""
         now = self.clock.now()
         snapshot = self.snapshot()
+        for adapter in self.adapters:
+            adapter.observe(snapshot, self.asset_memory)
         if self.settings.kind == ControllerKind.BASELINE:
             requests = planner.baseline(self._site, snapshot, now, self.is_dark)
             self.last_fallbacks = {}
@@ -321,8 +330,9 @@ class SiteController:
 
     async def _forecast_and_solve(self, policy: SitePolicy, now: datetime) -> opt.Schedule:
         problem = await self._problem(policy, now)
-        # The solver's own time limit bounds the thread; the caller's timeout bounds the cycle.
-        return await asyncio.to_thread(opt.solve, problem, self.settings.solver)
+        # The solver's own time limit bounds the thread; the caller's timeout bounds the cycle. A stop does
+        # not wait for a solve under way: nobody would follow its plan.
+        return await in_daemon_thread(opt.solve, problem, self.settings.solver, name=f"solve {self._site.id}")
 
     async def _problem(self, policy: SitePolicy, now: datetime) -> opt.Problem:
         step = timedelta(minutes=policy.step_minutes)

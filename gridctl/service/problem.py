@@ -5,8 +5,8 @@ from __future__ import annotations
 import optimizer as opt
 from gridctl.assets import AssetMemory, ProblemContext, site_adapters
 from gridctl.config import models as m
+from gridctl.forecast.forecasts import Forecasts
 from gridctl.policy import SitePolicy
-from gridctl.service.forecasts import Forecasts
 from gridctl.service.snapshot import Snapshot
 
 # A tie-breaker far below any tariff difference (0.24 c€/kWh over a day).

@@ -17,7 +17,8 @@ import dataclasses
 import functools
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,15 +38,15 @@ from gridctl.dispatch import AuditSink
 from gridctl.dispatch.journal import Commanded, WriteJournal
 from gridctl.dispatch.shipper import JournalShipper
 from gridctl.fieldbus import device_spec
-from gridctl.forecast.daylight import dark_by_sun
+from gridctl.forecast.forecaster import SignalForecaster, last_value_points, observed_points
 from gridctl.forecast.openmeteo import OpenMeteoClient
-from gridctl.history import Historian, HistorianUnavailable, open_historian
+from gridctl.forecast.sun import dark_by_sun
+from gridctl.history import Aggregate, Historian, HistorianUnavailable, open_historian
 from gridctl.history.migrations import SITE_KEYED_VERSION
 from gridctl.history.recorder import HistoryStatus, Recorder
 from gridctl.history.spool import Spool, SpoolAlarm
 from gridctl.policy import PolicyVersion
 from gridctl.service.controller import ControllerSettings, SiteController
-from gridctl.service.forecasting import SignalForecaster, observed_points
 from gridctl.service.metrics import ServiceMetrics
 
 if TYPE_CHECKING:
@@ -95,11 +96,12 @@ class SiteService:
         specs = [offset_ports(device_spec(d, site_dir, bacnet=self.site.bacnet), options.port_offset)
                  for d in self.site.devices]
         self.drivers = {spec.id: make_driver(spec) for spec in specs}
+        self._protocols = {d.id: d.protocol for d in self.site.devices}
         # The site's weather provider (its site file's `weather`), when it has one.
         provider = options.weather or self.site.weather
         self.weather = None if provider is None else OpenMeteoClient(provider, self.site.location.latitude,
                                                                      self.site.location.longitude)
-        self.forecaster = SignalForecaster(weather_service=self.weather)
+        self.forecaster = SignalForecaster(weather_service=self.weather, learn_in_background=True)
         # Relinquishing is staggered in the clock's time too.
         dispatch = dataclasses.replace(options.controller.dispatch,
                                        relinquish_stagger_s=options.controller.dispatch.relinquish_stagger_s / speed)
@@ -110,17 +112,22 @@ class SiteService:
                                          is_dark=dark_by_sun(self.site), journal=journal)
         periods = [max(spec.poll_interval_s / speed, min_poll_s) for spec in specs]
         self.poller = Poller([PolledDevice(self.drivers[s.id], p) for s, p in zip(specs, periods, strict=True)],
-                             self._on_poll)
+                             self._on_poll, phase_key=self.site.id)
         self._replanner: asyncio.Task[None] | None = None
         self._scheduler: AsyncIOScheduler | None = None
+        self._stopping = False
         # Jobs of one site run one at a time; stopping waits for the one under way.
         self._busy = asyncio.Lock()
         # A clock other than the wall clock (simulated time) re-stamps readings: drivers stamp wall time.
         self._restamp = not isinstance(clock, WallClock)
 
     async def _on_poll(self, batch: PollBatch) -> None:
-        self.metrics.observe_poll(self.site.id, batch.device_id, max(batch.finished - batch.due, 0.0),
-                                  batch.health.state)
+        started = batch.due if batch.started is None else batch.started
+        qualities = Counter(r.quality.value for r in batch.readings)
+        self.metrics.observe_poll(self.site.id, batch.device_id, self._protocols[batch.device_id],
+                                  lateness_s=started - batch.due, duration_s=batch.finished - started,
+                                  health=batch.health.state, qualities=qualities,
+                                  missed_ticks=batch.skipped_before)
         readings = batch.readings
         if self._restamp:
             now = self.clock.now()
@@ -143,16 +150,23 @@ class SiteService:
         for job, every in jobs:
             seconds = max(every.total_seconds() / self.speed, 0.5)
             first = now + timedelta(seconds=2 if job == self.optimise else seconds)
-            scheduler.add_job(job, "interval", seconds=seconds, max_instances=1, coalesce=True,
-                              id=f"{self.site.id}:{job.__name__}", misfire_grace_time=max(int(seconds), 1),
-                              next_run_time=first)
+            scheduler.add_job(_quiet_at_stop(job, lambda: self._stopping), "interval", seconds=seconds,
+                              max_instances=1, coalesce=True, id=f"{self.site.id}:{job.__name__}",
+                              misfire_grace_time=max(int(seconds), 1), next_run_time=first)
 
     async def warm_up(self, historian: Historian) -> int:
-        """Feed the forecaster the stored history of the last days (a restart keeps its forecasts)."""
+        """Feed the forecaster the stored history of the last days (a restart keeps its forecasts): quarter-hour
+        means of measurements, the last value of states and counters."""
         end = self.clock.now()
         start = end - timedelta(days=self.forecaster.history_days)
+        points = observed_points(self.site)
+        last = sorted(last_value_points(self.site, points))
+        means = [address for address in points if address not in last]
         try:
-            frame = await historian.query(self.site.id, observed_points(self.site), start, end, WARM_UP_BUCKET)
+            frame = await historian.query(self.site.id, means, start, end, WARM_UP_BUCKET)
+            if last:
+                frame = frame.join(await historian.query(self.site.id, last, start, end, WARM_UP_BUCKET,
+                                                         Aggregate.LAST), how="outer")
         except HistorianUnavailable as error:
             log.warning("%s: no stored history for the forecasts (%s); they start from scratch", self.site.id, error)
             return 0
@@ -172,6 +186,8 @@ class SiteService:
         self._scheduler = None
 
     async def start(self, left_by: Iterable[Commanded] | None = None) -> None:
+        # A site handed over and taken again starts anew.
+        self._stopping = False
         # Before any write: what a run that stopped abruptly left commanded (or, taking the site over, what
         # the previous owner held) is reclaimed or relinquished.
         await self.controller.recover(left_by)
@@ -189,6 +205,7 @@ class SiteService:
         await self._stop(relinquish=True)
 
     async def _stop(self, *, relinquish: bool) -> None:
+        self._stopping = True
         if self._replanner is not None:
             self._replanner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -202,7 +219,7 @@ class SiteService:
         except TimeoutError:
             acquired = False
             log.warning("%s: a job still runs after %.0f s; stopping without it:\n%s", self.site.id, STOP_WAIT_S,
-                        _running_tasks())
+                        running_tasks())
         try:
             await self.poller.stop()
             if not relinquish:
@@ -242,6 +259,7 @@ class SiteService:
         self.metrics.solve_seconds.labels(self.site.id).observe(asyncio.get_running_loop().time() - started)
         if self.controller.stats.optimiser_failures > failures:
             self.metrics.optimiser_failures.labels(self.site.id).inc()
+        self.metrics.observe_forecasts(self.site.id, self.forecaster.report(self.site), self.clock.now())
 
     async def _dispatch(self) -> None:
         self.forecaster.observe(self.site, self.controller.snapshot())
@@ -260,7 +278,23 @@ class SiteService:
             await asyncio.sleep(gap)
 
 
-def _running_tasks() -> str:
+def _quiet_at_stop(job: Callable[[], Awaitable[None]], stopping: Callable[[], bool]) -> Callable[[], Awaitable[None]]:
+    """The job as the scheduler runs it: cut short by the service's stop (a solve under way), it ends quietly
+    instead of being logged as a failure."""
+
+    @functools.wraps(job)
+    async def run() -> None:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            if not stopping():
+                raise
+
+    return run
+
+
+def running_tasks() -> str:
+    """Each task of the event loop and where it waits, one per line (for logs of a stop that takes long)."""
     lines = []
     for task in asyncio.all_tasks():
         frames = task.get_stack(limit=6)
@@ -297,7 +331,7 @@ class ServiceHost:
                            sites=addresses)
         self.recorder = Recorder(self.historian, self.spool, clock=self.clock.now, on_status=self._history_status)
         self.metrics.track_history(lambda: float(self.recorder.status.available),
-                                   lambda path: float(getattr(self.recorder.stats, path)))
+                                   lambda path: float(getattr(self.recorder.stats, path)), self._history_figures)
         self.audit = audit
         # Every write is journalled here first; the shipper copies the journal to the database's audit.
         self.journal = WriteJournal(journal or paths.journal_path(spool_dir))
@@ -334,6 +368,11 @@ class ServiceHost:
                                  f"; the database is not taking readings", now, Severity.CRITICAL)
             else:
                 book.clear(AlarmKind.SPOOL_FILLING, service.site.id, now)
+
+    def _history_figures(self) -> dict[str, float]:
+        stats = self.recorder.stats
+        return {"commits": stats.commits, "failures": stats.failures, "outages": stats.outages,
+                "pending": self.recorder.pending, "spool_depth": len(self.spool)}
 
     def _history_status(self, status: HistoryStatus) -> None:
         now = self.clock.now()
@@ -391,8 +430,9 @@ class ServiceHost:
             service.schedule(self.scheduler)
         for job, every in ((self.rollups, self.cadence.rollups), (self.retention, self.cadence.retention)):
             seconds = max(every.total_seconds() / self.speed, 1.0)
-            self.scheduler.add_job(job, "interval", seconds=seconds, max_instances=1, coalesce=True,
-                                   id=job.__name__, next_run_time=datetime.now(UTC) + timedelta(seconds=seconds))
+            self.scheduler.add_job(_quiet_at_stop(job, lambda: not self._started), "interval", seconds=seconds,
+                                   max_instances=1, coalesce=True, id=job.__name__,
+                                   next_run_time=datetime.now(UTC) + timedelta(seconds=seconds))
         self.scheduler.start()
         self._started = True
 

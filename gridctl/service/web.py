@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 import signal
+import sys
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -18,9 +21,13 @@ from gridctl.api.app import create_app
 from gridctl.api.policies import restore
 from gridctl.api.ratelimit import bearer_token
 from gridctl.runtime import SiteRuntime
-from gridctl.service.runner import ServiceHost
+from gridctl.service.runner import ServiceHost, running_tasks
 
 log = logging.getLogger(__name__)
+# A stop still under way after this long says what it waits for (the parts each have their own bounds).
+STOP_REPORT_S = 30.0
+# Open HTTP connections get this long to finish their request when stopping.
+GRACEFUL_HTTP_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,8 @@ class WebServer:
 
     def __init__(self, app: FastAPI, address: str, port: int) -> None:
         # uvicorn's loggers go through gridctl's (see logs.configure), not handlers of their own.
-        self._server = _Server(uvicorn.Config(app, host=address, port=port, log_config=None, access_log=False))
+        self._server = _Server(uvicorn.Config(app, host=address, port=port, log_config=None, access_log=False,
+                                              timeout_graceful_shutdown=GRACEFUL_HTTP_S))
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, timeout_s: float = 30.0) -> None:
@@ -143,8 +151,33 @@ async def serve_until_stopped(host: ServiceHost, app: FastAPI, address: str, por
         await stop.wait()
     finally:
         log.info("stopping")
-        await host.stop()
-        if after_stop is not None:
-            await after_stop()
-        for server in servers:
-            await server.stop()
+        # A second Ctrl-C leaves at once: what the service must keep (write journal, readings spool) is on disk.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _leave_now)
+        report = loop.call_later(STOP_REPORT_S, _report_stop_under_way)
+        try:
+            started = loop.time()
+            await host.stop()
+            log.info("service stopped in %.1f s", loop.time() - started)
+            if after_stop is not None:
+                await after_stop()
+            for server in servers:
+                await server.stop()
+            log.info("stopped in %.1f s", loop.time() - started)
+        finally:
+            report.cancel()
+
+
+def _leave_now() -> None:
+    log.warning("stopping at once (second signal): the write journal and the spool ship at the next start")
+    logging.shutdown()
+    os._exit(130)
+
+
+def _report_stop_under_way() -> None:
+    threads = []
+    for thread_id, frame in sys._current_frames().items():
+        where = " < ".join(f"{f.name}:{f.lineno}" for f in reversed(traceback.extract_stack(frame, limit=6)))
+        threads.append(f"  thread {thread_id}: {where}")
+    log.warning("still stopping after %.0f s (Ctrl-C again stops at once); tasks:\n%s\nthreads:\n%s", STOP_REPORT_S,
+                running_tasks(), "\n".join(threads))

@@ -8,8 +8,8 @@ from datetime import datetime
 
 from gridctl.assets import site_adapters
 from gridctl.config import models as m
-from gridctl.service.calendar import tariff_prices
-from gridctl.service.forecasting import carbon_intensity
+from gridctl.forecast.carbon import carbon_intensity
+from gridctl.forecast.prices import tariff_prices
 from sim.physics.district import DistrictPhysics
 
 

@@ -23,19 +23,23 @@ from gridctl.config import models as m
 from gridctl.config.loader import site_file
 from gridctl.dispatch import DispatchSettings
 from gridctl.fieldbus import device_spec
-from gridctl.forecast.daylight import dark_by_sun
+from gridctl.forecast.forecaster import ForecastReport, SignalForecaster
+from gridctl.forecast.identify import ThermalEstimate
 from gridctl.forecast.openmeteo import OpenMeteoClient
+from gridctl.forecast.sun import dark_by_sun
 from gridctl.service.controller import ControllerKind, ControllerSettings, SiteController
-from gridctl.service.forecasting import SignalForecaster
 from gridctl.simulate.kpi import KpiMeter, Kpis
 from gridctl.simulate.oracle import OracleForecaster, OraclePlan, plan_whole_run
 from gridctl.simulate.trace import measured_history, record_trace
 from sim.core import Fault, FaultKind, SimClock
 from sim.physics.nwp import NumericalForecast
+from sim.physics.plant import Plant
 from sim.site import SiteSimulation, free_port_offset
 from sim.weather_server import WeatherServer
 
-Controller = Literal["baseline", "gridctl", "oracle"]
+Controller = Literal["baseline", "gridctl", "mpc", "oracle"]
+# Controllers that know the future and the true plant.
+FORESIGHT = ("mpc", "oracle")
 # Device points holding the device's own lease timeout (it falls back when no rewrite comes in time).
 TIMEOUT_POINTS = ("communication-timeout", "watchdog-timeout")
 
@@ -55,7 +59,7 @@ class SimulationOptions:
     horizon_hours: float = 24.0
     # Days of history the service holds at the start (its forecasts learn from them), as after a
     # warm-up period; the physics of the run itself starts fresh at `start`.
-    history_days: float = 7.0
+    history_days: float = 14.0
     # gridctl reads a weather provider's forecasts over its API (a simulated provider on loopback whose
     # errors grow with lead time), as a deployed service would; without it, only its own measurements.
     weather_forecast: bool = True
@@ -84,6 +88,9 @@ class SimulationResult:
     plant: dict[str, Any] = field(default_factory=dict)
     # The oracle's whole-run plan: its objective and the solver's proven gap.
     oracle: dict[str, Any] | None = None
+    # Per zone, the thermal model gridctl identified from its measurements and whether its plans used it,
+    # beside the site file's and the plant's true values.
+    identified: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +98,7 @@ class SimulationResult:
             "end": self.end.isoformat(), "seed": self.seed, "kpis": self.kpis.as_dict(),
             "wall_s": round(self.wall_s, 2), "optimisations": self.optimisations,
             "optimiser_failures": self.optimiser_failures, "writes": self.writes, "plant": self.plant,
+            **({"identified": self.identified} if self.identified else {}),
             **({"oracle": self.oracle} if self.oracle is not None else {}),
         }
 
@@ -122,15 +130,17 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
     kind = ControllerKind.BASELINE if options.controller == "baseline" else ControllerKind.GRIDCTL
     weather_server: WeatherServer | None = None
     weather: OpenMeteoClient | None = None
-    if options.controller == "oracle":
-        trace = record_trace(site, options.seed, start, end + timedelta(hours=options.horizon_hours), options.step)
+    if options.controller in FORESIGHT:
+        # Past the run by the oracle's margin or the last plan's horizon, whichever is longer.
+        trace = record_trace(site, options.seed, start, end + timedelta(hours=max(options.horizon_hours, 12.0)),
+                             options.step)
         physics = simulation.physics
 
         def delivered(charger_id: str, arrival: datetime) -> float:
             served = physics.chargers[charger_id].model.served.get(arrival)
             return served[1] if served else 0.0
 
-        forecaster: Any = OracleForecaster(trace, delivered)
+        forecaster: Any = OracleForecaster(trace, delivered, physics.plant)
     else:
         if options.controller == "gridctl" and options.weather_forecast:
             # The simulated world's weather provider: the site's own provider settings, on loopback.
@@ -153,8 +163,9 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
                                   dispatch=DispatchSettings(relinquish_stagger_s=0.0),
                                   correct_between_plans=options.controller != "oracle")
     # Darkness as in `gridctl run`: the sun's elevation, and the cabinets' photocells (read by the planner).
-    # The oracle plans with the plant as it really is; gridctl and the baseline know only the site file.
-    planned_site = simulation.physics.plant.true_site(site) if options.controller == "oracle" else site
+    # The oracle and the perfect-forecast MPC plan with the plant as it really is; gridctl and the baseline
+    # know only the site file.
+    planned_site = simulation.physics.plant.true_site(site) if options.controller in FORESIGHT else site
     controller = SiteController(planned_site, drivers, clock, forecaster, policy=policy, settings=settings,
                                 is_dark=dark_by_sun(site))
     oracle_plan: OraclePlan | None = None
@@ -168,14 +179,14 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
             began = time.perf_counter()
             _outages(simulation, moment)
             await _poll(controller, drivers, clock)
-            if isinstance(forecaster, OracleForecaster):
+            if options.controller == "oracle":
                 if oracle_plan is None:
-                    oracle_plan = await plan_whole_run(planned_site, simulation.physics.plant, forecaster, policy,
-                                                       controller.snapshot(), start, end, options.oracle_solver)
+                    oracle_plan = await plan_whole_run(planned_site, forecaster, policy, controller.snapshot(),
+                                                       start, end, options.oracle_solver)
                     controller.planned = oracle_plan.planned
                 next_optimise = end
             replan = controller.replan_requested.is_set() and moment >= last_optimise + options.replan_gap
-            if kind == ControllerKind.GRIDCTL and not isinstance(forecaster, OracleForecaster) and (
+            if kind == ControllerKind.GRIDCTL and options.controller != "oracle" and (
                     moment >= next_optimise or replan):
                 await controller.optimise()
                 if weather is not None:
@@ -201,10 +212,12 @@ async def simulate(options: SimulationOptions, on_step: StepObserver | None = No
         await simulation.stop()
         if weather_server is not None:
             await weather_server.stop()
+    report = controller.forecast_report()
     return SimulationResult(site.id, options.controller, start, end, options.seed, kpis,
                             time.perf_counter() - wall_started, controller.stats.optimisations,
                             controller.stats.optimiser_failures, controller.stats.writes,
                             plant=simulation.physics.plant.as_dict(),
+                            identified={} if report is None else identified(site, simulation.physics.plant, report),
                             oracle=None if oracle_plan is None else {
                                 "objective_eur": round(oracle_plan.objective_eur, 3), "mip_gap": oracle_plan.mip_gap,
                                 "lower_bound_eur": round(oracle_plan.lower_bound_eur, 3),
@@ -230,3 +243,41 @@ async def _poll(controller: SiteController, drivers: dict[str, Any], clock: SimC
         await controller.ingest(device_id, stamped, driver.health())
 
     await asyncio.gather(*(one(device_id) for device_id in drivers))
+
+
+def identified(site: m.Site, plant: Plant, report: ForecastReport) -> dict[str, Any]:
+    """Per zone: the model gridctl identified and used, each parameter beside the site file's and the plant's.
+
+    Heat is the heat pump's electric power times the site file's COP formula, so what identification can
+    find is the plant seen through that formula: resistances × (true COP / file COP), capacities, gains and
+    aperture ÷ it (`true_seen_through_site_file_cop`); the time constants are the plant's own."""
+    out: dict[str, Any] = {}
+    areas = {asset.id: getattr(asset, "floor_area_m2", None) for asset in site.assets}
+    for zone_id, estimate in report.identified.items():
+        params = plant.assets.get(zone_id, {})
+        if not isinstance(estimate, ThermalEstimate) or "heat_pump.carnot_efficiency" not in params:
+            continue
+        cop = params["heat_pump.carnot_efficiency"].true / params["heat_pump.carnot_efficiency"].documented
+        found = estimate.identification
+        area_kw = float(areas[zone_id] or 0.0) / 1000.0 or 1.0
+        values: dict[str, float | None] = {name: getattr(found.model, name) if found else None for name in (
+            "resistance_k_per_kw", "capacitance_kwh_per_k", "envelope_resistance_k_per_kw",
+            "envelope_capacitance_kwh_per_k", "solar_aperture_m2")}
+        values["internal_gain_occupied_w_per_m2"] = found.internal_gain_occupied_kw / area_kw if found else None
+        values["internal_gain_idle_w_per_m2"] = found.internal_gain_idle_kw / area_kw if found else None
+        parameters = {}
+        for name, value in values.items():
+            if name not in params:
+                continue
+            true = params[name].true
+            seen = true * cop if "resistance" in name else true / cop
+            parameters[name] = {"identified": None if value is None else round(value, 6),
+                                "site_file": params[name].as_dict()["site_file"], "true": round(true, 6),
+                                "true_seen_through_site_file_cop": round(seen, 6)}
+        out[zone_id] = {
+            "in_use": "identified" if estimate.identified else "site_file", "reason": estimate.reason,
+            "fitted_at": estimate.fitted_at.isoformat() if estimate.fitted_at else None, "parameters": parameters,
+            "held_out_day_ahead_rmse_k": None if found is None else {
+                "identified": round(found.held_out.multi_step_rmse_k, 4),
+                "site_file": round(found.site_file_held_out.multi_step_rmse_k, 4)}}
+    return out

@@ -1,7 +1,7 @@
 """What the future really holds in a simulation: the exogenous inputs, recorded by a physics pre-pass.
 
-Weather, occupancy, EV sessions and the loads gridctl does not schedule do not depend on the
-controller, so one run of the physics alone gives them exactly. The `oracle` controller plans with
+Weather, occupancy, EV sessions, households' hot water and the loads gridctl does not schedule do not
+depend on the controller, so one run of the physics alone gives them exactly. The `oracle` controller plans with
 this trace (perfect foresight); the KPIs read comfort bands and prices at the same instants.
 """
 
@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gridctl.config.models import Site
-from gridctl.service.forecasts import EvSessionForecast
+from gridctl.forecast.forecasts import EvSessionForecast
 from sim.core import SimClock
 from sim.physics.components import (
     BatteryComponent,
     ChargerComponent,
     DeferrableComponent,
+    DhwTankComponent,
     LightingZoneComponent,
     PoolComponent,
     PublicLightingComponent,
@@ -28,7 +29,7 @@ from sim.physics.district import DistrictPhysics
 from sim.site import build_devices
 
 SCHEDULED = (BatteryComponent, ChargerComponent, PoolComponent, ThermalZoneComponent, LightingZoneComponent,
-             PublicLightingComponent, PvComponent, DeferrableComponent)
+             PublicLightingComponent, PvComponent, DeferrableComponent, DhwTankComponent)
 
 
 @dataclass
@@ -43,6 +44,8 @@ class ExogenousTrace:
     daylight_lux: dict[str, list[float]] = field(default_factory=dict)
     occupied: dict[str, list[bool]] = field(default_factory=dict)
     sessions: list[EvSessionForecast] = field(default_factory=list)
+    # Other exogenous rates of an asset (a household's hot water): asset id -> name -> series.
+    series: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def index(self, moment: datetime) -> int:
         return int((moment - self.start) / self.step)
@@ -75,6 +78,9 @@ def record_trace(site: Site, seed: int, start: datetime, end: datetime, step: ti
             trace.occupied[key].append(component.occupancy.present(middle))
         for key, zone in physics.zones.items():
             trace.occupied[key].append(zone.occupancy.present(middle))
+        for key, rates in physics.exogenous(moment, moment + step).items():
+            for name, rate in rates.items():
+                trace.series.setdefault(key, {}).setdefault(name, []).append(rate)
         moment += step
     for charger_id, component in physics.chargers.items():
         schedule = component.model.schedule

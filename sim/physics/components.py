@@ -19,6 +19,15 @@ from sim.physics import noise
 from sim.physics.battery import Battery
 from sim.physics.energy import EnergyCounter, Lease, split_at
 from sim.physics.ev import Charger
+from sim.physics.hot_water import (
+    DRAW_SERIES,
+    HotWaterHousehold,
+    StratifiedTank,
+    TankHeater,
+    Thermostat,
+    cold_water_temperature_c,
+    litres_from_tank,
+)
 from sim.physics.lighting import LightingZone, PublicLightingCircuit, occupied
 from sim.physics.loads import HeatSubstation, Household
 from sim.physics.points import PointRef
@@ -62,6 +71,10 @@ class Component:
 
     def advance(self, tick: Tick) -> None:
         raise NotImplementedError
+
+    def exogenous(self, start: datetime, end: datetime) -> dict[str, float]:
+        """What no controller changes over [start, end), as rates by name (the oracle's trace)."""
+        return {}
 
 
 class Occupancy:
@@ -499,22 +512,142 @@ class DeferrableComponent(Component):
         _set(self.energy_ref, self.energy.energy_kwh)
 
 
+# --------------------------------------------------------------------------- domestic hot water
+
+
+@dataclass
+class TankPoints:
+    temperature: PointRef
+    relay: PointRef | None = None
+    setpoint: PointRef | None = None
+    power: PointRef | None = None
+    energy: PointRef | None = None
+    volume: PointRef | None = None
+    outlet: PointRef | None = None
+    timeout: PointRef | None = None
+
+
+class DhwTankComponent(Component):
+    """A water heater and its household. The relay is a lease: unwritten, or once the communication timeout
+    has passed, it follows the meter's off-peak contactor signal. The thermostat cuts at the setpoint (its own
+    setting when nobody wrote one), never above its setting. The controller reports the mean of its probes and
+    the outlet (top) temperature, the heater's power and energy, and the litres drawn from the tank."""
+
+    def __init__(self, tank: StratifiedTank, heater: TankHeater, thermostat: Thermostat,
+                 household: HotWaterHousehold, points: TankPoints, *, contactor: Sequence[Window], tz: ZoneInfo,
+                 ambient_c: float, outdoor_air: bool, legionella_c: float, legionella_at: datetime,
+                 drawn_l: float = 0.0, timeout_default_s: float = 60.0) -> None:
+        self.tank, self.heater, self.thermostat, self.household = tank, heater, thermostat, household
+        self.points = points
+        self.contactor, self.tz, self.ambient_c, self.outdoor_air = list(contactor), tz, ambient_c, outdoor_air
+        self.legionella_c = legionella_c
+        # The last time the whole tank was at the legionella temperature, and how many times it got there.
+        self.legionella_at = legionella_at
+        self.legionella_cycles = 0
+        self._hot = tank.coldest_c >= legionella_c
+        self.energy = EnergyCounter()
+        self.drawn_l = drawn_l
+        self.lease = Lease(timeout_default_s)
+        if points.setpoint is not None:
+            points.setpoint.local_default(points.setpoint.clamp(thermostat.setting_c))
+        if points.timeout is not None:
+            points.timeout.local_default(timeout_default_s)
+        if points.relay is not None:
+            points.relay.device.on_write(self._on_write)
+
+    @property
+    def energy_kwh(self) -> float:
+        return self.energy.energy_kwh
+
+    @property
+    def outlet_temperature_c(self) -> float:
+        return self.tank.upper_c
+
+    def exogenous(self, start: datetime, end: datetime) -> dict[str, float]:
+        hours = (end - start).total_seconds() / 3600.0
+        return {DRAW_SERIES: self.household.demand_l_40c(start, end) / hours} if hours > 0 else {}
+
+    def _on_write(self, device: SimDevice, point_id: str, value: Value | None, priority: int | None) -> None:
+        if self.points.relay is not None and point_id == self.points.relay.point_id:
+            self.lease.renew(device.clock.now())
+
+    def advance(self, tick: Tick) -> None:
+        p = self.points
+        if p.timeout is not None:
+            self.lease.timeout_s = max(p.timeout.read(), 1.0)
+        before = self.energy.energy_kwh
+        for start, end in split_at(tick.start, tick.end, [self.lease.expires_at]):
+            self._advance((end - start).total_seconds(), start, end, tick.weather.temperature_c)
+        seconds = tick.duration_s
+        self.grid_power_kw = (self.energy.energy_kwh - before) * 3600.0 / seconds if seconds > 0 else 0.0
+        p.temperature.set(self.tank.mean_c)
+        _set(p.outlet, self.tank.upper_c)
+        _set(p.power, self.grid_power_kw)
+        _set(p.energy, self.energy.energy_kwh)
+        _set(p.volume, self.drawn_l)
+
+    def _advance(self, seconds: float, start: datetime, end: datetime, outdoor_c: float) -> None:
+        p, tank = self.points, self.tank
+        enabled = True
+        if p.relay is not None:
+            if not self.lease.active(start):
+                contactor = in_any(self.contactor, start, self.tz) if self.contactor else True
+                if p.relay.read_bool() != contactor:
+                    p.relay.set(contactor)
+            enabled = p.relay.read_bool()
+        setting_c = self.thermostat.setting_c
+        if p.setpoint is not None:
+            setting_c = min(p.setpoint.read(), setting_c)
+        cold_c = cold_water_temperature_c(start)
+        litres = litres_from_tank(self.household.demand_l_40c(start, end), tank.upper_c, cold_c)
+        tank.draw(litres, cold_c)
+        self.drawn_l += litres
+        electric_kwh = 0.0
+        if self.thermostat.update(tank.lower_c, setting_c) and enabled:
+            air_c = outdoor_c if self.outdoor_air else self.ambient_c
+            cop = self.heater.cop(air_c, tank.lower_c)
+            most = cop * self.heater.electric_power_kw * seconds / 3600.0
+            # Up to the thermostat's cut.
+            heat = min(most, max(tank.heat_to(setting_c), 0.0))
+            if heat < most:
+                self.thermostat.calling = False
+            tank.heat(heat)
+            electric_kwh = heat / cop
+        tank.lose(seconds, self.ambient_c)
+        self.energy.add(electric_kwh * 3600.0 / seconds if seconds > 0 else 0.0, seconds)
+        if tank.coldest_c >= self.legionella_c:
+            if not self._hot:
+                self.legionella_cycles += 1
+                self._hot = True
+            self.legionella_at = end
+        elif tank.coldest_c < self.legionella_c - 2.0:
+            self._hot = False
+
+
 # --------------------------------------------------------------------------- dwellings and heat
 
 
 class DwellingComponent(Component):
+    """A dwelling's meter: the household's own consumption and that of its equipment the simulation models
+    apart (its water heater), which the components of that equipment put on the grid."""
+
     def __init__(self, model: Household, *, energy: PointRef, power: PointRef | None = None,
-                 voltage: PointRef | None = None, current: PointRef | None = None) -> None:
+                 voltage: PointRef | None = None, current: PointRef | None = None,
+                 equipment: Sequence[Component] = ()) -> None:
         self.model, self.energy, self.power, self.voltage, self.current = model, energy, power, voltage, current
+        self.equipment = list(equipment)
 
     def advance(self, tick: Tick) -> None:
         self.grid_power_kw = self.model.advance(tick.start, tick.duration_s)
+        equipment_kw = sum(c.grid_power_kw for c in self.equipment)
+        self.model.energy.add(equipment_kw, tick.duration_s)
+        metered_kw = self.grid_power_kw + equipment_kw
         slot = int(tick.start.timestamp() // 60)
         volts = NOMINAL_VOLTAGE_V + 4.0 * (noise.uniform(self.model.seed, "volts", self.energy.device.id, slot) - 0.5)
-        _set(self.power, self.grid_power_kw)
+        _set(self.power, metered_kw)
         _set(self.energy, self.model.energy.energy_kwh)
         _set(self.voltage, volts)
-        _set(self.current, self.grid_power_kw * 1000.0 / volts)
+        _set(self.current, metered_kw * 1000.0 / volts)
 
 
 class SubstationComponent(Component):

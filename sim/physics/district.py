@@ -22,6 +22,7 @@ from gridctl.config.models import (
     Site,
     ThermalZone,
 )
+from gridctl.config.models import HotWaterTank as TankAsset
 from sim.core import SimDevice
 from sim.physics import noise
 from sim.physics.battery import Battery
@@ -30,6 +31,7 @@ from sim.physics.components import (
     ChargerComponent,
     Component,
     DeferrableComponent,
+    DhwTankComponent,
     DwellingComponent,
     HotWaterTank,
     LightingZoneComponent,
@@ -38,6 +40,7 @@ from sim.physics.components import (
     PublicLightingComponent,
     PvComponent,
     SubstationComponent,
+    TankPoints,
     ThermalZoneComponent,
     Tick,
     VavBox,
@@ -47,6 +50,7 @@ from sim.physics.components import (
 )
 from sim.physics.energy import EnergyCounter, ImportExportCounter
 from sim.physics.ev import Charger, SessionSchedule
+from sim.physics.hot_water import HotWaterHousehold, StratifiedTank, TankHeater, Thermostat
 from sim.physics.lighting import LightingZone as LightingModel
 from sim.physics.lighting import PublicLightingCircuit as PublicLightingModel
 from sim.physics.loads import HeatSubstation, Household
@@ -157,6 +161,7 @@ class DistrictPhysics:
         self.pv: dict[str, PvComponent] = {}
         self.appliances: dict[str, DeferrableComponent] = {}
         self.dwellings: dict[str, DwellingComponent] = {}
+        self.tanks: dict[str, DhwTankComponent] = {}
         self.grid = ImportExportCounter(*self._initial_grid_counters())
         self.building_energy = EnergyCounter()
         self.grid_power_kw = 0.0
@@ -165,7 +170,7 @@ class DistrictPhysics:
         self.outages = Outages(seed, enabled=instruments)
         if instruments:
             self._fit_sensors()
-        self._build()
+        self._build(start)
         self._grid_meter = self._build_grid_meter()
         self._advance(start, start)
 
@@ -215,7 +220,7 @@ class DistrictPhysics:
 
     # ------------------------------------------------------------------ building
 
-    def _build(self) -> None:
+    def _build(self, start: datetime) -> None:
         for asset in self.site.assets:
             if isinstance(asset, BatteryAsset):
                 self._build_battery(asset)
@@ -231,13 +236,17 @@ class DistrictPhysics:
                 self._build_pv(asset)
             elif isinstance(asset, DeferrableAppliance):
                 self._build_appliance(asset)
+            elif isinstance(asset, TankAsset):
+                self._build_tank(asset, start)
         for dwelling in self.site.dwellings:
             energy = self._required(dwelling.meter)
             model = Household(dwelling.id, self.seed, self.tz, dwelling.floor_area_m2)
             model.energy.energy_kwh = self._initial_counter(dwelling.meter, 1_000, 15_000)
+            # A dwelling's water heater is behind its meter.
+            equipment = [self.tanks[a.id] for a in self.site.assets if a.id in self.tanks and a.dwelling == dwelling.id]
             component = DwellingComponent(model, energy=energy, power=self._on_device(energy, "power"),
                                           voltage=self._on_device(energy, "voltage"),
-                                          current=self._on_device(energy, "current"))
+                                          current=self._on_device(energy, "current"), equipment=equipment)
             self.dwellings[dwelling.id] = component
             self.components.append(component)
         for device in self.devices.values():
@@ -428,6 +437,44 @@ class DistrictPhysics:
         self.appliances[asset.id] = component
         self.components.append(component)
 
+    def _build_tank(self, asset: TankAsset, start: datetime) -> None:
+        points = asset.points
+        temperature = self._required(points["tank_temperature"])
+        command = self.ref(points.get("heater_command"))
+        setpoint = self.ref(points.get("setpoint")) or self._on_device(temperature, "setpoint")
+        tank_points = TankPoints(
+            temperature=temperature, relay=command, setpoint=setpoint,
+            power=self.ref(points.get("heater_power")) or self._on_device(temperature, "heater-power"),
+            energy=self.ref(points.get("heater_energy")) or self._on_device(temperature, "heater-energy"),
+            volume=self.ref(points.get("draw_volume")) or self._on_device(temperature, "drawn-volume"),
+            outlet=self._on_device(temperature, "outlet-temperature"),
+            timeout=self._on_device(command or setpoint or temperature, "communication-timeout"),
+        )
+        true = {name: p.true for name, p in self.plant.assets[asset.id].items()}
+        # Somewhere between the minimum and the thermostat, a little stratified.
+        mean_c = asset.min_temperature_c + 3.0 + (true["max_temperature_c"] - asset.min_temperature_c - 6.0) * \
+            noise.uniform(self.seed, "dhw-initial", asset.id)
+        tank = StratifiedTank.uniform(true["volume_l"], true["standing_loss_w_per_k"] / 1000.0, mean_c, spread_k=4.0)
+        heat_pump = asset.heater.kind == "heat_pump"
+        heater = TankHeater(true["heater.electric_power_kw"], true.get("heater.carnot_share") if heat_pump else None)
+        # An electronic controller (heat pumps) re-arms a few kelvin below its setting, a rod thermostat further.
+        thermostat = Thermostat(true["max_temperature_c"], 4.0 if heat_pump else 7.0)
+        household = HotWaterHousehold(asset.dwelling or asset.id, self.seed, self.tz, true["draws.daily_l_40c"])
+        contactor = asset.contactor_windows if asset.contactor_windows is not None else \
+            self.site.tariff.offpeak_windows
+        component = DhwTankComponent(
+            tank, heater, thermostat, household, tank_points, contactor=contactor, tz=self.tz,
+            ambient_c=asset.ambient_temperature_c, outdoor_air=heat_pump and asset.heater.air == "outdoor",
+            legionella_c=asset.legionella.temperature_c,
+            # Until the run the off-peak contactor heated it to its thermostat every night: disinfected some
+            # time during the last day (nobody tells gridctl when).
+            legionella_at=start - timedelta(days=1) * noise.uniform(self.seed, "dhw-legionella", asset.id),
+            drawn_l=self._initial_counter(f"{asset.id}/drawn", 1_000, 200_000),
+        )
+        component.energy.energy_kwh = self._initial_counter(points.get("heater_energy", asset.id), 100, 8_000)
+        self.tanks[asset.id] = component
+        self.components.append(component)
+
     def _build_grid_meter(self) -> GridMeter:
         points = self.site.grid.points
         power = self.ref(points.get("power"))
@@ -487,6 +534,10 @@ class DistrictPhysics:
 
     # ------------------------------------------------------------------ truth
 
+    def exogenous(self, start: datetime, end: datetime) -> dict[str, dict[str, float]]:
+        """Per asset, the rates of what no controller changes over [start, end) (a household's hot water)."""
+        return {key: rates for key, component in self.tanks.items() if (rates := component.exogenous(start, end))}
+
     def state(self) -> dict[str, Any]:
         """The true state of the site (what the KPIs are computed from), in internal units."""
         return {
@@ -504,6 +555,8 @@ class DistrictPhysics:
             "lighting_energy_kwh": {k: c.model.energy.energy_kwh for k, c in self.lighting.items()},
             "public_lighting_energy_kwh": {k: c.model.energy.energy_kwh for k, c in self.public_lighting.items()},
             "dwelling_energy_kwh": {k: d.model.energy.energy_kwh for k, d in self.dwellings.items()},
+            "tank_temperatures_c": {k: t.tank.mean_c for k, t in self.tanks.items()},
+            "tank_energy_kwh": {k: t.energy_kwh for k, t in self.tanks.items()},
         }
 
 

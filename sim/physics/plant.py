@@ -37,6 +37,16 @@ class Parameter:
                 "documented": round(self.documented, 6), "true": round(self.true, 6), "source": self.source}
 
 
+# A heat-pump water heater's condenser while it heats a tank (water ~50 °C plus its approach): where its rated
+# COP is turned into a share of Carnot.
+TANK_CONDENSING_C = 55.0
+
+
+def tank_carnot_share(cop: float, rated_air_c: float) -> float:
+    """The share of the Carnot COP a heat-pump water heater rated `cop` with air at `rated_air_c` achieves."""
+    return cop * (TANK_CONDENSING_C - rated_air_c) / (TANK_CONDENSING_C + 273.15)
+
+
 # Draws stop at this many standard deviations: a building is odd, not absurd.
 MAX_DEVIATION = 2.5
 
@@ -67,6 +77,8 @@ class Plant:
                 self.assets[asset.id] = self._pv(asset)
             elif isinstance(asset, m.BatteryAsset):
                 self.assets[asset.id] = self._battery(asset)
+            elif isinstance(asset, m.HotWaterTank):
+                self.assets[asset.id] = self._tank(asset)
 
     def _draw(self, documented: float, true: float, source: str = "site file") -> Parameter:
         return Parameter(documented, true if self.perturbed else documented, source)
@@ -124,6 +136,32 @@ class Plant:
                 seed, (key, "eta-out"), battery.discharge_efficiency - 0.01, 0.01, 0.85, 0.995)),
         }
 
+    def _tank(self, tank: m.HotWaterTank) -> dict[str, Parameter]:
+        seed, key, heater = self.seed, tank.id, tank.heater
+        out = {
+            "volume_l": self._draw(tank.volume_l, tank.volume_l * _normal(
+                seed, (key, "volume"), 1.0, 0.02, 0.95, 1.05)),
+            # Installed tanks lose more than their label: pipe connections, valves, a warm cupboard's draughts.
+            "standing_loss_w_per_k": self._draw(tank.standing_loss_w_per_k, _lognormal(
+                seed, (key, "standing-loss"), tank.standing_loss_w_per_k * 1.2, 0.2)),
+            # IEC 60335-1 §10.1: a heating appliance's input may be 10 % below or 5 % above its rating; the mains
+            # voltage moves it too (P ∝ U²).
+            "heater.electric_power_kw": self._draw(heater.electric_power_kw, heater.electric_power_kw * _normal(
+                seed, (key, "heater"), 0.98, 0.03, 0.9, 1.05)),
+            # A rod thermostat's setting, within a few kelvin of its mark.
+            "max_temperature_c": self._draw(tank.max_temperature_c, _normal(
+                seed, (key, "thermostat"), tank.max_temperature_c, 1.2, tank.max_temperature_c - 3.0,
+                tank.max_temperature_c + 3.0)),
+            # ADEME/COSTIC 2016: two thirds of people use 35–80 l of water at 40 °C a day.
+            "draws.daily_l_40c": self._draw(tank.draws.daily_l_40c, _lognormal(
+                seed, (key, "draws"), tank.draws.daily_l_40c, 0.4)),
+        }
+        if heater.kind == "heat_pump":
+            documented = tank_carnot_share(heater.cop, heater.rated_air_temperature_c)
+            out["heater.carnot_share"] = self._draw(documented, documented * _normal(
+                seed, (key, "cop"), 0.85, 0.08, 0.6, 1.05), "simulator default")
+        return out
+
     def true(self, asset_id: str, name: str) -> float:
         return self.assets[asset_id][name].true
 
@@ -146,6 +184,16 @@ class Plant:
                     "heat_pump": asset.heat_pump.model_copy(update=pump)}))
             elif isinstance(asset, m.PvArray):
                 assets.append(asset.model_copy(update={"peak_power_kwp": params["peak_power_kwp"].true}))
+            elif isinstance(asset, m.HotWaterTank):
+                heater: dict[str, float] = {"electric_power_kw": params["heater.electric_power_kw"].true}
+                if "heater.carnot_share" in params:
+                    heater["cop"] = params["heater.carnot_share"].true / tank_carnot_share(
+                        1.0, asset.heater.rated_air_temperature_c)
+                assets.append(asset.model_copy(update={
+                    "volume_l": params["volume_l"].true, "standing_loss_w_per_k": params["standing_loss_w_per_k"].true,
+                    "max_temperature_c": params["max_temperature_c"].true,
+                    "heater": asset.heater.model_copy(update=heater),
+                    "draws": asset.draws.model_copy(update={"daily_l_40c": params["draws.daily_l_40c"].true})}))
             else:
                 assets.append(asset.model_copy(update={name: p.true for name, p in params.items()}))
         return site.model_copy(update={"assets": assets})

@@ -107,6 +107,7 @@ ENDPOINTS = [
     Endpoint("GET", "/sites/{site_id}/overview", "/sites/{target}/overview", STAFF),
     Endpoint("GET", "/me/dwellings/{site_id}/{dwelling_id}/advice", "/me/dwellings/{target}/advice", RESIDENT),
     Endpoint("GET", "/sites/{site_id}/kpis", "/sites/{target}/kpis", MANAGERS),
+    Endpoint("GET", "/sites/{site_id}/thermal-models", "/sites/{target}/thermal-models", MANAGERS),
     Endpoint("GET", "/sites/{site_id}/demand-response", "/sites/{target}/demand-response", MANAGERS),
     Endpoint("POST", "/sites/{site_id}/demand-response", "/sites/{target}/demand-response", MANAGERS, body=_event,
              success=201),

@@ -7,6 +7,8 @@ import csv
 import io
 from datetime import timedelta
 
+import pytest
+
 from drivers.base import Quality, Reading
 from gridctl.alarms import AlarmKind, Severity
 from gridctl.api import API_PREFIX
@@ -114,7 +116,7 @@ async def test_health_stays_visible_without_the_meters_values(api: Api) -> None:
                (await api.client.get(f"{SITES}/devices", headers=api.auth("operator"))).json()}
     assert devices["meter-a-02"]["state"] in {"ok", "degraded", "offline"}
     assert devices["meter-a-02"]["consecutive_failures"] == 1
-    assert devices["meter-a-02"]["last_error"] == "DecodeError (details withheld: a dwelling's meter)"
+    assert devices["meter-a-02"]["last_error"] == "DecodeError (details withheld: a dwelling's device)"
     alarms = (await api.client.get(f"{SITES}/alarms", headers=api.auth("operator"))).json()
     by_subject = {a["subject"]: a for a in alarms}
     assert by_subject["meter-a-02"]["kind"] == "device_offline"
@@ -165,3 +167,55 @@ async def test_the_schedule_of_an_asset_metered_by_a_dwelling_is_withheld(api: A
     overview = (await api.client.get(f"{API_PREFIX}/sites/home-battery/overview", headers=api.auth("ops-home"))).json()
     battery = next(f for f in overview["flows"] if f["kind"] == "battery")
     assert battery["power_kw"] is None and battery["missing"] == 1
+
+
+async def test_a_dwellings_water_heater_is_the_dwellings_own(api: Api) -> None:
+    # Block B's water heaters sit on devices of their own, not on the dwellings' meters: they are private too.
+    await api.runtime.refresh()
+    tanks = {a.id for a in api.site.assets if a.dwelling}
+    tank_devices = {a.points["tank_temperature"].partition("/")[0] for a in api.site.assets if a.dwelling}
+    assert len(tanks) == len(tank_devices) == 24
+    assert all(f"{d}/tank-temperature" in api.runtime.latest() for d in tank_devices)
+    live = await _live(api)
+    assert not [a for a in live if a.partition("/")[0] in tank_devices]
+    api.runtime._health["dhw-b-07"].failure("DecodeError: tank-temperature: device sent 4210")
+    api.runtime.alarms.raise_alarm(AlarmKind.STALE_POINT, "water-heater-b-07",
+                                   "water-heater-b-07 on safe defaults: stale input dhw-b-07/tank-temperature", NOW)
+    devices = {d["device_id"]: d for d in
+               (await api.client.get(f"{SITES}/devices", headers=api.auth("operator"))).json()}
+    assert devices["dhw-b-07"]["last_error"] == "DecodeError (details withheld: a dwelling's device)"
+    alarms = {a["subject"]: a for a in (await api.client.get(f"{SITES}/alarms", headers=api.auth("operator"))).json()}
+    assert "dhw-b-07" not in alarms["water-heater-b-07"]["message"]
+    # Their plan is the dwellings' too: the schedule shows neither their series nor their names.
+    await api.client.post(f"{SITES}/policy", headers=api.auth("manager"), json={"policy": {"horizon_hours": 4}})
+    # (This runtime plans the battery and PV only: the tanks' columns are added as the service's plan has them.)
+    frame = api.runtime.current_schedule().schedule.setpoints
+    for tank in tanks:
+        frame[f"{tank}.power_kw"], frame[f"{tank}.temperature_c"] = 0.0, 55.0
+    schedule = (await api.client.get(f"{SITES}/schedule", headers=api.auth("operator"))).json()
+    assert schedule["series"] and not [s for s in schedule["series"] if s.partition(".")[0] in tanks]
+    assert not tanks & set(schedule["asset_names"])
+    # The site at a glance counts them as not known rather than show a dwelling's heater.
+    overview = (await api.client.get(f"{SITES}/overview", headers=api.auth("operator"))).json()
+    appliances = next(f for f in overview["flows"] if f["kind"] == "appliances")
+    assert appliances["missing"] == 24
+
+
+async def test_the_water_heaters_kpis_cover_ten_dwellings_or_are_withheld(api: Api) -> None:
+    kpis = (await api.client.get(f"{SITES}/kpis?start=2026-03-14&end=2026-03-20",
+                                 headers=api.auth("manager"))).json()["kpis"]
+    # 24 heaters, 3 h a night at their element's power, six days.
+    power_kw = sum(a.heater.electric_power_kw for a in api.site.assets if a.dwelling)
+    assert kpis["hot_water_energy"]["value"] == pytest.approx(6 * 3 * power_kw, rel=0.02)
+    assert kpis["hot_water_cost"]["value"] == pytest.approx(6 * 3 * power_kw * 0.1635, rel=0.02)
+    assert kpis["hot_water_below_minimum"]["value"] == 0.0 and kpis["legionella_cycles"]["value"] == 24 * 6
+    # A site with only three of them: a figure over three dwellings' heaters would be theirs.
+    few = [a for a in api.site.assets if not a.dwelling] + [a for a in api.site.assets if a.dwelling][:3]
+    site = api.site.model_copy(update={"id": "three-heaters", "assets": few})
+    await _variant(api, site)
+    await api.historian.refresh_rollups()
+    await api.user("manager-3", Role.MANAGER, ["three-heaters"])
+    kpis = (await api.client.get(f"{API_PREFIX}/sites/three-heaters/kpis?start=2026-03-20&end=2026-03-21",
+                                 headers=api.auth("manager-3"))).json()["kpis"]
+    assert kpis["hot_water_energy"]["value"] is None and "covers 3 dwellings" in kpis["hot_water_energy"]["note"]
+    assert kpis["pv_energy"]["value"] is not None

@@ -29,7 +29,7 @@ def homes_subset(tmp_path: Path, homes: list[int]):
     files = [f'  - {{path: "{CITYLEARN / f"Building_{i}.csv"}", columns: {{non_shiftable_load: "load:home-{i} [kWh]", '
              f'solar_generation: "pv:home-{i}-pv [Wh/kWp]"}}}}' for i in homes]
     (tmp_path / "backtest.yaml").write_text(
-        "timezone: America/Los_Angeles\nstart: 2016-07-31T23:00\nstep: 60\nfiles:\n" + "\n".join(files) + "\n"
+        "timezone: America/Los_Angeles\nstart: 2016-08-01T00:00\nstep: 60\nfiles:\n" + "\n".join(files) + "\n"
         f'  - {{path: "{CITYLEARN / "pricing.csv"}", columns: {{electricity_pricing: "price [USD/kWh]"}}}}\n'
         f'  - {{path: "{CITYLEARN / "carbon_intensity.csv"}", columns: {{carbon_intensity: "carbon [kg/kWh]"}}}}\n')
     return site, load_data(tmp_path, site)
@@ -67,6 +67,49 @@ def test_gridctl_never_reads_past_now(tmp_path: Path) -> None:
     # The poison is seen from T on: the test would catch a replay that read the future.
     after = ~before
     assert not all(np.array_equal(clean.trace.loc[after, c], poisoned.trace.loc[after, c]) for c in commands)
+
+
+def test_gridctl_cuts_no_pv_it_can_export_for_nothing(tmp_path: Path) -> None:
+    """The homes' tariff pays nothing for export and the connection takes 100 kW: nothing is worth curtailing
+    for, so the inverter is never limited (plans that tied curtailing with exporting for free cut 18 kWh of
+    these three days, some of it while the home was importing)."""
+    site, recording = homes_subset(tmp_path, [1])
+    start = local("2016-08-09T00:00")
+    replayed = asyncio.run(replay(site, recording, BacktestSettings(start=start, end=start + timedelta(days=3)),
+                                  "gridctl"))
+    assert replayed.plans == 72 and replayed.plan_failures == 0
+    trace = replayed.trace
+    assert trace["home-1-pv.curtailed_kw"].abs().max() < 1e-9
+    assert (trace["command:home-1-inverter/curtailment-limit"] == 100.0).all()
+    assert trace["home-1-pv.power_kw"].max() > 2.0  # it was sunny
+
+
+def test_perfect_forecasts_plan_on_the_recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The analysis switch that tells forecast error apart from planning choices: gridctl's plans read the
+    recorded load and PV instead of its forecasts of them, and only those."""
+    import gridctl.backtest.replay as replay_module
+
+    site, recording = homes_subset(tmp_path, [1])
+    start = local("2016-08-09T10:00")
+    seen: list[tuple[int, list[float], list[float]]] = []
+    build = replay_module.build_problem
+
+    def spy(site_, policy, snapshot, forecasts, memory=None):
+        seen.append((recording.position(forecasts.start), forecasts.base_load_kw, forecasts.pv_kw["home-1-pv"]))
+        return build(site_, policy, snapshot, forecasts, memory)
+
+    monkeypatch.setattr(replay_module, "build_problem", spy)
+    for perfect in (frozenset({"load", "pv"}), frozenset()):
+        seen.clear()
+        settings = BacktestSettings(start=start, end=start + timedelta(hours=4), perfect_forecasts=perfect)
+        asyncio.run(replay(site, recording, settings, "gridctl"))
+        assert len(seen) == 4
+        for first, load, pv in seen:
+            assert np.allclose(load, recording.values("load_kw", first, first + 24)) == bool(perfect)
+            assert np.allclose(pv, recording.values("pv_kw:home-1-pv", first, first + 24)) == bool(perfect)
+    with pytest.raises(ValueError, match="weather"):
+        asyncio.run(replay(site, recording, BacktestSettings(start=start, end=start + timedelta(hours=1),
+                                                             perfect_forecasts=frozenset({"weather"})), "gridctl"))
 
 
 def write_two_price_site(tmp_path: Path) -> tuple[Path, Path]:

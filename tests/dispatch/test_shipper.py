@@ -167,6 +167,12 @@ async def test_hands_off_at_start_joins_the_journal_and_the_database(union: Site
     assert {r.scope for r in await store.hands_off(union.id)} == {"device:charger-02"}
     await store.db.close()
     journal.close()
+    # A new data directory, its journal empty (nothing to ship): the database's hands off still come back.
+    fresh = WriteJournal(tmp_path / "fresh-writes.sqlite3")
+    rig = Rig(union, ["charger-01", "charger-02"], journal=fresh)
+    assert await JournalShipper(fresh, target, FAST).restore_hands_off([rig.arbiter])
+    assert rig.arbiter.hands_off_scopes() == {"device:charger-02"}
+    fresh.close()
     # The database away: the journal alone decides, and says so.
     journal = WriteJournal(tmp_path / "writes.sqlite3")
     rig = Rig(union, ["charger-01", "charger-02"], journal=journal)

@@ -75,8 +75,8 @@ async def test_each_device_keeps_its_own_schedule_and_overruns_skip_ticks():
     half = ClockedDriver("half", clock)
     slow = ClockedDriver("slow", clock, read_takes_s=2.5)
     batches: list[PollBatch] = []
-    poller = Poller([PolledDevice(fast, 1.0), PolledDevice(half, 0.5), PolledDevice(slow, 1.0)], batches.append,
-                    clock=clock)
+    poller = Poller([PolledDevice(fast, 1.0, 0.0), PolledDevice(half, 0.5, 0.0), PolledDevice(slow, 1.0, 0.0)],
+                    batches.append, clock=clock)
     async with poller:
         for step in range(21):
             await clock.advance_to(step * 0.5)
@@ -94,7 +94,7 @@ async def test_each_device_keeps_its_own_schedule_and_overruns_skip_ticks():
 async def test_batches_go_to_a_queue_and_a_failing_sink_does_not_stop_polling():
     clock = ManualClock()
     queue: asyncio.Queue[PollBatch] = asyncio.Queue()
-    async with Poller([PolledDevice(ClockedDriver("a", clock), 1.0)], queue, clock=clock):
+    async with Poller([PolledDevice(ClockedDriver("a", clock), 1.0, 0.0)], queue, clock=clock):
         for when in (0.0, 1.0, 2.0):
             await clock.advance_to(when)
     assert [queue.get_nowait().due for _ in range(queue.qsize())] == [0.0, 1.0, 2.0]
@@ -105,11 +105,36 @@ async def test_batches_go_to_a_queue_and_a_failing_sink_does_not_stop_polling():
         calls.append(batch.due)
         raise RuntimeError("storage down")
 
-    async with Poller([PolledDevice(ClockedDriver("b", clock), 1.0)], broken, clock=clock) as poller:
+    async with Poller([PolledDevice(ClockedDriver("b", clock), 1.0, 0.0)], broken, clock=clock) as poller:
         start = clock.now
         for step in range(3):
             await clock.advance_to(start + step)
     assert len(calls) == 3 and poller.stats["b"].polls == 3
+
+
+class SwallowingDriver(ClockedDriver):
+    """A read that, like a protocol stack on Python 3.11's wait_for, answers instead of being cancelled."""
+
+    async def read(self, point_ids: Sequence[str] | None = None) -> list[Reading]:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
+        return await super().read(point_ids)
+
+
+async def test_a_poll_whose_read_swallows_its_cancellation_still_stops():
+    clock = ManualClock()
+    batches: list[PollBatch] = []
+    poller = Poller([PolledDevice(SwallowingDriver("stubborn", clock), 1.0, 0.0)], batches.append, clock=clock)
+    await poller.start()
+    await clock.advance_to(0.0)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await poller.stop(timeout_s=30.0)
+    # It ends at its next turn, well before the stop's bound; the answer it got is delivered.
+    assert loop.time() - began < 5.0
+    assert [b.device_id for b in batches] == ["stubborn"]
 
 
 def test_configuration_errors():
@@ -120,6 +145,49 @@ def test_configuration_errors():
         Poller([PolledDevice(ClockedDriver("a", clock), 0.0)], [].append)
     with pytest.raises(ValueError):
         Poller([ClockedDriver("a", clock)], [].append)  # no spec: the period must be given
+    with pytest.raises(ValueError):
+        Poller([PolledDevice(ClockedDriver("a", clock), 1.0, 1.0)], [].append)  # a phase outside the period
+
+
+def test_phases_spread_devices_over_the_period_and_stay_put():
+    """10,000 devices on one 5 s period: every half second of it polls about a tenth of them, and a
+    device's phase depends on its id alone."""
+    clock = ManualClock()
+    period_s = 5.0
+    drivers = [ClockedDriver(f"meter-{i:05d}", clock) for i in range(10_000)]
+    poller = Poller([PolledDevice(d, period_s) for d in drivers], [].append, clock=clock, phase_key="site-a")
+    phases = list(poller.phases.values())
+    assert all(0 <= p < period_s for p in phases)
+    per_slot = [0] * 10
+    for phase in phases:
+        per_slot[int(phase / period_s * 10)] += 1
+    assert min(per_slot) > 800 and max(per_slot) < 1200, per_slot
+    again = Poller([PolledDevice(d, period_s) for d in drivers], [].append, clock=clock, phase_key="site-a")
+    assert again.phases == poller.phases
+    other_site = Poller([PolledDevice(d, period_s) for d in drivers], [].append, clock=clock, phase_key="site-b")
+    assert sum(other_site.phases[k] == v for k, v in poller.phases.items()) < 10
+
+
+async def test_phased_ticks_do_not_drift_and_overruns_skip_whole_ticks():
+    """Polled once at start, then exactly at start + phase + k × period for hundreds of periods, whatever
+    the reads take; a read longer than the period skips ticks and comes back on the same grid."""
+    clock = ManualClock()
+    clock.now = 100.0
+    steady = ClockedDriver("steady", clock, read_takes_s=0.3)
+    slow = ClockedDriver("slow", clock, read_takes_s=2.2)
+    poller = Poller([PolledDevice(steady, 1.0, 0.5), PolledDevice(slow, 1.0, 0.75)], [].append, clock=clock)
+    async with poller:
+        for step in range(4 * 400 + 1):
+            await clock.advance_to(100.0 + step * 0.25)
+    steady_starts = poller.stats["steady"].starts
+    assert steady_starts[0] == 100.0
+    assert steady_starts[1:] == [100.5 + k for k in range(400)]
+    assert poller.stats["steady"].missed_ticks == 0
+    slow_starts = poller.stats["slow"].starts
+    # Started at 100 (done 102.2), then ticks 100.75 + 2, + 5, + 8 ...: every third tick, on the grid.
+    assert slow_starts[:4] == [100.0, 102.75, 105.75, 108.75]
+    assert all((s - 100.75) % 3.0 == 2.0 for s in slow_starts[1:])
+    assert poller.stats["slow"].missed_ticks in (2 * (len(slow_starts) - 1), 2 * len(slow_starts))
 
 
 @pytest.mark.slow

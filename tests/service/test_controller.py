@@ -17,9 +17,9 @@ from gridctl.config import load_site
 from gridctl.config.models import Site
 from gridctl.dispatch import Outcome
 from gridctl.fieldbus import device_spec
+from gridctl.forecast.forecaster import SignalForecaster
+from gridctl.forecast.forecasts import Forecasts
 from gridctl.service.controller import ControllerKind, ControllerSettings, SiteController
-from gridctl.service.forecasting import SignalForecaster
-from gridctl.service.forecasts import Forecasts
 from gridctl.service.snapshot import Snapshot
 from sim.core import SimDevice
 from tests.dispatch.simdriver import SimDeviceDriver
@@ -39,6 +39,8 @@ SAINT_SAUVEUR_VALUES = {
     "grid-meter/power": 60.0, "battery/soc": 50.0, "gym-controller/hall-temperature": 17.5,
     "gym-controller/hall-illuminance": 120.0, "gym-controller/occupancy": True, "rooftop-pv-inverter/power": 20.0,
     "heat-substation/outdoor-temperature": 3.0,
+    # Block B's water heaters, heated last night.
+    **{f"dhw-b-{n:02d}/tank-temperature": 56.0 for n in range(1, 25)},
 }
 
 

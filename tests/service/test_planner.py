@@ -1,4 +1,5 @@
-"""Between plans: a car the schedule does not serve, and a battery trimmed to the planned grid exchange."""
+"""Between plans: a car the schedule does not serve, a battery trimmed to the planned grid exchange, and PV
+curtailment followed as an export cap."""
 
 from __future__ import annotations
 
@@ -173,3 +174,44 @@ def test_a_pool_with_a_stale_charger_shares_its_limit_among_the_chargers_that_ma
     assert all(r.actor == "gridctl:fallback" for r in result.requests if r.address.endswith("/current-limit"))
     power_kw = sum(amps * c.voltage_v * c.phases / 1000.0 for c in pool.chargers for amps in [currents[c.id]])
     assert power_kw <= pool_limit_kw
+
+
+def _pv_plan(site: m.Site, power_kw: float, curtailed_kw: float, export_kw: float) -> PlannedSchedule:
+    index = pd.DatetimeIndex([NOW + STEP * k for k in range(4)])
+    frame = pd.DataFrame({"canopy-pv.power_kw": [power_kw] * 4, "canopy-pv.curtailed_kw": [curtailed_kw] * 4,
+                          "site.export_kw": [export_kw] * 4}, index=index)
+    schedule = opt.Schedule(setpoints=frame, objective={}, violations=[], status="Optimal", solver="test",
+                            mip_gap=0.0, build_s=0.0, solve_s=0.0)
+    return PlannedSchedule("s3", site.id, NOW - STEP, NOW + timedelta(hours=2), 1, schedule)
+
+
+@pytest.mark.parametrize(("power_kw", "curtailed_kw", "export_kw", "grid_kw", "producing_kw", "expected_pct"), [
+    # The 200 kW export limit binds in the plan; the site draws 50 kW more than forecast: nothing is cut.
+    (210.0, 10.0, 200.0, -150.0, 210.0, 100.0),
+    # The same plan when the site exports 5 kW past the limit: 5 kW are cut (205 of the inverter's 220 kW).
+    (210.0, 10.0, 200.0, -205.0, 210.0, 93.2),
+    # A negative export price: the plan produces only the 100 kW the site was to use, but the site imports
+    # 20 kW (more load than forecast): the array covers it, where a production cap would have cut it.
+    (100.0, 120.0, 0.0, 20.0, 100.0, 54.5),
+    # The plan does not curtail now: the array runs free whatever the meter says.
+    (150.0, 0.0, 40.0, -250.0, 150.0, 100.0),
+])
+def test_a_planned_curtailment_caps_the_export_not_the_production(
+        site: m.Site, power_kw: float, curtailed_kw: float, export_kw: float, grid_kw: float, producing_kw: float,
+        expected_pct: float) -> None:
+    pv = next(a for a in site.assets if isinstance(a, m.PvArray))
+    readings = {address: Reading(address, NOW, value, Quality.GOOD) for address, value in (
+        (site.grid.points["power"], grid_kw), (pv.points["power"], producing_kw))}
+    snapshot = Snapshot(NOW, MappingProxyType(readings), MappingProxyType({}))
+    result = planner.plan(site, _pv_plan(site, power_kw, curtailed_kw, export_kw), snapshot, NOW, lambda _t: False)
+    limit = next(r.value for r in result.requests if r.address == pv.points["curtailment_limit"])
+    assert limit == pytest.approx(expected_pct)
+
+
+def test_without_a_grid_meter_reading_a_planned_curtailment_caps_the_production(site: m.Site) -> None:
+    pv = next(a for a in site.assets if isinstance(a, m.PvArray))
+    readings = {pv.points["power"]: Reading(pv.points["power"], NOW, 210.0, Quality.GOOD)}
+    snapshot = Snapshot(NOW, MappingProxyType(readings), MappingProxyType({}))
+    result = planner.plan(site, _pv_plan(site, 110.0, 110.0, 0.0), snapshot, NOW, lambda _t: False)
+    limit = next(r.value for r in result.requests if r.address == pv.points["curtailment_limit"])
+    assert limit == pytest.approx(50.0)

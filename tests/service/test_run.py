@@ -112,6 +112,15 @@ async def test_run_drives_the_simulated_site_and_hands_back_on_stop(tmp_path: Pa
         await _until(lambda: _audit(db, "lighting-north/zone-1-dimming"), 30, "the audit of the lighting write")
         outcomes = {o for o, _ in await asyncio.to_thread(_audit, db, "lighting-north/zone-1-dimming")}
         assert outcomes and outcomes <= {"written", "renewed"}
+        # Forecast accuracy by lead time is in /metrics from the first optimisation (bounded labels).
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+
+        def metrics() -> bytes:
+            with urllib.request.urlopen(metrics_url, timeout=30) as response:
+                return response.read()
+
+        await _until(lambda: b'gridctl_forecast_samples{horizon="24h",quantity="pv",site="zac-haute-deule"}'
+                     in metrics(), 60, "the forecast accuracy metrics")
         # The north air handler dies: an alarm, and the north wing falls back to its safe default.
         simulation.inject_fault("ahu-north", Fault(FaultKind.OFFLINE))
         alarms_url = f"http://127.0.0.1:{port}/api/v1/sites/zac-haute-deule/alarms"

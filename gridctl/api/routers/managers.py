@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
@@ -29,6 +30,9 @@ from gridctl.api.models import (
     ScheduleOut,
     SiteValuesOut,
     StoredVersionOut,
+    ThermalFit,
+    ThermalModelOut,
+    ThermalParameters,
     WhatIfOut,
     ZoneValues,
 )
@@ -39,7 +43,8 @@ from gridctl.api.routers.operators import asset_names, schedule_body
 from gridctl.api.store import DemandResponseRecord, User
 from gridctl.api.whatif import figures
 from gridctl.assets import site_adapters
-from gridctl.config.models import TimeWindow
+from gridctl.config.models import ThermalModel, TimeWindow
+from gridctl.forecast.identify import FitError, ThermalEstimate, site_file_estimate
 from gridctl.policy import (
     DemandResponse,
     PolicyProblem,
@@ -263,8 +268,48 @@ async def kpis(site_id: str, start: date | None = None, end: date | None = None,
     now = ctx.clock()
     start, end = period(start, end, Resolution.HOUR, ctx.settings, now.astimezone(site.tz).date())
     values = await site_kpis(ctx.historian, site, start, end, ctx.settings.carbon_kg_per_kwh,
-                             ctx.runtimes.get(site_id), now)
+                             ctx.runtimes.get(site_id), now, ctx.settings.minimum_aggregate_dwellings)
     return KpisOut(site_id=site_id, start=start, end=end, kpis=values)
+
+
+@router.get("/{site_id}/thermal-models", response_model=list[ThermalModelOut], responses=errors(404, 503),
+            summary="Each zone's thermal model: the site file's, the one identified from its measurements, "
+                    "their errors on held-out days, and which one the plans use")
+async def thermal_models(site_id: str, user: User = Depends(MANAGER),
+                         ctx: ApiContext = Depends(context)) -> list[ThermalModelOut]:
+    runtime = runtime_in_scope(ctx, user, site_id)
+    report = runtime.forecast_report()
+    if report is None:
+        raise HTTPException(503, f"site {site_id!r} does not forecast from its measurements in this service")
+    zones = {adapter.id: adapter.asset for adapter in site_adapters(runtime.site)}
+    out = []
+    for zone_id, estimate in report.identified.items():
+        if not isinstance(estimate, ThermalEstimate) or zone_id not in zones:
+            continue
+        found = estimate.identification
+        file = site_file_estimate(zones[zone_id], "")
+        out.append(ThermalModelOut(
+            zone=zone_id, in_use="identified" if estimate.identified else "site_file", reason=estimate.reason,
+            fitted_at=estimate.fitted_at, site_file=_parameters(file.model, file.internal_gain_occupied_kw,
+                                                                file.internal_gain_idle_kw),
+            identified=None if found is None else _parameters(found.model, found.internal_gain_occupied_kw,
+                                                               found.internal_gain_idle_kw),
+            training=None if found is None else _fit(found.training),
+            held_out=None if found is None else _fit(found.held_out),
+            site_file_held_out=None if found is None else _fit(found.site_file_held_out)))
+    return out
+
+
+def _parameters(model: ThermalModel, occupied_kw: float, idle_kw: float) -> ThermalParameters:
+    return ThermalParameters(**model.model_dump(), internal_gain_occupied_kw=occupied_kw, internal_gain_idle_kw=idle_kw)
+
+
+def _fit(error: FitError) -> ThermalFit:
+    def finite(value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
+    return ThermalFit(one_step_rmse_k=finite(error.one_step_rmse_k), day_ahead_rmse_k=finite(error.multi_step_rmse_k),
+                      samples=error.samples)
 
 
 def _dr_state(event: DemandResponse | None, cancelled: bool, now: datetime) -> str:

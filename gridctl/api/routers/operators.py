@@ -120,7 +120,7 @@ async def devices(site_id: str, user: User = Depends(STAFF_READ),
 def _alarm(a: Alarm, site: Site) -> AlarmOut:
     message = a.message
     if privacy.private_subject(site, a.subject):
-        message = f"{a.kind} on a dwelling's meter (details withheld)"
+        message = f"{a.kind} on a dwelling's device (details withheld)"
     return AlarmOut(
         kind=str(a.kind), subject=a.subject, message=message, severity=str(a.severity), raised_at=a.raised_at,
         cleared_at=a.cleared_at, acknowledged_by=a.acknowledged_by, acknowledged_at=a.acknowledged_at,

@@ -317,10 +317,16 @@
   let kpiBody = null;
   let kpiDaily = null;
   let buildingRows = null;
+  // A KPI per zone is named "<kind>:<zone>".
+  function kpiLabel(name) {
+    const [kind, zone] = name.split(":");
+    return i18n.has("kpi." + kind) ? t("kpi." + kind, { zone: zone || "" }) : name;
+  }
+
   function renderKpis() {
     if (!kpiBody) return;
     $("kpis").replaceChildren(...Object.entries(kpiBody.kpis).map(([name, k]) => g.el("div", { className: "kpi", title: k.note || undefined },
-      g.el("small", { text: i18n.has("kpi." + name) ? t("kpi." + name) : name }), g.el("b", { text: kpiText(k) }))));
+      g.el("small", { text: kpiLabel(name) }), g.el("b", { text: kpiText(k) }))));
     g.say("kpi-status", t("manager.kpi_range", { start: i18n.day(kpiBody.start), end: i18n.day(kpiBody.end) }));
     if (kpiDaily) {
       g.chart($("kpi-chart"), kpiDaily.days.map((d) => Date.parse(d + "T00:00:00") / 1000), [

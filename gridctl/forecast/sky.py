@@ -10,9 +10,10 @@ A weather service's forecast, when the site has one, replaces today's level and 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timedelta, tzinfo
+
+from gridctl.forecast.recent import Recent
 
 # Mean clear-sky index at Lille over a year (~1,050 kWh/m² measured against the clear-sky bound).
 PRIOR_INDEX = 0.70
@@ -29,21 +30,21 @@ MIN_INDEX, MAX_INDEX = 0.05, 1.1
 class CloudIndexHistory:
     """Daylight clear-sky index samples of one site and the forecast made from them."""
 
-    def __init__(self, tz: tzinfo, samples_per_day: int = 96) -> None:
+    def __init__(self, tz: tzinfo) -> None:
         self.tz = tz
-        self._samples: deque[tuple[datetime, float]] = deque(maxlen=CLIMATE_DAYS * samples_per_day)
+        # Kept by age: the climate is that of the last days, whatever the number of samples a day.
+        self._samples = Recent(timedelta(days=CLIMATE_DAYS))
 
     def record(self, ts: datetime, index: float) -> None:
-        if self._samples and ts <= self._samples[-1][0]:
-            return
-        self._samples.append((ts, min(max(index, MIN_INDEX), MAX_INDEX)))
+        self._samples.add(ts, min(max(index, MIN_INDEX), MAX_INDEX))
 
     def __len__(self) -> int:
         return len(self._samples)
 
     def latest(self, now: datetime, max_age: timedelta = timedelta(hours=1)) -> float | None:
-        if self._samples and now - self._samples[-1][0] <= max_age:
-            return self._samples[-1][1]
+        last = self._samples.last()
+        if last is not None and now - last[0] <= max_age:
+            return last[1]
         return None
 
     def climate(self, before: datetime) -> float:

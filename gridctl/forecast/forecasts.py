@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gridctl.assets.base import AssetForecast
@@ -40,6 +40,8 @@ class Forecasts:
     ev_sessions: list[EvSessionForecast] = field(default_factory=list)
     # Other per-step series of an asset (e.g. a hot-water tank's draws): asset id -> name -> series.
     series: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # What an asset's forecast model learnt of its own plant (a zone's identified thermal model), by asset id.
+    identified: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("base_load_kw", "outdoor_temperature_c", "irradiance_w_m2", "import_price_eur_per_kwh",
@@ -66,7 +68,6 @@ class Forecasts:
             self.occupied[asset_id] = part.occupied
         if part.series:
             self.series.setdefault(asset_id, {}).update(part.series)
+        if part.identified is not None:
+            self.identified[asset_id] = part.identified
         self.ev_sessions.extend(part.ev_sessions)
-
-    def step_starts(self) -> list[datetime]:
-        return [self.start + self.step * k for k in range(self.n_steps)]

@@ -1,4 +1,4 @@
-"""Local-time rules of a site evaluated on UTC instants: occupancy windows, tariff periods, lighting."""
+"""A site file's daily windows (given in local time) evaluated on UTC instants: occupancy, off-peak hours, lighting."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from gridctl.config.models import LightingPeriod, Tariff, TimeWindow
+from gridctl.config.models import LightingPeriod, TimeWindow
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -30,35 +30,6 @@ def in_window(moment: datetime, window: TimeWindow, tz: ZoneInfo) -> bool:
 
 def in_any(moment: datetime, windows: Sequence[TimeWindow], tz: ZoneInfo) -> bool:
     return any(in_window(moment, w, tz) for w in windows)
-
-
-def step_midpoints(start: datetime, step: timedelta, n_steps: int) -> list[datetime]:
-    return [start + step * k + step / 2 for k in range(n_steps)]
-
-
-def tariff_prices(tariff: Tariff, moments: Sequence[datetime], tz: ZoneInfo,
-                  tempo_colours: dict[str, str] | None = None,
-                  spot_eur_per_kwh: Sequence[float] | None = None) -> list[float]:
-    """Import price (€/kWh) at each instant. Tempo colours are keyed by the Tempo day (ISO date of
-    the 06:00–06:00 day); a day without a known colour is taken as blue."""
-    prices = []
-    for index, moment in enumerate(moments):
-        offpeak = in_any(moment, tariff.offpeak_windows, tz)
-        if tariff.kind == "base":
-            prices.append(float(tariff.base_price_eur_per_kwh or 0.0))
-        elif tariff.kind == "hp_hc":
-            price = tariff.offpeak_price_eur_per_kwh if offpeak else tariff.peak_price_eur_per_kwh
-            prices.append(float(price or 0.0))
-        elif tariff.kind == "tempo":
-            local = moment.astimezone(tz)
-            tempo_day = (local - timedelta(hours=6)).date().isoformat()
-            colour = (tempo_colours or {}).get(tempo_day, "blue")
-            prices.append(float(tariff.tempo_prices_eur_per_kwh[colour]["offpeak" if offpeak else "peak"]))
-        else:
-            if spot_eur_per_kwh is None:
-                raise ValueError("a spot tariff needs the spot price series")
-            prices.append(float(spot_eur_per_kwh[index]))
-    return prices
 
 
 def lighting_period(moment: datetime, periods: Sequence[LightingPeriod], tz: ZoneInfo) -> LightingPeriod | None:

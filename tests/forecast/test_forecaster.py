@@ -10,13 +10,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.base import Quality, Reading
-from gridctl.assets.ev_pool import STILL_CHARGING_KWH, WORKPLACE_ENERGY_KWH, WORKPLACE_PLUG_IN, ev_session
-from gridctl.assets.pv import pv_output_kw
+from gridctl.assets import site_adapters
 from gridctl.config import load_site
 from gridctl.config import models as m
+from gridctl.forecast.ev import PRIOR_ENERGY_KWH, PRIOR_STAY, STILL_CHARGING_KWH, ev_session
+from gridctl.forecast.forecaster import SignalForecaster, observed_points
+from gridctl.forecast.pv import pv_output_kw
+from gridctl.forecast.sky import PRIOR_INDEX, CloudIndexHistory
+from gridctl.forecast.sun import solar
 from gridctl.history import SiteReadings
-from gridctl.service.cloud import PRIOR_INDEX, CloudIndexHistory
-from gridctl.service.forecasting import SignalForecaster, observed_points, solar
+from gridctl.service.metrics import ServiceMetrics
 from gridctl.service.snapshot import Snapshot
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -66,6 +69,11 @@ def _rows(site: m.Site, start: datetime, days: int, values) -> list:
     return rows
 
 
+def _idle(site: m.Site) -> dict[str, float]:
+    """Every power point of what gridctl schedules at 0 (the base load is then the grid's power)."""
+    return {address: 0.0 for adapter in site_adapters(site) for address in adapter.power_points()}
+
+
 def _empty_snapshot(now: datetime) -> Snapshot:
     return Snapshot(now, MappingProxyType({}), MappingProxyType({}))
 
@@ -76,7 +84,8 @@ async def test_warm_up_from_history_gives_the_load_profile_from_the_first_foreca
 
     def values(moment: datetime) -> dict[str, float]:
         local = moment.astimezone(site.tz)
-        return {grid: 40.0 if 7 <= local.hour < 19 else 10.0}  # nothing controlled draws: all is base load
+        # Nothing controlled draws: all is base load.
+        return {**_idle(site), grid: 40.0 if 7 <= local.hour < 19 else 10.0}
 
     start = datetime(2026, 7, 6, tzinfo=PARIS).astimezone(UTC)
     forecaster = SignalForecaster()
@@ -139,14 +148,14 @@ def test_ev_needs_declared_by_the_car_or_driver_are_planned_with_a_margin() -> N
     assert declared.energy_needed_kwh == 8.0
     undeclared = ev_session(charger, plugged, now, delivered_kwh=2.0, time_to_departure_s=0.0,
                             energy_request_kwh=0.0)
-    assert undeclared.departure == plugged + WORKPLACE_PLUG_IN
-    assert undeclared.energy_needed_kwh == WORKPLACE_ENERGY_KWH - 2.0
+    assert undeclared.departure == plugged + PRIOR_STAY
+    assert undeclared.energy_needed_kwh == PRIOR_ENERGY_KWH - 2.0
     # Past the declared need while still drawing: all the charger can give until the car may leave.
     more = ev_session(charger, plugged, now, delivered_kwh=12.0, time_to_departure_s=600.0, energy_request_kwh=10.0)
     assert more.departure == now + timedelta(minutes=15)
     assert more.energy_needed_kwh == pytest.approx(charger.max_power_kw * 0.25)
     # Past the expected stay without a declaration: the same, for the half hour planned.
-    later = plugged + WORKPLACE_PLUG_IN + timedelta(minutes=20)
+    later = plugged + PRIOR_STAY + timedelta(minutes=20)
     overstay = ev_session(charger, plugged, later, delivered_kwh=18.0, time_to_departure_s=None, energy_request_kwh=None)
     assert overstay.departure == later + timedelta(minutes=30)
     assert overstay.energy_needed_kwh == pytest.approx(charger.max_power_kw * 0.5)
@@ -167,8 +176,12 @@ async def test_a_starting_service_learns_its_forecasts_from_the_stored_history(t
     await host.open_history()
     try:
         # Two days of one-minute grid readings: 30 kW by day, 12 kW at night.
+        moments = [now - timedelta(days=2) + timedelta(minutes=k) for k in range(2 * 1440)]
         readings = [Reading(grid, moment, 30.0 if 6 <= moment.hour < 18 else 12.0, Quality.GOOD)
-                    for moment in (now - timedelta(days=2) + timedelta(minutes=k) for k in range(2 * 1440))]
+                    for moment in moments]
+        # What gridctl schedules drew nothing: all of it is base load.
+        readings += [Reading(address, moment, 0.0, Quality.GOOD) for address in _idle(service.site)
+                     for moment in moments]
         await host.historian.write([SiteReadings(service.site.id, readings)], received_at=now)
         assert await service.warm_up(host.historian) == 2 * 96
         forecasts = await service.forecaster.forecast(service.site, _empty_snapshot(now), now, 96, STEP)
@@ -202,5 +215,95 @@ def test_observing_without_forecasting_learns_in_bounded_batches() -> None:
         moment = start + STEP * k
         readings = {sensor: Reading(sensor, moment, 400.0, Quality.GOOD)}
         forecaster.observe(site, Snapshot(moment, MappingProxyType(readings), MappingProxyType({})))
-    assert len(forecaster._pending) < 96
-    assert forecaster._cloud is not None and len(forecaster._cloud) > 0
+    state = forecaster._state(site)
+    assert len(state.pending) < 96
+    assert len(state.cloud) > 0
+
+
+def _snapshot(now: datetime, values: dict[str, float], taken: datetime | None = None,
+              quality: Quality = Quality.GOOD) -> Snapshot:
+    """Readings of `values` taken at `taken` (now by default), seen by a cycle at `now`; 30 s staleness limit."""
+    readings = {a: Reading(a, taken or now, v, quality) for a, v in values.items()}
+    devices = {a.partition("/")[0] for a in values}
+    return Snapshot(now, MappingProxyType(readings), MappingProxyType(dict.fromkeys(devices, timedelta(seconds=30))))
+
+
+async def test_at_the_one_minute_dispatch_the_load_history_keeps_two_weeks_of_quarter_hours() -> None:
+    site = load_site(SITES / "zac-saint-sauveur")
+    grid = site.grid.points["power"]
+    idle = _idle(site)
+
+    def load_kw(moment: datetime) -> float:
+        local = moment.astimezone(site.tz)
+        return (40.0 if 7 <= local.hour < 19 else 10.0) + (5.0 if local.weekday() >= 5 else 0.0)
+
+    forecaster = SignalForecaster()
+    start = datetime(2026, 3, 2, tzinfo=PARIS).astimezone(UTC)
+    end = start + timedelta(days=16)
+    moment = start
+    while moment < end:  # one observation a minute, as `gridctl run` dispatches
+        forecaster.observe(site, _snapshot(moment, {**idle, grid: load_kw(moment)}))
+        moment += timedelta(minutes=1)
+    history = forecaster.load_history(site)
+    # Two weeks by age at quarter-hour resolution, whatever the cadence (not the last 2,304 minutes).
+    assert history.span() == timedelta(days=14)
+    assert len(history) == 14 * 96 + 1
+    forecasts = await forecaster.forecast(site, _snapshot(end, {**idle, grid: load_kw(end)}), end, 96 * 2, STEP)
+    for k, value in enumerate(forecasts.base_load_kw):
+        assert value == pytest.approx(load_kw(end + STEP * k + STEP / 2), abs=1e-6)
+
+
+async def test_stale_bad_and_repeated_readings_are_not_new_observations() -> None:
+    site = load_site(SITES / "zac-saint-sauveur")
+    grid = site.grid.points["power"]
+    idle = _idle(site)
+    forecaster = SignalForecaster()
+    start = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    # A meter polled every 5 minutes, seen by every 1-minute cycle: 20, 30, 40 kW in the first quarter-hour.
+    for minute in range(15):
+        taken = start + timedelta(minutes=5 * (minute // 5))
+        forecaster.observe(site, _snapshot(start + timedelta(minutes=minute),
+                                           {**idle, grid: 20.0 + 10.0 * (minute // 5)}, taken=taken))
+    # Then the meter goes silent: its last reading ages past the staleness limit; then it answers bad values.
+    for minute in range(15, 30):
+        forecaster.observe(site, _snapshot(start + timedelta(minutes=minute), {**idle, grid: 40.0},
+                                           taken=start + timedelta(minutes=10)))
+    for minute in range(30, 45):
+        forecaster.observe(site, _snapshot(start + timedelta(minutes=minute), {**idle, grid: 99.0},
+                                           quality=Quality.BAD))
+    forecaster.observe(site, _snapshot(start + timedelta(minutes=45), {**idle, grid: 50.0}))
+    history = forecaster.load_history(site)
+    # One quarter-hour learnt, the mean of the three readings it had; none from the silent half hour.
+    assert len(history) == 1
+    forecasts = await forecaster.forecast(site, _snapshot(start + timedelta(minutes=46), {}),
+                                          start + timedelta(hours=1), 4, STEP)
+    assert forecasts.base_load_kw[0] == pytest.approx(30.0)
+
+
+async def test_forecasts_are_scored_by_lead_time_once_the_actuals_are_in() -> None:
+    site = load_site(SITES / "zac-saint-sauveur")
+    grid = site.grid.points["power"]
+    idle = _idle(site)
+    forecaster = SignalForecaster()
+    start = datetime(2026, 3, 2, tzinfo=PARIS).astimezone(UTC)
+    forecaster.warm_up(site, _rows(site, start - timedelta(days=7), 7, lambda _t: {**idle, grid: 40.0}))
+    await forecaster.forecast(site, _snapshot(start, {}), start, 96, STEP)
+    # The load steps up to 50 kW: every forecast quarter-hour is 10 kW under (the level correction aside).
+    moment = start
+    while moment < start + timedelta(hours=8):
+        forecaster.observe(site, _snapshot(moment, {**idle, grid: 50.0}))
+        moment += timedelta(minutes=1)
+    figures = {(f.quantity, f.horizon): f for f in forecaster.report(site).accuracy.figures()}
+    first = figures[("load", "1h")]
+    assert first.samples == 4 and first.mae_kw == pytest.approx(10.0) and first.bias_kw == pytest.approx(-10.0)
+    assert first.nrmse == pytest.approx(10.0 / 50.0)
+    assert figures[("load", "6h")].samples == 20
+    assert figures[("load", "24h")].samples == 7  # 6 h to 7 h 45: the last quarter-hour is still under way
+    assert figures[("pv", "1h")].samples == 0
+    # /metrics shows the last week's figures, one series per site, quantity and lead time.
+    metrics = ServiceMetrics()
+    metrics.observe_forecasts(site.id, forecaster.report(site), moment)
+    text = metrics.render().decode()
+    assert 'gridctl_forecast_mae_kw{horizon="1h",quantity="load",site="zac-saint-sauveur"} 10.0' in text
+    assert 'gridctl_forecast_samples{horizon="6h",quantity="load",site="zac-saint-sauveur"} 20.0' in text
+    assert text.count("gridctl_forecast_nrmse{") == 6
