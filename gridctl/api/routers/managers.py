@@ -277,7 +277,7 @@ async def kpis(site_id: str, start: date | None = None, end: date | None = None,
                     "their errors on held-out days, and which one the plans use")
 async def thermal_models(site_id: str, user: User = Depends(MANAGER),
                          ctx: ApiContext = Depends(context)) -> list[ThermalModelOut]:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     report = runtime.forecast_report()
     if report is None:
         raise HTTPException(503, f"site {site_id!r} does not forecast from its measurements in this service")
