@@ -72,7 +72,7 @@ class _GatedDatagramServer(IPv4DatagramServer):
     async def confirmation(self, pdu: PDU) -> None:
         if self._gate is not None and not await self._gate(pdu):
             return
-        await super().confirmation(pdu)
+        await _answer(super().confirmation(pdu), pdu)
 
 
 class SharedSocket:
@@ -122,7 +122,16 @@ class _SharedDatagramServer(IPv4DatagramServer):
             log.debug("BACnet/IP %s: dropped a datagram from %s:%s, no device there", self._shared.address,
                       *source)
             return
-        await port.response(pdu)
+        await _answer(port.response(pdu), pdu)
+
+
+async def _answer(delivery: Awaitable[None], pdu: PDU) -> None:
+    """Hand an incoming datagram up the stack. An answer to a request given up meanwhile (timed out, or
+    cancelled by a stop) finds bacpypes3's future already done and would end in an unretrieved error."""
+    try:
+        await delivery
+    except asyncio.InvalidStateError:
+        log.debug("BACnet/IP: a late answer from %s to a request given up", pdu.pduSource)
 
 
 class _PeerPort(Server[PDU]):
