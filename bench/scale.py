@@ -1,7 +1,7 @@
 """How many devices one machine's gridctl holds: generated sites, simulated devices, TimescaleDB.
 
     python bench/scale.py [--quick] [--steps 1000,2500,5000,10000] [--points 18] [--period 5]
-                          [--instances 1,2] [--measure-s 60] [--baseline-at 2500] [--sharing explicit]
+                          [--instances 1,2] [--measure-s 60] [--baseline-at 2500] [--sharing explicit|leases]
 
 Each run generates sites (folders like sites/<name>: site.yaml and maps), serves their devices from
 simulator processes (`sim.site.SiteSimulation` without physics, over the real protocol servers), starts
@@ -18,7 +18,9 @@ devices on building servers (10 devices per server endpoint). Every device has `
 read by ReadPropertyMultiple, OPC-UA variables read in one batched Read.
 
 The load steps up (`--steps`) for each instance count (`--instances`; with 2, each instance runs half of
-the sites, `--sharing explicit`) until a step falls short: fewer than 99 % of the expected readings
+the sites, `--sharing explicit`; or, `--sharing leases`, every instance is given every site and runs
+`--cluster`: they share the sites through site leases in the database, each claiming its fair share, and
+each run reports how many sites each owner held) until a step falls short: fewer than 99 % of the expected readings
 stored, or a p99 poll interval above 1.2 periods. The run says what saturated: a gridctl process's
 single core (its event loop), a simulator process, PostgreSQL, or the machine's cores all busy. The
 baseline, in the same run (`--baseline-at`), is the former behaviour: one database transaction per
@@ -174,9 +176,10 @@ async def serve_sites(sites: Sequence[str]) -> None:
         await simulation.stop()
 
 
-async def run_instance(sites: Sequence[str], db: str, port: int, baseline: bool) -> None:
+async def run_instance(sites: Sequence[str], db: str, port: int, baseline: bool, lease_s: float | None = None) -> None:
     """A gridctl process over the sites, as `gridctl run` starts it; `baseline`: the former behaviour
-    (one transaction per device poll, every device due at the same instant)."""
+    (one transaction per device poll, every device due at the same instant); `lease_s`: as `gridctl run
+    --cluster --lease-s`, sharing the sites with the other instances through site leases."""
     from gridctl import logs
     from gridctl.service.runner import ServiceHost, SiteOptions
     from gridctl.service.web import attach_api, serve_until_stopped
@@ -186,7 +189,13 @@ async def run_instance(sites: Sequence[str], db: str, port: int, baseline: bool)
         import drivers.poller
 
         drivers.poller.stable_phase = lambda key, period_s: 0.0
-    host = ServiceHost([SiteOptions(site=Path(s)) for s in sites], db, Path(os.environ["GRIDCTL_DATA_DIR"]) / "spool")
+    cluster = None
+    if lease_s is not None:
+        from gridctl.cluster.coordinator import ClusterSettings
+
+        cluster = ClusterSettings(lease_s=lease_s, renew_s=lease_s / 4)
+    host = ServiceHost([SiteOptions(site=Path(s)) for s in sites], db, Path(os.environ["GRIDCTL_DATA_DIR"]) / "spool",
+                       cluster=cluster)
     if baseline:
         from gridctl.history.recorder import Recorder
 
@@ -300,6 +309,9 @@ class Run:
     commits_per_s: float = 0.0
     ok: bool = False
     saturates: str | None = None
+    sharing: str = "explicit"
+    # With site leases: the number of sites each owning instance held at the end of the window.
+    sites_per_owner: list[int] = field(default_factory=list)
 
 
 def _verdict(run: Run, cores: int) -> None:
@@ -387,7 +399,7 @@ def measure(cluster, work: Path, run: Run, args: argparse.Namespace, ports: Port
         sims = [_spawn(["serve", *map(str, group)], env, path, started)
                 for group, path in zip(sim_groups, sim_logs, strict=True)]
         _wait_ready(sims, 600, sim_logs)
-        shares = assign_sites(sites, run.instances, args.sharing)
+        shares = assign_sites(sites, run.instances, run.sharing)
         http_ports = [ports.take("tcp") for _ in shares]
         gridctl_logs = [logs / f"gridctl-{i}.log" for i in range(len(shares))]
         instances = []
@@ -395,6 +407,8 @@ def measure(cluster, work: Path, run: Run, args: argparse.Namespace, ports: Port
             data = root / f"instance-{i}"
             data.mkdir()
             extra = ["--baseline"] if run.baseline else []
+            if run.sharing == "leases":
+                extra += ["--cluster-lease-s", str(args.lease_s)]
             instances.append(_spawn(["instance", "--db", dsn, "--port", str(http_ports[i]), *extra,
                                      *map(str, share)], dict(env, GRIDCTL_DATA_DIR=str(data)),
                                     gridctl_logs[i], started))
@@ -447,6 +461,8 @@ def measure(cluster, work: Path, run: Run, args: argparse.Namespace, ports: Port
         run.poll_lateness_p99_s = _quantile_bound(lateness0, lateness1, 0.99)
         # Polls of the window still being committed are counted once they are in.
         time.sleep(min(run.poll_period_s + 5, 30))
+        if run.sharing == "leases":
+            run.sites_per_owner = _sites_per_owner(dsn)
     stored_readings = _stored(dsn, run, t0, t1)
     cpu = sum(after[pid] - before[pid] for pid in gridctl_pids)
     run.cpu_s_per_1000_readings = round(cpu / (stored_readings / 1000), 4) if stored_readings else None
@@ -478,10 +494,20 @@ def _stored(dsn: str, run: Run, t0: datetime, t1: datetime) -> int:
 
 
 def assign_sites(sites: Sequence[Path], instances: int, sharing: str) -> list[list[Path]]:
-    """Which sites each instance runs. `explicit`: each its own share of the folders."""
+    """Which sites each instance is given. `explicit`: each its own share of the folders; `leases`: every
+    instance every site (they share them through site leases)."""
     if sharing == "leases":
-        raise SystemExit("--sharing leases needs gridctl's site leases; give each instance its sites (explicit)")
+        return [list(sites) for _ in range(instances)]
     return [list(sites[i::instances]) for i in range(instances)]
+
+
+def _sites_per_owner(dsn: str) -> list[int]:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT owner, count(*) FROM site_leases WHERE expires_at > clock_timestamp() "
+                            "GROUP BY owner").fetchall()
+    return sorted((int(n) for _owner, n in rows), reverse=True)
 
 
 # --------------------------------------------------------------------------------------- main
@@ -496,13 +522,17 @@ def main() -> None:
     instance.add_argument("--db", required=True)
     instance.add_argument("--port", type=int, required=True)
     instance.add_argument("--baseline", action="store_true")
+    instance.add_argument("--cluster-lease-s", type=float, default=None, help="share the sites through site leases")
     instance.add_argument("sites", nargs="+")
     parser.add_argument("--quick", action="store_true", help="two short runs at 1,000 devices, under 3 minutes")
     parser.add_argument("--steps", default="1000,2500,5000,7500,10000", help="device counts to step through")
     parser.add_argument("--points", type=int, default=18)
     parser.add_argument("--period", type=float, default=5.0)
     parser.add_argument("--instances", default="1,2", help="instance counts to try, e.g. 1,2")
-    parser.add_argument("--sharing", choices=("explicit", "leases"), default="explicit")
+    parser.add_argument("--sharing", choices=("explicit", "leases"), default="explicit",
+                        help="explicit: each instance its share of the sites; leases: every instance every site, "
+                             "shared through site leases (gridctl run --cluster)")
+    parser.add_argument("--lease-s", type=float, default=20.0, help="site lease with --sharing leases")
     parser.add_argument("--mix", default="80,15,5", help="shares of Modbus, BACnet and OPC-UA devices")
     parser.add_argument("--site-devices", type=int, default=500, help="devices per generated site")
     parser.add_argument("--simulators", type=int, default=2, help="simulator processes")
@@ -515,11 +545,13 @@ def main() -> None:
         asyncio.run(serve_sites(args.sites))
         return
     if args.role == "instance":
-        asyncio.run(run_instance(args.sites, args.db, args.port, args.baseline))
+        asyncio.run(run_instance(args.sites, args.db, args.port, args.baseline, args.cluster_lease_s))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.quick:
-        args.steps, args.instances, args.baseline_at = "1000", "1", "1000"
+        # With site leases, one instance and then two share the same sites.
+        args.steps, args.baseline_at = "1000", "1000"
+        args.instances = "1,2" if args.sharing == "leases" else "1"
         args.warmup_s, args.measure_s = 10.0, 20.0
     steps = [int(s) for s in args.steps.split(",") if s]
     args.shares = tuple(float(x) for x in args.mix.split(","))
@@ -543,7 +575,9 @@ def main() -> None:
                 log.info("%s", json.dumps(asdict(runs[-1])))
             for instances in counts:
                 for devices in steps:
-                    run = Run(f"x{instances}_{devices}", instances, False, devices, args.points, args.period, 0)
+                    suffix = "_leases" if args.sharing == "leases" else ""
+                    run = Run(f"x{instances}_{devices}{suffix}", instances, False, devices, args.points, args.period,
+                              0, sharing=args.sharing)
                     runs.append(measure(cluster, work, run, args, ports))
                     log.info("%s", json.dumps(asdict(runs[-1])))
                     if not run.ok:

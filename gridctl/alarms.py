@@ -24,6 +24,9 @@ class AlarmKind(StrEnum):
     WEATHER_PROVIDER = "weather_provider"
     # The local write journal cannot be written: writes are refused (no write without its record).
     JOURNAL_FAILED = "journal_failed"
+    # Several instances share the site and none has published its live values lately: nobody controls
+    # it (its owner died or lost the database), until another instance takes it over.
+    SITE_UNCONTROLLED = "site_uncontrolled"
 
 
 class Severity(StrEnum):
@@ -64,6 +67,14 @@ class AlarmBook:
         # Cleared alarms, newest last; bounded so a long-running service does not grow.
         self._history: deque[Alarm] = deque(maxlen=history_size)
         self._listeners: list[AlarmListener] = []
+
+    @classmethod
+    def of(cls, active: list[Alarm], history: list[Alarm]) -> AlarmBook:
+        """A book holding these alarms (another instance's, as it published them)."""
+        book = cls()
+        book._active = {a.key: a for a in active}
+        book._history.extend(history)
+        return book
 
     def subscribe(self, listener: AlarmListener) -> None:
         self._listeners.append(listener)

@@ -36,8 +36,10 @@ from sim.faults import FaultProxy
 from sim.site import SiteSimulation, free_port_offset
 
 REPO = Path(__file__).resolve().parents[1]
-# Outcomes of an audit row whose write reached the device.
-SENT_OUTCOMES = ("written", "renewed", "relinquished", "mismatch")
+# Outcomes of an audit row whose write reached the device, and the condition on a `write_audit` row (its
+# action says whether anything was sent: a relinquish without I/O is a note).
+SENT_OUTCOMES = ("written", "renewed", "relinquished", "mismatch", "override")
+SENT = "outcome = ANY(%s) AND action IS DISTINCT FROM 'note'"
 LEASE_EXPIRY_PERIODS = 3.0
 
 
@@ -217,8 +219,13 @@ class DrillHost:
 
     def audited_since(self, start: datetime, end: datetime | None = None) -> int:
         end = end or datetime(2100, 1, 1, tzinfo=UTC)
-        return int(self._one("SELECT count(*) FROM write_audit WHERE ts >= %s AND ts < %s AND outcome = ANY(%s)",
+        return int(self._one(f"SELECT count(*) FROM write_audit WHERE ts >= %s AND ts < %s AND {SENT}",
                              [start, end, list(SENT_OUTCOMES)])[0])
+
+    def interrupted_since(self, start: datetime, end: datetime) -> int:
+        """Writes a killed process sent or was about to send: the device may or may not have received them."""
+        return int(self._one("SELECT count(*) FROM write_audit WHERE ts >= %s AND ts < %s AND outcome = 'interrupted'",
+                             [start, end])[0])
 
     def writes_sent(self, start: datetime, end: datetime) -> int:
         return sum(1 for at, _d, _p in self.device_writes if start <= at < end)
@@ -354,6 +361,7 @@ def run_counts(host: DrillHost, run: Run) -> dict[str, Any]:
         "readings_duplicated": host.duplicated(),
         "writes_sent": host.writes_sent(run.started, end + timedelta(seconds=1)),
         "writes_audited": host.audited_since(run.started, end + timedelta(seconds=1)),
+        "writes_interrupted": host.interrupted_since(run.started, end + timedelta(seconds=1)),
         "leases_lapsed": host.leases_lapsed(run.started, end),
     }
     if stats:

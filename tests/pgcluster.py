@@ -164,6 +164,17 @@ class PgCluster:
         """libpq connection string over TCP on 127.0.0.1."""
         return f"host=127.0.0.1 port={self.port} user={self.user} dbname={dbname or self.dbname}"
 
+    def timescale_database(self, dbname: str) -> str:
+        """Create a database with the timescaledb extension (the benchmarks' own); returns its DSN."""
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        dsn = self.dsn_for(dbname)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        return dsn
+
     # --- lifecycle -------------------------------------------------------------------------------
 
     @classmethod

@@ -18,7 +18,7 @@ from gridctl.api.settings import ApiSettings
 from gridctl.api.signin import SignIn
 from gridctl.api.store import ApiStore, User
 from gridctl.config.models import Site
-from gridctl.history import Historian
+from gridctl.history import Historian, HistorianUnavailable
 from gridctl.history.base import utc_now
 from gridctl.runtime import SiteRuntime
 
@@ -143,9 +143,21 @@ def site_in_scope(ctx: ApiContext, user: User, site_id: str) -> Site:
     return site
 
 
-def runtime_in_scope(ctx: ApiContext, user: User, site_id: str) -> SiteRuntime:
+async def runtime_in_scope(ctx: ApiContext, user: User, site_id: str) -> SiteRuntime:
     site_in_scope(ctx, user, site_id)
     runtime = ctx.runtimes.get(site_id)
     if runtime is None:
         raise HTTPException(503, f"site {site_id!r} is not running in this service")
+    await refreshed(runtime)
     return runtime
+
+
+async def refreshed(runtime: SiteRuntime) -> None:
+    """A site another gridctl instance controls: its live values as that instance last published them."""
+    refresh = getattr(runtime, "refresh_published", None)
+    if refresh is not None:
+        try:
+            await refresh()
+        except HistorianUnavailable as error:
+            raise HTTPException(503, f"the database does not answer ({error}); the site is controlled by "
+                                     "another gridctl instance", headers={"Retry-After": "5"}) from error

@@ -154,22 +154,28 @@ class PostgresDatabase(Database):
     """Every call is bounded in time (`timeout_s`); while the server is away calls fail at once with
     HistorianUnavailable, and work again within a second of it answering (see PgPool)."""
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 5.0) -> None:
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 5.0,
+                 name: str = "gridctl-api") -> None:
         self.dsn = dsn
+        self.name = name
         self.min_size = min_size
         self.max_size = max_size
         self.timeout_s = timeout_s
         self._pool: PgPool | None = None
+        self._opening = asyncio.Lock()
 
     async def open(self) -> None:
         if self._pool is not None:
             return
-        # Autocommit: a single statement needs no transaction of its own, and a pooled connection left
-        # in one would cost a COMMIT round trip when it goes back (`script` opens its own).
-        pool = PgPool(self.dsn, min_size=self.min_size, max_size=self.max_size, timeout_s=self.timeout_s,
-                      name="gridctl-api")
-        await pool.open(wait=True)
-        self._pool = pool
+        async with self._opening:  # callers opening at once share one pool
+            if self._pool is not None:
+                return
+            # Autocommit: a single statement needs no transaction of its own, and a pooled connection left
+            # in one would cost a COMMIT round trip when it goes back (`script` opens its own).
+            pool = PgPool(self.dsn, min_size=self.min_size, max_size=self.max_size, timeout_s=self.timeout_s,
+                          name=self.name)
+            await pool.open(wait=True)
+            self._pool = pool
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -104,6 +104,9 @@ class SiteSummary(BaseModel):
     buildings: list[str]
     running: bool
     active_alarms: int | None
+    controlled_by: str | None = Field(
+        default=None, description="The gridctl instance controlling the site now (host name / instance id); null "
+                                  "when none has published its live values lately (instances sharing sites)")
 
 
 class LivePoint(BaseModel):
@@ -200,6 +203,9 @@ class HandsOffRequest(Body):
 class HandsOffOut(BaseModel):
     scopes: list[str]
     relinquished: list[str] = []
+    pending: bool = Field(
+        default=False, description="Asked on an instance that does not control the site: stored, and applied by "
+                                   "the instance that controls it (or takes it over) as soon as it reads it")
 
 
 class PolicyChange(Body):

@@ -404,15 +404,15 @@ def _audit_insert(db: Database, entry: AuditEntry) -> tuple[str, list[Any]]:
     return (
         "INSERT INTO write_audit (ts, site_id, address, device_id, actor, reason, schedule_id, policy_version, "
         "old_value, requested_value, written_value, priority, lease_until, outcome, read_back, error, clamped, "
-        "ramped, unit, instance_id, journal_seq, epoch, outcome_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ramped, unit, instance_id, journal_seq, epoch, outcome_at, action) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (instance_id, journal_seq) DO NOTHING",
         [
             db.ts(entry.ts), entry.site_id, entry.address, entry.address.partition("/")[0], entry.actor,
             entry.reason, entry.schedule_id, entry.policy_version, _value(entry.old_value),
             _value(entry.requested_value), _value(entry.written_value), entry.priority, db.ts(entry.lease_until),
             str(entry.outcome), _value(entry.read_back), entry.error, db.flag(entry.clamped), db.flag(entry.ramped),
-            entry.unit, entry.instance_id, entry.journal_seq, entry.epoch, db.ts(entry.outcome_at),
+            entry.unit, entry.instance_id, entry.journal_seq, entry.epoch, db.ts(entry.outcome_at), entry.action,
         ],
     )
 

@@ -3,21 +3,36 @@
 `--db` names the database; without it, the embedded SQLite history `gridctl run` uses by default is
 used when it exists. The entry is also always printed by the command itself. The API's database layer
 is imported only when a database is used: it brings the whole web application with it.
+
+Like the service's writes, a command-line write goes through a local write journal (one per audit
+database, in the data directory's `journal/`): its intent is on disk before the device hears anything,
+its outcome after, and the record is shipped to the database exactly once — at once, or when the
+database is away, by the next `gridctl points write` to the same database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
 from gridctl import paths
 from gridctl.dispatch.audit import AuditEntry
+from gridctl.dispatch.journal import WriteJournal
+
+# Another `points write` to the same database holds the journal for a second or two: wait for it.
+JOURNAL_WAIT_S = 30.0
+SHIP_TIMEOUT_S = 10.0
 
 
 class AuditUnavailable(Exception):
     """The database named for the audit cannot take it; nothing was written to the device."""
+
+
+class AuditAway(AuditUnavailable):
+    """The database does not answer now: the audit can wait in the local journal."""
 
 
 def audit_target(db: str | None) -> str | None:
@@ -45,7 +60,7 @@ async def check_audit_target(target: str) -> None:
         await db.open()
         await db.fetch("SELECT count(*) FROM write_audit WHERE 1 = 0")
     except HistorianUnavailable as exc:
-        raise AuditUnavailable(f"{describe(target)}: {exc}") from exc
+        raise AuditAway(f"{describe(target)}: {exc}") from exc
     except Exception as exc:
         raise AuditUnavailable(f"{describe(target)} has no write_audit table ({exc}): run "
                                f"`gridctl db upgrade` on it") from exc
@@ -53,20 +68,25 @@ async def check_audit_target(target: str) -> None:
         await db.close()
 
 
-async def store_audit(target: str, entry: AuditEntry) -> None:
-    """Insert one audit entry into the write_audit table of `target`."""
-    from gridctl.api.db import open_database
-    from gridctl.api.store import ApiStore
-    from gridctl.history import HistorianUnavailable
+def journal_path(target: str) -> Path:
+    """The journal of writes audited in `target`: one per database, so each record ships where it belongs."""
+    key = hashlib.sha256(target.encode()).hexdigest()[:12]
+    return paths.data_dir() / "journal" / f"points-{key}.sqlite3"
 
-    db = open_database(target)
+
+def open_journal(target: str) -> WriteJournal:
+    return WriteJournal(journal_path(target), lock_wait_s=JOURNAL_WAIT_S)
+
+
+async def ship(journal: WriteJournal, target: str, timeout_s: float = SHIP_TIMEOUT_S) -> None:
+    """Ship every complete record of the journal to `target`; raises when the database refuses."""
+    from gridctl.dispatch.shipper import JournalShipper
+
+    shipper = JournalShipper(journal, target)
     try:
-        await db.open()
-        await ApiStore(db).record_audit(entry)
-    except HistorianUnavailable as exc:
-        raise AuditUnavailable(f"{describe(target)}: {exc}") from exc
+        await asyncio.wait_for(shipper.drain(), timeout_s)
     finally:
-        await db.close()
+        await shipper.db.close()
 
 
 def audit_json(entry: AuditEntry) -> dict[str, Any]:

@@ -4,7 +4,9 @@
 device gives. `write` takes one address and a value, refuses a value outside the point's limits and
 the BACnet priorities of life safety and operators (1-8, unless `--as-operator NAME` says who writes)
 before any I/O, writes with read-back verification, and audits the write: always in its output, and
-in the history database's write_audit table (`--db`, or the default database when it exists).
+in the history database's write_audit table (`--db`, or the default database when it exists) through a
+local write journal, as the service does: the intent is on disk before any I/O, and a database away at
+that moment loses nothing (the record ships with the next write to that database).
 `--port-offset` reaches a site served by `gridctl sim up --port-offset`. With `--json`, a failure is a
 JSON object on stdout too.
 Exit codes: 0 done (every reading good), 1 a device fault or a bad reading, 2 refused before any I/O
@@ -47,6 +49,7 @@ from gridctl.config.checks import operator_priority_problem
 from gridctl.config.loader import site_file
 from gridctl.config.models import BacnetDevice, BacnetSettings
 from gridctl.dispatch.audit import AuditEntry, Outcome
+from gridctl.dispatch.journal import Action, Intent, JournalError, WriteJournal
 from gridctl.fieldbus import device_spec
 
 _TRUE = {"true", "on", "yes", "1"}
@@ -293,6 +296,8 @@ class _Write:
     reason: str
     old: Value | None = None
     result: WriteResult | None = None
+    # The journal record of the write, once its intent is on disk.
+    seq: int | None = None
 
     def entry(self, outcome: Outcome, error: str | None = None) -> AuditEntry:
         result = self.result
@@ -302,18 +307,58 @@ class _Write:
             requested_value=self.value, written_value=result.written if result is not None else None,
             priority=result.priority if result is not None else self.priority, lease_until=None, outcome=outcome,
             read_back=result.read_back if result is not None else None, error=error, clamped=False, ramped=False,
-            unit=self.point.unit,
+            unit=self.point.unit, action=str(self.action(sent=self.seq is not None)),
         )
 
+    def action(self, *, sent: bool) -> Action:
+        if not sent:
+            return Action.NOTE
+        return Action.RELINQUISH if self.value is None else Action.WRITE
 
-async def _send(spec: DeviceSpec, write: _Write) -> None:
-    """Read the value the point holds (for the audit), then write, read back and verify."""
+    def intent(self, *, sent: bool) -> Intent:
+        """The journal's record of the write, before any I/O (`sent`: the device is about to be written)."""
+        return Intent(ts=datetime.now(UTC), site_id=self.site.id, address=self.address, action=self.action(sent=sent),
+                      actor=self.actor, reason=self.reason, unit=self.point.unit, old_value=self.old,
+                      requested_value=self.value, written_value=self.value, priority=self.priority)
+
+
+async def _journalled(spec: DeviceSpec, write: _Write, journal: WriteJournal | None) -> None:
+    """Send the write with its intent journalled first, then its outcome; raises what the device raised."""
+    outcome, error = Outcome.FAILED, None
+    try:
+        await _send(spec, write, journal)
+        assert write.result is not None
+        outcome = Outcome.RELINQUISHED if write.result.written is None else Outcome.WRITTEN
+    except Override as exc:
+        outcome, error = Outcome.OVERRIDE, str(exc)
+        raise
+    except WriteMismatch as exc:
+        outcome, error = Outcome.MISMATCH, str(exc)
+        raise
+    except (NotCommandable, LimitViolation) as exc:
+        outcome, error = Outcome.REJECTED, str(exc)
+        raise
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if journal is not None and write.seq is not None:
+            result = write.result
+            await journal.outcome(write.seq, write.address, outcome, datetime.now(UTC),
+                                  read_back=result.read_back if result is not None else None, error=error,
+                                  carried=None if result is None else (result.written, result.priority))
+
+
+async def _send(spec: DeviceSpec, write: _Write, journal: WriteJournal | None = None) -> None:
+    """Read the value the point holds (for the audit), journal the intent, then write, read back and verify."""
     driver = make_driver(spec)
     try:
         await driver.connect()
         (before,) = await driver.read([write.point.id])
         if before.quality is Quality.GOOD:
             write.old = before.value
+        if journal is not None:
+            write.seq = await journal.intent(write.intent(sent=True))
         write.result = await driver.write(write.point.id, write.value, priority=write.priority)
     finally:
         await driver.close()
@@ -357,9 +402,12 @@ def run_write(args: argparse.Namespace) -> int:
     except (SiteError, UsageError, ValueError) as exc:
         return _fail("write", str(exc), 2, as_json)
     store = audit.audit_target(args.db)
+    away = None
     if store is not None:
         try:
             asyncio.run(audit.check_audit_target(store))
+        except audit.AuditAway as exc:  # the journal keeps the audit until the database answers
+            away = str(exc)
         except audit.AuditUnavailable as exc:
             if args.db is not None:
                 return _fail("write", f"cannot audit the write, so nothing was written: {exc}", 2, as_json)
@@ -369,7 +417,23 @@ def run_write(args: argparse.Namespace) -> int:
     operator = args.as_operator.strip() if args.as_operator is not None else None
     write = _Write(site, args.address, point, value, _device_priority(site, args.address, point, args.priority),
                    operator or _login_name(), args.reason if operator is None else f"{args.reason} (as operator)")
+    journal = None
+    if store is not None:
+        try:
+            journal = audit.open_journal(store)
+        except JournalError as exc:
+            return _fail("write", f"cannot journal the write, so nothing was written: {exc}", 2, as_json)
+    try:
+        return _write(args, write, target, spec_point, store, journal, away)
+    finally:
+        if journal is not None:
+            journal.close()
 
+
+def _write(args: argparse.Namespace, write: _Write, target: _Target, spec_point: Any, store: str | None,
+           journal: WriteJournal | None, away: str | None) -> int:
+    as_json = args.json
+    point, value, operator = write.point, write.value, args.as_operator
     refusal = None
     if not point.writable:
         refusal = f"{args.address} is read-only"
@@ -383,22 +447,34 @@ def run_write(args: argparse.Namespace) -> int:
             refusal = (f"refused: {args.value} is outside the limits of {args.address} ({_limits(point)}); "
                        f"nothing was written")
     if refusal is not None:
-        return _finish(write, store, Outcome.REJECTED, refusal, 2, as_json)
+        if journal is not None:
+            try:
+                asyncio.run(journal.note(write.intent(sent=False), Outcome.REJECTED, error=refusal))
+            except JournalError as exc:
+                print(f"gridctl points write: the refusal could not be journalled: {exc}", file=sys.stderr)
+        return _finish(write, store, journal, away, Outcome.REJECTED, refusal, 2, as_json)
 
     try:
-        asyncio.run(_send(target.spec, write))
+        asyncio.run(_journalled(target.spec, write, journal))
+    except JournalError as exc:
+        if write.seq is None:
+            return _fail("write", f"cannot journal the write, so nothing was written: {exc}", 2, as_json)
+        # Sent, but its outcome is not on disk: the next run closes the record as interrupted.
+        print(f"gridctl points write: the outcome could not be journalled: {exc}", file=sys.stderr)
+        return _finish(write, store, journal, away, Outcome.INTERRUPTED, f"outcome not journalled: {exc}", 1,
+                       as_json)
     except Override as exc:
-        return _finish(write, store, Outcome.OVERRIDE,
+        return _finish(write, store, journal, away, Outcome.OVERRIDE,
                        f"{args.address} is held at priority {exc.active_priority}, above ours: {exc}", 1, as_json)
     except WriteMismatch as exc:
-        return _finish(write, store, Outcome.MISMATCH, _device_error(args.address, exc), 1, as_json)
+        return _finish(write, store, journal, away, Outcome.MISMATCH, _device_error(args.address, exc), 1, as_json)
     except (NotCommandable, LimitViolation) as exc:
-        return _finish(write, store, Outcome.REJECTED, _device_error(args.address, exc), 1, as_json)
+        return _finish(write, store, journal, away, Outcome.REJECTED, _device_error(args.address, exc), 1, as_json)
     except (DriverError, OSError) as exc:
-        return _finish(write, store, Outcome.FAILED, _device_error(args.address, exc), 1, as_json)
+        return _finish(write, store, journal, away, Outcome.FAILED, _device_error(args.address, exc), 1, as_json)
     assert write.result is not None
     done = Outcome.RELINQUISHED if write.result.written is None else Outcome.WRITTEN
-    return _finish(write, store, done, None, 0, as_json)
+    return _finish(write, store, journal, away, done, None, 0, as_json)
 
 
 def _device_error(address: str, error: Exception) -> str:
@@ -407,21 +483,24 @@ def _device_error(address: str, error: Exception) -> str:
     return text if str(error).startswith(address) else f"{address}: {text}"
 
 
-def _finish(write: _Write, store: str | None, outcome: Outcome, error: str | None, code: int, as_json: bool) -> int:
-    """Audit the write (database and output), print its result or why it failed, return the exit code."""
+def _finish(write: _Write, store: str | None, journal: WriteJournal | None, away: str | None, outcome: Outcome,
+            error: str | None, code: int, as_json: bool) -> int:
+    """Ship the journal to the audit database, print the write's result or why it failed, return the exit code."""
     entry = write.entry(outcome, error)
     stored_in = None
     store_error = None
-    if store is not None:
+    if store is not None and journal is not None:
         try:
-            asyncio.run(audit.store_audit(store, entry))
+            if away is not None:
+                raise audit.AuditAway(away)
+            asyncio.run(audit.ship(journal, store))
             stored_in = audit.describe(store)
-        except Exception as exc:  # the device was written (or refused): the audit still goes to the output
-            store_error = f"{type(exc).__name__}: {exc}"
-            print(f"gridctl points write: the audit could not be stored in {audit.describe(store)}: {store_error}",
-                  file=sys.stderr)
-            code = code or 1
-    where = (f"recorded in {stored_in}" if stored_in else f"NOT recorded: {store_error}" if store_error else
+        except Exception as exc:  # the journal keeps the record: it ships with the next write to this database
+            store_error = (f"{type(exc).__name__}: {exc}".rstrip(": ") + f"; kept in the write journal "
+                           f"{journal.path}, stored by the next `gridctl points write` to this database")
+            print(f"gridctl points write: the audit could not be stored in {audit.describe(store)} now: "
+                  f"{store_error}", file=sys.stderr)
+    where = (f"recorded in {stored_in}" if stored_in else f"NOT recorded yet: {store_error}" if store_error else
              f"not recorded in a database (no --db, and no database at {paths.default_database()})")
     audit_line = f"audit: {entry.outcome} by {entry.actor} at {entry.ts.isoformat()}, {where}; reason: {entry.reason}"
     audit_out = {**audit.audit_json(entry), "stored_in": stored_in, "store_error": store_error}

@@ -27,8 +27,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_metrics_options(parser)
     parser.add_argument("--dispatch-s", type=float, default=60.0, help="seconds between dispatch cycles")
     parser.add_argument("--optimise-s", type=float, default=900.0, help="seconds between optimisations")
+    cluster = parser.add_argument_group(
+        "sharing sites", "several instances (on one or several machines) share the sites given to each through "
+                         "leases in the PostgreSQL database; without --cluster an instance has no peers and needs "
+                         "no lease, so it keeps controlling through a database outage")
+    cluster.add_argument("--cluster", action="store_true",
+                         help="share the sites with the other instances started with --cluster on the same database")
+    cluster.add_argument("--lease-s", type=_seconds, default=20.0,
+                         help="site lease length (default 20): another instance takes a site over within about "
+                              "this long after its owner died or lost the database")
+    cluster.add_argument("--renew-s", type=_seconds, default=None, help="lease renewal period (default lease / 4)")
+    cluster.add_argument("--write-budget-s", type=_seconds, default=None,
+                         help="longest a device write may take, abandoned past it (default: from the devices' "
+                              "timeouts and retries)")
+    cluster.add_argument("--live-s", type=_seconds, default=5.0,
+                         help="how often the owner publishes a site's live values for the other instances")
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(func=run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} s is not between 0 and 3600")
+    return value
 
 
 def add_metrics_options(parser: argparse.ArgumentParser) -> None:
@@ -70,16 +95,29 @@ def run(args: argparse.Namespace) -> int:
         paths.data_dir().mkdir(parents=True, exist_ok=True)
     cadence = Cadence(dispatch=timedelta(seconds=args.dispatch_s), optimise=timedelta(seconds=args.optimise_s))
     sites = [SiteOptions(site=path, port_offset=args.port_offset, cadence=cadence) for path in args.sites]
-    code = asyncio.run(_main(sites, db, args.host, args.port, metrics_access(args)))
+    cluster = None
+    if args.cluster:
+        from gridctl.cluster.coordinator import ClusterSettings
+        from gridctl.history import is_postgres_dsn
+
+        if not is_postgres_dsn(db):
+            raise SystemExit("--cluster needs a PostgreSQL database (--db postgresql://...): instances share sites "
+                             "through it")
+        cluster = ClusterSettings(lease_s=args.lease_s, renew_s=args.renew_s or args.lease_s / 4,
+                                  write_budget_s=args.write_budget_s, live_s=args.live_s)
+    code = asyncio.run(_main(sites, db, args.host, args.port, metrics_access(args), cluster))
     # Stopped and flushed: leave without waiting for a solve nobody will follow.
     exit_now(code)
 
 
-async def _main(sites: list, db: str, address: str, port: int, metrics) -> int:
+async def _main(sites: list, db: str, address: str, port: int, metrics, cluster=None) -> int:
     from gridctl.service.runner import ServiceHost
     from gridctl.service.web import attach_api, serve_until_stopped
 
-    host = ServiceHost(sites, db, paths.spool_dir())
+    try:
+        host = ServiceHost(sites, db, paths.spool_dir(), cluster=cluster)
+    except ValueError as error:  # lease timings that would let two instances write at once
+        raise SystemExit(str(error)) from None
     await host.open_history()
     app = await attach_api(host, metrics)
 

@@ -14,16 +14,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from drivers.base import Driver, DriverError, NotCommandable, Override, Reading, Value, WriteMismatch
+from drivers.base import (
+    DeviceTimeout,
+    Driver,
+    DriverError,
+    NotCommandable,
+    Override,
+    Reading,
+    Value,
+    WriteMismatch,
+    WriteResult,
+)
 from gridctl.alarms import AlarmBook, AlarmKind, Severity
 from gridctl.clock import Clock
 from gridctl.config.models import BacnetDevice, Point, Site
 from gridctl.dispatch.audit import AuditEntry, AuditSink, Outcome
-from gridctl.dispatch.journal import Action, HandsOff, Intent, JournalError, WriteJournal
+from gridctl.dispatch.fencing import SiteLease
+from gridctl.dispatch.journal import Action, Commanded, HandsOff, Intent, JournalError, WriteJournal
 from gridctl.dispatch.watchdog import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -85,8 +96,11 @@ class Arbiter:
     journal: WriteJournal | None = None
     # The latest reading of a point with its time, for the audit's old value.
     reading: LatestReading = lambda _address: None
-    # The fencing epoch of the site lease writes are made under (None until site leases exist).
+    # The fencing epoch of the site lease writes are made under (None: no lease; see `lease`).
     epoch: int | None = None
+    # The site lease of an instance sharing sites with others: checked before every write, which must end
+    # within its write budget. None for a single instance, which needs no lease.
+    lease: SiteLease | None = None
 
     def __post_init__(self) -> None:
         self._states: dict[str, _PointState] = {}
@@ -132,6 +146,10 @@ class Arbiter:
                     and not self.is_hands_off(beat.address):
                 # A supervised device hears from gridctl before it is commanded.
                 await self._beat(beat)
+            refusal = self._fence()
+            if refusal is not None:
+                return await self._note(request, point, Outcome.REJECTED, old=state.value, sent=value,
+                                        error=f"not sent: {refusal}")
             return await self._send(request, point, state, value, clamped=clamped, ramped=ramped, renewal=renewal)
 
     async def renew_leases(self) -> list[AuditEntry]:
@@ -230,36 +248,68 @@ class Arbiter:
         self._closed = True
         return await self._let_go([d.id for d in self.site.devices], lambda _address: True, actor, reason)
 
-    async def recover(self, planned: set[str]) -> list[AuditEntry]:
+    def close(self) -> None:
+        """Send nothing more, relinquishing nothing: another instance takes the site over, or the devices'
+        own fallbacks act (a lease not renewed, a watchdog without heartbeat)."""
+        self._closed = True
+
+    async def restore_hands_off(self, scopes: Mapping[str, HandsOff]) -> None:
+        """Make the hands off of this site exactly `scopes` (what the shared database says when an instance
+        takes the site over), here and in the journal, without recording changes: none happened."""
+        self._hands_off = dict(scopes)
+        if self.journal is not None:
+            await self.journal.replace_hands_off(self.site.id, self._hands_off.values())
+        if self._hands_off:
+            log.info("%s: hands off restored: %s", self.site.id, ", ".join(sorted(self._hands_off)))
+
+    async def note_site(self, outcome: Outcome, actor: str, reason: str) -> AuditEntry:
+        """Audit something that concerns the whole site (a lease taken over, handed over or lost)."""
+        intent = Intent(ts=self.clock.now(), site_id=self.site.id, address="site", action=Action.NOTE, actor=actor,
+                        reason=reason, unit="", epoch=self._epoch())
+        seq = None
+        if self.journal is not None:
+            try:
+                seq = await self.journal.note(intent, outcome)
+            except JournalError as err:
+                self._journal_failed(err, f"{outcome} of the site is not journalled")
+        return await self._audit(intent, seq, outcome, intent.ts)
+
+    async def recover(self, planned: set[str], left_by: Iterable[Commanded] | None = None) -> list[AuditEntry]:
         """At start, before the first write: settle what a run that stopped without relinquishing (a crash,
-        kill -9, power cut) left commanded, as its journal says. A point the site's assets command
-        (`planned`) is reclaimed: gridctl counts it as held and the next dispatch writes it again
-        (relinquishing first would make the equipment jump twice). A point under hands off, or one nothing
-        commands any more, is relinquished, never reclaimed."""
-        if self.journal is None:
+        kill -9, power cut) left commanded, as its journal says — or, taking a site over from another
+        instance, as `left_by` says (its shipped audit). A point the site's assets command (`planned`) is
+        reclaimed: gridctl counts it as held and the next dispatch writes it again (relinquishing first would
+        make the equipment jump twice). A point under hands off, or one nothing commands any more, is
+        relinquished, never reclaimed."""
+        if self.journal is None and left_by is None:
             return []
         entries: list[AuditEntry] = []
         release: dict[str, str] = {}
-        for left in self.journal.commanded(self.site.id):
+        if left_by is None:
+            assert self.journal is not None
+            left_by = self.journal.commanded(self.site.id)
+        for left in left_by:
+            who = "a run that stopped abruptly" if left.held_by is None else left.held_by
             try:
                 point = self.site.point(left.address)
             except KeyError:
                 log.warning("%s: %s was left commanded (%r) but is no longer in the site description; not touched",
                             self.site.id, left.address, left.value)
-                await self.journal.forget(self.site.id, left.address)
+                if self.journal is not None:
+                    await self.journal.forget(self.site.id, left.address)
                 continue
             state = self._states.setdefault(left.address, _PointState())
             state.commanded = True
             state.last_sent = left.value
             scope = self._hands_off_scope(left.address)
             if scope is not None:
-                release[left.address] = f"left commanded by a run that stopped abruptly; under hands off {scope}"
+                release[left.address] = f"left commanded by {who}; under hands off {scope}"
             elif left.address not in planned or not point.writable:
-                release[left.address] = "left commanded by a run that stopped abruptly; nothing commands it any more"
+                release[left.address] = f"left commanded by {who}; nothing commands it any more"
             else:
                 entries.append(await self._note(
                     WriteRequest(left.address, left.value, "gridctl:recovery",
-                                 "left commanded by a run that stopped abruptly; the next dispatch writes it again"),
+                                 f"left commanded by {who}; the next dispatch writes it again"),
                     point, Outcome.RECLAIMED, sent=left.value, priority=left.priority))
         if release:
             entries += await self._let_go(sorted({a.partition("/")[0] for a in release}), release.__contains__,
@@ -309,14 +359,20 @@ class Arbiter:
         for attempt in range(attempts):
             intent = self._intent(request, point, Action.WRITE, old=old, sent=value, priority=priority,
                                   clamped=clamped, ramped=ramped)
+            if attempt and (refusal := self._fence()) is not None:
+                return await self._note(request, point, Outcome.REJECTED, old=old, sent=value, priority=priority,
+                                        error=f"not sent: {refusal}")
             try:
                 seq = await self._journal(intent)
             except JournalError as error:
                 return await self._unjournalled(intent, error)
+            if (refusal := self._fence()) is not None:
+                # The lease ran out while the intent went to disk: the device hears nothing.
+                return await self._finish(intent, seq, Outcome.REJECTED, error=f"not sent: {refusal}")
             state.commanded = True
             state.last_sent = value
             try:
-                result = await driver.write(point_id, value, priority=priority)
+                result = await self._io(driver.write(point_id, value, priority=priority))
             except Override as error:
                 return await self._mark_override(request, point, state, error.active_priority, str(error),
                                                  sent=(intent, seq))
@@ -354,15 +410,20 @@ class Arbiter:
         point = self.site.point(beat.address)
         state = self._states.setdefault(beat.address, _PointState())
         request = WriteRequest(beat.address, value, "gridctl:watchdog", beat.reason())
+        if (refusal := self._fence()) is not None:
+            return await self._note(request, point, Outcome.REJECTED, sent=value, error=f"not sent: {refusal}")
         intent = self._intent(request, point, Action.HEARTBEAT, old=self._old_value(beat.address, state),
                               sent=value, priority=self._priority(beat.address))
         try:
             seq = await self._journal(intent)
         except JournalError as error:
             return await self._unjournalled(intent, error)
+        if (refusal := self._fence()) is not None:
+            return await self._finish(intent, seq, Outcome.REJECTED, error=f"not sent: {refusal}")
         state.last_sent = value
         try:
-            result = await self.drivers[beat.device_id].write(beat.watchdog.point, value, priority=intent.priority)
+            result = await self._io(self.drivers[beat.device_id].write(beat.watchdog.point, value,
+                                                                       priority=intent.priority))
         except DriverError as error:
             return await self._finish(intent, seq, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
         beat.counter = value
@@ -420,13 +481,17 @@ class Arbiter:
             state.commanded = False
             return await self._note(request, point, Outcome.RELINQUISHED, old=old,
                                     error=None if point.lease_s else "no relinquish value: left as is")
+        if (refusal := self._fence()) is not None:
+            # Not ours to send any more: the device's own fallback (lease, watchdog) lets go instead.
+            return await self._note(request, point, Outcome.REJECTED, old=old, sent=value,
+                                    error=f"not relinquished: {refusal}")
         intent = self._intent(request, point, Action.RELINQUISH, old=old, sent=value, priority=priority)
         try:
             seq = await self._journal(intent)
         except JournalError as error:
             return await self._unjournalled(intent, error)
         try:
-            result = await self.drivers[device_id].write(point_id, value, priority=priority)
+            result = await self._io(self.drivers[device_id].write(point_id, value, priority=priority))
         except NotCommandable as refused:
             # A BACnet object without priority array has nothing to relinquish (and a NULL could leave it
             # uninitialised): the driver refused the NULL unsent. Write its relinquish value, or leave it.
@@ -441,7 +506,7 @@ class Arbiter:
             except JournalError as error:
                 return await self._unjournalled(intent, error)
             try:
-                result = await self.drivers[device_id].write(point_id, point.relinquish_value, priority=None)
+                result = await self._io(self.drivers[device_id].write(point_id, point.relinquish_value, priority=None))
             except DriverError as error:
                 return await self._finish(intent, seq, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
         except DriverError as error:
@@ -470,7 +535,7 @@ class Arbiter:
         return Intent(ts=self.clock.now(), site_id=self.site.id, address=request.address, action=action,
                       actor=request.actor, reason=request.reason, unit=point.unit, schedule_id=request.schedule_id,
                       policy_version=request.policy_version, old_value=old, requested_value=request.value,
-                      written_value=sent, priority=priority, clamped=clamped, ramped=ramped, epoch=self.epoch)
+                      written_value=sent, priority=priority, clamped=clamped, ramped=ramped, epoch=self._epoch())
 
     async def _journal(self, intent: Intent) -> int | None:
         if self.journal is None:
@@ -520,7 +585,7 @@ class Arbiter:
             lease_until=lease_until, outcome=outcome, read_back=read_back, error=error, clamped=intent.clamped,
             ramped=intent.ramped, unit=intent.unit,
             instance_id=self.journal.instance_id if self.journal is not None and seq is not None else None,
-            journal_seq=seq, epoch=intent.epoch, outcome_at=at,
+            journal_seq=seq, epoch=intent.epoch, outcome_at=at, action=str(intent.action),
         )
         await self.audit.record(entry)
         return entry
@@ -531,6 +596,23 @@ class Arbiter:
                                 Severity.CRITICAL)
 
     # ------------------------------------------------------------------ helpers
+
+    def _epoch(self) -> int | None:
+        return self.lease.epoch if self.lease is not None else self.epoch
+
+    def _fence(self) -> str | None:
+        """Why no write may start now (the site lease), or None."""
+        return None if self.lease is None else self.lease.refusal()
+
+    async def _io(self, write: Awaitable[WriteResult]) -> WriteResult:
+        """A device write, abandoned past the lease's write budget: no write outlives the lease."""
+        if self.lease is None:
+            return await write
+        try:
+            return await asyncio.wait_for(write, self.lease.write_budget_s)
+        except TimeoutError:
+            raise DeviceTimeout(f"no answer within the site lease's write budget ({self.lease.write_budget_s:g} s)")\
+                from None
 
     def _old_value(self, address: str, state: _PointState) -> Value | None:
         """What the point held before this write: the last reading unless gridctl wrote since."""

@@ -25,6 +25,12 @@ class Outcome(StrEnum):
     # Not written: at start, gridctl takes back a point a stopped run left commanded; the next dispatch
     # writes it.
     RECLAIMED = "reclaimed"
+    # Site leases (several gridctl instances sharing sites), audited against the whole site (address
+    # `site`): this instance took the site over, handed it to another one, or stopped commanding it because
+    # its lease could not be renewed in time (the devices' own fallbacks act).
+    TAKEN_OVER = "taken_over"
+    HANDED_OVER = "handed_over"
+    LEASE_LOST = "lease_lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,8 @@ class AuditEntry:
     epoch: int | None = None
     # When the outcome was known (`ts` is when the write was decided and journalled).
     outcome_at: datetime | None = None
+    # What was done: "write", "heartbeat", "relinquish" (sent to the device) or "note" (no I/O).
+    action: str | None = None
 
 
 class AuditSink(Protocol):

@@ -11,6 +11,11 @@ what a crashed run left commanded) and each site's hands-off scopes (restored be
 
 Records carry a sequence number unique within this journal; with the instance id (host name and an id
 made when the journal file was created) it is the key that makes shipping to the database exactly-once.
+
+The file is capped (`max_records`): past the cap the oldest shipped records are pruned (the database
+has them). Records not yet shipped are never dropped: when they alone fill the journal, new writes are
+refused (JournalFull) and the devices' own fallbacks act until the database takes the backlog; letting go
+of a device (a relinquish, a note, a hands off) may still use a small reserve above the cap.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import signal
 import socket
 import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -51,6 +57,15 @@ class JournalError(Exception):
 
 class JournalBusy(JournalError):
     """Another gridctl process holds this journal (one journal per data directory and process)."""
+
+
+class JournalFull(JournalError):
+    """Records not yet shipped fill the journal: nothing more may be sent until the database takes them."""
+
+
+# Records a journal keeps at most: at a write every few seconds on a hundred points, days of a database
+# outage. Shipped records beyond it are pruned oldest first.
+MAX_RECORDS = 500_000
 
 
 class Action(StrEnum):
@@ -118,6 +133,8 @@ class Commanded:
     seq: int
     ts: datetime
     run_id: str
+    # Who held it, when another instance did (a site taken over): instance and lease epoch, in words.
+    held_by: str | None = None
 
 
 @dataclass
@@ -208,10 +225,14 @@ _RECORD_COLUMNS = ("seq, run_id, action, site_id, address, ts, actor, reason, un
 class WriteJournal:
     """The journal file of one data directory, held by one process at a time."""
 
-    def __init__(self, path: str | Path, *, hostname: str | None = None, fault: Fault | None = None) -> None:
+    def __init__(self, path: str | Path, *, hostname: str | None = None, fault: Fault | None = None,
+                 max_records: int = MAX_RECORDS, lock_wait_s: float = 0.0) -> None:
+        if max_records < 10:
+            raise ValueError(f"a write journal keeps at least 10 records, not {max_records}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = self._take_lock(self.path.with_name(self.path.name + ".lock"))
+        self.max_records = max_records
+        self._lock_file = self._take_lock(self.path.with_name(self.path.name + ".lock"), lock_wait_s)
         self.fault = fault if fault is not None else Fault.parse(os.environ.get(FAULT_ENV))
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -226,18 +247,25 @@ class WriteJournal:
         self.run_id = uuid.uuid4().hex[:12]
         self.on_record: Callable[[], None] | None = None
         self.interrupted = self._close_interrupted()
+        self._count = self._conn.execute("SELECT count(*) FROM records").fetchone()[0]
 
     @staticmethod
-    def _take_lock(path: Path) -> Any:
+    def _take_lock(path: Path, wait_s: float) -> Any:
         handle = path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
-            raise JournalBusy(f"the write journal {path.with_suffix('')} is in use by another gridctl process "
-                              f"(pid {holder}); give each process its own GRIDCTL_DATA_DIR") from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                handle.close()
+                raise JournalBusy(f"the write journal {path.with_suffix('')} is in use by another gridctl process "
+                                  f"(pid {holder}); give each process its own GRIDCTL_DATA_DIR") from None
         handle.truncate(0)
         handle.write(str(os.getpid()))
         handle.flush()
@@ -268,11 +296,13 @@ class WriteJournal:
         return seq
 
     async def outcome(self, seq: int, address: str, outcome: Outcome, ts: datetime, *, read_back: Value | None = None,
-                      error: str | None = None, lease_until: datetime | None = None) -> None:
-        """Complete a record after the I/O. Raises JournalError."""
+                      error: str | None = None, lease_until: datetime | None = None,
+                      carried: tuple[Value | None, int | None] | None = None) -> None:
+        """Complete a record after the I/O; `carried`: the value and priority the device was really sent, when
+        the driver made them differ from the intent's. Raises JournalError."""
         if self.fault is not None:
             self.fault.hit("after-write", address)
-        await self._run(self._complete, seq, outcome, ts, read_back, error, lease_until)
+        await self._run(self._complete, seq, outcome, ts, read_back, error, lease_until, carried)
         self._notify()
 
     async def note(self, intent: Intent, outcome: Outcome, *, error: str | None = None) -> int:
@@ -305,10 +335,33 @@ class WriteJournal:
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
+                # What the transaction pruned is back.
+                self._count = self._conn.execute("SELECT count(*) FROM records").fetchone()[0]
                 raise
             return result
 
+    def _make_room(self, action: Action) -> None:
+        """Prune the oldest shipped records past the cap; raise JournalFull when unshipped ones fill it."""
+        if self._count < self.max_records:
+            return
+        # A tenth pruned at once: the cap is not met again at the very next record.
+        excess = self._count - self.max_records + max(1, self.max_records // 10)
+        cursor = self._conn.execute(
+            "DELETE FROM records WHERE seq IN (SELECT seq FROM records WHERE shipped = 1 ORDER BY seq LIMIT ?)",
+            [excess])
+        self._count -= cursor.rowcount
+        if cursor.rowcount:
+            log.info("write journal: pruned the %d oldest shipped record(s) (cap %d)", cursor.rowcount,
+                     self.max_records)
+        # Letting go of equipment may use a reserve above the cap; sending it something new may not.
+        reserve = 0 if action in (Action.WRITE, Action.HEARTBEAT) else max(10, self.max_records // 100)
+        if self._count >= self.max_records + reserve:
+            raise JournalFull(f"the write journal {self.path} holds {self._count} records not yet shipped to the "
+                              f"database (cap {self.max_records}); nothing more is sent to devices until the "
+                              "database takes them")
+
     def _insert(self, intent: Intent, done: tuple[Outcome, str | None] | None) -> int:
+        self._make_room(intent.action)
         outcome, error = done if done is not None else (None, None)
         ts = to_us(intent.ts)
         cursor = self._conn.execute(
@@ -321,6 +374,7 @@ class WriteJournal:
              int(intent.ramped), intent.epoch, None if outcome is None else str(outcome),
              None if outcome is None else ts, error])
         seq = int(cursor.lastrowid or 0)
+        self._count += 1
         if intent.action is Action.WRITE:
             # Held from the moment it may reach the device, until relinquished.
             self._conn.execute(
@@ -332,10 +386,13 @@ class WriteJournal:
         return seq
 
     def _complete(self, seq: int, outcome: Outcome, ts: datetime, read_back: Value | None, error: str | None,
-                  lease_until: datetime | None) -> None:
+                  lease_until: datetime | None, carried: tuple[Value | None, int | None] | None = None) -> None:
         row = self._conn.execute("SELECT action, site_id, address FROM records WHERE seq = ?", [seq]).fetchone()
         if row is None:
             raise sqlite3.IntegrityError(f"no journal record {seq}")
+        if carried is not None:
+            self._conn.execute("UPDATE records SET written_value = ?, priority = ? WHERE seq = ?",
+                               [_dump(carried[0]), carried[1], seq])
         self._conn.execute(
             "UPDATE records SET outcome = ?, outcome_ts = ?, read_back = ?, error = ?, lease_until = ? WHERE seq = ?",
             [str(outcome), to_us(ts), _dump(read_back), error, None if lease_until is None else to_us(lease_until),
@@ -348,10 +405,12 @@ class WriteJournal:
 
     def _hands(self, site_id: str, scope: str, on: bool, actor: str, reason: str, ts: datetime) -> int:
         action = Action.HANDS_ON if on else Action.HANDS_OFF
+        self._make_room(action)
         cursor = self._conn.execute(
             "INSERT INTO records (run_id, action, site_id, address, ts, actor, reason, unit, clamped, ramped, "
             "outcome, outcome_ts) VALUES (?, ?, ?, ?, ?, ?, ?, '', 0, 0, ?, ?)",
             [self.run_id, str(action), site_id, scope, to_us(ts), actor, reason, str(action), to_us(ts)])
+        self._count += 1
         if on:
             self._conn.execute("DELETE FROM hands_off WHERE site_id = ? AND scope = ?", [site_id, scope])
         else:
@@ -392,6 +451,25 @@ class WriteJournal:
                                      [site_id, address]).fetchone()
         return None if row is None else _load(row[0])
 
+    async def replace_hands_off(self, site_id: str, scopes: Iterable[HandsOff]) -> None:
+        """Make the site's hands off exactly `scopes` (taken from the shared database), recording no change."""
+        def replace(hands: list[HandsOff]) -> None:
+            self._conn.execute("DELETE FROM hands_off WHERE site_id = ?", [site_id])
+            for one in hands:
+                self._put_hands_off(site_id, one)
+        await self._run(replace, list(scopes))
+
+    async def replace_commanded(self, site_id: str, held: Iterable[Commanded]) -> None:
+        """Make what this journal counts as held on the site exactly `held` (a site taken over from another
+        instance: what its audit says it held), recording no change."""
+        def replace(rows: list[Commanded]) -> None:
+            self._conn.execute("DELETE FROM commanded WHERE site_id = ?", [site_id])
+            self._conn.executemany(
+                "INSERT INTO commanded (site_id, address, value, priority, seq, ts, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(site_id, c.address, _dump(c.value), c.priority, c.seq, to_us(c.ts), c.run_id) for c in rows])
+        await self._run(replace, list(held))
+
     async def forget(self, site_id: str, address: str) -> None:
         """Stop counting a point as held without I/O (it is no longer in the site description)."""
         await self._run(self._forget, site_id, address)
@@ -424,6 +502,8 @@ class WriteJournal:
         """Forget shipped records older than `before` (the database keeps them)."""
         cursor = await self._run(lambda: self._conn.execute(
             "DELETE FROM records WHERE shipped = 1 AND ts < ?", [to_us(before)]))
+        with self._lock:
+            self._count -= cursor.rowcount
         return cursor.rowcount
 
     def _shipped_form(self, row: tuple[Any, ...]) -> AuditEntry | HandsEvent:
@@ -438,7 +518,7 @@ class WriteJournal:
             written_value=_load(written), priority=priority,
             lease_until=None if lease_until is None else from_us(lease_until), outcome=Outcome(outcome),
             read_back=_load(read_back), error=error, clamped=bool(clamped), ramped=bool(ramped), unit=unit,
-            instance_id=self.instance_id, journal_seq=seq, epoch=epoch, outcome_at=from_us(outcome_ts))
+            instance_id=self.instance_id, journal_seq=seq, epoch=epoch, outcome_at=from_us(outcome_ts), action=action)
 
     def close(self) -> None:
         with self._lock:

@@ -464,3 +464,65 @@ MIGRATIONS.append(Migration(
         "CREATE INDEX hands_off_log_site ON hands_off_log (site_id, at)",
     ],
 ))
+
+
+# --- Site leases (version 106): several gridctl instances share sites through PostgreSQL. ---------------
+# Each site is owned by one instance at a time: `site_leases` holds the owner, the lease's expiry (the
+# database's clock) and a fencing epoch raised at every takeover. Instances register and heartbeat in
+# `cluster_instances`; the owner publishes one compact row of live values per site in `site_live`; an
+# operator's request made on another instance waits for the owner in `site_requests`. PostgreSQL only: an
+# embedded SQLite history has no peers. The audit index finds what each point's last writer held; the
+# audit's new `action` column tells what reached a device from what was only noted.
+
+MIGRATIONS.append(Migration(
+    106,
+    "site leases, instances, live snapshots and requests",
+    [
+        Only("postgres", """CREATE TABLE cluster_instances (
+            instance_id text PRIMARY KEY,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            sites text[] NOT NULL,
+            started_at timestamptz NOT NULL,
+            heartbeat_at timestamptz NOT NULL,
+            expires_at timestamptz NOT NULL,
+            stopped_at timestamptz
+        )"""),
+        Only("postgres", """CREATE TABLE site_leases (
+            site_id text PRIMARY KEY,
+            owner text,
+            epoch bigint NOT NULL DEFAULT 0,
+            acquired_at timestamptz,
+            renewed_at timestamptz,
+            expires_at timestamptz NOT NULL DEFAULT '-infinity'
+        )"""),
+        Only("postgres", """CREATE TABLE site_live (
+            site_id text PRIMARY KEY,
+            instance_id text NOT NULL,
+            epoch bigint NOT NULL,
+            published_at timestamptz NOT NULL,
+            live bytea NOT NULL,
+            schedule_id text,
+            schedule bytea
+        )"""),
+        Only("postgres", """CREATE TABLE site_requests (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            site_id text NOT NULL,
+            kind text NOT NULL,
+            scope text NOT NULL DEFAULT '',
+            actor text NOT NULL,
+            reason text NOT NULL DEFAULT '',
+            created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            created_by text,
+            applied_at timestamptz,
+            applied_by text,
+            applied_epoch bigint,
+            result text
+        )"""),
+        Only("postgres", "CREATE INDEX site_requests_pending ON site_requests (site_id, id) WHERE applied_at IS NULL"),
+        # What the record did: write, heartbeat, relinquish (sent to the device) or note (no I/O).
+        "ALTER TABLE write_audit ADD COLUMN action {text}",
+        Only("postgres", "CREATE INDEX write_audit_last_writer ON write_audit "
+                         "(site_id, address, epoch DESC NULLS LAST, journal_seq DESC)"),
+    ],
+))

@@ -176,6 +176,11 @@ class PgPool:
 
 def _sever(conn: psycopg.AsyncConnection, late: list[bool]) -> None:
     late.append(True)
+    sever(conn)
+
+
+def sever(conn: psycopg.AsyncConnection) -> None:
+    """Shut a connection's socket: whatever waits on it fails at once, even on a silent network."""
     with contextlib.suppress(OSError, psycopg.Error):
         duplicate = socket.socket(fileno=os.dup(conn.pgconn.socket))
         try:

@@ -25,7 +25,7 @@ from gridctl.assets.ev_pool import CHARGER_ROLES
 from gridctl.clock import Clock
 from gridctl.config import models as m
 from gridctl.dispatch import Arbiter, AuditEntry, AuditSink, DispatchSettings, MemoryAuditSink
-from gridctl.dispatch.journal import WriteJournal
+from gridctl.dispatch.journal import Commanded, WriteJournal
 from gridctl.forecast.forecaster import ForecastReport
 from gridctl.forecast.forecasts import Forecasts
 from gridctl.policy import DemandResponse, PolicyVersion, SitePolicy
@@ -130,6 +130,11 @@ class SiteController:
 
     def latest(self) -> Mapping[str, Reading]:
         return self.values.all()
+
+    @property
+    def controlled_by(self) -> str | None:
+        """The gridctl instance writing (its journal's instance id)."""
+        return self.arbiter.journal.instance_id if self.arbiter.journal is not None else None
 
     def device_health(self) -> Mapping[str, DeviceHealth]:
         return dict(self._health)
@@ -291,9 +296,10 @@ class SiteController:
         await self.arbiter.review_overrides()
         return entries
 
-    async def recover(self) -> list[AuditEntry]:
-        """Before the first write: settle what a run that stopped abruptly left commanded."""
-        return await self.arbiter.recover(planned_points(self.adapters))
+    async def recover(self, left_by: Iterable[Commanded] | None = None) -> list[AuditEntry]:
+        """Before the first write: settle what a run that stopped abruptly left commanded (its journal), or
+        what the instance this site was taken over from held (`left_by`)."""
+        return await self.arbiter.recover(planned_points(self.adapters), left_by)
 
     async def shutdown(self) -> list[AuditEntry]:
         """Relinquish every lease (staggered) and close the drivers, within a bounded time: devices that
@@ -304,12 +310,21 @@ class SiteController:
             log.warning("%s: relinquishing took over %.0f s; unanswered devices will fall back on their leases",
                         self._site.id, self.settings.shutdown_timeout_s)
             entries = []
+        await self._close_drivers()
+        return entries
+
+    async def abandon(self) -> None:
+        """Send nothing more and relinquish nothing (another instance takes the site over, or the devices'
+        own fallbacks act), and close the drivers."""
+        self.arbiter.close()
+        await self._close_drivers()
+
+    async def _close_drivers(self) -> None:
         for driver in self.drivers.values():
             try:
                 await driver.close()
             except Exception as error:  # closing must go on for the other devices
                 log.warning("%s: close failed: %s", driver.device_id, error)
-        return entries
 
     # ------------------------------------------------------------------ internals
 

@@ -17,10 +17,11 @@ import functools
 import logging
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -34,7 +35,7 @@ from gridctl.config import Site, load_site
 from gridctl.config.loader import site_file
 from gridctl.config.models import WeatherProvider
 from gridctl.dispatch import AuditSink
-from gridctl.dispatch.journal import WriteJournal
+from gridctl.dispatch.journal import Commanded, WriteJournal
 from gridctl.dispatch.shipper import JournalShipper
 from gridctl.fieldbus import device_spec
 from gridctl.forecast.forecaster import SignalForecaster, last_value_points, observed_points
@@ -47,6 +48,9 @@ from gridctl.history.spool import Spool, SpoolAlarm
 from gridctl.policy import PolicyVersion
 from gridctl.service.controller import ControllerSettings, SiteController
 from gridctl.service.metrics import ServiceMetrics
+
+if TYPE_CHECKING:
+    from gridctl.cluster.coordinator import ClusterSettings
 
 log = logging.getLogger(__name__)
 # Stored history reaches the forecaster as quarter-hour means.
@@ -110,6 +114,7 @@ class SiteService:
         self.poller = Poller([PolledDevice(self.drivers[s.id], p) for s, p in zip(specs, periods, strict=True)],
                              self._on_poll, phase_key=self.site.id)
         self._replanner: asyncio.Task[None] | None = None
+        self._scheduler: AsyncIOScheduler | None = None
         self._stopping = False
         # Jobs of one site run one at a time; stopping waits for the one under way.
         self._busy = asyncio.Lock()
@@ -141,6 +146,7 @@ class SiteService:
             # Its own job, outside the site's job lock: a long dispatch must not delay the heartbeats. Twice
             # per period, so a beat is never a whole period late.
             jobs.append((self.heartbeat, timedelta(seconds=period_s / 2)))
+        self._scheduler = scheduler
         for job, every in jobs:
             seconds = max(every.total_seconds() / self.speed, 0.5)
             first = now + timedelta(seconds=2 if job == self.optimise else seconds)
@@ -171,14 +177,34 @@ class SiteService:
         log.info("%s: forecasts learnt from %d stored quarter-hours", self.site.id, used)
         return used
 
-    async def start(self) -> None:
-        # Before any write: what a run that stopped abruptly left commanded is reclaimed or relinquished.
-        await self.controller.recover()
+    def unschedule(self) -> None:
+        if self._scheduler is None:
+            return
+        for job in self._scheduler.get_jobs():
+            if job.id.startswith(f"{self.site.id}:"):
+                job.remove()
+        self._scheduler = None
+
+    async def start(self, left_by: Iterable[Commanded] | None = None) -> None:
+        # A site handed over and taken again starts anew.
+        self._stopping = False
+        # Before any write: what a run that stopped abruptly left commanded (or, taking the site over, what
+        # the previous owner held) is reclaimed or relinquished.
+        await self.controller.recover(left_by)
         await self.poller.start()
         self._replanner = asyncio.create_task(self._replan_on_request(), name=f"replan {self.site.id}")
         log.info("%s: running with %d devices", self.site.id, len(self.drivers))
 
+    async def abandon(self) -> None:
+        """Stop polling and commanding without relinquishing (another instance takes the site over, or the
+        devices' own fallbacks act), after the job under way."""
+        self.unschedule()
+        await self._stop(relinquish=False)
+
     async def stop(self) -> None:
+        await self._stop(relinquish=True)
+
+    async def _stop(self, *, relinquish: bool) -> None:
         self._stopping = True
         await stop_task(self._replanner)
         self._replanner = None
@@ -193,6 +219,9 @@ class SiteService:
                         running_tasks())
         try:
             await self.poller.stop()
+            if not relinquish:
+                await self.controller.abandon()
+                return
             released = await self.controller.shutdown()
         finally:
             if acquired:
@@ -284,7 +313,7 @@ class ServiceHost:
     def __init__(self, sites: Sequence[SiteOptions], db: str, spool_dir: Path, *, clock: Clock | None = None,
                  speed: float = 1.0, min_poll_s: float = 1.0, spool_capacity: int = 2_000_000,
                  audit: AuditSink | None = None, cadence: Cadence | None = None,
-                 journal: Path | None = None) -> None:
+                 journal: Path | None = None, cluster: ClusterSettings | None = None) -> None:
         self.clock = clock or WallClock()
         self.speed = speed
         self.cadence = cadence or Cadence()
@@ -304,11 +333,27 @@ class ServiceHost:
         # Every write is journalled here first; the shipper copies the journal to the database's audit.
         self.journal = WriteJournal(journal or paths.journal_path(spool_dir))
         self.shipper = JournalShipper(self.journal, db)
-        self.sites = [SiteService(o, recorder=self.recorder, clock=self.clock, metrics=self.metrics, audit=audit,
-                                  speed=speed, min_poll_s=min_poll_s, site=site, journal=self.journal)
-                      for o, site in zip(sites, loaded, strict=True)]
+        self._min_poll_s = min_poll_s
+        self._options = {site.id: o for o, site in zip(sites, loaded, strict=True)}
+        self.sites = [self._new_service(o, site) for o, site in zip(sites, loaded, strict=True)]
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._started = False
+        # Sharing sites with other instances through leases in PostgreSQL (None: a single instance).
+        self.cluster = None
+        if cluster is not None:
+            from gridctl.cluster.host import ClusterHost
+
+            self.cluster = ClusterHost(self, cluster)
+
+    def _new_service(self, options: SiteOptions, site: Site) -> SiteService:
+        return SiteService(options, recorder=self.recorder, clock=self.clock, metrics=self.metrics, audit=self.audit,
+                           speed=self.speed, min_poll_s=self._min_poll_s, site=site, journal=self.journal)
+
+    def renew_service(self, site_id: str) -> SiteService:
+        """A fresh, unstarted service for a site whose service stopped (another instance took it)."""
+        index = next(i for i, s in enumerate(self.sites) if s.site.id == site_id)
+        self.sites[index] = self._new_service(self._options[site_id], self.sites[index].site)
+        return self.sites[index]
 
     def _spool_alarm(self, alarm: SpoolAlarm) -> None:
         now = self.clock.now()
@@ -364,10 +409,18 @@ class ServiceHost:
 
     async def start(self) -> None:
         await self.recorder.start()
-        # Hands off is known before the first write: from the journal, joined by the database's when it answers.
-        await self.shipper.restore_hands_off([service.controller.arbiter for service in self.sites])
-        self.shipper.start()
-        for service in self.sites:
+        if self.cluster is not None:
+            # Sites start as this instance takes their leases; hands off comes from the database then.
+            self.shipper.start()
+            for service in self.sites:
+                self.metrics.track_spool(service.site.id, functools.partial(self._spooled, service.site.id))
+            self.cluster.start()
+        else:
+            # Hands off is known before the first write: from the journal, joined by the database's when it
+            # answers.
+            await self.shipper.restore_hands_off([service.controller.arbiter for service in self.sites])
+            self.shipper.start()
+        for service in self.sites if self.cluster is None else ():
             self.metrics.track_spool(service.site.id, functools.partial(self._spooled, service.site.id))
             await service.warm_up(self.historian)
             await service.start()
@@ -385,7 +438,10 @@ class ServiceHost:
             # No new runs; runs under way finish (each site's stop waits for its own).
             self.scheduler.pause()
             self._started = False
-        await asyncio.gather(*(service.stop() for service in self.sites))
+        if self.cluster is not None:
+            await self.cluster.stop()
+        else:
+            await asyncio.gather(*(service.stop() for service in self.sites))
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.shipper.stop(drain_timeout_s=10)
@@ -401,7 +457,9 @@ class ServiceHost:
         self.spool.close()
 
     async def rollups(self) -> None:
-        await self.historian.refresh_rollups()
+        if self.cluster is None or self.cluster.coordinator.is_maintainer():
+            await self.historian.refresh_rollups()
 
     async def retention(self) -> None:
-        await self.historian.apply_retention(self.clock.now())
+        if self.cluster is None or self.cluster.coordinator.is_maintainer():
+            await self.historian.apply_retention(self.clock.now())

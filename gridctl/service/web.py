@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from gridctl.api.app import create_app
 from gridctl.api.policies import restore
 from gridctl.api.ratelimit import bearer_token
+from gridctl.runtime import SiteRuntime
 from gridctl.service.runner import ServiceHost, running_tasks
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,17 @@ async def attach_api(host: ServiceHost, metrics: MetricsAccess | None = None) ->
     store = app.state.context.store
     await store.db.open()
     now = host.clock.now()
-    for service in host.sites:
+    # Sharing sites with other instances, a site's policy is read when this instance takes it.
+    for service in host.sites if host.cluster is None else ():
         controller = service.controller
         await restore(store, controller, now)
     return app
 
 
 def build_app(host: ServiceHost, metrics: MetricsAccess | None = None) -> FastAPI:
-    runtimes = {service.site.id: service.controller for service in host.sites}
+    runtimes: dict[str, SiteRuntime] = (
+        dict(host.cluster.handles) if host.cluster is not None
+        else {service.site.id: service.controller for service in host.sites})
     app = create_app(host.historian, runtimes, database=host.db, clock=host.clock.now,
                      clock_speed=lambda: getattr(host.clock, "speed", None) or 1.0)
     access = metrics or MetricsAccess()

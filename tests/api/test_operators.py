@@ -90,7 +90,8 @@ async def test_write_audit_with_filters(api: Api, battery: SimDevice) -> None:
     api.clock.advance(timedelta(minutes=1))
     hands_off = await api.client.post(f"{SITES}/hands-off", headers=api.auth("operator"),
                                       json={"scope": "device:battery", "reason": "inverter maintenance"})
-    assert hands_off.json() == {"scopes": ["device:battery"], "relinquished": ["battery/power-setpoint"]}
+    assert hands_off.json() == {"scopes": ["device:battery"], "relinquished": ["battery/power-setpoint"],
+                                "pending": False}
     assert battery.get("power-setpoint") == 0  # its relinquish value
 
     async def audit(query: str = "") -> list[dict]:

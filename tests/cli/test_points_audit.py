@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 import pytest_asyncio
 
@@ -22,6 +23,7 @@ from gridctl.history import open_historian
 from sim.bacnet_server import BacnetSimServer, sim_device
 from sim.core import SimDevice, WallClock
 from sim.modbus_server import SimModbusServer
+from tests.pgcluster import PgCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND_TIMEOUT_S = 120.0
@@ -209,3 +211,34 @@ async def test_an_audit_database_that_cannot_take_the_audit_stops_the_write(rig:
     assert json.loads(out)["exit_code"] == 2
     assert rig.meter.get("export-limit") == 20
     assert not missing.exists()
+
+
+@pytest.mark.timescale
+async def test_a_write_during_a_database_outage_is_journalled_and_stored_once_it_is_back(
+        rig: Rig, timescale: PgCluster, timescale_db: str) -> None:
+    async with open_historian(timescale_db) as historian:
+        await historian.upgrade()
+    code, out, err = await rig.points("write", "meter/export-limit", "30", "--db", timescale_db)
+    assert code == 0 and "recorded in" in out, err
+
+    timescale.stop()
+    try:
+        # The database is away: the device is written all the same, the audit waits in the local journal.
+        code, out, err = await rig.points("write", "meter/export-limit", "35", "--db", timescale_db, "--json")
+        assert code == 0, err
+        assert rig.meter.get("export-limit") == 35
+        result = json.loads(out)
+        assert result["audit"]["stored_in"] is None and "kept in the write journal" in result["audit"]["store_error"]
+        assert "stored by the next `gridctl points write`" in err
+    finally:
+        timescale.start()
+
+    # The next write to that database stores both, each once, in order.
+    code, out, err = await rig.points("write", "meter/export-limit", "40", "--db", timescale_db)
+    assert code == 0 and "recorded in" in out, err
+    with psycopg.connect(timescale_db) as conn:
+        rows = conn.execute("SELECT written_value, outcome, action, instance_id, journal_seq FROM write_audit "
+                            "ORDER BY journal_seq").fetchall()
+    assert [(json.loads(r[0]), r[1], r[2]) for r in rows] == [(30, "written", "write"), (35, "written", "write"),
+                                                               (40, "written", "write")]
+    assert len({r[3] for r in rows}) == 1 and [r[4] for r in rows] == [1, 2, 3]

@@ -16,7 +16,7 @@ from gridctl.alarms import AlarmKind
 from gridctl.config import load_site
 from gridctl.config.models import Site
 from gridctl.dispatch import Outcome, WriteRequest
-from gridctl.dispatch.journal import Action, Intent, JournalBusy, WriteJournal
+from gridctl.dispatch.journal import Action, Intent, JournalBusy, JournalFull, WriteJournal
 from tests.dispatch.rig import SITES, START, Rig
 
 
@@ -90,6 +90,51 @@ async def test_no_write_without_its_record(union: Site, tmp_path: Path) -> None:
     assert entry is not None and entry.outcome == Outcome.FAILED and "not sent" in (entry.error or "")
     assert rig.drivers["charger-01"].writes == []
     assert rig.alarms.is_active(AlarmKind.JOURNAL_FAILED, union.id)
+
+
+async def test_the_journal_is_capped_without_dropping_what_is_not_shipped(union: Site, tmp_path: Path) -> None:
+    path = tmp_path / "writes.sqlite3"
+    journal = WriteJournal(path, max_records=20)
+    rig = Rig(union, ["charger-01"], journal=journal)
+    address = "charger-01/current-limit"
+
+    def intent(action: Action, value: float | None) -> Intent:
+        return Intent(ts=rig.clock.now(), site_id=union.id, address=address, action=action, actor="test",
+                      reason="cap", unit="A", written_value=value)
+
+    for n in range(15):
+        await journal.note(intent(Action.WRITE, float(n)), Outcome.WRITTEN)
+    await journal.mark_shipped(journal.pending(100).last_seq)
+    # Past the cap the oldest shipped records go; every unshipped one stays.
+    for n in range(15):
+        await journal.note(intent(Action.WRITE, 100.0 + n), Outcome.WRITTEN)
+    with sqlite3.connect(path) as conn:
+        kept = [row[0] for row in conn.execute("SELECT written_value FROM records ORDER BY seq")]
+    assert len(kept) <= 20 and kept[-15:] == [str(100.0 + n) for n in range(15)]
+    # Unshipped records fill it: no new write is journalled, so none is sent, and operators are told.
+    for n in range(5):
+        await journal.note(intent(Action.WRITE, 200.0 + n), Outcome.WRITTEN)
+    with pytest.raises(JournalFull, match="not yet shipped"):
+        await journal.note(intent(Action.WRITE, 300.0), Outcome.WRITTEN)
+    entry = await rig.write(address, 16.0)
+    assert entry is not None and entry.outcome == Outcome.FAILED and "not sent" in (entry.error or "")
+    assert rig.drivers["charger-01"].writes == []
+    assert rig.alarms.is_active(AlarmKind.JOURNAL_FAILED, union.id)
+    # Letting go still has a small reserve; and once shipped, writes are journalled again.
+    await journal.note(intent(Action.RELINQUISH, None), Outcome.RELINQUISHED)
+    assert journal.backlog() == 21
+    await journal.mark_shipped(journal.pending(100).last_seq)
+    rig.clock.advance(60)
+    assert (await rig.write(address, 18.0)).outcome == Outcome.WRITTEN
+    journal.close()
+    # Reopened, it counts what the file holds and prunes from there.
+    reopened = WriteJournal(path, max_records=20)
+    for n in range(30):
+        await reopened.note(intent(Action.WRITE, 400.0 + n), Outcome.WRITTEN)
+        await reopened.mark_shipped(reopened.pending(100).last_seq)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM records").fetchone()[0] <= 20
+    reopened.close()
 
 
 async def test_relinquishing_clears_what_is_held_and_overrides_keep_it(union: Site, tmp_path: Path) -> None:

@@ -193,7 +193,7 @@ async def policy_version(site_id: str, version: int, user: User = Depends(MANAGE
              summary="Put a new policy version in force (the service re-optimises at once)")
 async def set_policy(site_id: str, change: PolicyChange, user: User = Depends(MANAGER),
                      ctx: ApiContext = Depends(context)) -> PolicyVersionOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
     _refuse(("body", "policy"), submission_problems(change.policy, runtime.site, now))
     previous = (await current_state(ctx.store, runtime.site)).in_force
@@ -215,7 +215,7 @@ async def set_policy(site_id: str, change: PolicyChange, user: User = Depends(MA
              summary="The schedule a draft policy would give; nothing is written")
 async def preview(site_id: str, draft: PolicyPreviewRequest, user: User = Depends(MANAGER),
                   ctx: ApiContext = Depends(context)) -> ScheduleOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
     _refuse(("body", "policy"), submission_problems(draft.policy, runtime.site, now))
     async with _solving(ctx, site_id):
@@ -229,7 +229,7 @@ async def preview(site_id: str, draft: PolicyPreviewRequest, user: User = Depend
              summary="The policy in force and a draft side by side on the same horizon; nothing is written")
 async def what_if(site_id: str, draft: PolicyPreviewRequest, user: User = Depends(MANAGER),
                   ctx: ApiContext = Depends(context)) -> WhatIfOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     _refuse(("body", "policy"), submission_problems(draft.policy, runtime.site, ctx.clock()))
     current = (await current_state(ctx.store, runtime.site)).in_force
     in_force = current.policy if current else SitePolicy()
@@ -277,7 +277,7 @@ async def kpis(site_id: str, start: date | None = None, end: date | None = None,
                     "their errors on held-out days, and which one the plans use")
 async def thermal_models(site_id: str, user: User = Depends(MANAGER),
                          ctx: ApiContext = Depends(context)) -> list[ThermalModelOut]:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     report = runtime.forecast_report()
     if report is None:
         raise HTTPException(503, f"site {site_id!r} does not forecast from its measurements in this service")
@@ -342,7 +342,7 @@ async def demand_responses(site_id: str, user: User = Depends(MANAGER),
              responses=errors(404, 409, 503, e409="an event with this id exists"))
 async def add_demand_response(site_id: str, event: DemandResponse, user: User = Depends(MANAGER),
                               ctx: ApiContext = Depends(context)) -> DemandResponseOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
     _refuse(("body",), event_problems(event, now))
     if not await ctx.store.add_demand_response(site_id, event, user.name, now):
@@ -362,7 +362,7 @@ async def cancel_demand_response(
     user: User = Depends(MANAGER),
     ctx: ApiContext = Depends(context),
 ) -> DemandResponseOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
     record = await ctx.store.demand_response(site_id, event_id)
     if record is None:

@@ -3,6 +3,7 @@ hands off."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime
 from typing import Literal
@@ -13,7 +14,7 @@ from fastapi.responses import Response
 from gridctl.alarms import Alarm
 from gridctl.api import privacy
 from gridctl.api.auth import OPERATOR_WRITE, STAFF_READ
-from gridctl.api.context import ApiContext, context, not_found, runtime_in_scope, site_in_scope
+from gridctl.api.context import ApiContext, context, not_found, refreshed, runtime_in_scope, site_in_scope
 from gridctl.api.csvout import csv_response
 from gridctl.api.models import (
     SCOPE_PATTERN,
@@ -46,17 +47,23 @@ def _summary(ctx: ApiContext, site: Site) -> SiteSummary:
         id=site.id, name=site.name, timezone=site.timezone, devices=len(site.devices),
         points=len(site.all_points()), dwellings=len(site.dwellings), buildings=[b.id for b in site.buildings],
         running=runtime is not None, active_alarms=None if runtime is None else len(runtime.alarms.active()),
+        controlled_by=getattr(runtime, "controlled_by", None),
     )
 
 
 @router.get("", response_model=list[SiteSummary], summary="The sites the token covers")
 async def sites(user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> list[SiteSummary]:
-    return [_summary(ctx, s) for s in ctx.sites() if user.sees_site(s.id)]
+    seen = [s for s in ctx.sites() if user.sees_site(s.id)]
+    await asyncio.gather(*(refreshed(ctx.runtimes[s.id]) for s in seen if s.id in ctx.runtimes))
+    return [_summary(ctx, s) for s in seen]
 
 
 @router.get("/{site_id}", response_model=SiteSummary, responses=errors(404))
 async def site(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> SiteSummary:
-    return _summary(ctx, site_in_scope(ctx, user, site_id))
+    site = site_in_scope(ctx, user, site_id)
+    if site_id in ctx.runtimes:
+        await refreshed(ctx.runtimes[site_id])
+    return _summary(ctx, site)
 
 
 def _json_value(value: object) -> float | str | bool | None:
@@ -72,7 +79,7 @@ def _json_value(value: object) -> float | str | bool | None:
 @router.get("/{site_id}/live", response_model=list[LivePoint], responses=errors(404, 503),
             summary="Latest value of every polled point; dwellings only as building totals (`dwellings:<building>/…`)")
 async def live(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> list[LivePoint]:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     site = runtime.site
     now = ctx.clock()
     speed = ctx.clock_speed() or 1.0
@@ -98,7 +105,7 @@ async def live(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext =
             summary="Health of every device")
 async def devices(site_id: str, user: User = Depends(STAFF_READ),
                   ctx: ApiContext = Depends(context)) -> list[DeviceHealthOut]:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     protocols = {d.id: d.protocol for d in runtime.site.devices}
     private = privacy.dwelling_devices(runtime.site)
     return [
@@ -125,7 +132,7 @@ def _alarm(a: Alarm, site: Site) -> AlarmOut:
             summary="Active alarms, and cleared ones on request")
 async def alarms(site_id: str, include_cleared: bool = False, user: User = Depends(STAFF_READ),
                  ctx: ApiContext = Depends(context)) -> list[AlarmOut]:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     book = runtime.alarms
     found = book.active() + (book.history() if include_cleared else [])
     return [_alarm(a, runtime.site) for a in found]
@@ -135,7 +142,7 @@ async def alarms(site_id: str, include_cleared: bool = False, user: User = Depen
              summary="Acknowledge an active alarm")
 async def acknowledge(site_id: str, ack: AlarmAck, user: User = Depends(OPERATOR_WRITE),
                       ctx: ApiContext = Depends(context)) -> AlarmOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     book = runtime.alarms
     if not book.is_active(ack.kind, ack.subject):
         raise not_found(f"active alarm {ack.kind} on {ack.subject!r}")
@@ -213,7 +220,7 @@ def schedule_body(site_id: str, schedule: Schedule, hidden_assets: set[str] = fr
             summary="The schedule in force")
 async def current_schedule(site_id: str, user: User = Depends(STAFF_READ),
                            ctx: ApiContext = Depends(context)) -> ScheduleOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     planned = runtime.current_schedule()
     if planned is None:
         raise not_found(f"schedule of site {site_id!r}")
@@ -227,7 +234,7 @@ async def current_schedule(site_id: str, user: User = Depends(STAFF_READ),
             summary="Scopes gridctl is not commanding")
 async def hands_off_scopes(site_id: str, user: User = Depends(STAFF_READ),
                            ctx: ApiContext = Depends(context)) -> HandsOffOut:
-    return HandsOffOut(scopes=sorted(runtime_in_scope(ctx, user, site_id).hands_off_scopes()))
+    return HandsOffOut(scopes=sorted((await runtime_in_scope(ctx, user, site_id)).hands_off_scopes()))
 
 
 def _scope(site: Site, scope: str) -> str:
@@ -252,10 +259,11 @@ def _scope(site: Site, scope: str) -> str:
              summary="Stop commanding the site, a device or a point (relinquished, audited)")
 async def hands_off(site_id: str, request: HandsOffRequest, user: User = Depends(OPERATOR_WRITE),
                     ctx: ApiContext = Depends(context)) -> HandsOffOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     scope = _scope(runtime.site, request.scope)
     entries = await runtime.hands_off(scope, user.name, request.reason)
-    return HandsOffOut(scopes=sorted(runtime.hands_off_scopes()), relinquished=[e.address for e in entries])
+    return HandsOffOut(scopes=sorted(runtime.hands_off_scopes()), relinquished=[e.address for e in entries],
+                       pending=_pending(runtime))
 
 
 @router.delete("/{site_id}/hands-off", response_model=HandsOffOut, responses=errors(404, 503),
@@ -263,18 +271,24 @@ async def hands_off(site_id: str, request: HandsOffRequest, user: User = Depends
 async def hands_on(site_id: str, scope: str = Query(..., max_length=200, pattern=SCOPE_PATTERN),
                    user: User = Depends(OPERATOR_WRITE),
                    ctx: ApiContext = Depends(context)) -> HandsOffOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     scope = _scope(runtime.site, scope)
     if scope not in runtime.hands_off_scopes():
         raise HTTPException(404, f"{scope!r} is not hands off")
     await runtime.hands_on(scope, user.name)
-    return HandsOffOut(scopes=sorted(runtime.hands_off_scopes()))
+    return HandsOffOut(scopes=sorted(runtime.hands_off_scopes()), pending=_pending(runtime))
+
+
+def _pending(runtime: object) -> bool:
+    """Asked on an instance that does not control the site, and not confirmed yet by the one that does."""
+    pending = getattr(runtime, "hands_off_pending", None)
+    return bool(pending()) if pending is not None else False
 
 
 @router.get("/{site_id}/overview", response_model=OverviewOut, responses=errors(404, 503),
             summary="The site at a glance: power flows now, alarms, devices by health, hands off, schedule")
 async def overview(site_id: str, user: User = Depends(STAFF_READ), ctx: ApiContext = Depends(context)) -> OverviewOut:
-    runtime = runtime_in_scope(ctx, user, site_id)
+    runtime = await runtime_in_scope(ctx, user, site_id)
     now = ctx.clock()
     active = runtime.alarms.active()
     states: dict[str, int] = {}

@@ -1,0 +1,1 @@
+"""Several gridctl instances sharing sites through leases in PostgreSQL (`gridctl run --cluster`)."""
