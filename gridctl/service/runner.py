@@ -12,6 +12,7 @@ scheduler runs them `speed` times more often in wall time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -118,6 +119,9 @@ class SiteService:
         self._stopping = False
         # Jobs of one site run one at a time; stopping waits for the one under way.
         self._busy = asyncio.Lock()
+        # Heartbeats run outside that lock (a long dispatch must not delay them); stopping waits for one
+        # under way, so that no write is cut between its journalled intent and its outcome.
+        self._beating = asyncio.Lock()
         # A clock other than the wall clock (simulated time) re-stamps readings: drivers stamp wall time.
         self._restamp = not isinstance(clock, WallClock)
 
@@ -217,6 +221,11 @@ class SiteService:
             acquired = False
             log.warning("%s: a job still runs after %.0f s; stopping without it:\n%s", self.site.id, STOP_WAIT_S,
                         running_tasks())
+        with contextlib.suppress(TimeoutError):
+            # A heartbeat already writing finishes; none starts after this.
+            async with asyncio.timeout(STOP_WAIT_S):
+                async with self._beating:
+                    pass
         try:
             await self.poller.stop()
             if not relinquish:
@@ -239,8 +248,11 @@ class SiteService:
             await self._dispatch()
 
     async def heartbeat(self) -> None:
-        for entry in await self.controller.heartbeat():
-            self.metrics.writes.labels(self.site.id, entry.outcome.value).inc()
+        async with self._beating:
+            if self._stopping:
+                return
+            for entry in await self.controller.heartbeat():
+                self.metrics.writes.labels(self.site.id, entry.outcome.value).inc()
 
     async def renew(self) -> None:
         async with self._busy:
