@@ -34,7 +34,15 @@ from gridctl.clock import Clock
 from gridctl.config.models import BacnetDevice, Point, Site
 from gridctl.dispatch.audit import AuditEntry, AuditSink, Outcome
 from gridctl.dispatch.fencing import SiteLease
-from gridctl.dispatch.journal import Action, Commanded, HandsOff, Intent, JournalError, WriteJournal
+from gridctl.dispatch.journal import (
+    CUT_SHORT_ERROR,
+    Action,
+    Commanded,
+    HandsOff,
+    Intent,
+    JournalError,
+    WriteJournal,
+)
 from gridctl.dispatch.watchdog import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -372,7 +380,7 @@ class Arbiter:
             state.commanded = True
             state.last_sent = value
             try:
-                result = await self._io(driver.write(point_id, value, priority=priority))
+                result = await self._io(intent, seq, driver.write(point_id, value, priority=priority))
             except Override as error:
                 return await self._mark_override(request, point, state, error.active_priority, str(error),
                                                  sent=(intent, seq))
@@ -422,8 +430,8 @@ class Arbiter:
             return await self._finish(intent, seq, Outcome.REJECTED, error=f"not sent: {refusal}")
         state.last_sent = value
         try:
-            result = await self._io(self.drivers[beat.device_id].write(beat.watchdog.point, value,
-                                                                       priority=intent.priority))
+            result = await self._io(intent, seq, self.drivers[beat.device_id].write(beat.watchdog.point, value,
+                                                                                    priority=intent.priority))
         except DriverError as error:
             return await self._finish(intent, seq, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
         beat.counter = value
@@ -491,7 +499,7 @@ class Arbiter:
         except JournalError as error:
             return await self._unjournalled(intent, error)
         try:
-            result = await self._io(self.drivers[device_id].write(point_id, value, priority=priority))
+            result = await self._io(intent, seq, self.drivers[device_id].write(point_id, value, priority=priority))
         except NotCommandable as refused:
             # A BACnet object without priority array has nothing to relinquish (and a NULL could leave it
             # uninitialised): the driver refused the NULL unsent. Write its relinquish value, or leave it.
@@ -506,7 +514,8 @@ class Arbiter:
             except JournalError as error:
                 return await self._unjournalled(intent, error)
             try:
-                result = await self._io(self.drivers[device_id].write(point_id, point.relinquish_value, priority=None))
+                result = await self._io(intent, seq,
+                                        self.drivers[device_id].write(point_id, point.relinquish_value, priority=None))
             except DriverError as error:
                 return await self._finish(intent, seq, Outcome.FAILED, error=f"{type(error).__name__}: {error}")
         except DriverError as error:
@@ -604,15 +613,23 @@ class Arbiter:
         """Why no write may start now (the site lease), or None."""
         return None if self.lease is None else self.lease.refusal()
 
-    async def _io(self, write: Awaitable[WriteResult]) -> WriteResult:
-        """A device write, abandoned past the lease's write budget: no write outlives the lease."""
-        if self.lease is None:
-            return await write
+    async def _io(self, intent: Intent, seq: int | None, write: Awaitable[WriteResult]) -> WriteResult:
+        """A device write, abandoned past the lease's write budget: no write outlives the lease. Cut short
+        (the service stops), its journalled intent is closed as interrupted before the cancellation goes on,
+        so a clean stop leaves no record open."""
         try:
-            return await asyncio.wait_for(write, self.lease.write_budget_s)
+            if self.lease is None:
+                return await write
+            async with asyncio.timeout(self.lease.write_budget_s):
+                return await write
         except TimeoutError:
+            if self.lease is None:
+                raise
             raise DeviceTimeout(f"no answer within the site lease's write budget ({self.lease.write_budget_s:g} s)")\
                 from None
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish(intent, seq, Outcome.INTERRUPTED, error=CUT_SHORT_ERROR))
+            raise
 
     def _old_value(self, address: str, state: _PointState) -> Value | None:
         """What the point held before this write: the last reading unless gridctl wrote since."""

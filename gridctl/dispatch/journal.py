@@ -49,6 +49,7 @@ FORMAT = 1
 # process kill itself (SIGKILL) at that instant of the first matching write. Read once per journal.
 FAULT_ENV = "GRIDCTL_JOURNAL_FAULT"
 INTERRUPTED_ERROR = "the process stopped between the intent and the outcome: the device may or may not hold the value"
+CUT_SHORT_ERROR = "the write was cut short by the service's stop: the device may or may not hold the value"
 
 
 class JournalError(Exception):
@@ -277,14 +278,27 @@ class WriteJournal:
 
     def _close_interrupted(self) -> int:
         """Close the intents a previous run never completed: they are shipped as `interrupted`."""
-        now = to_us(datetime.now(UTC))
-        cursor = self._conn.execute(
-            "UPDATE records SET outcome = ?, outcome_ts = ?, error = ? WHERE outcome IS NULL",
-            [str(Outcome.INTERRUPTED), now, INTERRUPTED_ERROR])
-        if cursor.rowcount:
+        closed = self._close_open(INTERRUPTED_ERROR)
+        if closed:
             log.warning("write journal: %d write(s) of a run that stopped abruptly have no outcome; recorded as %s",
-                        cursor.rowcount, Outcome.INTERRUPTED)
+                        closed, Outcome.INTERRUPTED)
+        return closed
+
+    def _close_open(self, error: str) -> int:
+        now = to_us(datetime.now(UTC))
+        cursor = self._conn.execute("UPDATE records SET outcome = ?, outcome_ts = ?, error = ? WHERE outcome IS NULL",
+                                    [str(Outcome.INTERRUPTED), now, error])
         return cursor.rowcount
+
+    async def close_open(self) -> int:
+        """At a clean stop, once nothing writes any more: close an intent whose write was cut short (a
+        cancellation that reached it between intent and outcome), so it ships now, not at the next start."""
+        closed = await self._run(self._close_open, CUT_SHORT_ERROR)
+        if closed:
+            log.warning("write journal: %d write(s) cut short by the stop; recorded as %s", closed,
+                        Outcome.INTERRUPTED)
+            self._notify()
+        return closed
 
     # ------------------------------------------------------------------ recording
 

@@ -128,6 +128,9 @@ class JournalShipper:
     async def _run(self) -> None:
         backoff = self.settings.backoff_min_s
         while True:
+            # The last batch must be read after the stop began: a record completed while an earlier batch
+            # was on its way would otherwise wait for the next start.
+            last = self._stopping
             try:
                 shipped = await self.ship_once()
                 if self.last_error is not None:
@@ -149,8 +152,10 @@ class JournalShipper:
                 backoff = min(backoff * 2, self.settings.backoff_max_s)
                 continue
             if shipped < self.settings.batch:
-                if self._stopping:
+                if last:
                     return
+                if self._stopping:
+                    continue
                 # Everything complete is shipped: wait for the next record, then a moment for its batch.
                 # A record in flight (no outcome yet) is waited for with the same short timeout.
                 with contextlib.suppress(TimeoutError):

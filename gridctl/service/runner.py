@@ -210,17 +210,20 @@ class SiteService:
 
     async def _stop(self, *, relinquish: bool) -> None:
         self._stopping = True
-        await stop_task(self._replanner)
-        self._replanner = None
-        # Wait for the job under way, but not forever: a job stuck on a device must not keep the other
-        # leases from being relinquished. What is still running then is logged for the operator.
+        # Wait for the job under way (a re-plan's dispatch among them: cancelled inside it, a write would be
+        # cut between its intent and its outcome), but not forever: a job stuck on a device must not keep the
+        # other leases from being relinquished. What is still running then is logged for the operator.
+        acquired = False
         try:
-            await asyncio.wait_for(self._busy.acquire(), STOP_WAIT_S)
-            acquired = True
+            async with asyncio.timeout(STOP_WAIT_S):
+                await self._busy.acquire()
+                acquired = True
         except TimeoutError:
-            acquired = False
             log.warning("%s: a job still runs after %.0f s; stopping without it:\n%s", self.site.id, STOP_WAIT_S,
                         running_tasks())
+        # A re-plan still solving ends here; one waiting for the lock or for an event ends there.
+        await stop_task(self._replanner)
+        self._replanner = None
         with contextlib.suppress(TimeoutError):
             # A heartbeat already writing finishes; none starts after this.
             async with asyncio.timeout(STOP_WAIT_S):
@@ -240,12 +243,13 @@ class SiteService:
     async def optimise(self) -> None:
         # The solve runs outside the lock: lease renewals must not wait for it.
         await self._optimise()
-        async with self._busy:
-            await self._dispatch()
+        await self.dispatch()
 
     async def dispatch(self) -> None:
         async with self._busy:
-            await self._dispatch()
+            # A job that waited for the lock while the site stopped writes nothing after the relinquish.
+            if not self._stopping:
+                await self._dispatch()
 
     async def heartbeat(self) -> None:
         async with self._beating:
@@ -256,6 +260,8 @@ class SiteService:
 
     async def renew(self) -> None:
         async with self._busy:
+            if self._stopping:
+                return
             for entry in await self.controller.renew():
                 self.metrics.writes.labels(self.site.id, entry.outcome.value).inc()
 
@@ -456,6 +462,7 @@ class ServiceHost:
             await asyncio.gather(*(service.stop() for service in self.sites))
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        await self.journal.close_open()
         await self.shipper.stop(drain_timeout_s=10)
         self.journal.close()
         await self.recorder.drain(10)

@@ -73,6 +73,35 @@ async def test_an_intent_a_dead_process_never_completed_is_closed_as_interrupted
     reopened.close()
 
 
+async def test_a_write_cut_short_by_the_stop_is_closed_as_interrupted_at_once(union: Site, tmp_path: Path) -> None:
+    path = tmp_path / "writes.sqlite3"
+    journal = WriteJournal(path)
+    rig = Rig(union, ["charger-01"], journal=journal)
+    driver = rig.drivers["charger-01"]
+    driver.hold = asyncio.Event()
+    task = asyncio.create_task(rig.write("charger-01/current-limit", 16.0))
+    await asyncio.wait_for(driver.entered.wait(), 10)
+    task.cancel()  # the service stops while the device has not answered
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Closed now, by this run, so it ships before the process ends rather than at the next start.
+    assert _rows(path, "charger-01/current-limit") == [("write", "16.0", "interrupted", None)]
+    (entry,) = journal.pending(10).records
+    assert "cut short by the service's stop" in (entry.error or "")  # type: ignore[union-attr]
+    assert journal.backlog() == 1
+    # An intent whose outcome never came (its journalling itself was cancelled) is closed at a clean stop.
+    await journal.intent(Intent(ts=START, site_id=union.id, address="charger-01/current-limit", action=Action.WRITE,
+                                actor="gridctl:optimizer", reason="plan", unit="A", requested_value=8.0,
+                                written_value=8.0))
+    assert len(journal.pending(10).records) == 1
+    assert await journal.close_open() == 1
+    assert [r.outcome for r in journal.pending(10).records] == [Outcome.INTERRUPTED] * 2
+    journal.close()
+    reopened = WriteJournal(path)
+    assert reopened.interrupted == 0
+    reopened.close()
+
+
 def test_one_process_per_journal(tmp_path: Path) -> None:
     journal = WriteJournal(tmp_path / "writes.sqlite3")
     with pytest.raises(JournalBusy, match="in use by another gridctl process"):

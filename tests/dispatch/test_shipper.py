@@ -101,6 +101,37 @@ async def test_records_arrive_in_order_exactly_once_through_a_lost_acknowledgeme
     journal.close()
 
 
+async def test_a_record_completed_while_a_batch_is_on_its_way_ships_before_the_stop_ends(
+        union: Site, tmp_path: Path) -> None:
+    target = str(tmp_path / "gridctl.sqlite3")
+    await _upgraded(target)
+    journal = WriteJournal(tmp_path / "writes.sqlite3")
+    rig = Rig(union, CHARGERS[:2], journal=journal)
+    shipper = JournalShipper(journal, target, FAST)
+    ship = shipper.store.ship_journal
+    on_its_way, gate = asyncio.Event(), asyncio.Event()
+
+    async def slow_ship(records):  # type: ignore[no-untyped-def]
+        on_its_way.set()
+        await gate.wait()  # a database slow to commit
+        await ship(records)
+
+    shipper.store.ship_journal = slow_ship  # type: ignore[method-assign]
+    shipper.start()
+    await rig.write("charger-01/current-limit", 16.0)
+    await asyncio.wait_for(on_its_way.wait(), 10)
+    # The last write of the stop (a relinquish) completes while the batch before it is on its way, and the
+    # stop begins at once.
+    await rig.write("charger-02/current-limit", 16.0)
+    stopping = asyncio.create_task(shipper.stop())
+    await asyncio.sleep(0.1)
+    gate.set()
+    await asyncio.wait_for(stopping, 15)
+    assert [k[1] for k in await _audit_keys(target)] == [1, 2]
+    assert journal.backlog() == 0
+    journal.close()
+
+
 async def test_control_goes_on_through_a_postgresql_outage_and_shipping_resumes(
         union: Site, tmp_path: Path, timescale, timescale_db: str) -> None:
     await _upgraded(timescale_db)
