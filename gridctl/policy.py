@@ -169,6 +169,10 @@ class SitePolicy(_Model):
     # False: demand-response events are recorded but the site does not take part in them.
     demand_response_participation: Annotated[bool, Strict()] = True
     horizon_hours: Number = Field(default=24.0, ge=1, le=48)
+    # Kelvin the plans keep inside every comfort band, so that the room itself, not only its sensor, stays
+    # in the band: a room sensor's tolerance (IEC 60751 class B: ±0.4 K near 20 °C) and the local
+    # controller's swing about its setpoint.
+    comfort_margin_k: Number = Field(default=0.5, ge=0, le=2)
     step_minutes: Number = Field(default=15.0, ge=5, le=60)
 
 

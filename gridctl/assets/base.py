@@ -129,6 +129,8 @@ class DispatchContext:
     row: pd.Series | None = None
     import_limit_kw: float = math.inf
     correct: bool = True
+    # The policy in force (comfort bands, margins); the site file's defaults when None.
+    policy: SitePolicy | None = None
 
     @property
     def tz(self) -> ZoneInfo:

@@ -55,6 +55,21 @@ def comfort_bands(asset: m.ThermalZone, policy: SitePolicy) -> tuple[tuple[float
     return occ, unocc
 
 
+def planning_bands(asset: m.ThermalZone, policy: SitePolicy) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The bands the plans and setpoints keep to: those in force, narrowed by the policy's comfort margin
+    (a band narrower than twice the margin becomes its middle)."""
+    margin = float(policy.comfort_margin_k)
+
+    def narrowed(band: tuple[float, float]) -> tuple[float, float]:
+        low, high = band[0] + margin, band[1] - margin
+        if low > high:
+            low = high = (band[0] + band[1]) / 2
+        return low, high
+
+    occ, unocc = comfort_bands(asset, policy)
+    return narrowed(occ), narrowed(unocc)
+
+
 class ThermalZone(AssetAdapter[m.ThermalZone]):
     type = "thermal_zone"
     model = m.ThermalZone
@@ -72,6 +87,15 @@ class ThermalZone(AssetAdapter[m.ThermalZone]):
     def _band(self, now: datetime, tz: Any) -> m.ComfortBand:
         asset = self.asset
         return asset.comfort_occupied if in_any(now, asset.occupancy, tz) else asset.comfort_unoccupied
+
+    def _setpoint_band(self, ctx: DispatchContext) -> tuple[float, float]:
+        """The band a setpoint is kept in now: the policy's (its occupied hours, its bands less its margin)."""
+        policy = ctx.policy or SitePolicy()
+        override = policy.comfort.get(self.id)
+        hours = override.occupied_hours if override is not None and override.occupied_hours is not None \
+            else self.asset.occupancy
+        occupied, unoccupied = planning_bands(self.asset, policy)
+        return occupied if in_any(ctx.now, hours, ctx.tz) else unoccupied
 
     def watched_points(self) -> list[str]:
         return [self.asset.points["temperature"]]
@@ -108,7 +132,7 @@ class ThermalZone(AssetAdapter[m.ThermalZone]):
             occupied = [in_any(t, override.occupied_hours, ctx.tz) for t in ctx.mids]
         else:
             occupied = occupancy_series(asset.id, asset.occupancy, forecasts, ctx.mids, ctx.tz)
-        occ, unocc = comfort_bands(asset, ctx.policy)
+        occ, unocc = planning_bands(asset, ctx.policy)
         measured = ctx.snapshot.number(asset.points["temperature"])
         initial = measured if measured is not None else (occ[0] + occ[1]) / 2
         solar = [model.solar_aperture_m2 * g / 1000.0 for g in forecasts.irradiance_w_m2]
@@ -138,11 +162,11 @@ class ThermalZone(AssetAdapter[m.ThermalZone]):
         if target is None:
             return []
         heating = (ctx.planned_value(f"{self.id}.power_kw") or 0.0) > 0.05
-        band = self._band(ctx.now, ctx.tz)
+        low, high = self._setpoint_band(ctx)
         # The local controller heats to whatever it is given: when the plan coasts on free gains,
         # give it the band's floor, not the warmer temperature the plan expects to float to.
-        setpoint = target if heating else band.min_temperature_c
-        setpoint = min(max(setpoint, band.min_temperature_c), band.max_temperature_c)
+        setpoint = target if heating else low
+        setpoint = min(max(setpoint, low), high)
         return [ctx.request(self.asset.points["setpoint"], round(setpoint, 1))]
 
     def safe_default(self, ctx: DispatchContext) -> list[WriteRequest]:

@@ -104,7 +104,8 @@ async def replay_oracle(site: m.Site, recording: Recording, settings: BacktestSe
         planned = PlannedSchedule(f"oracle-{now:%Y%m%dT%H%M}", site.id, now, now + step * horizon, None, schedule)
         for k in range(count):
             moment = now + step * k
-            requests = planner.plan(site, planned, plant.snapshot(moment), moment, is_dark, correct=False).requests
+            requests = planner.plan(site, planned, plant.snapshot(moment), moment, is_dark, correct=False,
+                                    policy=policy).requests
             commands.apply(requests, moment)
             flows = plant.advance(position + k, moment, step)
             rows.append({**flows.values, **{f"command:{a}": v for a, v in commands.last.items()}})

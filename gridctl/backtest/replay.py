@@ -188,7 +188,7 @@ async def replay(site: m.Site, recording: Recording, settings: BacktestSettings,
             # Between plans the service corrects the plan with what it measures; when it plans every step
             # there is nothing between plans to correct.
             requests = planner.plan(site, planned, plant.snapshot(now), now, is_dark,
-                                    correct=replan_every > step).requests
+                                    correct=replan_every > step, policy=policy).requests
         elif settings.baseline == "rules":
             requests = planner.baseline(site, plant.snapshot(now), now, is_dark)
         else:

@@ -269,7 +269,7 @@ class SiteController:
         else:
             result = planner.plan(self._site, self.planned, snapshot, now, self.is_dark,
                                   import_limit_kw=self._import_limit_kw(now),
-                                  correct=self.settings.correct_between_plans)
+                                  correct=self.settings.correct_between_plans, policy=self.policy_in_force())
             requests = result.requests
             self._stale_alarms(result, now)
             self.last_fallbacks = result.fallbacks

@@ -18,6 +18,7 @@ from gridctl.assets import DispatchContext, site_adapters
 from gridctl.assets.base import IsDark
 from gridctl.config import models as m
 from gridctl.dispatch import WriteRequest
+from gridctl.policy import SitePolicy
 from gridctl.runtime import PlannedSchedule
 from gridctl.service.snapshot import Snapshot
 
@@ -36,7 +37,8 @@ class Plan:
 
 
 def plan(site: m.Site, planned: PlannedSchedule | None, snapshot: Snapshot, now: datetime,
-         is_dark: IsDark, import_limit_kw: float | None = None, correct: bool = True) -> Plan:
+         is_dark: IsDark, import_limit_kw: float | None = None, correct: bool = True,
+         policy: SitePolicy | None = None) -> Plan:
     """Commands for this cycle from the schedule, with per-asset fallbacks. `import_limit_kw` is the
     import allowed now (policy, demand response), the site's connection limit when None."""
     requests: list[WriteRequest] = []
@@ -56,11 +58,11 @@ def plan(site: m.Site, planned: PlannedSchedule | None, snapshot: Snapshot, now:
             assert planned is not None
             requests.extend(adapter.follow(DispatchContext(
                 site, snapshot, now, is_dark, f"schedule {planned.schedule_id}", "gridctl:optimizer", planned, row,
-                import_limit_kw or site.grid.import_limit_kw, correct)))
+                import_limit_kw or site.grid.import_limit_kw, correct, policy)))
             continue
         fallbacks[adapter.id] = reason
         requests.extend(adapter.safe_default(DispatchContext(site, snapshot, now, is_dark, reason,
-                                                             "gridctl:fallback")))
+                                                             "gridctl:fallback", policy=policy)))
     return Plan(requests, fallbacks, stale_by_asset)
 
 

@@ -203,6 +203,10 @@ async def test_a_manager_changes_a_comfort_band_compares_puts_it_in_force_and_ro
     await field.fill("40")
     await page.get_by_text("Entre 5 et 35.").first.wait_for(timeout=TIMEOUT_MS)
     await field.fill("19.5")
+    # The margin the plans keep inside the bands, next to them.
+    margin = page.locator("#comfort-margin")
+    assert float(await margin.input_value()) == SitePolicy().comfort_margin_k
+    await margin.fill("0.3")
     await page.click("#whatif")
     await page.get_by_text("Rien n'a été écrit").wait_for(timeout=60_000)
     compare = await page.text_content("#compare")
@@ -217,6 +221,7 @@ async def test_a_manager_changes_a_comfort_band_compares_puts_it_in_force_and_ro
     await page.get_by_text("Version 1 en vigueur").wait_for(timeout=60_000)
     versions = await store.policies(SITE)
     assert versions[-1].policy.comfort[zone.id].occupied.min_temperature_c == 19.5
+    assert versions[-1].policy.comfort_margin_k == 0.3
     assert versions[-1].comment == "confort du matin à l'école"
     await page.locator("#versions tr", has_text="19,5").wait_for(timeout=TIMEOUT_MS)
 

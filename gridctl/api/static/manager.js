@@ -55,6 +55,8 @@
             g.el("span", { className: "field-error", id: `zone-${z.id}-hours-error`, "aria-live": "polite" }))));
     }));
     if (!values.zones.length) $("zones").replaceChildren(g.el("p", { className: "muted", text: "—" }));
+    $("comfort-fields").replaceChildren(...(values.zones.length
+      ? [numberField("comfort-margin", "manager.comfort_margin", p.comfort_margin_k, { max: 2, step: "0.1" })] : []));
     $("ev-fields").replaceChildren(
       numberField("ev-minimum", "manager.ev_minimum", p.ev_minimum_energy_kwh, { max: 200 }),
       numberField("ev-max-power", "manager.ev_max_power", p.ev_max_power_kw, { optional: true, max: 1000,
@@ -150,6 +152,7 @@
       if (windows && hours(windows) !== z.occupied_hours.join(", ")) entry.occupied_hours = windows;
       if (Object.keys(entry).length) policy.comfort[z.id] = entry;
     }
+    if (values.zones.length) policy.comfort_margin_k = take(readNumber("comfort-margin", 0, 2));
     policy.ev_minimum_energy_kwh = take(readNumber("ev-minimum", 0, 200));
     policy.ev_max_power_kw = take(readNumber("ev-max-power", 0, 1000));
     policy.subscribed_power_kw = take(readNumber("subscribed", 0, 100000));
