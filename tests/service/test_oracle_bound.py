@@ -1,6 +1,6 @@
-"""Perfect foresight bounds gridctl: on the case where the oracle once lost to gridctl, the oracle costs no
-more and delivers as much, and gridctl's own loop fed the true future and plant (`mpc`) does no worse than
-gridctl either. One run of each serves every assertion (they take minutes)."""
+"""Perfect foresight bounds gridctl: on the first day of the case where the oracle once lost to gridctl,
+the oracle costs no more and delivers as much, and gridctl's own loop fed the true future and plant
+(`mpc`) does no worse than gridctl either. One run of each serves every assertion (they take minutes)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ WINTER = datetime.fromisoformat("2026-01-12T00:00+01:00")
 async def _run(controller: str) -> tuple[dict, SimulationOptions]:
     # Ideal communications: the oracle follows its plan open-loop and does not foresee outages, so only
     # without them is its realised cost a bound (sim/PLANT.md, "The oracle").
-    options = SimulationOptions(site=REPO / "sites" / "zac-union", controller=controller, days=2, seed=1,
+    options = SimulationOptions(site=REPO / "sites" / "zac-union", controller=controller, days=1, seed=1,
                                 start=WINTER, step=timedelta(minutes=15), physics_step=timedelta(minutes=5),
                                 instruments=False)
     return (await simulate(options)).as_dict(), options
@@ -46,7 +46,7 @@ async def test_perfect_foresight_costs_no_more_than_gridctl_on_zac_union_in_wint
     assert km["cost_eur"] <= kg["cost_eur"] + mpc_tolerance
     assert _valued(km) <= _valued(kg) + mpc_tolerance
     assert km["ev_unmet_kwh"] < 0.5 and km["grid_limit_violations"] == 0
-    assert mpc["optimisations"] >= 48
+    assert mpc["optimisations"] >= 24
 
     assert oracle["plant"] == gridctl["plant"] == mpc["plant"]
     assert oracle["plant"]["offices"]["resistance_k_per_kw"]["site_file"] == 0.5
